@@ -1,0 +1,154 @@
+"""The augmentation pipeline: sample a record's parameters, then render it.
+
+Rendering composes every geometric op and the final resize into one 3x3
+matrix and resamples once, from the (optionally pre-shrunk) source straight
+to the target size.  Photometric ops then run in recipe order on the small
+output image; runs of tone-curve ops fuse into one lookup table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .ops import ToneOp, scale, translate
+from .recipe import Recipe
+from .targets import Target, quantization_lut, quantize
+
+
+@dataclass
+class Labels:
+    """Labels in a frame's continuous pixel coordinates.
+
+    ``boxes`` (n, 5) float32 ``[class, x0, y0, x1, y1]``; ``keypoints`` (n, 3)
+    float32 ``[x, y, visible]``; ``mask`` (h, w) uint8 class ids, or None.
+    """
+
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), np.float32))
+    keypoints: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
+    mask: Optional[np.ndarray] = None
+
+
+def record_rng(seed: int, source_key: Tuple[int, ...], variant: int) -> np.random.Generator:
+    """The generator of one record: (build seed, source identity, variant index)."""
+    ss = np.random.SeedSequence(seed, spawn_key=(*source_key, variant))
+    return np.random.Generator(np.random.PCG64(ss))
+
+
+class Augmenter:
+    """Turns one decoded source into target tensors, deterministically."""
+
+    def __init__(self, recipe: Recipe, target: Target) -> None:
+        self.recipe, self.target = recipe, target
+        self.ops = [spec.build() for spec in recipe.ops]
+        self.lut = quantization_lut(target)
+
+    def sample(self, rng: np.random.Generator, src_size: Tuple[int, int]) -> List[Dict[str, Any]]:
+        """Draw every op's parameters; the frame size follows the geometry."""
+        out, size = [], (float(src_size[0]), float(src_size[1]))
+        for op in self.ops:
+            if not rng.random() < op.p:  # p=0 never fires, p=1 always does
+                out.append({"op": op.name, "on": False})
+                continue
+            params = op.sample(rng, size)
+            if op.geometric:
+                size = op.matrix(params, size)[1]
+            out.append({"op": op.name, "on": True, **params})
+        return out
+
+    def geometry(self, params: List[Dict[str, Any]], src_size: Tuple[int, int]) -> np.ndarray:
+        """The one source-to-output matrix, continuous coordinates."""
+        m, size = np.eye(3), (float(src_size[0]), float(src_size[1]))
+        for op, p in zip(self.ops, params):
+            if p["on"] and op.geometric:
+                step, size = op.matrix(p, size)
+                m = step @ m
+        return self._fit(size) @ m
+
+    def _fit(self, size: Tuple[float, float]) -> np.ndarray:
+        tw, th = self.target.width, self.target.height
+        w, h = size
+        if self.recipe.resize == "squash":
+            return scale(tw / w, th / h)
+        s = (min if self.recipe.resize == "letterbox" else max)(tw / w, th / h)
+        return translate((tw - w * s) / 2, (th - h * s) / 2) @ scale(s, s)
+
+    def render(self, image: np.ndarray, labels: Labels, params: List[Dict[str, Any]],
+               src_size: Tuple[int, int]) -> Tuple[np.ndarray, Labels]:
+        """Apply sampled ``params``: one warp, then photometric ops. No RNG."""
+        m = self.geometry(params, src_size)
+        pre = scale(image.shape[1] / src_size[0], image.shape[0] / src_size[1])
+        out = self._warp(image, m @ np.linalg.inv(pre), linear=True)
+        labels = self._warp_labels(labels, m)
+        tones: List[Tuple[Any, Dict[str, Any]]] = []
+        for op, p in zip(self.ops, params):
+            if not p["on"] or op.geometric:
+                continue
+            if isinstance(op, ToneOp):
+                tones.append((op, p))
+                continue
+            out = _apply_tones(out, tones)
+            tones = []
+            out, labels = op.apply(out, labels, p)
+        return _apply_tones(out, tones), labels
+
+    def _warp(self, img: np.ndarray, m: np.ndarray, linear: bool) -> np.ndarray:
+        import cv2
+        size = (self.target.width, self.target.height)
+        pix = translate(-0.5, -0.5) @ m @ translate(0.5, 0.5)  # to pixel-centre convention
+        if np.allclose(pix, np.eye(3), atol=1e-12) and img.shape[1::-1] == size:
+            return img.copy()
+        reflect = self.recipe.border == "reflect" and self.recipe.resize != "letterbox"
+        kw = dict(flags=cv2.INTER_LINEAR if linear else cv2.INTER_NEAREST,
+                  borderMode=cv2.BORDER_REFLECT_101 if reflect else cv2.BORDER_CONSTANT,
+                  borderValue=(self.recipe.fill,) * 4 if linear else (0,) * 4)
+        if np.allclose(pix[2], [0, 0, 1], atol=1e-12):
+            out = cv2.warpAffine(img, pix[:2], size, **kw)
+        else:
+            out = cv2.warpPerspective(img, pix, size, **kw)
+        return out.reshape(size[1], size[0], *img.shape[2:])
+
+    def _warp_labels(self, labels: Labels, m: np.ndarray) -> Labels:
+        tw, th = self.target.width, self.target.height
+        mask = None if labels.mask is None else self._warp(labels.mask, m, linear=False)
+        kp = labels.keypoints.copy()
+        if len(kp):
+            kp[:, :2] = _transform(m, kp[:, :2])
+            inside = (kp[:, 0] >= 0) & (kp[:, 0] < tw) & (kp[:, 1] >= 0) & (kp[:, 1] < th)
+            kp[:, 2] = np.where(inside, kp[:, 2], 0)
+        return Labels(_warp_boxes(labels.boxes, m, tw, th, self.recipe.min_visibility), kp, mask)
+
+    def tensor(self, image: np.ndarray) -> np.ndarray:
+        """Quantize a rendered RGB image into the target's tensor."""
+        return quantize(image, self.target, self.lut)
+
+
+def _apply_tones(image: np.ndarray, tones: List[Tuple[Any, Dict[str, Any]]]) -> np.ndarray:
+    """Fuse consecutive tone curves into one table: one pass, one rounding."""
+    if not tones:
+        return image
+    x = np.arange(256, dtype=np.float64)
+    for op, p in tones:
+        x = np.clip(op.curve(x, p), 0, 255)
+    return np.rint(x).astype(np.uint8)[image]
+
+
+def _transform(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    h = np.c_[pts.astype(np.float64), np.ones(len(pts))] @ m.T
+    return (h[:, :2] / h[:, 2:3]).astype(np.float32)
+
+
+def _warp_boxes(boxes: np.ndarray, m: np.ndarray, tw: int, th: int, min_vis: float) -> np.ndarray:
+    """Transform box corners, take their hull, clip, drop the barely visible."""
+    if not len(boxes):
+        return boxes.astype(np.float32).reshape(0, 5)
+    x0, y0, x1, y1 = boxes[:, 1], boxes[:, 2], boxes[:, 3], boxes[:, 4]
+    corners = np.stack([np.c_[x0, y0], np.c_[x1, y0], np.c_[x0, y1], np.c_[x1, y1]], 1)
+    t = _transform(m, corners.reshape(-1, 2)).reshape(-1, 4, 2)
+    lo, hi = t.min(1), t.max(1)
+    area = np.prod(hi - lo, 1)
+    clo, chi = np.clip(lo, 0, [tw, th]), np.clip(hi, 0, [tw, th])
+    kept = np.prod(np.maximum(chi - clo, 0), 1)
+    keep = (kept > 0) & (kept >= min_vis * np.maximum(area, 1e-12))
+    return np.c_[boxes[keep, :1], clo[keep], chi[keep]].astype(np.float32)

@@ -1,0 +1,145 @@
+"""The ``edgeaug`` command: a thin typer layer over the library."""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True,
+    help="Offline, deterministic data augmentation for edge devices.\n\n"
+         "Build a pack of augmented, already-quantized model inputs on the workstation; "
+         "load it on the device with numpy and lmdb only (python -m edgeaug.loader).",
+)
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.secho(f"error: {msg}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn the library's expected errors into one clear line and exit code 2."""
+    from .build import BuildError
+    from .config import ConfigError
+    from .format import FormatError
+    from .sources import SourceError
+    from .writer import WriteError
+    try:
+        yield
+    except (BuildError, ConfigError, FormatError, SourceError, WriteError, OSError) as e:
+        _fail(str(e))
+
+
+@contextmanager
+def _progress(label: str, enabled: bool = True):
+    """A rich progress bar on stderr; yields a ``progress(done, total)`` callback."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+@app.command()
+def build(
+    source: Path = typer.Argument(..., help="A folder with one subfolder per class, or a CSV/JSONL manifest with path,label."),
+    output: Path = typer.Option(..., "-o", "--output", help="The pack file to write (e.g. flowers-rpi4.lmdb)."),
+    target: str = typer.Option(..., "--target", "-t", help="A shipped profile name (see `edgeaug targets`) or a .toml path."),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", "-r", help="Recipe TOML; default: the shipped default recipe."),
+    variants: Optional[int] = typer.Option(None, "--variants", "-k", help="Augmented variants per image (overrides the recipe)."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Build seed: same inputs + seed = byte-identical pack."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes (default: all cores). Never changes the output."),
+    val: float = typer.Option(0.0, "--val", help="Fraction of sources per class held out (unaugmented) as the val split."),
+    on_error: str = typer.Option("skip", "--on-error", help="skip: skip and report unreadable sources; fail: stop at the first."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Build a pack: K seeded augmented variants of every image, as the target's exact tensors."""
+    from .build import build as run_build
+    with _errors(), _progress("rendering", not quiet) as progress:
+        res = run_build(source, output, target, recipe, variants, seed, workers, val, on_error, progress)
+    typer.echo(f"wrote {res.path}: {res.records} records ({', '.join(f'{k} {v}' for k, v in res.splits.items())}) "
+               f"in {res.seconds:.1f}s; fingerprint {res.fingerprint}")
+    for s in res.skipped:
+        typer.secho(f"skipped {s['path']}: {s['reason']}", fg="yellow", err=True)
+
+
+@app.command()
+def inspect(
+    pack: Path = typer.Argument(..., help="The pack file."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a summary."),
+) -> None:
+    """Show what a pack holds: target, recipe, seed, counts, versions, fingerprint."""
+    from .loader import Pack
+    with _errors(), Pack(str(pack)) as p:
+        m = p.manifest
+        info = {**p.info(), "recipe": m["recipe"], "counts": m["counts"], "versions": m["versions"],
+                "skipped": m["skipped"], "val_fraction": m["val_fraction"]}
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, sort_keys=True))
+        return
+    typer.echo(f"{pack}: edgeaug pack v{info['format_version']}, fingerprint {info['fingerprint']}")
+    typer.echo(f"  target   {info['target']}: {info['dtype']} {info['shape']}")
+    typer.echo(f"  records  {info['records']} ({', '.join(f'{k} {v}' for k, v in info['splits'].items())}), seed {info['seed']}")
+    typer.echo(f"  recipe   {info['recipe']['variants']} variants, original "
+               f"{'included' if info['recipe']['include_original'] else 'excluded'}, "
+               f"ops: {', '.join(o['op'] for o in info['recipe']['ops']) or 'none'}")
+    typer.echo(f"  classes  {', '.join(info['classes'])}")
+    typer.echo(f"  built by {', '.join(f'{k} {v}' for k, v in info['versions'].items())}")
+    if info["skipped"]:
+        typer.echo(f"  skipped  {len(info['skipped'])} sources (see --json)")
+
+
+@app.command()
+def verify(
+    pack: Path = typer.Argument(..., help="The pack file."),
+    source: Optional[Path] = typer.Option(None, "--source", help="The build's source dataset: regenerate records and compare bytes."),
+    sample: Optional[int] = typer.Option(None, "--sample", help="With --source, regenerate only N records (chosen reproducibly)."),
+) -> None:
+    """Check every record's digest; with --source, regenerate records and compare bytes.
+
+    Exit code 0 only if everything checked matches.
+    """
+    from .verify import verify_pack
+    with _errors():
+        rep = verify_pack(pack, source, sample)
+    for line in rep.digest_problems + rep.source_problems + [str(m) for m in rep.mismatches]:
+        typer.echo(line)
+    typer.echo(rep.summary())
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def targets() -> None:
+    """List the shipped device profiles."""
+    from .targets import list_targets, load_target
+    for p in list_targets():
+        t = load_target(p)
+        typer.echo(f"{t.name:15} {t.device.name} ({t.device.arch}, {t.device.word_size}-bit): "
+                   f"{t.dtype} {t.layout} {t.height}x{t.width} {t.color}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("edgeaug-demo"), "--out", help="Folder for the sample dataset and the pack."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes."),
+) -> None:
+    """Generate a small procedural dataset, build an rpi4 pack, verify it and load it."""
+    from .demo import run_demo
+    with _errors(), _progress("rendering") as progress:
+        summary = run_demo(out, workers, progress, typer.echo)
+    if not summary["verified"]:
+        _fail("the demo pack did not verify", 1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,208 @@
+"""The edgeaug pack format, version 1: the one place that defines the bytes.
+
+Both the writer (``edgeaug.build``) and the reader (``edgeaug.loader``) import
+this module, so it must stay importable with only numpy and the standard
+library (Python >= 3.9).
+
+A pack is a single-file LMDB database (``subdir=False``) with one unnamed
+database and three kinds of keys, all fixed width and sorting in write order:
+
+====================  =======================================================
+key                   value
+====================  =======================================================
+``b"r" + u64 BE``     one record (see ``RECORD_HEADER``), index 0..n-1
+``b"~index"``         ``INDEX_DTYPE`` array, one row per record
+``b"~manifest"``      canonical UTF-8 JSON (see ``docs/FORMAT.md``)
+====================  =======================================================
+
+The manifest is written last, so a pack without it is incomplete.
+
+Record value layout, little-endian::
+
+    0   4s   magic  b"EAR1"
+    4   u2   format version
+    6   u2   header size (64)
+    8   32s  sha256 of bytes [40:] of this value (the digest)
+    40  u4   tensor nbytes          (tensor starts at offset 64)
+    44  u4   labels nbytes          (labels section follows the tensor)
+    48  u4   params nbytes          (UTF-8 JSON, follows the labels)
+    52  i4   class label (-1: none)
+    56  u4   source index
+    60  u2   variant index
+    62  u1   split (0 train, 1 val)
+    63  u1   reserved, 0
+
+The tensor starts 64 bytes into the value: LMDB stores large values in
+overflow pages that are 16-byte aligned on 64-bit builds, so the tensor is
+aligned for every dtype we use.
+
+The labels section holds three arrays back to back, each prefixed by a
+``u4`` row count: boxes ``(n, 5) float32`` as ``[class, x0, y0, x1, y1]`` in
+output pixels, keypoints ``(n, 3) float32`` as ``[x, y, visible]``, and a mask
+``(h, w) uint8`` whose prefix is the byte count (0 or h*w of the tensor).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from typing import Any, Dict, Tuple
+
+import numpy as np
+
+FORMAT_VERSION = 1
+RECORD_MAGIC = b"EAR1"
+RECORD_PREFIX = b"r"
+INDEX_KEY = b"~index"
+MANIFEST_KEY = b"~manifest"
+KEY_SIZE = 9
+
+RECORD_HEADER = struct.Struct("<4sHH32sIIIiIHBB")
+HEADER_SIZE = 64
+DIGEST_START = 40  # the digest covers every byte from here on
+assert RECORD_HEADER.size <= HEADER_SIZE
+
+SPLITS = {"train": 0, "val": 1}
+
+#: One row per record in ``~index``.
+INDEX_DTYPE = np.dtype(
+    [("source", "<u4"), ("variant", "<u2"), ("split", "u1"), ("pad", "u1"),
+     ("label", "<i4"), ("digest", "u1", (32,))]  # not S32: numpy strips trailing NULs
+)
+
+#: Tensor dtypes a target may use, by manifest name.
+DTYPES = {"uint8": "|u1", "int8": "|i1", "float16": "<f2", "float32": "<f4"}
+
+#: Hard limits that keep a hostile pack from making the reader allocate wildly.
+MAX_MANIFEST_BYTES = 256 << 20
+MAX_RECORDS = 1 << 31
+MAX_TENSOR_BYTES = 1 << 30
+MAX_LABEL_ROWS = 1 << 20
+
+
+class FormatError(ValueError):
+    """The pack's bytes do not follow this format version."""
+
+
+def record_key(index: int) -> bytes:
+    """Fixed-width key of record ``index``; big-endian so keys sort numerically."""
+    if not 0 <= index < MAX_RECORDS:
+        raise FormatError(f"record index {index} out of range")
+    return RECORD_PREFIX + index.to_bytes(8, "big")
+
+
+def tensor_dtype(name: str) -> np.dtype:
+    """The explicit little-endian numpy dtype for a manifest dtype name."""
+    try:
+        return np.dtype(DTYPES[name])
+    except KeyError:
+        raise FormatError(f"unsupported tensor dtype {name!r}") from None
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The one JSON encoding used for hashing and storing: sorted, compact, UTF-8."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def pack_labels(boxes: np.ndarray | None, keypoints: np.ndarray | None,
+                mask: np.ndarray | None) -> bytes:
+    """Serialize the per-record labels section."""
+    parts = []
+    for arr, cols in ((boxes, 5), (keypoints, 3)):
+        a = np.zeros((0, cols), "<f4") if arr is None else np.ascontiguousarray(arr, "<f4")
+        if a.ndim != 2 or a.shape[1] != cols:
+            raise FormatError(f"label array must be (n, {cols}), got {a.shape}")
+        parts += [struct.pack("<I", a.shape[0]), a.tobytes()]
+    m = b"" if mask is None else np.ascontiguousarray(mask, "u1").tobytes()
+    parts += [struct.pack("<I", len(m)), m]
+    return b"".join(parts)
+
+
+def unpack_labels(buf, mask_shape: Tuple[int, int]) -> Dict[str, np.ndarray]:
+    """Parse a labels section, bounds-checking every count against ``buf``."""
+    out: Dict[str, np.ndarray] = {}
+    pos, end = 0, len(buf)
+    for name, cols in (("boxes", 5), ("keypoints", 3)):
+        n = _read_u4(buf, pos, end, name)
+        pos += 4
+        nbytes = n * cols * 4
+        if n > MAX_LABEL_ROWS or pos + nbytes > end:
+            raise FormatError(f"labels: {name} count {n} overruns the record")
+        out[name] = np.frombuffer(buf, "<f4", n * cols, pos).reshape(n, cols)
+        pos += nbytes
+    n = _read_u4(buf, pos, end, "mask")
+    pos += 4
+    h, w = mask_shape
+    if n not in (0, h * w) or pos + n != end:
+        raise FormatError(f"labels: mask of {n} bytes does not fit {h}x{w}")
+    out["mask"] = np.frombuffer(buf, "u1", n, pos).reshape(h, w) if n else None
+    return out
+
+
+def _read_u4(buf, pos: int, end: int, what: str) -> int:
+    if pos + 4 > end:
+        raise FormatError(f"labels: {what} count truncated")
+    return struct.unpack_from("<I", buf, pos)[0]
+
+
+def encode_record(tensor: np.ndarray, label: int, source: int, variant: int,
+                  split: int, labels: bytes, params: Any) -> bytes:
+    """Build one record value; the digest is filled in over bytes [40:]."""
+    tbytes = np.ascontiguousarray(tensor).tobytes()
+    pbytes = canonical_json(params)
+    body = struct.pack("<IIIiIHBB", len(tbytes), len(labels), len(pbytes),
+                       label, source, variant, split, 0)
+    body += b"\0" * (HEADER_SIZE - DIGEST_START - len(body)) + tbytes + labels + pbytes
+    digest = hashlib.sha256(body).digest()
+    head = struct.pack("<4sHH32s", RECORD_MAGIC, FORMAT_VERSION, HEADER_SIZE, digest)
+    return head + body
+
+
+class RecordHeader:
+    """A parsed, bounds-checked record header; offsets index into the value."""
+
+    __slots__ = ("digest", "tensor_nbytes", "labels_nbytes", "params_nbytes",
+                 "label", "source", "variant", "split")
+
+    def __init__(self, value) -> None:
+        if len(value) < HEADER_SIZE:
+            raise FormatError(f"record of {len(value)} bytes is shorter than its header")
+        (magic, version, hsize, self.digest, self.tensor_nbytes, self.labels_nbytes,
+         self.params_nbytes, self.label, self.source, self.variant, self.split,
+         _) = RECORD_HEADER.unpack_from(value, 0)
+        if magic != RECORD_MAGIC:
+            raise FormatError("record magic mismatch")
+        if version != FORMAT_VERSION or hsize != HEADER_SIZE:
+            raise FormatError(f"record format version {version} (header {hsize}); "
+                              f"this reader understands version {FORMAT_VERSION}")
+        total = HEADER_SIZE + self.tensor_nbytes + self.labels_nbytes + self.params_nbytes
+        if total != len(value):
+            raise FormatError(f"record sections sum to {total} bytes, value has {len(value)}")
+
+    @property
+    def labels_offset(self) -> int:
+        return HEADER_SIZE + self.tensor_nbytes
+
+    @property
+    def params_offset(self) -> int:
+        return self.labels_offset + self.labels_nbytes
+
+
+def record_digest(value) -> bytes:
+    """Recompute the digest of a record value (sha256 of bytes [40:])."""
+    return hashlib.sha256(memoryview(value)[DIGEST_START:]).digest()
+
+
+def fingerprint(manifest_without_fp: dict, index_bytes: bytes) -> str:
+    """Whole-pack fingerprint: sha256 of the canonical manifest and the index."""
+    h = hashlib.sha256()
+    h.update(canonical_json(manifest_without_fp))
+    h.update(index_bytes)
+    return h.hexdigest()
+
+
+def tensor_shape(target: dict) -> Tuple[int, ...]:
+    """Per-record tensor shape of a manifest ``target`` entry (no batch axis)."""
+    h, w, c = int(target["height"]), int(target["width"]), int(target["channels"])
+    return (c, h, w) if target["layout"] == "NCHW" else (h, w, c)

@@ -1,0 +1,465 @@
+"""Pure-Python, read-only reader for LMDB data files (64-bit little-endian, format 0.9).
+
+Fallback for hosts where the native ``lmdb`` package cannot read the packs:
+32-bit Raspberry Pi OS (armv7l), whose liblmdb rejects files written on
+x86_64/aarch64 with ``MDB_INVALID``, and installs without ``lmdb`` at all.
+
+Only the standard library is used.  The file is read with ``os.pread`` one
+page (or one overflow run) at a time and never mapped as a whole, so files
+larger than a 32-bit address space work.  Every number taken from the file is
+bounds-checked; malformed input raises :class:`LmdbFormatError`.
+
+Layout (``mdb.c`` of LMDB 0.9, LP64, ``MDB_DEVEL`` off): a 16-byte page header
+(``mp_pgno`` u64, ``mp_pad``, ``mp_flags``, ``mp_lower``, ``mp_upper`` u16, the
+last two overlaid by ``mp_pages`` u32 on overflow pages), then ``mp_ptrs[]``:
+u16 node offsets from the page start.  Node: ``mn_lo``, ``mn_hi``, ``mn_flags``,
+``mn_ksize`` (u16), key, data.  Meta pages 0 and 1 hold magic, version, address,
+mapsize, the free and main ``MDB_db`` records (page size in the free DB's
+``md_pad``), last page number and txnid.
+"""
+from __future__ import annotations
+
+import bisect
+import os
+import struct
+import threading
+from collections import OrderedDict
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
+
+__all__ = ["LmdbFormatError", "PureDatabase", "PureEnvironment", "open_pure"]
+
+MDB_MAGIC = 0xBEEFC0DE
+MDB_DATA_VERSION = 1
+PAGEHDRSZ = 16
+NODESIZE = 8
+P_INVALID = 0xFFFFFFFFFFFFFFFF  # md_root of an empty tree
+MAX_DEPTH = 64  # LMDB's own cursor stack holds 32 levels
+
+P_BRANCH, P_LEAF, P_OVERFLOW, P_META, P_LEAF2, P_SUBP = 0x01, 0x02, 0x04, 0x08, 0x20, 0x40
+_P_TYPES = P_BRANCH | P_LEAF | P_OVERFLOW | P_META | P_LEAF2 | P_SUBP  # ignores P_DIRTY etc.
+F_BIGDATA, F_SUBDATA, F_DUPDATA = 0x01, 0x02, 0x04
+_UNSUPPORTED_FLAGS = {0x02: "MDB_REVERSEKEY", 0x04: "MDB_DUPSORT", 0x08: "MDB_INTEGERKEY",
+                      0x10: "MDB_DUPFIXED", 0x20: "MDB_INTEGERDUP", 0x40: "MDB_REVERSEDUP"}
+_PSIZE_GUESSES = (4096, 8192, 16384, 32768, 65536, 512, 1024, 2048)
+
+_HDR = struct.Struct("<QHHHH")
+_DB = struct.Struct("<IHHQQQQQ")  # MDB_db, 48 bytes
+_META = struct.Struct("<IIQQ48s48sQQ")  # MDB_meta, 136 bytes
+_NODE = struct.Struct("<HHHH")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_META_END = PAGEHDRSZ + _META.size
+_HAVE_PREAD = hasattr(os, "pread")
+
+
+class LmdbFormatError(ValueError):
+    """The file is not a readable 64-bit LMDB 0.9 data file (corrupt or truncated)."""
+
+
+class _DbRecord(NamedTuple):
+    pad: int
+    flags: int
+    depth: int
+    branch_pages: int
+    leaf_pages: int
+    overflow_pages: int
+    entries: int
+    root: int
+
+
+class _Meta(NamedTuple):
+    psize: int
+    map_size: int
+    main: _DbRecord
+    last_pgno: int
+    txnid: int
+
+
+class _Page:
+    """A parsed, validated branch or leaf page.
+
+    ``nodes`` holds child page numbers on branch pages and
+    ``(node_flags, data_size, data_offset)`` tuples on leaf pages.
+    """
+
+    __slots__ = ("pgno", "is_leaf", "raw", "keys", "nodes")
+
+    def __init__(self, pgno: int, is_leaf: bool, raw: bytes, keys: List[bytes], nodes: list):
+        self.pgno, self.is_leaf, self.raw, self.keys, self.nodes = pgno, is_leaf, raw, keys, nodes
+
+
+class PureDatabase:
+    """Handle for a named sub-database, as returned by :meth:`PureEnvironment.open_db`."""
+
+    __slots__ = ("name", "_record", "_env")
+
+    def __init__(self, name: bytes, record: _DbRecord, env: "PureEnvironment"):
+        self.name, self._record, self._env = name, record, env
+
+    def __repr__(self) -> str:
+        return f"PureDatabase({self.name!r}, entries={self._record.entries})"
+
+
+def _magic_hint(raw: bytes) -> str:
+    # Name the common wrong-platform layouts instead of a bare "bad magic".
+    if raw[12:16] == _U32.pack(MDB_MAGIC):
+        return "bad magic (looks like a file written by 32-bit LMDB, unsupported)"
+    if raw[16:20] == struct.pack(">I", MDB_MAGIC):
+        return "bad magic (looks like a big-endian LMDB file, unsupported)"
+    return "bad magic (not an LMDB data file)"
+
+
+def _parse_meta(raw: bytes) -> Tuple[Optional[_Meta], str]:
+    """Decode one meta page; return ``(meta, "")`` or ``(None, reason)``."""
+    if len(raw) < _META_END:
+        return None, "too short"
+    flags = _HDR.unpack_from(raw)[2]
+    magic, version, _addr, map_size, free, main, last_pgno, txnid = _META.unpack_from(raw, PAGEHDRSZ)
+    if magic != MDB_MAGIC:
+        return None, _magic_hint(raw)
+    if not flags & P_META:
+        return None, f"page flags 0x{flags:x} lack P_META"
+    if version != MDB_DATA_VERSION:
+        return None, f"unsupported data version {version}"
+    psize = _DB.unpack(free)[0]  # mm_psize lives in md_pad of the free DB
+    if not 512 <= psize <= 65536 or psize & (psize - 1):
+        return None, f"invalid page size {psize}"
+    return _Meta(psize, map_size, _DbRecord(*_DB.unpack(main)), last_pgno, txnid), ""
+
+
+def _as_key(key) -> bytes:
+    if isinstance(key, bytes):
+        return key
+    if isinstance(key, (bytearray, memoryview)):
+        return bytes(key)
+    raise TypeError(f"keys must be bytes, not {type(key).__name__}")
+
+
+class PureEnvironment:
+    """Read-only view of one LMDB data file (the ``subdir=False`` layout).
+
+    The newest valid meta page is read once at open; the reader sees that
+    snapshot.  Page reads go through a small LRU cache, guarded by a lock so
+    one environment may be shared between threads.
+    """
+
+    def __init__(self, path: str, max_cached_pages: int = 256):
+        """Open ``path`` (the data file itself) and validate its meta pages and size."""
+        self.path = os.fspath(path)
+        self._fd: Optional[int] = None
+        self._max_cached = max(0, int(max_cached_pages))
+        self._cache: "OrderedDict[int, _Page]" = OrderedDict()
+        self._dbs: Dict[bytes, PureDatabase] = {}
+        self._lock = threading.Lock()
+        if os.path.isdir(self.path):
+            raise LmdbFormatError(f"{self.path} is a directory; pass the data file (subdir=False)")
+        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            self._file_size = os.fstat(self._fd).st_size
+            self._load_meta()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- low-level I/O -----------------------------------------------------
+
+    def _pread(self, offset: int, size: int) -> bytes:
+        """Read exactly ``size`` bytes at ``offset`` (loops over short reads)."""
+        fd = self._fd
+        if fd is None:
+            raise ValueError("PureEnvironment is closed")
+        chunks, got = [], 0
+        while got < size:
+            if _HAVE_PREAD:
+                chunk = os.pread(fd, size - got, offset + got)
+            else:  # e.g. Windows: seek+read must not interleave between threads
+                with self._lock:
+                    os.lseek(fd, offset + got, os.SEEK_SET)
+                    chunk = os.read(fd, size - got)
+            if not chunk:
+                raise LmdbFormatError(f"{self.path}: unexpected end of file at offset {offset + got}")
+            chunks.append(chunk)
+            got += len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _load_meta(self) -> None:
+        if self._file_size < _META_END:
+            raise LmdbFormatError(f"{self.path}: file is {self._file_size} bytes, too small "
+                                  "for an LMDB meta page (truncated or empty)")
+        m0, why0 = _parse_meta(self._pread(0, _META_END))
+        m1, why1 = None, "not found at any supported page size"
+        # Meta 1 sits one page in; if meta 0 is unusable its psize is unknown, so try the usual ones.
+        for off in ([m0.psize] if m0 else _PSIZE_GUESSES):
+            if off + _META_END > self._file_size:
+                why1 = "beyond end of file"
+                continue
+            cand, why1 = _parse_meta(self._pread(off, _META_END))
+            if cand is not None and cand.psize != off:
+                cand, why1 = None, f"page size {cand.psize} does not match its offset {off}"
+            if cand is not None:
+                m1 = cand
+                break
+        valid = [m for m in (m0, m1) if m is not None]
+        if not valid:
+            raise LmdbFormatError(f"{self.path}: no valid meta page (page 0: {why0}; page 1: {why1})")
+        # Newest snapshot wins; max() keeps meta 0 on a tie, as LMDB does.
+        self._check_meta(max(valid, key=lambda m: m.txnid))
+
+    def _check_meta(self, meta: _Meta) -> None:
+        need = (meta.last_pgno + 1) * meta.psize
+        if meta.last_pgno < 1 or need > self._file_size:
+            raise LmdbFormatError(
+                f"{self.path}: truncated file: meta (txn {meta.txnid}) needs {meta.last_pgno + 1} "
+                f"pages of {meta.psize} bytes = {need} bytes, file has {self._file_size}")
+        self._meta, self._psize, self._last_pgno = meta, meta.psize, meta.last_pgno
+        self._check_record(meta.main, "main DB")
+
+    def _check_record(self, rec: _DbRecord, what: str) -> None:
+        if rec.depth > MAX_DEPTH:
+            raise LmdbFormatError(f"{what}: tree depth {rec.depth} exceeds {MAX_DEPTH}")
+        if rec.root == P_INVALID:
+            if rec.depth:
+                raise LmdbFormatError(f"{what}: empty tree with depth {rec.depth}")
+        elif not 2 <= rec.root <= self._last_pgno or rec.depth == 0:
+            raise LmdbFormatError(f"{what}: root page {rec.root} (depth {rec.depth}) is invalid "
+                                  f"for data pages 2..{self._last_pgno}")
+
+    # -- pages -----------------------------------------------------------
+
+    def _page(self, pgno: int) -> _Page:
+        with self._lock:
+            page = self._cache.get(pgno)
+            if page is not None:
+                self._cache.move_to_end(pgno)
+                return page
+        if not 2 <= pgno <= self._last_pgno:
+            raise LmdbFormatError(f"page number {pgno} outside data pages 2..{self._last_pgno}")
+        page = self._parse_page(pgno, self._pread(pgno * self._psize, self._psize))
+        if self._max_cached:
+            with self._lock:
+                self._cache[pgno] = page
+                while len(self._cache) > self._max_cached:
+                    self._cache.popitem(last=False)
+        return page
+
+    def _parse_page(self, pgno: int, raw: bytes) -> _Page:
+        mp_pgno, _pad, flags, lower, upper = _HDR.unpack_from(raw)
+        if mp_pgno != pgno:
+            raise LmdbFormatError(f"page {pgno}: header claims page number {mp_pgno}")
+        kind = flags & _P_TYPES
+        if kind not in (P_BRANCH, P_LEAF):
+            raise LmdbFormatError(f"page {pgno}: expected a branch or leaf page, flags 0x{flags:x}")
+        if not PAGEHDRSZ <= lower <= upper <= self._psize or (lower - PAGEHDRSZ) & 1:
+            raise LmdbFormatError(f"page {pgno}: bad free-space bounds lower={lower} upper={upper}")
+        count, is_leaf = (lower - PAGEHDRSZ) >> 1, kind == P_LEAF
+        if count == 0 and not is_leaf:
+            raise LmdbFormatError(f"page {pgno}: branch page without children")
+        keys: List[bytes] = []
+        nodes: list = []
+        for off in struct.unpack_from(f"<{count}H", raw, PAGEHDRSZ):
+            key, node = self._parse_node(pgno, raw, off, upper, is_leaf)
+            keys.append(key)
+            nodes.append(node)
+        return _Page(pgno, is_leaf, raw, keys, nodes)
+
+    def _parse_node(self, pgno: int, raw: bytes, off: int, upper: int, is_leaf: bool):
+        psize = self._psize
+        if off < upper or off & 1 or off + NODESIZE > psize:
+            raise LmdbFormatError(f"page {pgno}: node offset {off} outside node area {upper}..{psize}")
+        lo, hi, nflags, ksize = _NODE.unpack_from(raw, off)
+        kend = off + NODESIZE + ksize
+        if kend > psize:
+            raise LmdbFormatError(f"page {pgno}: {ksize}-byte key at offset {off} overruns the page")
+        key = raw[off + NODESIZE:kend]
+        if not is_leaf:  # on 64-bit the child pgno spills into mn_flags
+            child = lo | hi << 16 | nflags << 32
+            if not 2 <= child <= self._last_pgno:
+                raise LmdbFormatError(f"page {pgno}: child page {child} outside 2..{self._last_pgno}")
+            return key, child
+        dsize = lo | hi << 16
+        if nflags & F_DUPDATA:
+            raise NotImplementedError(f"page {pgno}: duplicate-key (MDB_DUPSORT) data is not supported")
+        if kend + (8 if nflags & F_BIGDATA else dsize) > psize:
+            raise LmdbFormatError(f"page {pgno}: {dsize}-byte value at offset {off} overruns the page")
+        return key, (nflags, dsize, kend)
+
+    def _value(self, page: _Page, idx: int) -> bytes:
+        nflags, dsize, doff = page.nodes[idx]
+        if not nflags & F_BIGDATA:
+            return page.raw[doff:doff + dsize]
+        return self._read_overflow(_U64.unpack_from(page.raw, doff)[0], dsize)
+
+    def _read_overflow(self, pgno: int, size: int) -> bytes:
+        """Return a value stored in an overflow run (header on its first page only)."""
+        psize, last = self._psize, self._last_pgno
+        need = (PAGEHDRSZ - 1 + size) // psize + 1  # OVPAGES() in mdb.c
+        if not 2 <= pgno or pgno + need - 1 > last:
+            raise LmdbFormatError(f"overflow value of {size} bytes at page {pgno} runs past page {last}")
+        mp_pgno, _pad, flags, lo, up = _HDR.unpack(self._pread(pgno * psize, PAGEHDRSZ))
+        pages = lo | up << 16  # mp_pages overlays mp_lower/mp_upper
+        # An overwrite may reuse a longer run in place, so pages >= need is fine.
+        if mp_pgno != pgno or flags & _P_TYPES != P_OVERFLOW or not need <= pages <= last - pgno + 1:
+            raise LmdbFormatError(f"page {pgno}: not a valid overflow page for a {size}-byte value "
+                                  f"(pgno {mp_pgno}, flags 0x{flags:x}, {pages} pages)")
+        return self._pread(pgno * psize + PAGEHDRSZ, size)
+
+    # -- tree walking ----------------------------------------------------
+
+    def _descend(self, rec: _DbRecord, stack: list, pgno: int, key: Optional[bytes]) -> None:
+        """Push ``[page, index]`` pairs from ``pgno`` down to a leaf onto ``stack``.
+
+        ``key`` None takes the leftmost path, else the path to the first key
+        >= ``key``.  Every leaf must sit exactly at md_depth, which bounds the
+        loop and turns a cyclic child pointer into an error.
+        """
+        while True:
+            page = self._page(pgno)
+            at_leaf_level = len(stack) == rec.depth - 1
+            if page.is_leaf != at_leaf_level:
+                kind = "leaf" if page.is_leaf else "branch"
+                raise LmdbFormatError(f"page {pgno}: {kind} page at level {len(stack)} "
+                                      f"of a depth-{rec.depth} tree (corrupt or cyclic tree)")
+            if page.is_leaf:
+                stack.append([page, 0 if key is None else bisect.bisect_left(page.keys, key)])
+                return
+            # Branch key 0 is an implicit minus-infinity: search keys 1..n-1 only.
+            idx = 0 if key is None else bisect.bisect_right(page.keys, key, 1) - 1
+            stack.append([page, idx])
+            pgno = page.nodes[idx]
+
+    def _walk(self, rec: _DbRecord, start: Optional[bytes]) -> Iterator[Tuple[_Page, int]]:
+        """Yield ``(leaf_page, index)`` for each entry in key order, from ``start``."""
+        if rec.root == P_INVALID:
+            return
+        stack: list = []
+        self._descend(rec, stack, rec.root, start)
+        budget = self._last_pgno + MAX_DEPTH  # a sound tree visits each page once
+        prev: Optional[bytes] = None
+        while True:
+            page, idx = stack[-1]
+            if idx < len(page.keys):
+                key = page.keys[idx]
+                if prev is not None and key <= prev:
+                    raise LmdbFormatError(f"page {page.pgno}: keys out of order (corrupt or cyclic tree)")
+                prev, stack[-1][1] = key, idx + 1
+                yield page, idx
+                continue
+            # Leaf exhausted: climb to the nearest ancestor with a right sibling.
+            stack.pop()
+            while stack and stack[-1][1] + 1 >= len(stack[-1][0].keys):
+                stack.pop()
+            if not stack:
+                return
+            stack[-1][1] += 1
+            depth_before = len(stack)
+            self._descend(rec, stack, stack[-1][0].nodes[stack[-1][1]], None)
+            budget -= len(stack) - depth_before
+            if budget < 0:
+                raise LmdbFormatError("tree walk visited more pages than the file holds (cycle)")
+
+    # -- databases -------------------------------------------------------
+
+    def _check_supported(self, rec: _DbRecord, what: str) -> None:
+        bad = [name for bit, name in _UNSUPPORTED_FLAGS.items() if rec.flags & bit]
+        if bad:
+            raise NotImplementedError(f"{what} uses {', '.join(bad)}; only plain byte-ordered, "
+                                      "non-dupsort databases are supported by the pure reader")
+
+    def _lookup(self, rec: _DbRecord, key: bytes) -> Optional[Tuple[_Page, int]]:
+        if rec.root == P_INVALID:
+            return None
+        stack: list = []
+        self._descend(rec, stack, rec.root, key)
+        page, idx = stack[-1]
+        return (page, idx) if idx < len(page.keys) and page.keys[idx] == key else None
+
+    def open_db(self, name: bytes) -> PureDatabase:
+        """Return a handle for the named sub-database ``name`` (never creates one).
+
+        Raises KeyError if there is no such database and NotImplementedError
+        for dupsort / integer-key / reverse-key databases.
+        """
+        name = _as_key(name)
+        handle = self._dbs.get(name)
+        if handle is not None:
+            return handle
+        self._check_supported(self._meta.main, "main DB")
+        hit = self._lookup(self._meta.main, name)
+        if hit is None:
+            raise KeyError(f"no named database {name!r} in {self.path}")
+        page, idx = hit
+        nflags, dsize, doff = page.nodes[idx]
+        if not nflags & F_SUBDATA or nflags & F_BIGDATA or dsize != _DB.size:
+            raise LmdbFormatError(f"key {name!r} of the main DB is not a named-database record")
+        rec = _DbRecord(*_DB.unpack_from(page.raw, doff))
+        what = f"database {name!r}"
+        self._check_record(rec, what)
+        self._check_supported(rec, what)
+        handle = self._dbs[name] = PureDatabase(name, rec, self)
+        return handle
+
+    def _resolve(self, db) -> _DbRecord:
+        if db is None:
+            return self._meta.main
+        if isinstance(db, PureDatabase):
+            if db._env is not self:
+                raise ValueError("database handle belongs to another environment")
+            return db._record
+        return self.open_db(db)._record
+
+    def _readable(self, db) -> _DbRecord:
+        rec = self._resolve(db)
+        if db is None:
+            self._check_supported(rec, "main DB")
+        return rec
+
+    # -- public API ------------------------------------------------------
+
+    def get(self, key: bytes, default=None, db=None) -> Optional[bytes]:
+        """Return a copy of the value stored under ``key``, or ``default``.
+
+        ``db`` is None (main DB), a sub-database name or an ``open_db`` handle.
+        """
+        hit = self._lookup(self._readable(db), _as_key(key))
+        return default if hit is None else self._value(*hit)
+
+    def keys(self, db=None, start: Optional[bytes] = None) -> Iterator[bytes]:
+        """Iterate keys in byte order, from the first key >= ``start`` (set_range)."""
+        rec, start = self._readable(db), None if start is None else _as_key(start)
+        return (page.keys[idx] for page, idx in self._walk(rec, start))
+
+    def items(self, db=None, start: Optional[bytes] = None) -> Iterator[Tuple[bytes, bytes]]:
+        """Iterate ``(key, value)`` pairs in key order, from the first key >= ``start``."""
+        rec, start = self._readable(db), None if start is None else _as_key(start)
+        return ((page.keys[idx], self._value(page, idx)) for page, idx in self._walk(rec, start))
+
+    def stat(self, db=None) -> dict:
+        """Tree statistics with py-lmdb's ``stat()`` keys (main DB by default)."""
+        rec = self._resolve(db)
+        return {"psize": self._psize, "depth": rec.depth, "branch_pages": rec.branch_pages,
+                "leaf_pages": rec.leaf_pages, "overflow_pages": rec.overflow_pages,
+                "entries": rec.entries}
+
+    def info(self) -> dict:
+        """Snapshot information: ``map_size``, ``last_pgno``, ``last_txnid``."""
+        meta = self._meta
+        return {"map_size": meta.map_size, "last_pgno": meta.last_pgno, "last_txnid": meta.txnid}
+
+    def close(self) -> None:
+        """Close the file; further reads raise ValueError.  Safe to call twice."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+        with self._lock:
+            self._cache.clear()
+
+    def __enter__(self) -> "PureEnvironment":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_pure(path: str, max_cached_pages: int = 256) -> PureEnvironment:
+    """Open an LMDB data file with the pure-Python reader."""
+    return PureEnvironment(path, max_cached_pages=max_cached_pages)

@@ -1,0 +1,159 @@
+"""Device target profiles: the exact input tensor of one device's model.
+
+A profile is a TOML file (``targets/*.toml``) validated into a frozen
+:class:`Target`.  :func:`quantize` turns an augmented uint8 image into that
+tensor; the loader never converts anything afterwards.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy as np
+
+from .config import ConfigError, Fields, load_toml
+from .format import DTYPES, tensor_shape
+
+LAYOUTS = ("NHWC", "NCHW")
+COLORS = {"RGB": 3, "BGR": 3, "GRAY": 1}
+QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
+TARGET_DIRS = (Path(__file__).resolve().parent.parent / "targets",
+               Path(__file__).resolve().parent / "targets")
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    arch: str          # "aarch64", "armv7l", "x86_64" or "any"
+    word_size: int     # 32 or 64
+
+
+@dataclass(frozen=True)
+class Target:
+    """A validated device profile; ``to_dict`` is what the manifest stores."""
+
+    name: str
+    device: Device
+    input_name: str
+    height: int
+    width: int
+    channels: int
+    layout: str
+    color: str
+    dtype: str
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+    scale: float = 1.0
+    zero_point: int = 0
+
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        return tensor_shape(self.to_dict())
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        """(width, height), the order OpenCV wants."""
+        return self.width, self.height
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+
+def list_targets() -> List[Path]:
+    """Shipped profiles, by name."""
+    seen = {}
+    for d in TARGET_DIRS:
+        for p in sorted(d.glob("*.toml")) if d.is_dir() else ():
+            seen.setdefault(p.stem, p)
+    return [seen[k] for k in sorted(seen)]
+
+
+def load_target(name_or_path: str | Path) -> Target:
+    """Load a shipped profile by name, or any profile file by path."""
+    p = Path(name_or_path)
+    if p.suffix != ".toml" or not p.exists():
+        for d in TARGET_DIRS:
+            if (d / f"{name_or_path}.toml").is_file():
+                p = d / f"{name_or_path}.toml"
+                break
+        else:
+            names = ", ".join(t.stem for t in list_targets())
+            raise ConfigError(f"unknown target {str(name_or_path)!r}: not a file and not one of: {names}")
+    return parse_target(load_toml(p), p.stem, p.name)
+
+
+def parse_target(data: dict, name: str, where: str = "<target>") -> Target:
+    """Validate a parsed TOML table into a Target; errors name file and field."""
+    top = Fields(data, where)
+    dev, inp = top.sub("device"), top.sub("input")
+    top.done()
+    device = Device(dev.str("name"), dev.str("arch"), dev.int("word_size"))
+    if device.word_size not in (32, 64):
+        dev.fail("word_size", "must be 32 or 64")
+    dev.done()
+    color = inp.str("color", choices=COLORS)
+    channels = inp.int("channels", lo=1, hi=4)
+    if channels != COLORS[color]:
+        inp.fail("channels", f"{channels} does not match color {color} ({COLORS[color]} channels)")
+    dtype = inp.str("dtype", choices=DTYPES)
+    kw = dict(
+        name=name, device=device, input_name=inp.str("name", default="input"),
+        height=inp.int("height", lo=1, hi=8192), width=inp.int("width", lo=1, hi=8192),
+        channels=channels, layout=inp.str("layout", choices=LAYOUTS), color=color, dtype=dtype,
+        mean=inp.nums("mean", channels, default=[0.0] * channels, lo=-1e6, hi=1e6),
+        std=inp.nums("std", channels, default=[1.0] * channels, lo=1e-12, hi=1e6),
+    )
+    if dtype in QRANGE:
+        kw["scale"] = inp.num("scale", lo=1e-12, hi=1e6)
+        lo, hi = QRANGE[dtype]
+        kw["zero_point"] = inp.int("zero_point", default=0, lo=lo, hi=hi)
+    inp.done()
+    return Target(**kw)
+
+
+def target_from_dict(d: dict) -> Target:
+    """Rebuild a Target from a manifest's ``target`` entry."""
+    d = dict(d)
+    dev = d.pop("device")
+    return Target(device=Device(**dev), **{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
+
+
+def quantization_lut(t: Target) -> np.ndarray:
+    """(256, channels) table from a pixel value to the stored tensor value.
+
+    Inputs are uint8, so every output is a table lookup: exact, and the same
+    on every machine.  ``q = clip(rint(((p / 255) - mean) / std / scale) + zp)``
+    for integer dtypes; ``(p / 255 - mean) / std`` cast for float dtypes.
+    """
+    p = np.arange(256, dtype=np.float64)[:, None] / 255.0
+    x = (p - np.asarray(t.mean)) / np.asarray(t.std)
+    if t.dtype in QRANGE:
+        lo, hi = QRANGE[t.dtype]
+        x = np.clip(np.rint(x / t.scale) + t.zero_point, lo, hi)
+    return x.astype(np.dtype(DTYPES[t.dtype]))
+
+
+def to_color(image: np.ndarray, color: str) -> np.ndarray:
+    """Convert an RGB uint8 image (H, W, 3) to the target's colour order."""
+    if color == "RGB":
+        return image
+    if color == "BGR":
+        return np.ascontiguousarray(image[:, :, ::-1])
+    import cv2
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[:, :, None]
+
+
+def quantize(image: np.ndarray, t: Target, lut: np.ndarray | None = None) -> np.ndarray:
+    """The target's tensor for one RGB uint8 image of the target's size."""
+    if image.shape[:2] != (t.height, t.width) or image.dtype != np.uint8:
+        raise ValueError(f"expected uint8 {t.height}x{t.width} image, got {image.dtype} {image.shape}")
+    img = to_color(image, t.color)
+    lut = quantization_lut(t) if lut is None else lut
+    out = lut[img, np.arange(t.channels)]  # (H, W, C) lookup per channel
+    if t.layout == "NCHW":
+        out = out.transpose(2, 0, 1)
+    return np.ascontiguousarray(out)

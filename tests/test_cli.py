@@ -1,0 +1,69 @@
+"""The edgeaug command, through typer's CliRunner."""
+import json
+
+from typer.testing import CliRunner
+
+from edgeaug.cli import app
+
+runner = CliRunner()
+
+
+def test_help_explains_every_command():
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0
+    for cmd in ("build", "inspect", "verify", "targets", "demo"):
+        assert cmd in r.output
+    r = runner.invoke(app, ["build", "--help"])
+    assert "--variants" in r.output and "--workers" in r.output and "--val" in r.output
+
+
+def test_targets_lists_profiles():
+    r = runner.invoke(app, ["targets"])
+    assert r.exit_code == 0
+    assert "rpi4" in r.output and "rpi-zero2w" in r.output and "int8" in r.output
+
+
+def test_build_inspect_verify(shapes_dir, tmp_path):
+    out = tmp_path / "p.lmdb"
+    r = runner.invoke(app, ["build", str(shapes_dir), "-o", str(out), "--target", "rpi-zero2w",
+                            "--variants", "2", "--seed", "4", "--workers", "1", "--val", "0.25", "-q"])
+    assert r.exit_code == 0, r.output
+    assert "wrote" in r.output and out.exists()
+    r = runner.invoke(app, ["inspect", str(out), "--json"])
+    info = json.loads(r.output)
+    assert info["format_version"] == 1 and info["seed"] == 4 and info["target"] == "rpi-zero2w"
+    assert info["records"] == 16 * 3 + 8 and len(info["fingerprint"]) == 64
+    r = runner.invoke(app, ["inspect", str(out)])
+    assert "int8 [96, 96, 1]" in r.output
+    r = runner.invoke(app, ["verify", str(out), "--source", str(shapes_dir), "--sample", "6"])
+    assert r.exit_code == 0 and "6/6 regenerated records byte-identical" in r.output
+
+
+def test_verify_fails_on_changed_source(shapes_dir, tmp_path):
+    import shutil
+    data = tmp_path / "d"
+    shutil.copytree(shapes_dir, data)
+    out = tmp_path / "p.lmdb"
+    assert runner.invoke(app, ["build", str(data), "-o", str(out), "-t", "rpi4", "-k", "1", "-w", "1", "-q"]).exit_code == 0
+    victim = sorted((data / "square").iterdir())[0]
+    victim.write_bytes(sorted((data / "circle").iterdir())[0].read_bytes())
+    r = runner.invoke(app, ["verify", str(out), "--source", str(data)])
+    assert r.exit_code == 1
+    assert f"square/{victim.name}: content differs" in r.output
+
+
+def test_errors_are_one_clear_line(tmp_path, shapes_dir):
+    r = runner.invoke(app, ["build", str(tmp_path / "missing"), "-o", str(tmp_path / "x.lmdb"), "-t", "rpi4"])
+    assert r.exit_code == 2 and "no such file or directory" in r.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[ops]]\nop = "twirl"\n')
+    r = runner.invoke(app, ["build", str(shapes_dir), "-o", str(tmp_path / "x.lmdb"), "-t", "rpi4", "-r", str(bad)])
+    assert r.exit_code == 2 and "bad.toml: ops[0].op: unknown op 'twirl'" in r.output
+    r = runner.invoke(app, ["inspect", str(bad)])
+    assert r.exit_code == 2 and "error:" in r.output
+
+
+def test_demo_runs(tmp_path):
+    r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert "verify:" in r.output and "OK" in r.output and "loaded train split" in r.output

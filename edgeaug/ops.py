@@ -44,15 +44,22 @@ def about_center(m: np.ndarray, size: Size) -> np.ndarray:
 
 
 class Op:
-    """Base op: ``RANGES`` maps each parameter to (default range, bounds)."""
+    """Base op.
+
+    ``RANGES`` maps each sampled parameter to (default range, bounds);
+    ``OPTIONS`` maps each fixed setting to (type, default), ``None`` meaning
+    required (e.g. a model path).  Recipes validate both.
+    """
 
     name = ""
     geometric = False
     RANGES: Dict[str, Tuple[Tuple[float, float], Tuple[float, float]]] = {}
+    OPTIONS: Dict[str, Tuple[type, Any]] = {}
 
-    def __init__(self, p: float = 1.0, **ranges: Tuple[float, float]) -> None:
+    def __init__(self, p: float = 1.0, **kw: Any) -> None:
         self.p = p
-        self.ranges = {k: tuple(ranges.get(k, d)) for k, (d, _) in self.RANGES.items()}
+        self.ranges = {k: tuple(kw.get(k, d)) for k, (d, _) in self.RANGES.items()}
+        self.options = {k: kw.get(k, d) for k, (_, d) in self.OPTIONS.items()}
 
     def uniform(self, rng: np.random.Generator, key: str) -> float:
         lo, hi = self.ranges[key]

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Tuple
 
-from .config import ConfigError, Fields, load_toml
+from .config import _REQUIRED, ConfigError, Fields, load_toml
 from .ops import OPS
 
 RESIZE_MODES = ("squash", "letterbox", "center_crop")
@@ -43,9 +43,14 @@ class OpSpec:
     op: str
     p: float
     ranges: Tuple[Tuple[str, Tuple[float, float]], ...]
+    options: Tuple[Tuple[str, Any], ...] = ()
 
     def build(self) -> Any:
-        return OPS[self.op](self.p, **dict(self.ranges))
+        return OPS[self.op](self.p, **dict(self.ranges), **dict(self.options))
+
+    def to_dict(self) -> dict:
+        return {"op": self.op, "p": self.p, **{k: list(v) for k, v in self.ranges},
+                **dict(self.options)}
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,7 @@ class Recipe:
             "variants": self.variants, "include_original": self.include_original,
             "resize": self.resize, "border": self.border, "fill": self.fill,
             "min_visibility": self.min_visibility,
-            "ops": [{"op": o.op, "p": o.p, **{k: list(v) for k, v in o.ranges}} for o in self.ops],
+            "ops": [o.to_dict() for o in self.ops],
         }
 
     def with_variants(self, k: int | None) -> "Recipe":
@@ -120,5 +125,11 @@ def parse_op(table: Any, where: str, prefix: str) -> OpSpec:
         if a > b:
             f.fail(key, f"low {a} is greater than high {b}")
         ranges.append((key, (a, b)))
+    options = []
+    for key, (typ, default) in OPS[name].OPTIONS.items():
+        v = f.raw(key, default if default is not None else _REQUIRED)
+        if isinstance(v, bool) != (typ is bool) or not isinstance(v, typ):
+            f.fail(key, f"expected {typ.__name__}, got {type(v).__name__} {v!r}"[:120])
+        options.append((key, v))
     f.done()
-    return OpSpec(name, p, tuple(ranges))
+    return OpSpec(name, p, tuple(ranges), tuple(options))

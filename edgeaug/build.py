@@ -43,6 +43,7 @@ class SourceResult:
     sha256: str = ""
     records: List[bytes] = field(default_factory=list)
     error: Optional[str] = None
+    hist: Any = None  # (channels, 256) pixel counts for the quantization audit
 
 
 @dataclass
@@ -53,6 +54,7 @@ class BuildResult:
     skipped: List[Dict[str, str]]
     fingerprint: str
     seconds: float
+    warnings: List[str] = field(default_factory=list)
 
 
 def val_sources(sset: SourceSet, seed: int, fraction: float) -> set:
@@ -116,13 +118,26 @@ def build(source: str | Path, out: str | Path, target: str | Path | Target,
             if progress:
                 progress(n, len(tasks))
         manifest = manifest_for(sset, tasks, results, rcp, tgt, seed, val)
+        manifest["quantization_audit"] = audit_results(results.values(), tgt)
         fp = writer.finish(manifest)
     except BaseException:
         writer.abort()
         raise
     skipped = manifest["skipped"]
+    from .audit import warnings_for
     return BuildResult(Path(out), writer.count, {k: v["count"] for k, v in manifest["splits"].items()},
-                       skipped, fp, time.monotonic() - t0)
+                       skipped, fp, time.monotonic() - t0, warnings_for(manifest["quantization_audit"]))
+
+
+def audit_results(results, target: Target) -> Dict[str, Any]:
+    """Sum the workers' histograms into the manifest's quantization audit."""
+    from .audit import audit
+    import numpy as np
+    total = np.zeros((target.channels, 256), np.int64)
+    for r in results:
+        if r.hist is not None:
+            total += r.hist
+    return audit(total, target)
 
 
 # --- workers -----------------------------------------------------------------

@@ -59,11 +59,18 @@ def source_labels(source: Any) -> Labels:
 
 
 def render_variant(aug: Augmenter, work: np.ndarray, labels: Labels, src_size: Tuple[int, int],
-                   seed: int, source: Any, variant: int) -> Tuple[np.ndarray, Labels, List[Dict]]:
-    """One variant: (tensor, labels, sampled params). Variant 0 is the original."""
+                   seed: int, source: Any, variant: int,
+                   hist: np.ndarray | None = None) -> Tuple[np.ndarray, Labels, List[Dict]]:
+    """One variant: (tensor, labels, sampled params). Variant 0 is the original.
+
+    ``hist`` (channels, 256), if given, accumulates the quantization audit's counts.
+    """
     # Variant 0 has no params, so render applies only the resize (zip stops early).
     params = [] if variant == 0 else aug.sample(record_rng(seed, source.key, variant), src_size)
     img, lab = aug.render(work, labels, params, src_size)
+    if hist is not None:
+        from .audit import histogram
+        hist += histogram(img, aug.target)
     return aug.tensor(img), lab, params
 
 
@@ -90,8 +97,10 @@ def render_source(task: Any, aug: Augmenter, seed: int):
         return res
     src_size = (image.shape[1], image.shape[0])
     work = working_image(image, aug)
+    res.hist = np.zeros((aug.target.channels, 256), np.int64)
     for v in task.variants:
-        tensor, lab, params = render_variant(aug, work, labels, src_size, seed, task.source, v)
+        tensor, lab, params = render_variant(aug, work, labels, src_size, seed, task.source, v,
+                                             res.hist)
         packed = pack_labels(lab.boxes, lab.keypoints, lab.mask)
         res.records.append(encode_record(tensor, task.source.label, task.index, v,
                                          SPLITS[task.split], packed, {"ops": params}))

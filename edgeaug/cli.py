@@ -70,6 +70,8 @@ def build(
                f"in {res.seconds:.1f}s; fingerprint {res.fingerprint}")
     for s in res.skipped:
         typer.secho(f"skipped {s['path']}: {s['reason']}", fg="yellow", err=True)
+    for w in res.warnings:
+        typer.secho(f"warning: {w}", fg="yellow", err=True)
 
 
 @app.command()
@@ -82,7 +84,8 @@ def inspect(
     with _errors(), Pack(str(pack)) as p:
         m = p.manifest
         info = {**p.info(), "recipe": m["recipe"], "counts": m["counts"], "versions": m["versions"],
-                "skipped": m["skipped"], "val_fraction": m["val_fraction"]}
+                "skipped": m["skipped"], "val_fraction": m["val_fraction"],
+                "quantization_audit": m.get("quantization_audit")}
     if as_json:
         typer.echo(json.dumps(info, indent=2, sort_keys=True))
         return
@@ -96,6 +99,18 @@ def inspect(
     typer.echo(f"  built by {', '.join(f'{k} {v}' for k, v in info['versions'].items())}")
     if info["skipped"]:
         typer.echo(f"  skipped  {len(info['skipped'])} sources (see --json)")
+    _show_audit(info["quantization_audit"])
+
+
+def _show_audit(entry) -> None:
+    from .audit import warnings_for
+    if not entry:
+        return
+    for c, ch in enumerate(entry["channels"]):
+        typer.echo(f"  quant ch{c} clipped {ch['clip_low']:.2%} low / {ch['clip_high']:.2%} high, "
+                   f"mean |err| {ch['mae']:.4g}, max |err| {ch['max_error']:.4g}")
+    for w in warnings_for(entry):
+        typer.secho(f"  warning: {w}", fg="yellow")
 
 
 @app.command()
@@ -139,6 +154,19 @@ def demo(
         summary = run_demo(out, workers, progress, typer.echo)
     if not summary["verified"]:
         _fail("the demo pack did not verify", 1)
+
+
+@app.command("bundle-loader")
+def bundle_loader(
+    out: Path = typer.Option(Path("edgeaug_loader.py"), "--out", "-o", help="The single .py file to write."),
+) -> None:
+    """Write the device loader as one self-contained file (numpy + optional lmdb only)."""
+    from .bundle import BundleError, write_bundle
+    try:
+        path = write_bundle(out)
+    except (BundleError, OSError) as e:
+        _fail(str(e))
+    typer.echo(f"wrote {path}: copy it to the device, then 'python3 {path.name} verify PACK'")
 
 
 if __name__ == "__main__":

@@ -8,13 +8,13 @@ output image; runs of tone-curve ops fuse into one lookup table.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from .ops import ToneOp, scale, translate
 from .recipe import Recipe
-from .targets import Target, quantization_lut, quantize
+from .targets import Target, quantization_lut, quantize, to_color
 
 
 @dataclass
@@ -45,23 +45,22 @@ class Augmenter:
         self.lut = quantization_lut(target)
 
     def sample(self, rng: np.random.Generator, src_size: Tuple[int, int]) -> List[Dict[str, Any]]:
-        """Draw every op's parameters; the frame size follows the geometry."""
+        """Draw every op's parameters; the frame size follows the geometry.
+
+        One entry per recipe op: ``{"op", "on", **params}``; a composite's
+        entry holds its children's entries under ``"ops"``.
+        """
         out, size = [], (float(src_size[0]), float(src_size[1]))
         for op in self.ops:
-            if not rng.random() < op.p:  # p=0 never fires, p=1 always does
-                out.append({"op": op.name, "on": False})
-                continue
-            params = op.sample(rng, size)
-            if op.geometric:
-                size = op.matrix(params, size)[1]
-            out.append({"op": op.name, "on": True, **params})
+            entry, size = _sample_op(op, rng, size, forced=False)
+            out.append(entry)
         return out
 
     def geometry(self, params: List[Dict[str, Any]], src_size: Tuple[int, int]) -> np.ndarray:
         """The one source-to-output matrix, continuous coordinates."""
         m, size = np.eye(3), (float(src_size[0]), float(src_size[1]))
-        for op, p in zip(self.ops, params):
-            if p["on"] and op.geometric:
+        for op, p in leaves(self.ops, params):
+            if op.geometric:
                 step, size = op.matrix(p, size)
                 m = step @ m
         return self._fit(size) @ m
@@ -82,8 +81,8 @@ class Augmenter:
         out = self._warp(image, m @ np.linalg.inv(pre), linear=True)
         labels = self._warp_labels(labels, m)
         tones: List[Tuple[Any, Dict[str, Any]]] = []
-        for op, p in zip(self.ops, params):
-            if not p["on"] or op.geometric:
+        for op, p in leaves(self.ops, params):
+            if op.geometric:
                 continue
             if isinstance(op, ToneOp):
                 tones.append((op, p))
@@ -120,18 +119,60 @@ class Augmenter:
         return Labels(_warp_boxes(labels.boxes, m, tw, th, self.recipe.min_visibility), kp, mask)
 
     def tensor(self, image: np.ndarray) -> np.ndarray:
-        """Quantize a rendered RGB image into the target's tensor."""
-        return quantize(image, self.target, self.lut)
+        """Quantize a rendered RGB image into the target's tensor.
+
+        Byte-identical to :func:`edgeaug.targets.quantize`; one-byte dtypes
+        take OpenCV's table lookup, several times faster than numpy's.
+        """
+        t = self.target
+        if self.lut.itemsize != 1 or image.shape != (t.height, t.width, 3) or image.dtype != np.uint8:
+            return quantize(image, t, self.lut)
+        import cv2
+        img = to_color(image, t.color)
+        table = self.lut.view(np.uint8).reshape(1, 256, t.channels)  # int8 tables as their bytes
+        out = cv2.LUT(img, table).reshape(t.height, t.width, t.channels).view(self.lut.dtype)
+        return np.ascontiguousarray(out.transpose(2, 0, 1) if t.layout == "NCHW" else out)
+
+
+def _sample_op(op: Any, rng: np.random.Generator, size: Tuple[float, float],
+               forced: bool) -> Tuple[Dict[str, Any], Tuple[float, float]]:
+    """One op's entry; composites choose children, which then always fire."""
+    if not forced and not rng.random() < op.p:  # p=0 never fires, p=1 always does
+        return {"op": op.name, "on": False}, size
+    if op.composite:
+        chosen, kids = set(op.choose(rng)), []
+        for i, child in enumerate(op.children):
+            entry = {"op": child.name, "on": False}
+            if i in chosen:
+                entry, size = _sample_op(child, rng, size, forced=True)
+            kids.append(entry)
+        return {"op": op.name, "on": True, "ops": kids}, size
+    params = op.sample(rng, size)
+    if op.geometric:
+        size = op.matrix(params, size)[1]
+    return {"op": op.name, "on": True, **params}, size
+
+
+def leaves(ops: List[Any], params: List[Dict[str, Any]]) -> Iterator[Tuple[Any, Dict[str, Any]]]:
+    """The ops that fired, composites flattened, in recipe order."""
+    for op, p in zip(ops, params):
+        if not p["on"]:
+            continue
+        if op.composite:
+            yield from leaves(op.children, p["ops"])
+        else:
+            yield op, p
 
 
 def _apply_tones(image: np.ndarray, tones: List[Tuple[Any, Dict[str, Any]]]) -> np.ndarray:
     """Fuse consecutive tone curves into one table: one pass, one rounding."""
     if not tones:
         return image
+    import cv2
     x = np.arange(256, dtype=np.float64)
     for op, p in tones:
         x = np.clip(op.curve(x, p), 0, 255)
-    return np.rint(x).astype(np.uint8)[image]
+    return cv2.LUT(image, np.rint(x).astype(np.uint8)).reshape(image.shape)
 
 
 def _transform(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -140,15 +181,47 @@ def _transform(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 def _warp_boxes(boxes: np.ndarray, m: np.ndarray, tw: int, th: int, min_vis: float) -> np.ndarray:
-    """Transform box corners, take their hull, clip, drop the barely visible."""
+    """Transform each box's outline, clip it to the frame, keep its bounding box.
+
+    Clipping the transformed quadrilateral (not its bounding box) keeps a
+    rotated box that leaves the frame tight around what is still visible.
+    A box is dropped when the visible fraction of its transformed area is
+    below ``min_vis`` (or nothing is visible).
+    """
     if not len(boxes):
         return boxes.astype(np.float32).reshape(0, 5)
     x0, y0, x1, y1 = boxes[:, 1], boxes[:, 2], boxes[:, 3], boxes[:, 4]
-    corners = np.stack([np.c_[x0, y0], np.c_[x1, y0], np.c_[x0, y1], np.c_[x1, y1]], 1)
-    t = _transform(m, corners.reshape(-1, 2)).reshape(-1, 4, 2)
-    lo, hi = t.min(1), t.max(1)
-    area = np.prod(hi - lo, 1)
-    clo, chi = np.clip(lo, 0, [tw, th]), np.clip(hi, 0, [tw, th])
-    kept = np.prod(np.maximum(chi - clo, 0), 1)
-    keep = (kept > 0) & (kept >= min_vis * np.maximum(area, 1e-12))
-    return np.c_[boxes[keep, :1], clo[keep], chi[keep]].astype(np.float32)
+    corners = np.stack([np.c_[x0, y0], np.c_[x1, y0], np.c_[x1, y1], np.c_[x0, y1]], 1)
+    quads = _transform(m, corners.reshape(-1, 2)).reshape(-1, 4, 2).astype(np.float64)
+    out = []
+    for cls, quad in zip(boxes[:, 0], quads):
+        vis = _clip_polygon(quad, tw, th)
+        kept = _area(vis)
+        if kept > 0 and kept >= min_vis * max(_area(quad), 1e-12):
+            out.append([cls, *vis.min(0), *vis.max(0)])
+    return np.array(out, np.float32).reshape(-1, 5)
+
+
+def _area(poly: np.ndarray) -> float:
+    """Shoelace area of a polygon (n, 2); 0 for fewer than 3 points."""
+    if len(poly) < 3:
+        return 0.0
+    x, y = poly[:, 0], poly[:, 1]
+    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2
+
+
+def _clip_polygon(poly: np.ndarray, tw: float, th: float) -> np.ndarray:
+    """Sutherland-Hodgman clipping of a convex polygon to [0, tw] x [0, th]."""
+    for axis, bound, keep_below in ((0, 0.0, False), (0, tw, True), (1, 0.0, False), (1, th, True)):
+        if not len(poly):
+            break
+        d = (poly[:, axis] - bound) * (-1 if keep_below else 1)  # >= 0: inside
+        nxt, dn = np.roll(poly, -1, 0), np.roll(d, -1)
+        pts = []
+        for p, q, a, b in zip(poly, nxt, d, dn):
+            if a >= 0:
+                pts.append(p)
+            if (a >= 0) != (b >= 0):
+                pts.append(p + (q - p) * (a / (a - b)))
+        poly = np.array(pts).reshape(-1, 2)
+    return poly

@@ -67,7 +67,7 @@ def val_sources(sset: SourceSet, seed: int, fraction: float) -> set:
     if not 0.0 <= fraction < 1.0:
         raise BuildError(f"--val: {fraction} must be in [0, 1)")
     chosen = set()
-    for c in range(len(sset.classes)):
+    for c in [-1, *range(len(sset.classes))]:  # -1: sources without a class label
         members = [i for i, s in enumerate(sset.sources) if s.label == c]
         members.sort(key=lambda i: hashlib.sha256(f"{seed}\0{sset.sources[i].rel}".encode()).digest())
         chosen.update(members[: int(round(fraction * len(members)))])

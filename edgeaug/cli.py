@@ -169,5 +169,138 @@ def bundle_loader(
     typer.echo(f"wrote {path}: copy it to the device, then 'python3 {path.name} verify PACK'")
 
 
+# --- ONNX: targets from models, adapted models, eval (onnx / onnxruntime optional) ---
+
+target_app = typer.Typer(no_args_is_help=True, help="Derive device target profiles from models.")
+app.add_typer(target_app, name="target")
+
+
+@contextmanager
+def _model_errors() -> Iterator[None]:
+    from .onnx_tools import ModelError
+    with _errors():
+        try:
+            yield
+        except ModelError as e:
+            _fail(str(e))
+
+
+def _numbers(text: Optional[str], flag: str):
+    from .onnx_tools import parse_numbers
+    return None if text is None else parse_numbers(text, flag)
+
+
+@target_app.command("from-onnx")
+def target_from_onnx(
+    model: Path = typer.Argument(..., help="The ONNX model (float, QDQ-quantized, or adapted)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="TOML to write; default targets/NAME.toml."),
+    name: Optional[str] = typer.Option(None, "--name", help="Profile name, the file targets/NAME.toml when -o is not given (default: the model's file name)."),
+    size: Optional[str] = typer.Option(None, "--size", help="HxW for dynamic height/width, e.g. 224x224."),
+    mean: Optional[str] = typer.Option(None, "--mean", help="Per-channel mean, e.g. 0.485,0.456,0.406 (default: model metadata 'mean', else 0)."),
+    std: Optional[str] = typer.Option(None, "--std", help="Per-channel std (default: model metadata 'std', else 1)."),
+    color: Optional[str] = typer.Option(None, "--color", help="RGB, BGR or GRAY (default: metadata 'color', else by channels)."),
+    layout: Optional[str] = typer.Option(None, "--layout", help="NCHW or NHWC when the shape is ambiguous."),
+    input_name: Optional[str] = typer.Option(None, "--input", help="Which input, for multi-input models."),
+    device: Optional[str] = typer.Option(None, "--device", help="Device name stored in the profile."),
+    arch: str = typer.Option("any", "--arch", help="Device arch: aarch64, armv7l, x86_64 or any."),
+    word_size: int = typer.Option(64, "--word-size", help="32 or 64 (the device OS)."),
+) -> None:
+    """Write a target profile read from the model: input name, shape, dtype, layout, quantization."""
+    from .onnx_tools import write_target
+    with _model_errors():
+        hw = None
+        if size is not None:
+            parts = size.lower().split("x")
+            if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+                _fail(f"--size: expected HxW like 224x224, got {size!r}")
+            hw = (int(parts[0]), int(parts[1]))
+        name = name or model.stem
+        out = output or Path("targets") / f"{name}.toml"
+        dev = {"arch": arch, "word_size": word_size, **({"name": device} if device else {})}
+        t = write_target(model, out, name=name, size=hw, mean=_numbers(mean, "--mean"),
+                         std=_numbers(std, "--std"), color=color, layout=layout,
+                         input_name=input_name, device=dev)
+    q = f", scale {t.scale!r}, zero point {t.zero_point}" if t.dtype in ("uint8", "int8") else ""
+    typer.echo(f"wrote {out}: {t.input_name} {t.dtype} {t.layout} {t.height}x{t.width} {t.color}{q}")
+
+
+@app.command("adapt-model")
+def adapt_model(
+    model: Path = typer.Argument(..., help="A QDQ-quantized model (or a float one with --insert-preprocess)."),
+    output: Path = typer.Option(..., "-o", "--output", help="The adapted model to write."),
+    insert_preprocess: bool = typer.Option(False, "--insert-preprocess", help="Float model: take uint8 NHWC pixels (Cast, normalize, Transpose inserted)."),
+    mean: Optional[str] = typer.Option(None, "--mean", help="With --insert-preprocess: per-channel mean (default: metadata, else 0)."),
+    std: Optional[str] = typer.Option(None, "--std", help="With --insert-preprocess: per-channel std (default: metadata, else 1)."),
+    layout: Optional[str] = typer.Option(None, "--layout", help="The model's layout when ambiguous: NCHW or NHWC."),
+    input_name: Optional[str] = typer.Option(None, "--input", help="Which input, for multi-input models."),
+) -> None:
+    """Make a model take the pack's integer tensor directly (drops a QDQ model's input QuantizeLinear)."""
+    from .onnx_adapt import adapt_model as run_adapt
+    with _model_errors():
+        r = run_adapt(model, output, insert_preprocess, _numbers(mean, "--mean"), _numbers(std, "--std"),
+                      layout, input_name)
+    what = "input QuantizeLinear removed" if r.kind == "qdq" else "pixel preprocessing inserted"
+    typer.echo(f"wrote {output}: {what}; input {r.input_name} is {r.dtype} {list(r.shape)}, "
+               f"scale {r.scale!r}, zero point {r.zero_point}")
+    typer.echo(f"next: edgeaug target from-onnx {output} -o targets/{output.stem}.toml")
+
+
+@app.command("eval")
+def eval_pack(
+    pack: Path = typer.Argument(..., help="The pack file."),
+    model: Path = typer.Option(..., "--model", "-m", help="An ONNX model whose input is the pack's tensor."),
+    split: Optional[str] = typer.Option(None, "--split", help="train or val (default: val when the pack has one)."),
+    batch: int = typer.Option(32, "--batch", help="Batch size (a fixed-batch model uses its own)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Accuracy of a classifier on a pack split and samples/s, batches fed with no conversion."""
+    from .evaluate import evaluate
+    if split not in (None, "train", "val"):
+        _fail(f"--split: {split!r} is not train or val")
+    with _model_errors():
+        r = evaluate(pack, model, split, batch)
+    if as_json:
+        typer.echo(json.dumps(r, indent=2, sort_keys=True))
+        return
+    acc = "no class labels" if r["accuracy"] is None else f"accuracy {100 * r['accuracy']:.2f}% ({r['correct']}/{r['labelled']})"
+    typer.echo(f"{model.name} on {pack.name} [{r['split']}]: {acc}; {r['samples_per_s']:.0f} samples/s "
+               f"({r['model_samples_per_s']:.0f} inference only, batch {r['batch']})")
+
+
+@app.command()
+def explain(
+    pack: Path = typer.Argument(..., help="The pack file."),
+    index: int = typer.Argument(..., help="Record index in the whole pack (train records first, then val)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the stored parameters as JSON."),
+) -> None:
+    """Show the source, variant and the ops with their sampled parameters that made one record."""
+    from .loader import Pack
+    from .preview import explain as explain_record
+    with _errors(), Pack(str(pack)) as p:
+        if not 0 <= index < p.records:
+            _fail(f"INDEX {index} is outside the pack's {p.records} records")
+        lines = [json.dumps(p.record_at(index)["params"], indent=2)] if as_json else explain_record(p, index)
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def preview(
+    pack: Path = typer.Argument(..., help="The pack file."),
+    output: Path = typer.Option(..., "-o", "--output", help="The PNG contact sheet to write."),
+    count: int = typer.Option(16, "--count", "-n", help="How many records to show."),
+    start: int = typer.Option(0, "--start", help="First record index (whole pack)."),
+) -> None:
+    """Write a contact sheet of records, de-quantized, with boxes, masks and keypoints drawn."""
+    from .preview import write_preview
+    if count < 1:
+        _fail("--count must be at least 1")
+    with _errors():
+        try:
+            out = write_preview(pack, output, count, start)
+        except IndexError as e:
+            _fail(str(e))
+    typer.echo(f"wrote {out}")
+
+
 if __name__ == "__main__":
     app()

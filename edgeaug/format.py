@@ -170,12 +170,14 @@ class RecordHeader:
             raise FormatError(f"record of {len(value)} bytes is shorter than its header")
         (magic, version, hsize, self.digest, self.tensor_nbytes, self.labels_nbytes,
          self.params_nbytes, self.label, self.source, self.variant, self.split,
-         _) = RECORD_HEADER.unpack_from(value, 0)
+         reserved) = RECORD_HEADER.unpack_from(value, 0)
         if magic != RECORD_MAGIC:
             raise FormatError("record magic mismatch")
         if version != FORMAT_VERSION or hsize != HEADER_SIZE:
             raise FormatError(f"record format version {version} (header {hsize}); "
                               f"this reader understands version {FORMAT_VERSION}")
+        if self.split not in (0, 1) or reserved != 0:
+            raise FormatError(f"record split {self.split} / reserved byte {reserved} out of range")
         total = HEADER_SIZE + self.tensor_nbytes + self.labels_nbytes + self.params_nbytes
         if total != len(value):
             raise FormatError(f"record sections sum to {total} bytes, value has {len(value)}")
@@ -206,3 +208,89 @@ def tensor_shape(target: dict) -> Tuple[int, ...]:
     """Per-record tensor shape of a manifest ``target`` entry (no batch axis)."""
     h, w, c = int(target["height"]), int(target["width"]), int(target["channels"])
     return (c, h, w) if target["layout"] == "NCHW" else (h, w, c)
+
+
+# --- manifest validation ------------------------------------------------------
+
+LAYOUTS = ("NHWC", "NCHW")
+MAX_SEED = 2**63 - 1
+
+
+def validate_manifest(m: Any) -> None:
+    """Check every manifest field a reader or ``verify`` relies on.
+
+    The fingerprint is a plain hash, so a crafted pack can carry a valid one:
+    types and ranges are checked here, and the first bad field is named in the
+    :class:`FormatError`.  Unknown fields are allowed (newer writers add some).
+    """
+    _mf(m, None, "manifest", dict)
+    _mf(m, "format_version", "", int, FORMAT_VERSION, FORMAT_VERSION)
+    t = _mf(m, "target", "", dict)
+    for key, hi in (("height", 1 << 16), ("width", 1 << 16), ("channels", 4)):
+        _mf(t, key, "target", int, 1, hi)
+    _mf(t, "layout", "target", str, choices=LAYOUTS)
+    _mf(t, "dtype", "target", str, choices=tuple(DTYPES))
+    for key, kind in (("input_name", str), ("name", str), ("device", dict)):
+        _mf(t, key, "target", kind, optional=True)
+    n = _mf(m, "records", "", int, 0, MAX_RECORDS - 1)
+    splits = _mf(m, "splits", "", dict)
+    for s in SPLITS:
+        sp = _mf(splits, s, "splits", dict)
+        start, count = _mf(sp, "start", f"splits.{s}", int, 0, n), _mf(sp, "count", f"splits.{s}", int, 0, n)
+        if start + count > n:
+            raise FormatError(f"manifest: splits.{s}: [{start}, +{count}) outside {n} records")
+    for i, c in enumerate(_mf(m, "classes", "", list)):
+        _mf({"c": c}, "c", f"classes[{i}]", str)
+    _mf(m, "seed", "", int, 0, MAX_SEED)
+    fp = _mf(m, "fingerprint", "", str)
+    if len(fp) != 64 or fp.strip("0123456789abcdef"):
+        raise FormatError("manifest: fingerprint: expected 64 lowercase hex digits")
+    for i, e in enumerate(_mf(m, "sources", "", list)):
+        where = f"sources[{i}]"
+        _mf(e, None, where, dict)
+        _safe_relpath(_mf(e, "path", where, str), f"{where}.path")
+        _mf(e, "label", where, int, -1, 2**31 - 1)
+        _mf(e, "split", where, str, choices=tuple(SPLITS))
+        _mf(e, "sha256", where, str)
+        _mf(e, "records", where, int, 0, n)
+        _mf(e, "skipped", where, str, optional=True)
+    for i, e in enumerate(_mf(m, "skipped", "", list)):
+        _mf(e, None, f"skipped[{i}]", dict)
+        _mf(e, "path", f"skipped[{i}]", str)
+        _mf(e, "reason", f"skipped[{i}]", str)
+    r = _mf(m, "recipe", "", dict)
+    _mf(r, "variants", "recipe", int, 0)
+    _mf(r, "include_original", "recipe", bool)
+    for i, op in enumerate(_mf(r, "ops", "recipe", list)):
+        _mf(op, None, f"recipe.ops[{i}]", dict)
+        _mf(op, "op", f"recipe.ops[{i}]", str)
+    for key in ("counts", "versions"):
+        _mf(m, key, "", dict)
+
+
+def _mf(d: Any, key: Any, where: str, kind: type, lo: Any = None, hi: Any = None,
+        choices: Tuple[str, ...] = (), optional: bool = False) -> Any:
+    """One manifest field: ``d[key]`` (or ``d`` itself when key is None), type- and range-checked."""
+    name = where if key is None else f"{where}.{key}" if where else key
+    if key is None:
+        v = d
+    elif not isinstance(d, dict) or key not in d:
+        if optional:
+            return None
+        raise FormatError(f"manifest: {name}: missing")
+    else:
+        v = d[key]
+    if not isinstance(v, kind) or (isinstance(v, bool) and kind is not bool):
+        raise FormatError(f"manifest: {name}: expected {kind.__name__}, got {type(v).__name__}")
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise FormatError(f"manifest: {name}: {v} is outside [{lo}, {hi}]")
+    if choices and v not in choices:
+        raise FormatError(f"manifest: {name}: {v[:40]!r} is not one of {list(choices)}")
+    return v
+
+
+def _safe_relpath(path: str, name: str) -> None:
+    """A source path must stay inside the source root: relative, no '..', no NUL."""
+    parts = path.split("/")
+    if not path or path.startswith("/") or "\0" in path or ".." in parts:
+        raise FormatError(f"manifest: {name}: {path[:80]!r} is not a relative path inside the source root")

@@ -433,6 +433,25 @@ class PureEnvironment:
         rec, start = self._readable(db), None if start is None else _as_key(start)
         return ((page.keys[idx], self._value(page, idx)) for page, idx in self._walk(rec, start))
 
+    def check(self, db=None) -> int:
+        """Validate every branch and leaf page and every overflow extent; return the entry count.
+
+        A native (mmap) reader trusts node offsets and value sizes: run this
+        first on an untrusted file so damage raises here instead of making the
+        native reader read past the end of the file (SIGBUS).
+        """
+        rec, n = self._readable(db), 0
+        for page, idx in self._walk(rec, None):
+            nflags, dsize, doff = page.nodes[idx]
+            if nflags & F_BIGDATA:
+                pgno = _U64.unpack_from(page.raw, doff)[0]
+                need = (PAGEHDRSZ - 1 + dsize) // self._psize + 1  # OVPAGES() in mdb.c
+                if not 2 <= pgno or pgno + need - 1 > self._last_pgno:
+                    raise LmdbFormatError(f"page {page.pgno}: {dsize}-byte value at page {pgno} "
+                                          f"runs past page {self._last_pgno}")
+            n += 1
+        return n
+
     def stat(self, db=None) -> dict:
         """Tree statistics with py-lmdb's ``stat()`` keys (main DB by default)."""
         rec = self._resolve(db)

@@ -36,7 +36,7 @@ import numpy as np
 from .format import (FORMAT_VERSION, HEADER_SIZE, INDEX_DTYPE, INDEX_KEY,  # bundle: drop
                      MANIFEST_KEY, MAX_MANIFEST_BYTES, RECORD_PREFIX, MAX_RECORDS, MAX_TENSOR_BYTES, SPLITS,
                      FormatError, RecordHeader, fingerprint, record_digest, record_key,
-                     tensor_dtype, tensor_shape, unpack_labels)
+                     tensor_dtype, tensor_shape, unpack_labels, validate_manifest)
 
 
 class PackError(FormatError):
@@ -50,6 +50,7 @@ class _NativeBackend:
 
     def __init__(self, path: str, size: int) -> None:
         import lmdb
+        self.path, self._error = path, lmdb.Error
         self.env = lmdb.open(path, subdir=False, readonly=True, lock=False,
                              readahead=False, max_readers=1, max_spare_txns=0)
         # Check the file covers every page the database claims before any read.
@@ -57,10 +58,36 @@ class _NativeBackend:
         if need > size:
             self.env.close()
             raise PackError(f"{path}: truncated: LMDB needs {need} bytes, file has {size}")
+        try:
+            self._check_tree()
+        except BaseException:
+            self.env.close()
+            raise
         self.txn = self.env.begin(buffers=True)
 
+    def _check_tree(self) -> None:
+        """Validate the B-tree with the bounds-checking pure reader before any mmap read.
+
+        liblmdb trusts node offsets and value sizes inside pages: a flipped byte
+        there would make it read past the end of the file (SIGBUS).  The walk
+        reads branch and leaf pages only, about 1/150 of a pack of large records.
+        """
+        lmdbpure = _pure_module()
+        try:
+            with lmdbpure.PureEnvironment(self.path) as pure:
+                pure.check()
+                mine = (pure.info()["last_txnid"], pure.info()["last_pgno"], pure.stat()["psize"])
+        except (lmdbpure.LmdbFormatError, NotImplementedError, OSError) as e:
+            raise PackError(f"{self.path}: corrupt LMDB structure: {e}") from None
+        theirs = (self.env.info()["last_txnid"], self.env.info()["last_pgno"], self.env.stat()["psize"])
+        if mine != theirs:  # both must read the tree the walk validated
+            raise PackError(f"{self.path}: corrupt LMDB meta pages (readers disagree: {mine} vs {theirs})")
+
     def get(self, key: bytes):
-        return self.txn.get(key)
+        try:
+            return self.txn.get(key)
+        except self._error as e:  # e.g. MDB_CORRUPTED, MDB_PAGE_NOTFOUND on a damaged file
+            raise PackError(f"{self.path}: corrupt LMDB structure: {e}") from None
 
     def close(self) -> None:
         self.txn.abort()
@@ -73,19 +100,29 @@ class _PureBackend:
     name = "pure"
 
     def __init__(self, path: str, size: int) -> None:
-        lmdbpure = sys.modules.get(__name__)  # the single-file bundle defines the reader here
-        if not hasattr(lmdbpure, "PureEnvironment"):
-            from . import lmdbpure  # bundle: drop
+        lmdbpure = _pure_module()
+        self.path = path
         try:
             self.env = lmdbpure.PureEnvironment(path)
-        except lmdbpure.LmdbFormatError as e:
+        except (lmdbpure.LmdbFormatError, NotImplementedError, OSError) as e:
             raise PackError(f"{path}: {e}") from None
 
     def get(self, key: bytes):
-        return self.env.get(key)
+        try:
+            return self.env.get(key)
+        except (ValueError, NotImplementedError, OSError) as e:  # LmdbFormatError is a ValueError
+            raise PackError(f"{self.path}: corrupt LMDB structure: {e}") from None
 
     def close(self) -> None:
         self.env.close()
+
+
+def _pure_module():
+    """edgeaug.lmdbpure, or this module in the single-file bundle (which defines the reader)."""
+    lmdbpure = sys.modules.get(__name__)
+    if not hasattr(lmdbpure, "PureEnvironment"):
+        from . import lmdbpure  # bundle: drop
+    return lmdbpure
 
 
 _OPEN: Dict[Tuple[str, str], List[Any]] = {}  # (realpath, backend) -> [backend, users]
@@ -178,6 +215,10 @@ class Pack:
             raise PackError(f"{self.path}: pack format version {m.get('format_version')!r}; "
                             f"this loader reads version {FORMAT_VERSION}")
         try:
+            validate_manifest(m)  # types and ranges: a crafted manifest can carry a valid fingerprint
+        except FormatError as e:
+            raise PackError(f"{self.path}: {e}") from None
+        try:
             t = m["target"]
             self.shape = tensor_shape(t)
             self.dtype = tensor_dtype(t["dtype"])
@@ -204,6 +245,9 @@ class Pack:
         body = {k: v for k, v in self.manifest.items() if k != "fingerprint"}
         if fingerprint(body, index.tobytes()) != self.manifest.get("fingerprint"):
             raise PackError(f"{self.path}: fingerprint mismatch: manifest or index was altered")
+        if len(index) and (int(index["source"].max()) >= len(self.manifest["sources"])
+                           or int(index["split"].max()) >= len(SPLITS)):
+            raise PackError(f"{self.path}: index names a source or split the manifest does not have")
         return index
 
     def _setup_split(self) -> None:
@@ -235,13 +279,21 @@ class Pack:
             raise PackError(f"{self.path}: record {self._start + i} is missing")
         return value
 
-    def _tensor(self, value) -> np.ndarray:
-        if len(value) < HEADER_SIZE + self.nbytes or struct.unpack_from("<I", value, 40)[0] != self.nbytes:
-            raise PackError(f"{self.path}: record tensor size does not match the target")
+    def _tensor(self, value, r: int) -> np.ndarray:
+        """The tensor of record ``r`` after checking its header against the target and the index."""
+        try:
+            h = RecordHeader(value)
+        except FormatError as e:
+            raise PackError(f"{self.path}: record {r}: {e}") from None
+        row = self._index[r]
+        if h.tensor_nbytes != self.nbytes or (h.source, h.variant, h.split) != (
+                row["source"], row["variant"], row["split"]):
+            raise PackError(f"{self.path}: record {r}: header does not match the target or the index")
         return np.frombuffer(value, self.dtype, int(np.prod(self.shape)), HEADER_SIZE).reshape(self.shape)
 
     def __getitem__(self, i: int) -> Tuple[np.ndarray, int]:
-        return self._tensor(self._value(i)), int(self.labels[i])
+        value = self._value(i)  # bounds-checked
+        return self._tensor(value, self._start + i % self._count), int(self.labels[i])
 
     def record(self, i: int) -> Dict[str, Any]:
         """Everything stored for record ``i`` of this split: tensor, labels, params, ids."""
@@ -262,7 +314,7 @@ class Pack:
             params = json.loads(bytes(value[h.params_offset:]).decode("utf-8"))
         except (FormatError, ValueError, RecursionError) as e:
             raise PackError(f"{self.path}: record {r}: {e}") from None
-        return {"x": self._tensor(value), "label": h.label, "source": h.source, "variant": h.variant,
+        return {"x": self._tensor(value, r), "label": h.label, "source": h.source, "variant": h.variant,
                 "split": h.split, "digest": h.digest.hex(), "params": params, **labels}
 
     def _mask_shape(self) -> Tuple[int, int]:
@@ -313,7 +365,7 @@ class Pack:
             try:
                 dst[j * nb:(j + 1) * nb] = value[HEADER_SIZE:end]
             except (TypeError, ValueError):
-                self._tensor(self._value(i))  # raises the precise PackError
+                self._tensor(self._value(i), start + i)  # raises the precise PackError
                 raise PackError(f"{self.path}: record {start + i} is malformed") from None
 
     # --- checks -------------------------------------------------------------------
@@ -326,7 +378,11 @@ class Pack:
         problems = []
         n = self.records if limit is None else min(limit, self.records)
         for r in range(n):
-            value = self._db.get(record_key(r))
+            try:
+                value = self._db.get(record_key(r))
+            except PackError as e:
+                problems.append(f"record {r}: unreadable: {e}")
+                continue
             row = self._index[r]
             if value is None:
                 problems.append(f"record {r}: missing")
@@ -401,6 +457,38 @@ def bench(pack: Pack, batch_size: int = 32, seconds: float = 3.0) -> Dict[str, f
     return {"records_per_s": n / dt, "mb_per_s": n * pack.nbytes / dt / 1e6, "epochs": epoch}
 
 
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
+              "tensor(int8)": "int8"}
+
+
+def bench_model(pack: Pack, model: str, batch_size: int = 32, seconds: float = 3.0) -> Dict[str, Any]:
+    """Batches straight into an onnxruntime session for about ``seconds``: samples/s.
+
+    onnxruntime is optional and imported here only (ImportError when absent).
+    """
+    import onnxruntime as ort
+    try:
+        sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own exception types
+        raise ValueError(f"{model}: onnxruntime cannot load it: {e}") from None
+    inp = sess.get_inputs()[0]
+    dims = list(inp.shape)[1:]
+    if (_ORT_TYPES.get(inp.type, inp.type) != pack.dtype.name or len(dims) != len(pack.shape)
+            or any(isinstance(d, int) and d != s for d, s in zip(dims, pack.shape))):
+        raise ValueError(f"{model}: input {inp.name!r} is {inp.type} {list(inp.shape)}, the pack holds "
+                         f"{pack.dtype.name} {list(pack.shape)} (edgeaug adapt-model and "
+                         f"edgeaug target from-onnx make them agree)")
+    n, epoch, t0 = 0, 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for x, _ in pack.batches(batch_size, epoch=epoch):
+            sess.run(None, {inp.name: x})  # the pack's bytes are the input: no conversion
+            n += len(x)
+            if time.perf_counter() - t0 >= seconds:
+                break
+        epoch += 1
+    return {"records_per_s": n / (time.perf_counter() - t0), "input": inp.name, "epochs": epoch}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m edgeaug.loader info|verify|bench PACK``."""
     ap = argparse.ArgumentParser(prog="python -m edgeaug.loader",
@@ -413,6 +501,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--batch", type=int, default=32, help="bench: batch size")
     ap.add_argument("--seconds", type=float, default=3.0, help="bench: how long to run")
     ap.add_argument("--backend", default="auto", choices=("auto", "lmdb", "pure"))
+    ap.add_argument("--model", help="bench: also run this ONNX model on every batch (needs onnxruntime)")
     args = ap.parse_args(argv)
     try:
         with Pack(args.pack, args.split, backend=args.backend) as pack:
@@ -427,6 +516,18 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print(f"{pack.records - len(problems)}/{pack.records} records ok "
                       f"(fingerprint {pack.manifest['fingerprint'][:16]})")
                 return 1 if problems else 0
+            elif args.model:
+                try:
+                    r = bench_model(pack, args.model, args.batch, args.seconds)
+                except ImportError:
+                    print("error: --model needs onnxruntime (pip install onnxruntime); "
+                          "without --model, bench measures loading only", file=sys.stderr)
+                    return 2
+                except ValueError as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    return 2
+                print(f"{r['records_per_s']:.0f} samples/s through {os.path.basename(args.model)} "
+                      f"(batch {args.batch}, {pack.backend_name()} backend, loading + inference)")
             else:
                 r = bench(pack, args.batch, args.seconds)
                 print(f"{r['records_per_s']:.0f} records/s, {r['mb_per_s']:.1f} MB/s "

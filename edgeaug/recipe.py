@@ -18,6 +18,11 @@ Example::
     p = 0.5
     degrees = [-15, 15]
 
+    [[ops]]
+    op = "one_of"            # or "some_of" with n = [1, 2]
+    p = 0.5
+    ops = [{op = "gaussian_blur", sigma = [0.3, 1.0]}, {op = "motion_blur", p = 0.5}]
+
 Each op table takes ``op``, ``p`` and the op's ranges as ``[low, high]``
 pairs (a single number means a fixed value).  Unknown ops, unknown or
 out-of-range parameters are errors naming the file and field.
@@ -33,6 +38,7 @@ from .ops import OPS
 
 RESIZE_MODES = ("squash", "letterbox", "center_crop")
 BORDERS = ("constant", "reflect")
+MAX_NESTING = 8  # one_of inside some_of inside ...: a sane bound, not a recursion bomb
 DEFAULT_RECIPE = Path(__file__).resolve().parent / "recipes" / "default.toml"
 
 
@@ -44,13 +50,17 @@ class OpSpec:
     p: float
     ranges: Tuple[Tuple[str, Tuple[float, float]], ...]
     options: Tuple[Tuple[str, Any], ...] = ()
+    children: Tuple["OpSpec", ...] = ()  # the ``ops`` of one_of / some_of
 
     def build(self) -> Any:
-        return OPS[self.op](self.p, **dict(self.ranges), **dict(self.options))
+        kw = {"ops": [c.build() for c in self.children]} if OPS[self.op].composite else {}
+        return OPS[self.op](self.p, **dict(self.ranges), **dict(self.options), **kw)
 
     def to_dict(self) -> dict:
-        return {"op": self.op, "p": self.p, **{k: list(v) for k, v in self.ranges},
-                **dict(self.options)}
+        d = {"op": self.op, "p": self.p, **{k: list(v) for k, v in self.ranges}, **dict(self.options)}
+        if OPS[self.op].composite:
+            d["ops"] = [c.to_dict() for c in self.children]
+        return d
 
 
 @dataclass(frozen=True)
@@ -84,11 +94,15 @@ class Recipe:
 def load_recipe(path: str | Path | None = None) -> Recipe:
     """Load and validate a recipe file (the shipped default when ``path`` is None)."""
     p = Path(path) if path is not None else DEFAULT_RECIPE
-    return parse_recipe(load_toml(p), p.name)
+    return parse_recipe(load_toml(p), p.name, base=p.parent)
 
 
-def parse_recipe(data: dict, where: str = "<recipe>") -> Recipe:
-    """Validate a parsed TOML table into a Recipe."""
+def parse_recipe(data: dict, where: str = "<recipe>", base: Path | None = None) -> Recipe:
+    """Validate a parsed TOML table into a Recipe.
+
+    ``base`` is the recipe file's folder: ops that name files (``onnx``'s
+    ``model``) resolve relative paths against it (the current folder if None).
+    """
     top = Fields(data, where)
     raw_ops = top.raw("ops", [])
     if not isinstance(raw_ops, list):
@@ -100,7 +114,7 @@ def parse_recipe(data: dict, where: str = "<recipe>") -> Recipe:
         border=top.str("border", default="constant", choices=BORDERS),
         fill=top.int("fill", default=0, lo=0, hi=255),
         min_visibility=top.num("min_visibility", default=0.3, lo=0.0, hi=1.0),
-        ops=tuple(parse_op(t, where, f"ops[{i}]") for i, t in enumerate(raw_ops)),
+        ops=tuple(parse_op(t, where, f"ops[{i}]", base=base) for i, t in enumerate(raw_ops)),
     )
     top.done()
     if recipe.variants == 0 and not recipe.include_original:
@@ -108,13 +122,20 @@ def parse_recipe(data: dict, where: str = "<recipe>") -> Recipe:
     return recipe
 
 
-def parse_op(table: Any, where: str, prefix: str) -> OpSpec:
-    """Validate one ``[[ops]]`` table against its op's declared ranges."""
+def parse_op(table: Any, where: str, prefix: str, depth: int = 0, base: Path | None = None) -> OpSpec:
+    """Validate one ``[[ops]]`` table against its op's declared ranges.
+
+    Composite ops (``one_of``, ``some_of``) validate their nested ``ops``
+    recursively; errors name the path, e.g. ``ops[3].ops[1].degrees``.
+    """
     f = Fields(table, where, prefix)
     name = f.str("op")
     if name not in OPS:
         f.fail("op", f"unknown op {name!r}; known ops: {', '.join(sorted(OPS))}")
     p = f.num("p", default=1.0, lo=0.0, hi=1.0)
+    children: Tuple[OpSpec, ...] = ()
+    if OPS[name].composite:
+        children = _parse_children(f, where, prefix, depth, base)
     ranges = []
     for key, (default, (lo, hi)) in OPS[name].RANGES.items():
         v = f.raw(key, list(default))
@@ -132,4 +153,20 @@ def parse_op(table: Any, where: str, prefix: str) -> OpSpec:
             f.fail(key, f"expected {typ.__name__}, got {type(v).__name__} {v!r}"[:120])
         options.append((key, v))
     f.done()
-    return OpSpec(name, p, tuple(ranges), tuple(options))
+    bad = OPS[name].check(dict(ranges), dict(options))
+    if bad:
+        f.fail(*bad)
+    resolve = getattr(OPS[name], "resolve_options", None)
+    if resolve is not None:  # ops naming files resolve them against the recipe's folder
+        options = list(resolve(dict(options), base, f).items())
+    return OpSpec(name, p, tuple(ranges), tuple(options), children)
+
+
+def _parse_children(f: Fields, where: str, prefix: str, depth: int,
+                    base: Path | None = None) -> Tuple[OpSpec, ...]:
+    raw = f.raw("ops", _REQUIRED)
+    if not isinstance(raw, list) or not raw:
+        f.fail("ops", "expected a non-empty array of op tables")
+    if depth >= MAX_NESTING:
+        f.fail("ops", f"composite ops nest deeper than {MAX_NESTING} levels")
+    return tuple(parse_op(t, where, f"{prefix}.ops[{i}]", depth + 1, base) for i, t in enumerate(raw))

@@ -48,13 +48,25 @@ def working_image(image: np.ndarray, aug: Augmenter) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-def source_labels(source: Any) -> Labels:
-    """Source annotations in original-image pixel coordinates."""
+def source_labels(source: Any, size: Tuple[int, int] | None = None) -> Labels:
+    """Source annotations in original-image pixel coordinates.
+
+    ``size`` (w, h) of the decoded image scales normalized (YOLO) coordinates.
+    """
     lab = Labels()
+    f = np.ones(2, np.float64)
+    if getattr(source, "normalized", False):
+        if size is None:
+            raise ValueError(f"{source.rel}: normalized labels need the image size")
+        f = np.asarray(size, np.float64)
     if source.boxes:
-        lab.boxes = np.asarray(source.boxes, np.float32).reshape(-1, 5)
+        b = np.asarray(source.boxes, np.float64).reshape(-1, 5)
+        b[:, 1:] *= np.tile(f, 2)
+        lab.boxes = b.astype(np.float32)
     if source.keypoints:
-        lab.keypoints = np.asarray(source.keypoints, np.float32).reshape(-1, 3)
+        k = np.asarray(source.keypoints, np.float64).reshape(-1, 3)
+        k[:, :2] *= f
+        lab.keypoints = k.astype(np.float32)
     return lab
 
 
@@ -87,10 +99,10 @@ def render_source(task: Any, aug: Augmenter, seed: int):
     res.sha256 = hashlib.sha256(data).hexdigest()
     try:
         image = decode(data)
-        labels = source_labels(task.source)
+        labels = source_labels(task.source, image.shape[1::-1])
         labels.mask = load_mask(task.source)
         if labels.mask is not None and labels.mask.shape != image.shape[:2]:
-            raise SourceDecodeError(f"mask {task.source.mask}: size {labels.mask.shape[::-1]} "
+            raise SourceDecodeError(f"mask: size {labels.mask.shape[::-1]} "
                                     f"differs from the image's {image.shape[1::-1]}")
     except SourceDecodeError as e:
         res.error = str(e)
@@ -112,7 +124,9 @@ def load_mask(source: Any):
     if not source.mask:
         return None
     import cv2
-    m = cv2.imread(str(source.mask), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
+    m = cv2.imread(str(source.mask), cv2.IMREAD_UNCHANGED)
     if m is None:
-        raise SourceDecodeError(f"mask {source.mask}: not a readable PNG")
+        raise SourceDecodeError("mask: not a readable PNG")  # no absolute path into the manifest
+    if m.ndim != 2 or m.dtype not in (np.uint8, np.uint16) or m.max(initial=0) > 255:
+        raise SourceDecodeError("mask: expected a single-channel PNG of class ids 0..255")
     return m.astype(np.uint8)

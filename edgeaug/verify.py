@@ -93,7 +93,7 @@ def _regenerate(pack: Pack, source: Path, sample: Optional[int], rep: VerifyRepo
             continue
         try:
             image = decode(data)
-            labels = source_labels(src)
+            labels = source_labels(src, image.shape[1::-1])
             labels.mask = load_mask(src)
         except SourceDecodeError as e:
             rep.source_problems.append(f"{entry['path']}: {e}")

@@ -118,7 +118,7 @@ def manifest_for(sset, tasks, results, recipe, target, seed: int, val: float) ->
             entry["skipped"] = res.error if res else "not processed"
             skipped.append({"path": s.rel, "reason": entry["skipped"]})
         else:
-            name = sset.classes[s.label]
+            name = sset.classes[s.label] if s.label >= 0 else "(none)"  # -1: no class label
             counts[split_of[i]][name] = counts[split_of[i]].get(name, 0) + entry["records"]
         sources.append(entry)
     for t in tasks:

@@ -67,3 +67,31 @@ def test_demo_runs(tmp_path):
     r = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--workers", "1"])
     assert r.exit_code == 0, r.output
     assert "verify:" in r.output and "OK" in r.output and "loaded train split" in r.output
+
+
+def test_explain_shows_the_ops_of_a_record(small_pack):
+    from edgeaug.loader import Pack
+    with Pack(str(small_pack)) as p:
+        r = next(i for i in range(p.records) if p.record_at(i)["variant"] == 2)
+        rec = p.record_at(r)
+        src = p.manifest["sources"][rec["source"]]["path"]
+    out = runner.invoke(app, ["explain", str(small_pack), str(r)])
+    assert out.exit_code == 0, out.output
+    assert f"record {r}: train" in out.output and repr(src) in out.output and "variant 2" in out.output
+    for e in rec["params"]["ops"]:
+        assert f"- {e['op']}: " + ("skipped" if not e["on"] else "") in out.output
+    js = runner.invoke(app, ["explain", str(small_pack), str(r), "--json"])
+    assert json.loads(js.output) == rec["params"]
+    bad = runner.invoke(app, ["explain", str(small_pack), "100000"])
+    assert bad.exit_code == 2 and "outside the pack's" in bad.output
+
+
+def test_preview_writes_a_contact_sheet(small_pack, tmp_path):
+    import cv2
+    out = tmp_path / "grid.png"
+    r = runner.invoke(app, ["preview", str(small_pack), "-o", str(out), "--count", "5"])
+    assert r.exit_code == 0, r.output
+    sheet = cv2.imread(str(out))
+    assert sheet is not None and sheet.shape == (2 * (224 + 4) + 4, 3 * (224 + 4) + 4, 3)
+    r = runner.invoke(app, ["preview", str(small_pack), "-o", str(out), "--start", "99999"])
+    assert r.exit_code == 2 and "--start" in r.output

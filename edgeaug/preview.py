@@ -1,0 +1,173 @@
+"""Looking at a pack: ``explain`` one record's ops, ``preview`` a contact sheet.
+
+Records hold model tensors, not pictures: :func:`to_rgb` undoes the target's
+quantization table, layout and colour order to get back a viewable uint8 RGB
+image (exact up to the table's clipping and rounding).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+
+PALETTE = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+                    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
+                    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
+                    (170, 255, 195)], np.uint8)
+
+
+def color_of(i: int) -> tuple:
+    return tuple(int(v) for v in PALETTE[int(i) % len(PALETTE)])
+
+
+# --- explain ----------------------------------------------------------------------
+
+def explain(pack: Any, index: int) -> List[str]:
+    """Human-readable lines: which source and variant record ``index`` is, and its ops."""
+    r = pack.record_at(index)
+    m = pack.manifest
+    src = m["sources"][r["source"]]["path"] if r["source"] < len(m["sources"]) else "?"
+    split = "val" if r["split"] else "train"
+    label = _class_name(m, r["label"])
+    lines = [f"record {index}: {split}, source {r['source']} {src!r}, variant {r['variant']}"
+             f"{' (original)' if r['variant'] == 0 else ''}, label {r['label']}{label}",
+             f"  labels: {len(r['boxes'])} boxes, {len(r['keypoints'])} keypoints, "
+             f"mask {'yes' if r['mask'] is not None else 'no'}; digest {r['digest'][:16]}"]
+    ops = r["params"].get("ops", [])
+    resize = m.get("recipe", {}).get("resize", "?")
+    size = f"{m['target']['width']}x{m['target']['height']}"
+    lines.append(f"  ops (geometric ones compose with the {resize} resize to {size} into one warp; "
+                 "photometric ones follow in order):" if ops else f"  no ops: only the {resize} resize to {size}")
+    lines += _op_lines(ops, 2)
+    return lines
+
+
+def _class_name(m: Dict[str, Any], label: int) -> str:
+    classes = m.get("classes", [])
+    return f" ({classes[label]})" if 0 <= label < len(classes) else ""
+
+
+def _op_lines(entries: Sequence[Dict[str, Any]], depth: int) -> List[str]:
+    out = []
+    for e in entries:
+        pad = "  " * depth
+        if not e.get("on"):
+            out.append(f"{pad}- {e.get('op')}: skipped")
+            continue
+        params = {k: v for k, v in e.items() if k not in ("op", "on", "ops")}
+        out.append(f"{pad}- {e.get('op')}: " + (", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+                                               or "applied"))
+        out += _op_lines(e.get("ops", []), depth + 1)
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+# --- de-quantizing ----------------------------------------------------------------
+
+def to_rgb(x: np.ndarray, target: Any) -> np.ndarray:
+    """The uint8 RGB (H, W, 3) image a stored tensor came from (nearest table entry)."""
+    from .targets import QRANGE, quantization_lut
+    img = np.asarray(x)
+    if target.layout == "NCHW":
+        img = img.transpose(1, 2, 0)
+    lut = quantization_lut(target)
+    out = np.empty(img.shape, np.uint8)
+    for c in range(img.shape[2]):
+        if target.dtype in QRANGE:  # exact inverse table over the integer range
+            lo, hi = QRANGE[target.dtype]
+            vals = np.arange(lo, hi + 1, dtype=np.float64)
+            inv = np.abs(lut[:, c].astype(np.float64)[None, :] - vals[:, None]).argmin(1)
+            out[..., c] = inv.astype(np.uint8)[img[..., c].astype(np.int64) - lo]
+        else:  # float dtypes: invert (p/255 - mean)/std
+            p = (img[..., c].astype(np.float64) * target.std[c] + target.mean[c]) * 255.0
+            out[..., c] = np.clip(np.rint(p), 0, 255).astype(np.uint8)
+    if target.color == "BGR":
+        out = out[..., ::-1]
+    elif target.color == "GRAY":
+        out = np.repeat(out, 3, axis=2)
+    return np.ascontiguousarray(out)
+
+
+# --- contact sheet ----------------------------------------------------------------
+
+def draw_record(rec: Dict[str, Any], target: Any, classes: Sequence[str], zoom: int) -> np.ndarray:
+    """One tile: the de-quantized image, mask overlay, boxes, keypoints and a caption."""
+    import cv2
+    img = to_rgb(rec["x"], target)
+    if rec["mask"] is not None and rec["mask"].any():
+        tint = PALETTE[(rec["mask"].astype(np.int64) - 1) % len(PALETTE)]
+        on = rec["mask"][..., None] > 0
+        img = np.where(on, (0.55 * img + 0.45 * tint).astype(np.uint8), img)
+    img = cv2.resize(img, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
+    if rec["mask"] is not None:  # class boundaries in white, so same-colour regions stay apart
+        m = np.kron(rec["mask"], np.ones((zoom, zoom), np.uint8))
+        edge = np.zeros(m.shape, bool)
+        edge[:, 1:] |= m[:, 1:] != m[:, :-1]
+        edge[1:] |= m[1:] != m[:-1]
+        img[edge] = 255
+    for c, x0, y0, x1, y1 in rec["boxes"].tolist():
+        col = color_of(int(c))
+        cv2.rectangle(img, (round(x0 * zoom), round(y0 * zoom)),
+                      (round(x1 * zoom) - 1, round(y1 * zoom) - 1), col, 1)
+        name = classes[int(c)] if 0 <= int(c) < len(classes) else str(int(c))
+        cv2.putText(img, name, (round(x0 * zoom) + 2, max(10, round(y0 * zoom) + 10)),
+                    cv2.FONT_HERSHEY_PLAIN, 0.8, col, 1, cv2.LINE_AA)
+    for i, (x, y, v) in enumerate(rec["keypoints"].tolist()):
+        if v > 0:
+            c = (round(x * zoom), round(y * zoom))
+            cv2.circle(img, c, 4, (0, 0, 0), -1, cv2.LINE_AA)
+            cv2.circle(img, c, 3, color_of(i + 3), -1, cv2.LINE_AA)
+    cap = f"#{rec['index']} s{rec['source']} v{rec['variant']}"
+    if 0 <= rec["label"] < len(classes):
+        cap += f" {classes[rec['label']]}"
+    (w, _), _ = cv2.getTextSize(cap, cv2.FONT_HERSHEY_PLAIN, 0.8, 1)
+    cv2.rectangle(img, (0, 0), (w + 4, 12), (0, 0, 0), -1)
+    cv2.putText(img, cap, (2, 10), cv2.FONT_HERSHEY_PLAIN, 0.8, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
+def contact_sheet(pack: Any, count: int = 16, start: int = 0, columns: int = 0) -> np.ndarray:
+    """A grid of records ``start .. start+count-1`` (whole pack, both splits) as RGB uint8."""
+    from .targets import target_from_dict
+    if count < 1:
+        raise ValueError("--count must be at least 1")
+    if not 0 <= start < pack.records:
+        raise IndexError(f"--start {start} is outside the pack's {pack.records} records")
+    target = target_from_dict(pack.manifest["target"])
+    zoom = max(1, math.ceil(160 / max(target.width, target.height)))  # small targets get bigger
+    tiles = []
+    for r in range(start, min(pack.records, start + count)):
+        rec = dict(pack.record_at(r), index=r)
+        tiles.append(draw_record(rec, target, pack.manifest.get("classes", []), zoom))
+    cols = columns or math.ceil(math.sqrt(len(tiles)))
+    rows = math.ceil(len(tiles) / cols)
+    th, tw = tiles[0].shape[:2]
+    gap = 4
+    sheet = np.full((rows * (th + gap) + gap, cols * (tw + gap) + gap, 3), 40, np.uint8)
+    for i, t in enumerate(tiles):
+        y, x = gap + (i // cols) * (th + gap), gap + (i % cols) * (tw + gap)
+        sheet[y:y + th, x:x + tw] = t
+    return sheet
+
+
+def write_preview(pack_path: str | Path, out: str | Path, count: int = 16, start: int = 0) -> Path:
+    """Write the contact sheet as a PNG; returns its path."""
+    import cv2
+    from .loader import Pack
+    with Pack(str(pack_path)) as pack:
+        sheet = contact_sheet(pack, count, start)
+    out = Path(out)
+    ok, buf = cv2.imencode(".png", sheet[..., ::-1])
+    if not ok:
+        raise OSError(f"{out}: could not encode the PNG")
+    out.write_bytes(buf.tobytes())
+    return out

@@ -1,0 +1,193 @@
+"""The single-file device loader: how it is built, what it imports, and that it reads
+packs byte-identically to the package loader from a folder without edgeaug."""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgeaug import bundle
+from edgeaug.cli import app
+from edgeaug.format import HEADER_SIZE, record_key
+from edgeaug.loader import Pack
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Refuses any import of edgeaug, then reads every record of both splits and prints
+# sha256 digests: tensor bytes + label per record, and the first shuffled epoch's batches.
+PROBE = r'''
+import hashlib, importlib.abc, json, sys
+before = set(sys.modules)
+class _NoEdgeaug(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "edgeaug":
+            raise ImportError("edgeaug must not be imported by the bundle")
+sys.meta_path.insert(0, _NoEdgeaug())
+from edgeaug_loader import Pack
+out = {}
+for split in ("train", "val"):
+    with Pack(sys.argv[1], split, backend=sys.argv[2]) as p:
+        out[split] = [hashlib.sha256(p[i][0].tobytes() + b"|%d" % p[i][1]).hexdigest() for i in range(len(p))]
+        out[split + "_batches"] = [hashlib.sha256(X.tobytes() + Y.tobytes()).hexdigest()
+                                   for X, Y in p.batches(4, epoch=1)]
+        out["backend"] = p.backend_name()
+out["edgeaug_loaded"] = sorted(m for m in sys.modules if m.startswith("edgeaug") and m != "edgeaug_loader")
+out["third_party"] = sorted({m.split(".")[0] for m in set(sys.modules) - before if not m.startswith("_")}
+                            - set(sys.stdlib_module_names) - {"edgeaug_loader", "cython_runtime"})
+out["module"] = Pack.__module__
+print(json.dumps(out))
+'''
+
+
+def reference(path: Path) -> dict:
+    """The same digests through the package loader, in this process."""
+    out = {}
+    for split in ("train", "val"):
+        with Pack(str(path), split) as p:
+            out[split] = [hashlib.sha256(p[i][0].tobytes() + b"|%d" % p[i][1]).hexdigest() for i in range(len(p))]
+            out[split + "_batches"] = [hashlib.sha256(X.tobytes() + Y.tobytes()).hexdigest()
+                                       for X, Y in p.batches(4, epoch=1)]
+    return out
+
+
+def run_in(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """A fresh interpreter in ``folder`` with nothing of the repo on PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    return subprocess.run([sys.executable, *args], cwd=folder, capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def bundled(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("device")
+    path = bundle.write_bundle(folder / "edgeaug_loader.py")
+    (folder / "probe.py").write_text(PROBE)
+    return path
+
+
+def test_bundle_is_one_parseable_module_with_one_future_import(bundled):
+    text = bundled.read_text()
+    tree = ast.parse(text)
+    assert isinstance(tree.body[0].value, ast.Constant)  # the bundle's docstring
+    fut = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
+    assert len(fut) == 1 and fut[0] is tree.body[1]
+    assert "from . import" not in text and "from .format import" not in text
+    assert text == bundle.bundle_text(), "the bundle must be deterministic"
+    for name in bundle.SOURCES:  # every source module is there, in order
+        assert f"# {'-' * 30} edgeaug/{name}\n" in text
+    # the kept text is verbatim: e.g. every line of format.py after its imports
+    fmt = (REPO / "edgeaug" / "format.py").read_text()
+    assert fmt[fmt.index("FORMAT_VERSION = 1"):] in text
+
+
+def test_bundle_imports_only_stdlib_numpy_lmdb_and_never_execs(bundled):
+    tree = ast.parse(bundled.read_text())
+    top, lazy = set(), set()  # module-level imports; imports inside functions (optional packages)
+    nested = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) for n in ast.walk(f)}
+    for n in ast.walk(tree):
+        if isinstance(n, (ast.Import, ast.ImportFrom)):
+            assert getattr(n, "level", 0) == 0, f"relative import left at line {n.lineno}"
+            names = [a.name for a in n.names] if isinstance(n, ast.Import) else [n.module]
+            (lazy if id(n) in nested else top).update(m.split(".")[0] for m in names)
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
+            assert n.func.id not in ("exec", "eval", "compile", "__import__"), n.lineno
+    std = set(sys.stdlib_module_names)
+    assert top - std == {"numpy"}, top - std
+    # lmdb (and onnxruntime for bench --model) only where used, so their absence is survivable
+    assert "lmdb" in lazy and lazy - std <= {"lmdb", "onnxruntime"}, lazy - std
+
+
+@pytest.mark.parametrize("backend", ["auto", "pure"])
+def test_bundle_reads_pack_identically_from_a_folder_without_edgeaug(bundled, small_pack, backend):
+    r = run_in(bundled.parent, "probe.py", str(small_pack), backend)
+    assert r.returncode == 0, r.stderr
+    seen = json.loads(r.stdout)
+    assert seen.pop("edgeaug_loaded") == [] and seen.pop("module") == "edgeaug_loader"
+    assert set(seen.pop("third_party")) <= {"numpy", "lmdb"}
+    assert seen.pop("backend") == ("pure" if backend == "pure" else "lmdb")
+    assert seen == reference(small_pack)
+    assert len(seen["train"]) + len(seen["val"]) == 72 and len(seen["val"]) > 0
+
+
+def test_bundle_as_script_info_verify_bench(bundled, small_pack, tmp_path):
+    r = run_in(bundled.parent, "edgeaug_loader.py", "verify", str(small_pack))
+    assert r.returncode == 0 and "72/72 records ok" in r.stdout, r.stdout + r.stderr
+    r = run_in(bundled.parent, "edgeaug_loader.py", "info", str(small_pack), "--backend", "pure")
+    assert r.returncode == 0 and json.loads(r.stdout)["backend"] == "pure"
+    r = run_in(bundled.parent, "edgeaug_loader.py", "bench", str(small_pack), "--seconds", "0.2")
+    assert r.returncode == 0 and "records/s" in r.stdout and "lmdb backend" in r.stdout
+    r = run_in(bundled.parent, "edgeaug_loader.py", "verify", str(tmp_path / "missing.lmdb"))
+    assert r.returncode == 2 and "cannot open" in r.stderr
+
+
+def test_bundle_verify_fails_on_a_tampered_pack(bundled, small_pack, tmp_path):
+    bad = tmp_path / "bad.lmdb"
+    shutil.copyfile(small_pack, bad)
+    k = flip_tensor_byte(bad, 5)
+    for backend in ("auto", "pure"):
+        r = run_in(bundled.parent, "edgeaug_loader.py", "verify", str(bad), "--backend", backend)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert f"record {k}: digest mismatch (payload altered)" in r.stdout
+        assert "71/72 records ok" in r.stdout
+
+
+def flip_tensor_byte(path: Path, r: int) -> int:
+    """Flip one tensor byte of record ``r`` in the file itself (no LMDB rewrite)."""
+    with Pack(str(path)) as p:
+        value = bytes(p._db.get(record_key(r)))
+    data = bytearray(path.read_bytes())
+    at = data.find(value)
+    assert at >= 0 and data.find(value, at + 1) < 0, "record value not found once in the file"
+    data[at + HEADER_SIZE + 1000] ^= 0x01
+    path.write_bytes(bytes(data))
+    return r
+
+
+def test_module_and_cli_entry_points(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "edgeaug.bundle", "-o", str(tmp_path / "a.py")],
+                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 0 and "wrote" in r.stdout, r.stderr
+    res = CliRunner().invoke(app, ["bundle-loader", "-o", str(tmp_path / "b.py")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "a.py").read_bytes() == (tmp_path / "b.py").read_bytes() == bundle.bundle_text().encode()
+
+
+def _fake_package(tmp_path: Path, loader_text: str, extra: str = "") -> Path:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "format.py").write_text('"""f."""\nfrom __future__ import annotations\nA = 1\n' + extra)
+    (pkg / "lmdbpure.py").write_text('"""p."""\nfrom __future__ import annotations\n'
+                                     '__all__ = ["B"]\nB = 2\n')
+    (pkg / "loader.py").write_text(loader_text)
+    return pkg
+
+
+def test_multiline_and_nested_marked_imports_are_dropped_whole(tmp_path):
+    loader = ('"""l."""\nfrom __future__ import annotations\nimport sys\n'
+              "from .format import (  # bundle: drop\n    A,\n)\n"
+              "def f():\n    if True:\n        from . import lmdbpure  # bundle: drop\n"
+              "    return A + sys.modules[__name__].B\n"
+              "if __name__ == '__main__':\n    print(f())\n")
+    text = bundle.bundle_text(_fake_package(tmp_path, loader))
+    assert "    A,\n)" not in text and "__all__" not in text
+    assert "        pass  # bundle: import dropped\n" in text
+    out = tmp_path / "one.py"
+    out.write_text(text)
+    r = subprocess.run([sys.executable, str(out)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "3", r.stderr
+
+
+def test_refuses_unmarked_relative_import_and_name_clashes(tmp_path):
+    with pytest.raises(bundle.BundleError, match=r"loader.py:2: relative import not marked"):
+        bundle.bundle_text(_fake_package(tmp_path, '"""l."""\nfrom .format import A\n'))
+    shutil.rmtree(tmp_path / "pkg")
+    with pytest.raises(bundle.BundleError, match=r"loader.py: top-level name 'A' also defined in format.py"):
+        bundle.bundle_text(_fake_package(tmp_path, "A = 3\n"))

@@ -270,9 +270,9 @@ def scan_coco(p: Path) -> SourceSet:
         where = f"{p.name}: annotations[{j}]"
         if not isinstance(a, dict):
             raise SourceError(f"{where}: expected an object")
-        if a.get("image_id") not in images:
-            raise SourceError(f"{where}.image_id: {a.get('image_id')!r} is not in images")
-        if a.get("category_id") not in index:
+        if not _is_id(a.get("image_id")) or a["image_id"] not in images:
+            raise SourceError(f"{where}.image_id: {a.get('image_id')!r} is not in images"[:160])
+        if not _is_id(a.get("category_id")) or a["category_id"] not in index:
             raise SourceError(f"{where}.category_id: {a.get('category_id')!r} is not in categories")
         if a.get("iscrowd"):
             continue
@@ -319,8 +319,8 @@ def _coco_images(p: Path, root: Path, imgs: list) -> Dict[Any, Tuple[str, Path]]
         where = f"{p.name}: images[{i}]"
         if not isinstance(im, dict) or not isinstance(im.get("file_name"), str) or not im["file_name"]:
             raise SourceError(f"{where}.file_name: missing or not a string")
-        if im.get("id") in out or isinstance(im.get("id"), (list, dict)) or im.get("id") is None:
-            raise SourceError(f"{where}.id: missing or duplicate {im.get('id')!r}"[:160])
+        if not _is_id(im.get("id")) or im["id"] in out:
+            raise SourceError(f"{where}.id: missing, not an integer/string, or duplicate {im.get('id')!r}"[:160])
         cands = [(root / im["file_name"]).resolve(), (root / "images" / im["file_name"]).resolve()]
         full = next((c for c in cands if c.is_file()), cands[0])
         try:
@@ -334,6 +334,10 @@ def _coco_images(p: Path, root: Path, imgs: list) -> Dict[Any, Tuple[str, Path]]
     if not out:
         raise SourceError(f"{p.name}: images: the list is empty")
     return out
+
+
+def _is_id(v: Any) -> bool:
+    return isinstance(v, (int, str)) and not isinstance(v, bool)
 
 
 def _coco_nums(v: Any, n: int, where: str) -> List[float]:

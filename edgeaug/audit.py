@@ -23,9 +23,11 @@ CLIP_WARN = 0.01
 
 def histogram(image: np.ndarray, target: Target) -> np.ndarray:
     """(channels, 256) counts of pixel values, in the target's colour order."""
-    img = to_color(image, target.color)
-    flat = img.reshape(-1, target.channels)
-    return np.stack([np.bincount(flat[:, c], minlength=256) for c in range(target.channels)]).astype(np.int64)
+    import cv2
+    img = np.ascontiguousarray(to_color(image, target.color))
+    # calcHist counts exactly (float32 holds counts up to 2**24, far above one image's pixels).
+    return np.stack([cv2.calcHist([img], [c], None, [256], [0, 256]).ravel()
+                     for c in range(target.channels)]).astype(np.int64)
 
 
 def per_value_error(target: Target) -> Dict[str, np.ndarray]:

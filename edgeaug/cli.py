@@ -61,11 +61,15 @@ def build(
     val: float = typer.Option(0.0, "--val", help="Fraction of sources per class held out (unaugmented) as the val split."),
     on_error: str = typer.Option("skip", "--on-error", help="skip: skip and report unreadable sources; fail: stop at the first."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", help="An interrupted build of OUTPUT resumes by default when the inputs match; --resume insists, --no-resume starts over."),
 ) -> None:
     """Build a pack: K seeded augmented variants of every image, as the target's exact tensors."""
     from .build import build as run_build
     with _errors(), _progress("rendering", not quiet) as progress:
-        res = run_build(source, output, target, recipe, variants, seed, workers, val, on_error, progress)
+        res = run_build(source, output, target, recipe, variants, seed, workers, val, on_error, progress,
+                        resume=resume)
+    if res.resumed:
+        typer.echo(f"resumed an interrupted build: {res.resumed} sources were already written")
     typer.echo(f"wrote {res.path}: {res.records} records ({', '.join(f'{k} {v}' for k, v in res.splits.items())}) "
                f"in {res.seconds:.1f}s; fingerprint {res.fingerprint}")
     for s in res.skipped:

@@ -28,7 +28,6 @@ import os
 import platform
 import struct
 import sys
-import warnings
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -36,7 +35,7 @@ import numpy as np
 from .format import (FORMAT_VERSION, HEADER_SIZE, INDEX_DTYPE, INDEX_KEY,  # bundle: drop
                      MANIFEST_KEY, MAX_MANIFEST_BYTES, RECORD_PREFIX, MAX_RECORDS, MAX_TENSOR_BYTES, SPLITS,
                      FormatError, RecordHeader, fingerprint, record_digest, record_key,
-                     tensor_dtype, tensor_shape, unpack_labels, validate_manifest)
+                     tensor_dtype, tensor_shape, unpack_labels, validate_manifest, RECORD_MAGIC)
 
 
 class PackError(FormatError):
@@ -125,6 +124,7 @@ def _pure_module():
     return lmdbpure
 
 
+_HEAD = struct.Struct("<4sHH32xIII")  # magic, version, header size, then tensor/labels/params bytes
 _OPEN: Dict[Tuple[str, str], List[Any]] = {}  # (realpath, backend) -> [backend, users]
 
 
@@ -360,11 +360,17 @@ class Pack:
         match, so a short or odd-sized record raises instead of over-reading.
         """
         nb, get, start, end = self.nbytes, self._db.get, self._start, HEADER_SIZE + self.nbytes
+        head = _HEAD.unpack_from
         for j, i in enumerate(idx):
             value = get(RECORD_PREFIX + (start + i).to_bytes(8, "big"))  # record_key, inlined
             try:
+                # Magic, version and section sizes: a damaged header never passes as data.
+                magic, version, hsize, t, l, p = head(value, 0)
+                if (magic != RECORD_MAGIC or version != FORMAT_VERSION or hsize != HEADER_SIZE
+                        or t != nb or end + l + p != len(value)):
+                    raise ValueError
                 dst[j * nb:(j + 1) * nb] = value[HEADER_SIZE:end]
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, struct.error):
                 self._tensor(self._value(i), start + i)  # raises the precise PackError
                 raise PackError(f"{self.path}: record {start + i} is malformed") from None
 
@@ -394,6 +400,8 @@ class Pack:
                 continue
             if record_digest(value) != h.digest or h.digest != row["digest"].tobytes():
                 problems.append(f"record {r}: digest mismatch (payload altered)")
+            elif h.tensor_nbytes != self.nbytes:
+                problems.append(f"record {r}: tensor of {h.tensor_nbytes} bytes, the target's is {self.nbytes}")
             elif (h.source, h.variant, h.split, h.label) != (row["source"], row["variant"], row["split"], row["label"]):
                 problems.append(f"record {r}: header disagrees with the index")
         return problems

@@ -9,9 +9,10 @@ recipe's parameter ranges and probability ``p``:
 * geometric ops return ``matrix(params, size) -> (M, new_size)``, a 3x3
   matrix in continuous pixel coordinates (pixel ``i`` covers ``[i, i+1)``);
   the pipeline multiplies them and resamples once;
-* photometric ops ``apply(image, labels, params)`` on the target-size uint8
-  RGB image without touching any RNG; ops that are per-pixel tone curves
-  also offer ``curve(x, params)`` so consecutive ones fuse into one lookup;
+* photometric ops (:mod:`edgeaug.photometric`) ``apply(image, labels,
+  params)`` on the target-size uint8 RGB image without touching any RNG;
+  ops that are per-pixel tone curves also offer ``curve(x, params)`` so
+  consecutive ones fuse into one lookup;
 * composite ops (``one_of``, ``some_of``) hold child ops and ``choose`` which
   of them fire; :class:`edgeaug.augment.Augmenter` walks them.
 
@@ -204,259 +205,20 @@ class RandomResizedCrop(Op):
               "ratio": ((0.75, 1.3333333333333333), (0.1, 10.0))}
 
     def sample(self, rng, size):
+        """Whole-pixel crops, like torchvision's (and the warp can become a plain resize)."""
         w, h = size
         lr = (math.log(self.ranges["ratio"][0]), math.log(self.ranges["ratio"][1]))
         for _ in range(10):  # torchvision's rejection sampling, bounded
             area = w * h * self.uniform(rng, "scale")
             ratio = math.exp(lr[0] + (lr[1] - lr[0]) * rng.random())
-            cw, ch = math.sqrt(area * ratio), math.sqrt(area / ratio)
-            # Rounding must not reject (or nearly keep) the whole frame.
-            cw, ch = (w if abs(cw - w) < 1e-9 * w else cw), (h if abs(ch - h) < 1e-9 * h else ch)
-            if cw <= w and ch <= h:
-                return {"x": float(rng.random() * (w - cw)), "y": float(rng.random() * (h - ch)),
-                        "w": cw, "h": ch}
+            cw, ch = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
+            if 0 < cw <= w and 0 < ch <= h:
+                return {"x": float(rng.integers(0, math.floor(w - cw) + 1)),
+                        "y": float(rng.integers(0, math.floor(h - ch) + 1)), "w": float(cw), "h": float(ch)}
         return {"x": 0.0, "y": 0.0, "w": float(w), "h": float(h)}
 
     def matrix(self, params, size):
         return translate(-params["x"], -params["y"]), (params["w"], params["h"])
-
-
-# --- photometric -----------------------------------------------------------
-
-class ToneOp(Op):
-    """A per-pixel tone curve on [0, 255]; fusable into one lookup table."""
-
-    def curve(self, x: np.ndarray, params) -> np.ndarray:
-        raise NotImplementedError
-
-    def apply(self, image, labels, params):
-        import cv2
-        lut = np.clip(np.rint(self.curve(np.arange(256, dtype=np.float64), params)), 0, 255)
-        return cv2.LUT(image, lut.astype(np.uint8)).reshape(image.shape), labels
-
-
-@register
-class Brightness(ToneOp):
-    """Add ``delta`` (a fraction of full scale)."""
-
-    name = "brightness"
-    RANGES = {"delta": ((-0.2, 0.2), (-1.0, 1.0))}
-
-    def curve(self, x, params):
-        return x + 255.0 * params["delta"]
-
-
-@register
-class Contrast(ToneOp):
-    """Scale by ``factor`` about mid-grey."""
-
-    name = "contrast"
-    RANGES = {"factor": ((0.8, 1.2), (0.0, 10.0))}
-
-    def curve(self, x, params):
-        return (x - 127.5) * params["factor"] + 127.5
-
-
-@register
-class Gamma(ToneOp):
-    name = "gamma"
-    RANGES = {"gamma": ((0.8, 1.25), (0.05, 20.0))}
-
-    def curve(self, x, params):
-        return 255.0 * (np.clip(x, 0, 255) / 255.0) ** params["gamma"]
-
-
-@register
-class HueSaturation(Op):
-    """Shift hue by ``hue`` degrees and scale saturation by ``saturation``."""
-
-    name = "hue_saturation"
-    RANGES = {"hue": ((-10.0, 10.0), (-180.0, 180.0)),
-              "saturation": ((0.8, 1.2), (0.0, 10.0))}
-
-    def apply(self, image, labels, params):
-        import cv2
-        if image.shape[2] != 3 or (params["hue"] == 0 and params["saturation"] == 1):
-            return image, labels  # the HSV round trip alone is lossy
-        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV_FULL)  # hue on 0..255
-        x = np.arange(256, dtype=np.float64)
-        hue = np.mod(np.rint(x + params["hue"] * 256.0 / 360.0), 256)
-        sat = np.clip(np.rint(x * params["saturation"]), 0, 255)
-        table = np.stack([hue, sat, x], -1).astype(np.uint8).reshape(1, 256, 3)  # one pass, V kept
-        return cv2.cvtColor(cv2.LUT(hsv, table), cv2.COLOR_HSV2RGB_FULL), labels
-
-
-@register
-class Grayscale(Op):
-    """Replace colour by luma (ITU-R 601 weights), kept as three equal channels."""
-
-    name = "grayscale"
-
-    def apply(self, image, labels, params):
-        import cv2
-        if image.shape[2] != 3:
-            return image, labels
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        return cv2.merge([gray, gray, gray]), labels
-
-
-def _on_luma(image: np.ndarray, fn) -> np.ndarray:
-    """Run ``fn`` on the luma channel (YCrCb) only, so colours keep their hue."""
-    import cv2
-    if image.shape[2] != 3:
-        return fn(np.ascontiguousarray(image[..., 0]))[..., None]
-    y, cr, cb = cv2.split(cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb))
-    return cv2.cvtColor(cv2.merge([fn(y), cr, cb]), cv2.COLOR_YCrCb2RGB)
-
-
-@register
-class Equalize(Op):
-    """Global histogram equalization of the luma channel."""
-
-    name = "equalize"
-
-    def apply(self, image, labels, params):
-        import cv2
-        return _on_luma(image, cv2.equalizeHist), labels
-
-
-@register
-class CLAHE(Op):
-    """Contrast-limited adaptive equalization of luma on a ``tile_grid`` x ``tile_grid`` grid."""
-
-    name = "clahe"
-    RANGES = {"clip_limit": ((1.0, 4.0), (0.01, 100.0))}
-    OPTIONS = {"tile_grid": (int, 8)}
-
-    @classmethod
-    def check(cls, ranges, options):
-        if not 1 <= options["tile_grid"] <= 64:
-            return "tile_grid", f"{options['tile_grid']} is outside 1..64"
-        return super().check(ranges, options)
-
-    def apply(self, image, labels, params):
-        import cv2
-        g = int(self.options["tile_grid"])
-        clahe = cv2.createCLAHE(clipLimit=params["clip_limit"], tileGridSize=(g, g))
-        return _on_luma(image, clahe.apply), labels
-
-
-@register
-class GaussianBlur(Op):
-    name = "gaussian_blur"
-    RANGES = {"sigma": ((0.1, 1.5), (0.0, 20.0))}
-
-    def apply(self, image, labels, params):
-        import cv2
-        s = params["sigma"]
-        if s <= 0:
-            return image, labels
-        k = 2 * math.ceil(3 * s) + 1
-        out = cv2.GaussianBlur(image, (k, k), s, s, borderType=cv2.BORDER_REFLECT_101)
-        return out.reshape(image.shape), labels
-
-
-@register
-class MotionBlur(Op):
-    """Average along a line ``length`` output pixels long at ``angle`` degrees."""
-
-    name = "motion_blur"
-    RANGES = {"length": ((3.0, 9.0), (0.0, 64.0)), "angle": ((0.0, 360.0), (-360.0, 360.0))}
-
-    def apply(self, image, labels, params):
-        import cv2
-        if params["length"] <= 0:
-            return image, labels
-        k = motion_kernel(params["length"], params["angle"])
-        out = cv2.filter2D(image, -1, k, borderType=cv2.BORDER_REFLECT_101)
-        return out.reshape(image.shape), labels
-
-
-def motion_kernel(length: float, angle: float) -> np.ndarray:
-    """A normalized line kernel, splatted bilinearly so any length and angle work."""
-    r, a = length / 2.0, math.radians(angle)
-    c = math.ceil(r) + 1
-    t = np.linspace(-r, r, max(2, math.ceil(4 * length) + 1))
-    xs, ys = c + t * math.cos(a), c - t * math.sin(a)
-    x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
-    fx, fy = xs - x0, ys - y0
-    k = np.zeros((2 * c + 1, 2 * c + 1), np.float32)
-    for dx, dy, wt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
-                       (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        np.add.at(k, (y0 + dy, x0 + dx), wt)
-    return k / k.sum()
-
-
-@register
-class GaussianNoise(Op):
-    """Add N(0, sigma * 255) noise; the noise field comes from a stored seed."""
-
-    name = "gaussian_noise"
-    RANGES = {"sigma": ((0.0, 0.04), (0.0, 1.0))}
-
-    def sample(self, rng, size):
-        return {"sigma": self.uniform(rng, "sigma"), "seed": int(rng.integers(0, 2**63))}
-
-    def apply(self, image, labels, params):
-        if params["sigma"] <= 0:
-            return image, labels
-        gen = np.random.Generator(np.random.PCG64(params["seed"]))
-        noise = gen.standard_normal(image.shape, dtype=np.float32)
-        noise *= np.float32(255.0 * params["sigma"])
-        noise += image
-        return np.clip(np.rint(noise), 0, 255).astype(np.uint8), labels
-
-
-@register
-class JpegQuality(Op):
-    """Round-trip through a JPEG encoder at ``quality`` (an integer, 1..100)."""
-
-    name = "jpeg"
-    RANGES = {"quality": ((50.0, 95.0), (1.0, 100.0))}
-    INTEGERS = ("quality",)
-
-    def sample(self, rng, size):
-        return {"quality": self.integer(rng, "quality")}
-
-    def apply(self, image, labels, params):
-        import cv2
-        bgr = image[..., ::-1] if image.shape[2] == 3 else image
-        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(bgr),
-                               [cv2.IMWRITE_JPEG_QUALITY, int(params["quality"])])
-        flag = cv2.IMREAD_COLOR if image.shape[2] == 3 else cv2.IMREAD_GRAYSCALE
-        out = cv2.imdecode(buf, flag).reshape(image.shape)
-        return (np.ascontiguousarray(out[..., ::-1]) if image.shape[2] == 3 else out), labels
-
-
-@register
-class Cutout(Op):
-    """Fill ``count`` rectangles, sides a fraction ``size`` of the image, with grey level ``fill``.
-
-    Coarse dropout: several holes per image, one fill value per record.
-    """
-
-    name = "cutout"
-    RANGES = {"count": ((1.0, 3.0), (0.0, 64.0)), "size": ((0.1, 0.25), (0.0, 1.0)),
-              "fill": ((0.0, 0.0), (0.0, 255.0))}
-    INTEGERS = ("count",)
-
-    def sample(self, rng, size):
-        n = self.integer(rng, "count")
-        holes = []
-        for _ in range(n):
-            fw, fh = self.uniform(rng, "size"), self.uniform(rng, "size")
-            holes.append([float(rng.random()) * (1 - fw), float(rng.random()) * (1 - fh), fw, fh])
-        return {"holes": holes, "fill": int(round(self.uniform(rng, "fill")))}
-
-    def apply(self, image, labels, params):
-        if not params["holes"]:
-            return image, labels
-        out = image.copy()
-        h, w = image.shape[:2]
-        for fx, fy, fw, fh in params["holes"]:
-            x0, y0 = int(round(fx * w)), int(round(fy * h))
-            out[y0:y0 + int(round(fh * h)), x0:x0 + int(round(fw * w))] = params.get("fill", 0)
-        return out, labels
 
 
 # --- composition -----------------------------------------------------------
@@ -507,4 +269,8 @@ class SomeOf(Composite):
         return sorted(int(i) for i in rng.choice(len(w), size=n, replace=False, p=w)) if n else []
 
 
+# Registers the photometric ops; re-exported so edgeaug.ops keeps naming every op class.
+from .photometric import (CLAHE, Brightness, Contrast, Cutout, Equalize, Gamma,  # noqa: E402,F401
+                          GaussianBlur, GaussianNoise, Grayscale, HueSaturation, JpegQuality,
+                          MotionBlur, ToneOp, motion_kernel)
 from . import ops_onnx  # noqa: E402,F401  registers "onnx"

@@ -6,6 +6,8 @@ regenerates records and compares them byte for byte.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from typing import Any, Dict, List, Tuple
 
 import numpy as np
@@ -14,38 +16,88 @@ from .augment import Augmenter, Labels, record_rng
 from .format import SPLITS, encode_record, pack_labels
 
 MAX_PIXELS = 120_000_000  # refuse decompression bombs
+MAX_FILE_BYTES = 2 << 30
 
 
 class SourceDecodeError(ValueError):
     """A source image cannot be used; the message is the reason."""
 
 
-def decode(data: bytes) -> np.ndarray:
-    """Decode image bytes to RGB uint8 (H, W, 3)."""
+def read_source(path: Any) -> bytes:
+    """A source file's bytes: regular files only (a FIFO would block the build), bounded size."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise SourceDecodeError(f"cannot read: {e.strerror or e}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SourceDecodeError("cannot read: not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise SourceDecodeError(f"file of {st.st_size} bytes exceeds the limit of {MAX_FILE_BYTES}")
+        with open(fd, "rb", closefd=False) as f:
+            return f.read()
+    except OSError as e:
+        raise SourceDecodeError(f"cannot read: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+
+
+def decode(data: bytes, background: int = 0) -> np.ndarray:
+    """Decode image bytes to RGB uint8 (H, W, 3) as a viewer displays them.
+
+    The pixel count is checked from the header before decoding where the
+    format allows (PNG, JPEG, GIF, BMP, WebP, TIFF) and again after.  EXIF
+    orientation is applied, so labels are in the displayed frame.  Gray,
+    palette, 16-bit and float images are converted (see
+    :func:`edgeaug.imagefile.to_rgb8`); alpha is composited over
+    ``background`` (the recipe's ``fill``).
+    """
     import cv2
+    from .imagefile import exif_orientation, jpeg_complete, orient, sniff, to_rgb8
     if not data:
         raise SourceDecodeError("empty file")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None or img.size == 0:
-        raise SourceDecodeError("not a decodable image (corrupt, truncated or unsupported)")
-    if img.shape[0] * img.shape[1] > MAX_PIXELS:
-        raise SourceDecodeError(f"{img.shape[1]}x{img.shape[0]} exceeds {MAX_PIXELS} pixels")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    fmt, size = sniff(data)
+    if size and size[0] * size[1] > MAX_PIXELS:
+        raise SourceDecodeError(f"{size[0]}x{size[1]} image exceeds the limit of {MAX_PIXELS} pixels")
+    if fmt == "JPEG" and not jpeg_complete(data):
+        raise SourceDecodeError("not a decodable image: truncated JPEG (no end-of-image marker)")
+    buf, o = np.frombuffer(data, np.uint8), 1
+    try:
+        if hasattr(cv2, "imdecodeWithMetadata"):  # OpenCV >= 4.12: alpha, depth and EXIF
+            raw, types, meta = cv2.imdecodeWithMetadata(buf, cv2.IMREAD_UNCHANGED)
+            exif = [m for t, m in zip(types, meta) if t == cv2.IMAGE_METADATA_EXIF]
+            o = exif_orientation(np.asarray(exif[0]).tobytes()) if exif else 1
+        else:  # older OpenCV orients itself but drops alpha
+            raw = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    except cv2.error:
+        raw = None
+    if raw is None or raw.size == 0:
+        raise SourceDecodeError(f"not a decodable image: corrupt, truncated or unsupported {fmt}"
+                                if fmt else "not a decodable image: no known image file signature")
+    if raw.shape[0] * raw.shape[1] > MAX_PIXELS:
+        raise SourceDecodeError(f"{raw.shape[1]}x{raw.shape[0]} image exceeds the limit of {MAX_PIXELS} pixels")
+    try:
+        return orient(to_rgb8(raw, background), o)
+    except ValueError as e:
+        raise SourceDecodeError(f"not a decodable image: {fmt or 'image'} with {e}") from None
 
 
 def working_image(image: np.ndarray, aug: Augmenter) -> np.ndarray:
     """Shrink very large sources once with area averaging, shared by all variants.
 
-    The one warp then interpolates from an image at most ~2x the target, which
-    avoids aliasing; params stay in original-image coordinates.
+    The one warp then interpolates from an image 2x to 3x the target, which
+    avoids aliasing; params stay in original-image coordinates.  The result
+    is in the augmenter's warp layout (:meth:`Augmenter.prepare`).
     """
     import cv2
     h, w = image.shape[:2]
     f = min(w / aug.target.width, h / aug.target.height) / 2.0
     if f < 2.0:
-        return image
+        return aug.prepare(image)
+    f = int(f)  # whole factors take OpenCV's fast area path (>10x faster when they divide)
     size = (max(1, int(round(w / f))), max(1, int(round(h / f))))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return aug.prepare(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
 
 def source_labels(source: Any, size: Tuple[int, int] | None = None) -> Labels:
@@ -91,14 +143,13 @@ def render_source(task: Any, aug: Augmenter, seed: int):
     from .build import SourceResult
     res = SourceResult(task.index)
     try:
-        with open(task.source.path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        res.error = f"cannot read: {e.strerror or e}"
+        data = read_source(task.source.path)
+    except SourceDecodeError as e:
+        res.error = str(e)
         return res
     res.sha256 = hashlib.sha256(data).hexdigest()
     try:
-        image = decode(data)
+        image = decode(data, aug.recipe.fill)
         labels = source_labels(task.source, image.shape[1::-1])
         labels.mask = load_mask(task.source)
         if labels.mask is not None and labels.mask.shape != image.shape[:2]:

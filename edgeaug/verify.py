@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .loader import Pack
+from .loader import Pack, PackError
 
 
 @dataclass
@@ -70,14 +70,19 @@ def _pick(n: int, sample: Optional[int], fp: str) -> np.ndarray:
 def _regenerate(pack: Pack, source: Path, sample: Optional[int], rep: VerifyReport) -> None:
     from .augment import Augmenter
     from .recipe import parse_recipe
-    from .render import SourceDecodeError, decode, load_mask, render_variant, source_labels, working_image
+    from .render import (SourceDecodeError, decode, load_mask, read_source, render_variant,
+                         source_labels, working_image)
     from .sources import scan
     from .format import pack_labels
     import hashlib
 
     m = pack.manifest
     from .targets import target_from_dict
-    aug = Augmenter(parse_recipe(m["recipe"], "manifest.recipe"), target_from_dict(m["target"]))
+    try:
+        tgt = target_from_dict(m["target"])
+    except (TypeError, ValueError, KeyError) as e:  # a crafted manifest
+        raise PackError(f"{pack.path}: manifest target is malformed: {e}") from None
+    aug = Augmenter(parse_recipe(m["recipe"], "manifest.recipe"), tgt)
     by_rel = {s.rel: s for s in scan(source).sources}
     chosen = _pick(pack.records, sample, m["fingerprint"])
     rows = pack._index[chosen]
@@ -87,12 +92,16 @@ def _regenerate(pack: Pack, source: Path, sample: Optional[int], rep: VerifyRepo
         if src is None:
             rep.source_problems.append(f"{entry['path']}: missing from {source}")
             continue
-        data = src.path.read_bytes()
+        try:
+            data = read_source(src.path)
+        except SourceDecodeError as e:
+            rep.source_problems.append(f"{entry['path']}: {e}")
+            continue
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             rep.source_problems.append(f"{entry['path']}: content differs from the build's")
             continue
         try:
-            image = decode(data)
+            image = decode(data, aug.recipe.fill)
             labels = source_labels(src, image.shape[1::-1])
             labels.mask = load_mask(src)
         except SourceDecodeError as e:

@@ -10,15 +10,21 @@ two sides interleave, so other load on the machine hits both alike):
    (same ranges and probabilities, ``RandomResizedCrop`` to 224x224 first).
    OpenCV runs single-threaded on both sides.
 2. **end to end, one core**: ``edgeaug build`` (read, decode once, K variants,
-   LMDB pack) vs a "custom script" that reads each image, runs the
-   Albumentations pipeline K times and writes each variant as a PNG.
+   LMDB pack) vs a "custom script" that reads each image once, runs the
+   Albumentations pipeline K times and writes each variant as a PNG
+   (``cv2.imwrite``, OpenCV's default, fastest PNG level).
 3. **scaling**: both end-to-end jobs again with all cores (edgeaug
    ``--workers N``; the script with a ``multiprocessing.Pool`` of N).
+
+Three recipes: ``default`` (edgeaug/recipes/default.toml), ``full`` (every
+op family at moderate probabilities) and ``geometric`` (rotate, affine and
+perspective together: where one warp instead of three pays most).
 
 Albumentations is a dev/benchmark dependency only (``pip install
 albumentations``).  Ratios > 1 mean edgeaug is faster.
 
     python scripts/bench_augment.py [--images 48] [--variants 8] [--size 640x480] [--repeat 3]
+                                    [--recipes default,full,geometric]
 """
 from __future__ import annotations
 
@@ -34,8 +40,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-RECIPE = """
-variants = {variants}
+FULL = """
+variants = 8
 include_original = false
 resize = "squash"
 border = "reflect"
@@ -105,13 +111,55 @@ count = [1, 3]
 size = [0.1, 0.25]
 """
 
+GEOMETRIC = """
+variants = 8
+include_original = false
+resize = "squash"
+border = "reflect"
+[[ops]]
+op = "random_resized_crop"
+scale = [0.35, 1.0]
+[[ops]]
+op = "hflip"
+p = 0.5
+[[ops]]
+op = "rotate"
+degrees = [-15, 15]
+[[ops]]
+op = "affine"
+scale = [0.9, 1.1]
+translate = [-0.1, 0.1]
+shear = [-5, 5]
+[[ops]]
+op = "perspective"
+p = 0.5
+distortion = [0.02, 0.05]
+[[ops]]
+op = "brightness"
+p = 0.5
+delta = [-0.2, 0.2]
+"""
 
-def albumentations_pipeline(seed: int):
-    """The same ops, ranges and probabilities in Albumentations."""
-    import albumentations as A
-    import cv2
-    refl = cv2.BORDER_REFLECT_101
-    return A.Compose([
+
+def albu_default(A, refl):
+    """edgeaug/recipes/default.toml in Albumentations (resize when the crop does not fire)."""
+    return [
+        A.OneOf([A.RandomResizedCrop(size=(224, 224), scale=(0.5, 1.0), ratio=(0.75, 1.3333), p=0.8),
+                 A.Resize(224, 224, p=0.2)], p=1.0),
+        A.HorizontalFlip(p=0.5),
+        A.Rotate(limit=12, border_mode=refl, p=0.4),
+        A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.0, p=0.5),
+        A.RandomBrightnessContrast(brightness_limit=0.0, contrast_limit=0.2, p=0.5),
+        A.HueSaturationValue(hue_shift_limit=8, sat_shift_limit=20, val_shift_limit=0, p=0.3),
+        A.GaussianBlur(sigma_limit=(0.3, 1.2), blur_limit=0, p=0.15),
+        A.GaussNoise(std_range=(0.0, 0.03), p=0.15),
+        A.CoarseDropout(num_holes_range=(1, 2), hole_height_range=(0.1, 0.2),
+                        hole_width_range=(0.1, 0.2), p=0.2),
+    ]
+
+
+def albu_full(A, refl):
+    return [
         A.RandomResizedCrop(size=(224, 224), scale=(0.35, 1.0), p=1.0),
         A.HorizontalFlip(p=0.5),
         A.Rotate(limit=15, border_mode=refl, p=0.5),
@@ -129,7 +177,44 @@ def albumentations_pipeline(seed: int):
         A.ImageCompression(quality_range=(50, 95), p=0.2),
         A.CoarseDropout(num_holes_range=(1, 3), hole_height_range=(0.1, 0.25),
                         hole_width_range=(0.1, 0.25), p=0.3),
-    ], seed=seed)
+    ]
+
+
+def albu_geometric(A, refl):
+    return [
+        A.RandomResizedCrop(size=(224, 224), scale=(0.35, 1.0), p=1.0),
+        A.HorizontalFlip(p=0.5),
+        A.Rotate(limit=15, border_mode=refl, p=1.0),
+        A.Affine(scale=(0.9, 1.1), translate_percent=(-0.1, 0.1), shear=(-5, 5), border_mode=refl, p=1.0),
+        A.Perspective(scale=(0.02, 0.05), border_mode=refl, p=0.5),
+        A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.0, p=0.5),
+    ]
+
+
+# name -> (edgeaug recipe TOML or None for the shipped default, Albumentations ops)
+RECIPES = {"default": (None, albu_default), "full": (FULL, albu_full), "geometric": (GEOMETRIC, albu_geometric)}
+
+
+def load(name: str, variants: int):
+    """The edgeaug Recipe of a benchmark recipe, with ``variants`` and no stored original."""
+    from edgeaug.recipe import Recipe, load_recipe, parse_recipe
+    text = RECIPES[name][0]
+    if text is None:
+        r = load_recipe()
+    else:
+        try:
+            import tomllib
+        except ModuleNotFoundError:
+            import tomli as tomllib
+        r = parse_recipe(tomllib.loads(text), f"bench recipe {name}")
+    return Recipe(variants, False, r.resize, r.border, r.fill, r.min_visibility, r.ops)
+
+
+def albumentations_pipeline(name: str, seed: int):
+    """The same ops, ranges and probabilities in Albumentations."""
+    import albumentations as A
+    import cv2
+    return A.Compose(RECIPES[name][1](A, cv2.BORDER_REFLECT_101), seed=seed)
 
 
 def make_images(d: Path, n: int, w: int, h: int) -> Path:
@@ -155,11 +240,10 @@ def decoded(src: Path):
 
 
 def step_edgeaug(images, recipe, k: int) -> float:
-    from edgeaug.augment import Augmenter, record_rng
+    from edgeaug.augment import Augmenter, Labels, record_rng
     from edgeaug.render import working_image
     from edgeaug.targets import load_target
     aug = Augmenter(recipe, load_target("rpi4"))
-    from edgeaug.augment import Labels
     t0 = time.perf_counter()
     for i, img in enumerate(images):
         size = (img.shape[1], img.shape[0])
@@ -171,8 +255,8 @@ def step_edgeaug(images, recipe, k: int) -> float:
     return len(images) * k / (time.perf_counter() - t0)
 
 
-def step_albumentations(images, k: int) -> float:
-    pipe = albumentations_pipeline(0)
+def step_albumentations(images, name: str, k: int) -> float:
+    pipe = albumentations_pipeline(name, 0)
     t0 = time.perf_counter()
     for img in images:
         for _ in range(k):
@@ -180,22 +264,25 @@ def step_albumentations(images, k: int) -> float:
     return len(images) * k / (time.perf_counter() - t0)
 
 
+_PIPES: dict = {}  # one Compose per process and recipe, as a script would build it once
+
+
 def _script_one(job):
     """The custom script's work for one file: decode, K x Albumentations, K PNGs."""
     import cv2
-    path, out, k, seed = job
+    path, out, k, name = job
     cv2.setNumThreads(1)
-    pipe = albumentations_pipeline(seed)
+    pipe = _PIPES.setdefault(name, albumentations_pipeline(name, 0))
     img = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
     stem = Path(path).stem
     for v in range(k):
         cv2.imwrite(str(Path(out) / f"{stem}_{v}.png"), cv2.cvtColor(pipe(image=img)["image"], cv2.COLOR_RGB2BGR))
 
 
-def e2e_script(src: Path, out: Path, k: int, workers: int) -> float:
+def e2e_script(src: Path, out: Path, name: str, k: int, workers: int) -> float:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    jobs = [(str(f), str(out), k, i) for i, f in enumerate(sorted(src.rglob("*.jpg")))]
+    jobs = [(str(f), str(out), k, name) for f in sorted(src.rglob("*.jpg"))]
     t0 = time.perf_counter()
     if workers == 1:
         for j in jobs:
@@ -221,6 +308,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="640x480", help="source image size WxH")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="'all cores' for scaling")
+    ap.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated: " + ", ".join(RECIPES))
     a = ap.parse_args(argv)
     try:
         import albumentations
@@ -228,49 +316,43 @@ def main(argv=None) -> int:
         print("albumentations is not installed: pip install albumentations", file=sys.stderr)
         return 2
     import cv2
-    from edgeaug.recipe import parse_recipe
-    from edgeaug.config import ConfigError  # noqa: F401
-    try:
-        import tomllib
-    except ModuleNotFoundError:
-        import tomli as tomllib
-    recipe = parse_recipe(tomllib.loads(RECIPE.format(variants=a.variants)), "bench recipe")
+    names = [n for n in a.recipes.split(",") if n]
     w, h = (int(v) for v in a.size.lower().split("x"))
     tmp = Path(tempfile.mkdtemp(prefix="edgeaug-bench-"))
+    best = {}
+
+    def keep(key, value):
+        best[key] = max(best.get(key, 0.0), value)
+
     try:
         src = make_images(tmp / "src", a.images, w, h)
         images = decoded(src)
         cv2.setNumThreads(1)
-        best = {}
-
-        def keep(name, value):
-            best[name] = max(best.get(name, 0.0), value)
-
         for _ in range(a.repeat):
-            keep("step_edgeaug", step_edgeaug(images, recipe, a.variants))
-            keep("step_albu", step_albumentations(images, a.variants))
-            keep("e2e_edgeaug_1", e2e_edgeaug(src, tmp / "p.lmdb", recipe, 1))
-            keep("e2e_script_1", e2e_script(src, tmp / "png", a.variants, 1))
-            keep("e2e_edgeaug_n", e2e_edgeaug(src, tmp / "p.lmdb", recipe, a.workers))
-            keep("e2e_script_n", e2e_script(src, tmp / "png", a.variants, a.workers))
-        png_mb = sum(f.stat().st_size for f in (tmp / "png").iterdir()) / 1e6
-        pack_mb = (tmp / "p.lmdb").stat().st_size / 1e6
+            for n in names:
+                rcp = load(n, a.variants)
+                keep((n, "step", "edgeaug"), step_edgeaug(images, rcp, a.variants))
+                keep((n, "step", "albu"), step_albumentations(images, n, a.variants))
+                for wk in sorted({1, a.workers}):
+                    keep((n, wk, "edgeaug"), e2e_edgeaug(src, tmp / "p.lmdb", rcp, wk))
+                    keep((n, wk, "albu"), e2e_script(src, tmp / "png", n, a.variants, wk))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    n = a.workers
     print(f"{a.images} source images {w}x{h} JPEG, {a.variants} variants each, output 224x224x3 uint8 (rpi4); "
           f"albumentations {albumentations.__version__}, OpenCV {cv2.__version__}, numpy {np.__version__}; "
           f"best of {a.repeat}, {os.cpu_count()} cores\n")
-    print("| measurement | edgeaug (img/s) | Albumentations (img/s) | ratio |")
-    print("|---|---|---|---|")
-    rows = [("augment step, 1 core", "step_edgeaug", "step_albu"),
-            ("end to end, 1 core (pack vs PNG files)", "e2e_edgeaug_1", "e2e_script_1"),
-            (f"end to end, {n} cores", "e2e_edgeaug_n", "e2e_script_n")]
-    for label, ours, theirs in rows:
-        print(f"| {label} | {best[ours]:.0f} | {best[theirs]:.0f} | {best[ours] / best[theirs]:.2f}x |")
-    print(f"| scaling 1 -> {n} cores | {best['e2e_edgeaug_n'] / best['e2e_edgeaug_1']:.2f}x | "
-          f"{best['e2e_script_n'] / best['e2e_script_1']:.2f}x | |")
-    print(f"\noutput size: pack {pack_mb:.1f} MB, PNG files {png_mb:.1f} MB")
+    print("| recipe | measurement | edgeaug (img/s) | Albumentations (img/s) | ratio |")
+    print("|---|---|---|---|---|")
+    for n in names:
+        rows = [("augment step, 1 core", "step")] + [
+            (f"end to end, {wk} core{'s' if wk > 1 else ''}", wk) for wk in sorted({1, a.workers})]
+        for label, key in rows:
+            e, t = best[(n, key, "edgeaug")], best[(n, key, "albu")]
+            print(f"| {n} | {label} | {e:.0f} | {t:.0f} | {e / t:.2f}x |")
+        if a.workers > 1:
+            print(f"| {n} | scaling 1 -> {a.workers} cores | "
+                  f"{best[(n, a.workers, 'edgeaug')] / best[(n, 1, 'edgeaug')]:.2f}x | "
+                  f"{best[(n, a.workers, 'albu')] / best[(n, 1, 'albu')]:.2f}x | |")
     return 0
 
 

@@ -120,7 +120,7 @@ def main() -> None:
 
     rates = {name: rate(fn, args.seconds) for name, fn in
              [("loader", loader), ("memmap", memmap), ("cursor", cursor), ("online", online)]}
-    print(f"\n| method | records/s | loader / method |\n|---|---|---|")
+    print("\n| method | records/s | loader / method |\n|---|---|---|")
     for name, r in rates.items():
         print(f"| {name} | {r:,.0f} | {rates['loader'] / r:.2f}x |")
     print(f"\ngoals: loader/memmap >= 0.8 -> {rates['loader'] / rates['memmap']:.2f}; "

@@ -142,7 +142,9 @@ def test_coco_scan(tmp_path):
     (lambda d: d["annotations"][1].update(bbox=[1, 2, 3]), r"annotations\[1\]\.bbox: expected 4 finite numbers"),
     (lambda d: d["annotations"][3].update(keypoints=[1, 2]), r"annotations\[3\]\.keypoints: expected 6 finite"),
     (lambda d: d["images"][1].update(file_name="../../etc/x.png"), r"images\[1\]\.file_name: .* escapes"),
-    (lambda d: d["images"][1].update(id=10), r"images\[1\]\.id: missing or duplicate 10"),
+    (lambda d: d["images"][1].update(id=10), r"images\[1\]\.id: missing, not an integer/string, or duplicate 10"),
+    (lambda d: d["images"][1].update(id=[1]), r"images\[1\]\.id: missing, not an integer/string"),
+    (lambda d: d["annotations"][0].update(image_id={"a": 1}), r"annotations\[0\]\.image_id: \{'a': 1\} is not in"),
     (lambda d: d.pop("categories"), "categories: expected a list"),
 ])
 def test_coco_errors_name_the_field(tmp_path, edit, msg):
@@ -211,6 +213,9 @@ def test_detection_pack_end_to_end(tmp_path, kind):
             if rec["variant"] == 0:  # the original: boxes only scaled to the target
                 want = np.array([[c, x0 * sx, y0 * sy, x1 * sx, y1 * sy] for c, x0, y0, x1, y1 in want])
                 np.testing.assert_allclose(rec["boxes"], want.reshape(-1, 5), atol=1e-3)
+                if kind == "coco" and name == "b.png":  # keypoints scale with the image
+                    np.testing.assert_allclose(rec["keypoints"], [[31.5 * sx, 22.5 * sy, 2],
+                                                                  [89 * sx, 69 * sy, 1]], atol=1e-3)
             for c, x0, y0, x1, y1 in rec["boxes"].tolist():  # the box's colour is inside the box
                 x = np.asarray(rec["x"])[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))]
                 hit = (np.abs(x.astype(int) - COLORS[int(c)]).max(-1) < 60).mean()

@@ -5,7 +5,7 @@ import pytest
 from edgeaug.audit import audit, histogram, per_value_error, warnings_for
 from edgeaug.build import build
 from edgeaug.loader import Pack
-from edgeaug.targets import load_target, parse_target
+from edgeaug.targets import parse_target
 
 
 def _target(dtype="int8", scale=1 / 255, zp=-128, channels=1):

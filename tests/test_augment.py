@@ -64,8 +64,9 @@ CASES = [(g, r, s) for g in GEOMETRY for r in ("squash", "letterbox", "center_cr
 @pytest.mark.parametrize("geom,resize,seed", CASES)
 def test_labels_match_pixels_within_one_pixel(geom, resize, seed):
     img, blobs, lab = run(GEOMETRY[geom], resize, seed)
-    # Box: the bounding box of the red pixels.
-    red = np.argwhere(img[..., 0] > 127)
+    # Box: the bounding box of the red pixels.  Pixels at least a quarter covered count:
+    # at 50% the anti-aliased tip of a sharp rotated corner would read as background.
+    red = np.argwhere(img[..., 0] > 63)
     if len(red) == 0:
         assert len(lab.boxes) == 0 or min(lab.boxes[0, 3] - lab.boxes[0, 1], lab.boxes[0, 4] - lab.boxes[0, 2]) < 1.5
     else:
@@ -136,3 +137,14 @@ def test_rot90_swaps_the_frame_for_later_ops():
     for seed in range(10):
         rrc = aug.sample(record_rng(seed, (1,), 1), (W, H))[1]
         assert rrc["x"] + rrc["w"] <= H + 1e-9 and rrc["y"] + rrc["h"] <= W + 1e-9
+
+
+def test_fast_tensor_path_equals_quantize_for_every_target():
+    from edgeaug.targets import list_targets, load_target, quantize
+    for path in list_targets():
+        t = load_target(path)
+        aug = Augmenter(parse_recipe({}), t)
+        img = np.random.default_rng(1).integers(0, 256, (t.height, t.width, 3), dtype=np.uint8)
+        fast, ref = aug.tensor(img), quantize(img, t)
+        assert fast.dtype == ref.dtype and fast.shape == ref.shape == t.shape, path.stem
+        assert fast.tobytes() == ref.tobytes() and fast.flags.c_contiguous, path.stem

@@ -2,7 +2,6 @@
 import hashlib
 import json
 
-import numpy as np
 import pytest
 
 from edgeaug.build import BuildError, build, plan, val_sources

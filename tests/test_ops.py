@@ -170,3 +170,24 @@ def test_nested_recipe_round_trips():
     d = r.to_dict()
     assert parse_recipe(json.loads(canonical_json(d))).to_dict() == d
     assert d["ops"][0]["ops"][0]["ops"][1]["length"] == [3.0, 9.0]
+
+
+def test_shipped_recipes_parse():
+    from pathlib import Path
+
+    from edgeaug.recipe import DEFAULT_RECIPE, load_recipe
+    for p in sorted(Path(DEFAULT_RECIPE).parent.glob("*.toml")):
+        r = load_recipe(p)
+        assert r.ops and parse_recipe(r.to_dict()).to_dict() == r.to_dict(), p.name
+
+
+def test_noise_depends_only_on_its_stored_seed():
+    import cv2
+    aug = augmenter([{"op": "gaussian_noise", "sigma": 0.05}])
+    out, params = render(aug, 0)
+    cv2.setRNGSeed(777)
+    cv2.randu(np.empty((50, 50), np.float32), 0, 1)  # someone else uses OpenCV's generator
+    assert render(aug, 5, params=params)[0].tobytes() == out.tobytes()
+    diff = out.astype(float) - resize_only().astype(float)
+    assert 0.03 * 255 < diff[(resize_only() > 30) & (resize_only() < 225)].std() < 0.07 * 255
+    assert abs(diff.mean()) < 1.0

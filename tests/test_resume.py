@@ -1,0 +1,436 @@
+"""Crash-safe builds: SIGKILL at any point, rerun, and get the same bytes without redoing work.
+
+Kill points run in forked children (cheap: no re-import), each hooked to
+SIGKILL itself at one place: after the N-th commit, inside a transaction,
+while rendering, after sealing, after the compacted copy, after the rename.
+The rerun happens in this process and must give the uninterrupted build's
+sha256 while rendering only the sources no commit had covered.  A few kills
+at random times hit the real CLI (with worker processes) in a subprocess.
+"""
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import edgeaug.render as render
+import edgeaug.writer as writer
+from edgeaug.build import BuildError, build, plan
+from edgeaug.demo import make_dataset
+from edgeaug.recipe import load_recipe
+from edgeaug.sources import scan
+from edgeaug.writer import PackWriter, WriteError
+
+REPO = Path(__file__).resolve().parent.parent
+ARGS = dict(target="rpi-zero2w", variants=2, seed=7, workers=1, val=0.25)
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("resume") / "shapes", per_class=3, seed=5)
+
+
+@pytest.fixture(scope="module")
+def baseline(data, tmp_path_factory) -> str:
+    """The uninterrupted build, committing after every source (as the kill runs do)."""
+    out = tmp_path_factory.mktemp("base") / "pack.lmdb"
+    mp = pytest.MonkeyPatch()
+    mp.setattr(writer, "BATCH_BYTES", 1)
+    build(data, out, **ARGS)
+    mp.undo()
+    return sha(out)
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    monkeypatch.setattr(writer, "BATCH_BYTES", 1)  # one commit per source: many commit points
+
+
+@pytest.fixture
+def renders(monkeypatch):
+    """Source indices rendered in this process, in order."""
+    seen = []
+    real = render.render_source
+
+    def counting(task, aug, seed):
+        seen.append(task.index)
+        return real(task, aug, seed)
+    monkeypatch.setattr(render, "render_source", counting)
+    return seen
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _after_nth(obj, name: str, n: int, before: bool = False) -> None:
+    """Make ``obj.name`` SIGKILL the process at its n-th call (before or after running it)."""
+    real, calls = getattr(obj, name), [0]
+
+    def hooked(*a, **k):
+        calls[0] += 1
+        if before and calls[0] == n:
+            _die()
+        out = real(*a, **k)
+        if calls[0] == n:
+            _die()
+        return out
+    setattr(obj, name, hooked)
+
+
+def _kill_inside_txn(n: int) -> None:
+    """SIGKILL after the n-th put inside a write transaction (nothing of it is committed)."""
+    import lmdb
+    real_open, puts = lmdb.open, [0]
+
+    class Txn:
+        def __init__(self, txn):
+            self.txn = txn
+
+        def __enter__(self):
+            self.txn.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.txn.__exit__(*exc)
+
+        def put(self, *a, **k):
+            puts[0] += 1
+            if puts[0] == n:
+                _die()
+            return self.txn.put(*a, **k)
+
+        def delete(self, *a, **k):
+            return self.txn.delete(*a, **k)
+
+    class Env:
+        def __init__(self, env):
+            self.env = env
+
+        def begin(self, write=False, **k):
+            txn = self.env.begin(write=write, **k)
+            return Txn(txn) if write else txn
+
+        def __getattr__(self, name):
+            return getattr(self.env, name)
+
+    writer_lmdb_open = lambda *a, **k: Env(real_open(*a, **k))  # noqa: E731
+    lmdb.open = writer_lmdb_open
+
+
+KILL_POINTS = (                                     # 12 sources, 28 records
+    [("commit", n) for n in range(1, 13)]            # after the n-th committed source
+    + [("render", n) for n in range(1, 13, 2)]       # while rendering source n
+    + [("txn", n) for n in range(1, 43, 3)]          # after the n-th put, transaction uncommitted
+    + [("seal", 1), ("copy", 1), ("replaced", 1)]    # during finishing
+)
+
+
+def _killed_build(data: Path, out: Path, point: str, n: int) -> int:
+    """Run the build in a forked child that SIGKILLs itself at ``point``; return its wait status."""
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        try:
+            writer.BATCH_BYTES = 1
+            if point == "commit":
+                _after_nth(PackWriter, "_commit", n)
+            elif point == "render":
+                _after_nth(render, "render_source", n, before=True)
+            elif point == "txn":
+                _kill_inside_txn(n)
+            elif point == "seal":
+                _after_nth(PackWriter, "seal", n)
+            elif point == "copy":
+                _after_nth(writer.os, "replace", n, before=True)
+            elif point == "replaced":
+                _after_nth(writer, "_fsync_dir", n, before=True)
+            build(data, out, **ARGS)
+        finally:
+            os._exit(3)
+    return os.waitpid(pid, 0)[1]
+
+
+@pytest.mark.parametrize("point,n", KILL_POINTS, ids=[f"{p}{n}" for p, n in KILL_POINTS])
+def test_sigkill_then_rerun_gives_the_same_bytes(data, baseline, tmp_path, small_batches, renders,
+                                                 point, n):
+    out = tmp_path / "pack.lmdb"
+    status = _killed_build(data, out, point, n)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    if point != "replaced":
+        assert not out.exists()  # never a half pack at the output path
+    res = build(data, out, **ARGS)
+    assert sha(out) == baseline
+    tasks = plan(scan(data), load_recipe().with_variants(2), 7, 0.25)
+    assert renders == [t.index for t in tasks[res.resumed:]]  # finished sources are not redone
+    if point == "commit":
+        assert res.resumed == n
+    if point in ("seal", "copy", "replaced"):
+        assert res.resumed == len(tasks) and renders == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pack.lmdb"]
+
+
+def test_killed_twice_and_explicit_resume(data, baseline, tmp_path, small_batches, renders):
+    out = tmp_path / "pack.lmdb"
+    assert os.WTERMSIG(_killed_build(data, out, "commit", 3)) == signal.SIGKILL
+    assert os.WTERMSIG(_killed_build(data, out, "commit", 4)) == signal.SIGKILL  # 4 more
+    res = build(data, out, resume=True, **ARGS)
+    assert res.resumed == 7 and sha(out) == baseline
+    assert len(renders) == len(set(renders)) == 12 - 7
+
+
+def test_changed_inputs_start_over(data, tmp_path, small_batches, renders):
+    out = tmp_path / "pack.lmdb"
+    _killed_build(data, out, "commit", 4)
+    other = dict(ARGS, seed=8)
+    with pytest.raises(WriteError, match="other sources, recipe"):
+        build(data, out, resume=True, **other)  # --resume refuses to mix plans
+    assert (tmp_path / "pack.lmdb.partial").exists()  # ...and leaves the partial alone
+    res = build(data, out, **other)
+    assert res.resumed == 0 and any("started over" in w for w in res.warnings)
+    fresh = tmp_path / "fresh.lmdb"
+    build(data, fresh, **other)
+    assert sha(out) == sha(fresh)
+    with pytest.raises(WriteError, match="no partial build"):
+        build(data, tmp_path / "none.lmdb", resume=True, **ARGS)
+    assert not list(tmp_path.glob("none.lmdb*"))
+
+
+def test_a_source_edited_between_runs_is_not_mixed_in(data, tmp_path, small_batches, renders):
+    import shutil
+    src = tmp_path / "data"
+    shutil.copytree(data, src)
+    out = tmp_path / "pack.lmdb"
+    _killed_build(src, out, "commit", 5)
+    first = plan(scan(src), load_recipe().with_variants(2), 7, 0.25)[0].source.path
+    first.write_bytes(sorted((src / "stripes").iterdir())[0].read_bytes())
+    with pytest.raises(BuildError, match="changed since the interrupted build"):
+        build(src, out, resume=True, **ARGS)
+    res = build(src, out, **ARGS)
+    assert res.resumed == 0 and "changed since" in res.warnings[0]
+    fresh = tmp_path / "fresh.lmdb"
+    build(src, fresh, **ARGS)
+    assert sha(out) == sha(fresh)
+
+
+def test_no_resume_starts_over_and_a_second_build_is_locked_out(data, baseline, tmp_path,
+                                                                  small_batches, renders):
+    out = tmp_path / "pack.lmdb"
+    _killed_build(data, out, "commit", 6)
+    w = PackWriter(out, _target(), 10, "another plan", resume=None)  # holds the lock
+    try:
+        with pytest.raises(WriteError, match="another build is writing it"):
+            build(data, out, **ARGS)
+    finally:
+        w.abort()
+    res = build(data, out, resume=False, **ARGS)
+    assert res.resumed == 0 and len(renders) == 12 and sha(out) == baseline
+
+
+def _target():
+    from edgeaug.targets import load_target
+    return load_target("rpi-zero2w")
+
+
+CLI = ("import sys, edgeaug.writer as w; w.BATCH_BYTES = 1; from edgeaug.cli import app; "
+       "sys.argv[0] = 'edgeaug'; app()")
+
+
+def _cli(data: Path, out: Path, workers: int) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(REPO)
+    cmd = [sys.executable, "-c", CLI, "build", str(data), "-o", str(out), "-t", "rpi4",
+           "-k", "3", "-s", "7", "--val", "0.25", "-w", str(workers), "-q"]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+
+
+def test_random_time_kills_of_the_cli_with_workers(tmp_path, small_batches):
+    """kill -9 of the whole process group (main + workers) at random moments of the build."""
+    data = make_dataset(tmp_path / "big", per_class=6, seed=9)
+    base = tmp_path / "base.lmdb"
+    build(data, base, "rpi4", variants=3, seed=7, workers=1, val=0.25)
+    out, rng, kills = tmp_path / "pack.lmdb", random.Random(1234), 0
+    partial = out.with_name(out.name + ".partial")
+    for attempt in range(6):
+        proc = _cli(data, out, workers=2 if attempt % 2 else 1)
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and not partial.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)  # wait for the build phase, then kill at a random moment
+        time.sleep(rng.uniform(0.0, 0.15))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        err = proc.stderr.read().decode()
+        proc.stderr.close()
+        assert proc.returncode in (0, -signal.SIGKILL), err
+        assert not out.exists() or sha(out) == sha(base)  # never a half pack at the output path
+    proc = _cli(data, out, workers=2)
+    assert proc.wait(timeout=120) == 0
+    proc.stderr.close()
+    print(f"{kills} random-time kills")
+    assert kills >= 3 and sha(out) == sha(base)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base.lmdb", "big", "pack.lmdb"]
+
+
+# --- disk or map full: a clean WriteError, the work kept, no pack at the output path ----------
+
+BIG = dict(target="rpi4", variants=2, seed=7, workers=1, val=0.25)  # 150 KB records
+
+
+@pytest.fixture(scope="module")
+def big_baseline(data, tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("bigbase") / "pack.lmdb"
+    mp = pytest.MonkeyPatch()
+    mp.setattr(writer, "BATCH_BYTES", 1)
+    build(data, out, **BIG)
+    mp.undo()
+    return sha(out)
+
+
+def test_map_full_keeps_the_work_for_a_rerun(data, big_baseline, tmp_path, small_batches, renders):
+    out = tmp_path / "pack.lmdb"
+    with pytest.raises(WriteError, match=r"map full .* are kept in pack.lmdb.partial.*rerun"):
+        build(data, out, max_map_size=1 << 20, **BIG)  # 1 MiB: a few sources fit
+    assert not out.exists() and (tmp_path / "pack.lmdb.partial").exists()
+    first = len(renders)
+    res = build(data, out, **BIG)
+    assert 0 < res.resumed < 12 and sha(out) == big_baseline
+    assert len(renders) - first == 12 - res.resumed  # only the sources not yet written
+
+
+def test_file_size_limit_efbig_is_a_clean_error(data, big_baseline, tmp_path, small_batches, renders):
+    """A real write failure: RLIMIT_FSIZE makes LMDB's writes fail with EFBIG (Python ignores SIGXFSZ)."""
+    import resource
+    out = tmp_path / "pack.lmdb"
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20))
+            build(data, out, **BIG)
+        except WriteError as e:
+            code = 0 if "cannot write" in str(e) and "rerun" in str(e) else 2
+        finally:
+            os._exit(code)
+    status = os.waitpid(pid, 0)[1]
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert not out.exists() and (tmp_path / "pack.lmdb.partial").exists()
+    res = build(data, out, **BIG)
+    assert 0 < res.resumed < 12 and sha(out) == big_baseline
+
+
+class _FailingPuts:
+    """lmdb.open wrapper whose n-th put in a write transaction raises ENOSPC as liblmdb reports it."""
+
+    def __init__(self, n):
+        import lmdb
+        self.real, self.n, self.puts, self.lmdb = lmdb.open, n, 0, lmdb
+
+    def __call__(self, *a, **k):
+        outer = self
+        env = self.real(*a, **k)
+
+        class Txn:
+            def __init__(self, txn):
+                self.txn = txn
+
+            def __enter__(self):
+                self.txn.__enter__()
+                return self
+
+            def __exit__(self, *exc):
+                return self.txn.__exit__(*exc)
+
+            def put(self, *a, **k):
+                outer.puts += 1
+                if outer.puts == outer.n:
+                    raise outer.lmdb.Error("mdb_txn_commit: No space left on device")
+                return self.txn.put(*a, **k)
+
+            def delete(self, *a, **k):
+                return self.txn.delete(*a, **k)
+
+        class Env:
+            def begin(self, write=False, **kw):
+                txn = env.begin(write=write, **kw)
+                return Txn(txn) if write else txn
+
+            def __getattr__(self, name):
+                return getattr(env, name)
+        return Env()
+
+
+@pytest.mark.parametrize("n", [1, 9, 25, 41])
+def test_enospc_at_any_put_then_rerun(data, baseline, tmp_path, small_batches, renders, monkeypatch, n):
+    import lmdb
+    out, real = tmp_path / "pack.lmdb", lmdb.open
+    monkeypatch.setattr(lmdb, "open", _FailingPuts(n))
+    with pytest.raises(WriteError, match="No space left on device.*rerun the same command"):
+        build(data, out, **ARGS)
+    monkeypatch.setattr(lmdb, "open", real)
+    assert not out.exists()
+    first = len(renders)
+    res = build(data, out, **ARGS)
+    assert sha(out) == baseline and len(renders) - first == 12 - res.resumed
+
+
+def test_disk_full_while_copying_out(data, baseline, tmp_path, small_batches, renders, monkeypatch):
+    import lmdb
+    out = tmp_path / "pack.lmdb"
+    real = lmdb.open
+
+    class NoCopy:
+        def __init__(self, env):
+            self.env = env
+
+        def copy(self, *a, **k):
+            raise lmdb.Error("mdb_env_copy2: No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.env, name)
+    monkeypatch.setattr(lmdb, "open", lambda *a, **k: NoCopy(real(*a, **k)))
+    with pytest.raises(WriteError, match="finished build is kept"):
+        build(data, out, **ARGS)
+    monkeypatch.setattr(lmdb, "open", real)
+    assert not out.exists() and not (tmp_path / "pack.lmdb.tmp").exists()
+    n = len(renders)
+    res = build(data, out, **ARGS)
+    assert res.resumed == 12 and len(renders) == n and sha(out) == baseline
+
+
+def test_cli_reports_a_write_error_with_exit_code_2(data, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+    from edgeaug.cli import app
+    monkeypatch.setattr(writer, "MAX_MAP_SIZE", 1 << 20)
+    monkeypatch.setattr(writer, "BATCH_BYTES", 1)
+    r = CliRunner().invoke(app, ["build", str(data), "-o", str(tmp_path / "p.lmdb"), "-t", "rpi4",
+                                 "-k", "2", "-w", "1", "-q"])
+    assert r.exit_code == 2 and "map full" in r.output and "rerun the same command" in r.output
+    assert not (tmp_path / "p.lmdb").exists()
+
+
+def test_cli_resume_flags(data, baseline, tmp_path, small_batches, renders):
+    from typer.testing import CliRunner
+    from edgeaug.cli import app
+    out = tmp_path / "pack.lmdb"
+    argv = ["build", str(data), "-o", str(out), "-t", "rpi-zero2w", "-k", "2", "-s", "7", "--val", "0.25",
+            "-w", "1", "-q"]
+    r = CliRunner().invoke(app, argv + ["--resume"])
+    assert r.exit_code == 2 and "cannot resume" in r.output and "no partial build" in r.output
+    _killed_build(data, out, "commit", 5)
+    r = CliRunner().invoke(app, argv + ["--resume"])
+    assert r.exit_code == 0 and "resumed an interrupted build: 5 sources" in r.output, r.output
+    assert sha(out) == baseline and len(renders) == 12 - 5
+    _killed_build(data, out, "commit", 5)
+    r = CliRunner().invoke(app, argv + ["--no-resume"])
+    assert r.exit_code == 0 and "resumed" not in r.output and sha(out) == baseline

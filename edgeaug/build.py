@@ -151,7 +151,7 @@ def build(source: str | Path, out: str | Path, target: str | Path | Target,
             writer.publish()
             manifest, done = writer.sealed, len(tasks)
         else:
-            results = _resumed_results(writer, tasks, key, resume, on_error, sset)
+            results = _resumed_results(writer, tasks, key, resume, on_error)
             done = len(results)
             _render_rest(tasks, results, writer, sset, rcp, tgt, seed, workers, on_error, progress)
             manifest = _manifest(sset, tasks, results, rcp, tgt, seed, val)
@@ -194,7 +194,7 @@ def _render_rest(tasks, results, writer, sset, rcp, tgt, seed, workers, on_error
             progress(n, len(tasks))
 
 
-def _resumed_results(writer, tasks, key, resume, on_error, sset) -> Dict[int, SourceResult]:
+def _resumed_results(writer, tasks, key, resume, on_error) -> Dict[int, SourceResult]:
     """The results of sources a previous run already wrote, if their files are unchanged."""
     results = {t.index: SourceResult.from_meta(m) for t, m in zip(tasks, writer.resumed)}
     changed = _changed_source(tasks[:len(results)], results)
@@ -281,15 +281,23 @@ def run_tasks(tasks: Sequence[Task], recipe: Recipe, target: Target, seed: int,
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     window = workers * 4  # bounded look-ahead keeps memory flat
     with ProcessPoolExecutor(workers, mp.get_context(method), _init_worker,
                              (recipe, target, seed)) as ex:
         it = iter(tasks)
-        pending = deque(ex.submit(_run_one, t) for _, t in zip(range(window), it))
-        while pending:
-            res = pending.popleft().result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(ex.submit(_run_one, nxt))
-            yield res
+        pending = deque((ex.submit(_run_one, t), t) for _, t in zip(range(window), it))
+        task = tasks[0]
+        try:
+            while pending:
+                fut, task = pending.popleft()
+                res = fut.result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append((ex.submit(_run_one, nxt), nxt))
+                yield res
+        except BrokenProcessPool:  # e.g. the OOM killer, or a crash inside a decoder
+            raise BuildError(f"a worker process died while rendering {task.source.path} or one of "
+                             f"the sources after it; the sources before it are kept: rerun to "
+                             f"resume") from None

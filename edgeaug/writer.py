@@ -92,7 +92,7 @@ class PackWriter:
         if resume:
             raise WriteError(f"cannot resume {self.out}: {why}")
         if why not in ("resuming was not requested", "no partial build"):
-            self.note = f"started over: the partial build {why}"
+            self.note = f"started over: {why}"
         _unlink(self.partial)  # before the sidecar names the new plan
         _unlink(self.tmp)
         header = canonical_json({"edgeaug_partial": SIDECAR_VERSION, "plan": plan})
@@ -118,13 +118,13 @@ class PackWriter:
         if not isinstance(side, dict) or not self.partial.exists():
             return "no partial build"
         if side.get("edgeaug_partial") != SIDECAR_VERSION or side.get("plan") != plan:
-            return "was made from other sources, recipe, target, seed, val or versions"
+            return "the partial build was made from other sources, recipe, target, seed, val or versions"
         import lmdb
         try:
             self._read_partial()
-        except (lmdb.Error, FormatError, ValueError, KeyError, TypeError, OSError) as e:
+        except (lmdb.Error, FormatError, ValueError, KeyError, TypeError, OSError, NotImplementedError) as e:
             self._reset()
-            return f"is damaged ({e})"
+            return f"the partial build is damaged ({e})"
         return None
 
     def _reset(self) -> None:
@@ -133,6 +133,9 @@ class PackWriter:
 
     def _read_partial(self) -> None:
         import lmdb
+        from .lmdbpure import PureEnvironment
+        with PureEnvironment(str(self.partial)) as pure:  # bounds-checked walk: no SIGBUS on damage
+            pure.check()
         size = self.partial.stat().st_size
         env = lmdb.open(str(self.partial), subdir=False, readonly=True, lock=False, readahead=False)
         try:

@@ -15,12 +15,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import edgeaug.render as render
 from edgeaug.build import BuildError, build
 from edgeaug.cli import app
-from edgeaug.imagefile import exif_orientation, orient, sniff
+from edgeaug.imagefile import exif_orientation, jpeg_complete, orient, sniff
 from edgeaug.loader import Pack
 from edgeaug.render import SourceDecodeError, decode
 
@@ -344,3 +346,19 @@ def test_unreadable_file_is_skipped_with_its_reason():
         assert skipped == [{"path": "a/secret.png", "reason": "cannot read: Permission denied"}]
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+HEADS = [b"", b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", b"GIF89a", b"BM", b"RIFF\0\0\0\0WEBPVP8X",
+         b"RIFF\0\0\0\0WEBPVP8L", b"II*\x00", b"MM\x00*", b"Exif\x00\x00II*\x00", b"P6"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(HEADS), st.binary(max_size=300))
+def test_header_readers_never_fail_on_arbitrary_bytes(head, tail):
+    """sniff, the JPEG scan and the EXIF reader parse untrusted bytes: answers, never exceptions."""
+    data = head + tail
+    fmt, size = sniff(data)
+    assert fmt is None or isinstance(fmt, str)
+    assert size is None or (len(size) == 2 and all(isinstance(v, int) and v >= 0 for v in size))
+    assert jpeg_complete(data) in (True, False)
+    assert 1 <= exif_orientation(data) <= 8

@@ -123,8 +123,9 @@ def _kill_inside_txn(n: int) -> None:
         def __getattr__(self, name):
             return getattr(self.env, name)
 
-    writer_lmdb_open = lambda *a, **k: Env(real_open(*a, **k))  # noqa: E731
-    lmdb.open = writer_lmdb_open
+    def opening(*a, **k):
+        return Env(real_open(*a, **k))
+    lmdb.open = opening  # only in the forked child
 
 
 KILL_POINTS = (                                     # 12 sources, 28 records
@@ -434,3 +435,75 @@ def test_cli_resume_flags(data, baseline, tmp_path, small_batches, renders):
     _killed_build(data, out, "commit", 5)
     r = CliRunner().invoke(app, argv + ["--no-resume"])
     assert r.exit_code == 0 and "resumed" not in r.output and sha(out) == baseline
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "sidecar"])
+def test_a_damaged_partial_build_is_rebuilt(data, baseline, tmp_path, small_batches, renders, damage):
+    out = tmp_path / "pack.lmdb"
+    _killed_build(data, out, "commit", 6)
+    partial, side = tmp_path / "pack.lmdb.partial", tmp_path / "pack.lmdb.partial.json"
+    raw = bytearray(partial.read_bytes())
+    if damage == "truncate":
+        partial.write_bytes(raw[:len(raw) // 2])
+    elif damage == "flip":  # a node pointer of the B-tree's root page
+        from edgeaug.lmdbpure import PureEnvironment
+        with PureEnvironment(str(partial)) as env:
+            root = env._meta.main.root
+        raw[root * 4096 + 17] ^= 0xFF
+        partial.write_bytes(bytes(raw))
+    else:
+        side.write_bytes(b"\x00garbage")
+    res = build(data, out, **ARGS)
+    assert res.resumed == 0 and len(renders) == 12 and sha(out) == baseline
+    if damage != "sidecar":
+        assert any("partial build is damaged" in w for w in res.warnings)
+
+
+def _children(pid: int) -> list:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_killed_worker_is_a_clear_error_and_the_rerun_completes(tmp_path, small_batches):
+    """The OOM killer takes one worker process: BuildError, the partial kept, the rerun finishes it."""
+    import threading
+    data = make_dataset(tmp_path / "big", per_class=8, seed=4)
+    base = tmp_path / "base.lmdb"
+    build(data, base, "rpi4", variants=3, seed=7, workers=1)
+    out, errors = tmp_path / "pack.lmdb", []
+
+    def run():
+        try:
+            build(data, out, "rpi4", variants=3, seed=7, workers=2)
+        except Exception as e:  # noqa: BLE001 - the assertion below names what it was
+            errors.append(f"{type(e).__name__}: {e}")
+    stale = {w for c in _children(os.getpid()) for w in _children(c)}  # other tests' pools
+    t = threading.Thread(target=run)
+    t.start()
+    killed = False
+    deadline = time.monotonic() + 60
+    while t.is_alive() and not killed and time.monotonic() < deadline:
+        # The pool's workers are the forkserver's children (this process's grandchildren).
+        workers = [w for c in _children(os.getpid()) for w in _children(c) if w not in stale]
+        if len(workers) >= 2 and (tmp_path / "pack.lmdb.partial").exists():
+            os.kill(max(workers), signal.SIGKILL)
+            killed = True
+        time.sleep(0.002)
+    t.join(120)
+    if not killed:
+        pytest.skip("the build finished before a worker could be killed")
+    assert errors and errors[0].startswith("BuildError: a worker process died while rendering"), errors
+    assert "rerun to resume" in errors[0]
+    assert not out.exists()
+    build(data, out, "rpi4", variants=3, seed=7, workers=2)
+    assert sha(out) == sha(base)

@@ -294,10 +294,6 @@ def _drop(path):
     return f
 
 
-def _deep(n):
-    return json.loads("[" * n + "]" * n) if n < 900 else None
-
-
 MANIFEST_CRAFTS = {
     "not-an-object": lambda m: [1, 2, 3],
     "a-string": lambda m: "manifest",

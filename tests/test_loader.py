@@ -181,3 +181,28 @@ def test_device_warnings(small_pack, monkeypatch):
         assert p.device_warnings() == ["pack targets aarch64 but this machine is x86_64"]
         monkeypatch.setattr(platform, "machine", lambda: "aarch64")
         assert p.device_warnings() == []
+
+
+def test_batches_kept_by_the_caller_are_never_overwritten(small_pack):
+    with Pack(str(small_pack)) as p:
+        kept = [(X, Y) for X, Y in p.batches(3, epoch=2)]
+        order = p.epoch_order(2)
+        flat = np.concatenate([X for X, _ in kept])
+        want = np.stack([p[int(i)][0] for i in order])
+        assert np.array_equal(flat, want)
+        assert len({X.ctypes.data for X, _ in kept}) == len(kept)  # all distinct buffers
+        views = [X[0] for X, _ in p.batches(3, epoch=2)]  # a view keeps its batch alive
+        assert np.array_equal(np.stack(views), want[::3])
+
+
+def test_streaming_batches_recycle_released_buffers(small_pack):
+    with Pack(str(small_pack)) as p:
+        addrs = set()
+        for X, _ in p.batches(2, epoch=0):
+            addrs.add(X.ctypes.data)
+        assert len(addrs) <= 3  # released batches are reused, not reallocated
+        # ...and their contents are still the right records each time.
+        for e in range(2):
+            got = [X.copy() for X, _ in p.batches(2, epoch=e)]
+            want = np.stack([p[int(i)][0] for i in p.epoch_order(e)])
+            assert np.array_equal(np.concatenate(got), want)

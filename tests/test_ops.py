@@ -191,3 +191,18 @@ def test_noise_depends_only_on_its_stored_seed():
     diff = out.astype(float) - resize_only().astype(float)
     assert 0.03 * 255 < diff[(resize_only() > 30) & (resize_only() < 225)].std() < 0.07 * 255
     assert abs(diff.mean()) < 1.0
+
+
+def test_gaussian_noise_has_the_requested_spread_and_only_depends_on_its_seed():
+    from edgeaug.photometric import GaussianNoise
+    img = np.full((128, 128, 3), 128, np.uint8)
+    op = GaussianNoise(1.0, sigma=(0.05, 0.05))
+    out, _ = op.apply(img, None, {"sigma": 0.05, "seed": 7})
+    d = out.astype(np.float64) - 128
+    assert abs(d.mean()) < 0.2
+    assert d.std() == pytest.approx(0.05 * 255, rel=0.05)  # 256-quantile normal, +-2.66 sigma
+    again, _ = op.apply(img, None, {"sigma": 0.05, "seed": 7})
+    other, _ = op.apply(img, None, {"sigma": 0.05, "seed": 8})
+    assert np.array_equal(out, again) and not np.array_equal(out, other)
+    sat, _ = op.apply(np.full((8, 8, 1), 250, np.uint8), None, {"sigma": 1.0, "seed": 1})
+    assert sat.shape == (8, 8, 1) and sat.min() >= 0 and sat.max() == 255  # saturates, never wraps

@@ -87,8 +87,11 @@ def _after_nth(obj, name: str, n: int, before: bool = False) -> None:
     setattr(obj, name, hooked)
 
 
-def _kill_inside_txn(n: int) -> None:
-    """SIGKILL after the n-th put inside a write transaction (nothing of it is committed)."""
+def _hook_nth_put(n: int, on_nth_put) -> None:
+    """Wrap ``lmdb.open`` so that the n-th put in a write transaction calls ``on_nth_put()``.
+
+    Used in forked children and under monkeypatch; every other call passes through.
+    """
     import lmdb
     real_open, puts = lmdb.open, [0]
 
@@ -106,7 +109,7 @@ def _kill_inside_txn(n: int) -> None:
         def put(self, *a, **k):
             puts[0] += 1
             if puts[0] == n:
-                _die()
+                on_nth_put()
             return self.txn.put(*a, **k)
 
         def delete(self, *a, **k):
@@ -123,9 +126,12 @@ def _kill_inside_txn(n: int) -> None:
         def __getattr__(self, name):
             return getattr(self.env, name)
 
-    def opening(*a, **k):
-        return Env(real_open(*a, **k))
-    lmdb.open = opening  # only in the forked child
+    lmdb.open = lambda *a, **k: Env(real_open(*a, **k))
+
+
+def _kill_inside_txn(n: int) -> None:
+    """SIGKILL after the n-th put inside a write transaction (nothing of it is committed)."""
+    _hook_nth_put(n, _die)
 
 
 KILL_POINTS = (                                     # 12 sources, 28 records
@@ -330,52 +336,17 @@ def test_file_size_limit_efbig_is_a_clean_error(data, big_baseline, tmp_path, sm
     assert 0 < res.resumed < 12 and sha(out) == big_baseline
 
 
-class _FailingPuts:
-    """lmdb.open wrapper whose n-th put in a write transaction raises ENOSPC as liblmdb reports it."""
-
-    def __init__(self, n):
-        import lmdb
-        self.real, self.n, self.puts, self.lmdb = lmdb.open, n, 0, lmdb
-
-    def __call__(self, *a, **k):
-        outer = self
-        env = self.real(*a, **k)
-
-        class Txn:
-            def __init__(self, txn):
-                self.txn = txn
-
-            def __enter__(self):
-                self.txn.__enter__()
-                return self
-
-            def __exit__(self, *exc):
-                return self.txn.__exit__(*exc)
-
-            def put(self, *a, **k):
-                outer.puts += 1
-                if outer.puts == outer.n:
-                    raise outer.lmdb.Error("mdb_txn_commit: No space left on device")
-                return self.txn.put(*a, **k)
-
-            def delete(self, *a, **k):
-                return self.txn.delete(*a, **k)
-
-        class Env:
-            def begin(self, write=False, **kw):
-                txn = env.begin(write=write, **kw)
-                return Txn(txn) if write else txn
-
-            def __getattr__(self, name):
-                return getattr(env, name)
-        return Env()
+def _enospc():
+    import lmdb
+    raise lmdb.Error("mdb_txn_commit: No space left on device")  # as liblmdb reports it
 
 
 @pytest.mark.parametrize("n", [1, 9, 25, 41])
 def test_enospc_at_any_put_then_rerun(data, baseline, tmp_path, small_batches, renders, monkeypatch, n):
     import lmdb
     out, real = tmp_path / "pack.lmdb", lmdb.open
-    monkeypatch.setattr(lmdb, "open", _FailingPuts(n))
+    monkeypatch.setattr(lmdb, "open", lmdb.open)  # restored after the test
+    _hook_nth_put(n, _enospc)
     with pytest.raises(WriteError, match="No space left on device.*rerun the same command"):
         build(data, out, **ARGS)
     monkeypatch.setattr(lmdb, "open", real)

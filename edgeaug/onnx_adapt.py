@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .onnx_tools import (DTYPE_ELEMS, ModelError, channel_values, find_input_quant, graph_input,
+from .onnx_tools import (ADAPT_HEAD, DTYPE_ELEMS, ModelError, channel_values, find_input_quant, graph_input,
                          infer_layout, input_signature, load_model, meta_numbers, require)
 
 
@@ -51,7 +51,12 @@ def adapt_model(src: str | Path, dst: str | Path, insert_preprocess: bool = Fals
     if quant is not None and not quant.removable:
         raise ModelError(f"{where}: input {vi.name!r} is already {dtype} feeding a DequantizeLinear: "
                          f"nothing to adapt")
-    if quant is not None:
+    if quant is not None and quant.dtype == "int8":
+        add_dequant_head(model, vi, quant)
+        res = Adapted("qdq", vi.name, quant.dtype, tuple(dims), quant.scale, quant.zero_point)
+        note = (f"int8 input dequantized in front of the kept QuantizeLinear: scale={quant.scale!r} "
+                f"zero_point={quant.zero_point}")
+    elif quant is not None:
         remove_input_quant(model, vi, quant)
         res = Adapted("qdq", vi.name, quant.dtype, tuple(dims), quant.scale, quant.zero_point)
         note = f"input QuantizeLinear removed: {quant.dtype} scale={quant.scale!r} zero_point={quant.zero_point}"
@@ -98,6 +103,38 @@ def remove_input_quant(model: Any, vi: Any, quant: Any) -> None:
     stale = {n.output[0] for n in quant.path} | {q.output[0]}  # gone, or a new element type
     for info in [v for v in graph.value_info if v.name in stale]:
         graph.value_info.remove(info)
+
+
+def add_dequant_head(model: Any, vi: Any, quant: Any) -> None:
+    """Give an int8-activation QDQ model an int8 input while keeping its QuantizeLinear.
+
+    Removing the quantizer (as for uint8) is not portable for int8: on x86 CPUs
+    without VNNI, onnxruntime's QDQS8ToU8Transformer rewrites each int8
+    QuantizeLinear->DequantizeLinear *pair* to uint8 and fuses it into a u8s8
+    QLinearConv, while a bare int8 input feeding a DequantizeLinear has no pair,
+    so the adapted graph would run a different kernel (float Conv) and differ.
+    Instead the input goes through Cast, ``- zero_point``, ``* scale`` into the
+    original quantizer, which gives back the same integers exactly
+    (``rint((q - zp) * s / s) + zp == q``), and the rest of the graph is the
+    original, so onnxruntime makes the same choices on every CPU.  A real
+    DequantizeLinear would not do: onnxruntime folds a DQ->Q pair away.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+    graph, name = model.graph, vi.name
+    if quant.path:  # Casts in front of the quantizer are replaced by ours
+        raise ModelError(f"input {name!r} reaches its int8 QuantizeLinear through "
+                         f"{[n.op_type for n in quant.path]}; only a direct int8 quantizer can be adapted")
+    k_zp, k_scale = _fresh(graph, ADAPT_HEAD + "zero_point"), _fresh(graph, ADAPT_HEAD + "scale")
+    graph.initializer.extend([numpy_helper.from_array(np.array(quant.zero_point, np.float32), k_zp),
+                              numpy_helper.from_array(np.array(quant.scale, np.float32), k_scale)])
+    t = [_fresh(graph, f"{ADAPT_HEAD}{i}") for i in range(3)]
+    nodes = [helper.make_node("Cast", [name], [t[0]], to=TensorProto.FLOAT, name=t[0]),
+             helper.make_node("Sub", [t[0], k_zp], [t[1]], name=t[1]),
+             helper.make_node("Mul", [t[1], k_scale], [t[2]], name=t[2])]
+    quant.node.input[0] = t[2]
+    for i, node in enumerate(nodes):
+        graph.node.insert(i, node)
+    vi.type.tensor_type.elem_type = DTYPE_ELEMS["int8"]
 
 
 def add_preprocess(model: Any, vi: Any, dims: Sequence[Any], dtype: str, layout: str,

@@ -6,7 +6,8 @@ scale and zero point of the input's QuantizeLinear.  That node is found by
 following the graph from the input through shape-only ops (Reshape, Cast,
 Transpose, ...), since exporters do not always put it first.  In a model whose
 input quantizer was removed (``edgeaug adapt-model``), the integer input feeds
-a DequantizeLinear with the same scale and zero point.
+a DequantizeLinear with the same scale and zero point; in an adapted int8
+model it feeds edgeaug's dequantizing head in front of the kept quantizer.
 
 ``onnx`` and ``onnxruntime`` are optional and imported only when used.
 """
@@ -28,6 +29,8 @@ PASS_THROUGH = ("Reshape", "Cast", "Transpose", "Identity", "Flatten", "Squeeze"
 #: ONNX TensorProto element types a target can hold.
 ELEM_DTYPES = {1: "float32", 10: "float16", 2: "uint8", 3: "int8"}
 DTYPE_ELEMS = {v: k for k, v in ELEM_DTYPES.items()}
+#: Name prefix of the Cast/Sub/Mul head ``adapt-model`` puts in front of an int8 input's quantizer.
+ADAPT_HEAD = "edgeaug_int8_head_"
 DEFAULT_RAW_QUANT = {"uint8": (1 / 255, 0), "int8": (1 / 255, -128)}  # integer input, no DQ
 
 
@@ -138,8 +141,13 @@ class InputQuant:
     dtype: str              # "uint8" or "int8"
 
     @property
+    def adapted(self) -> bool:
+        """The input already takes integers: a DequantizeLinear, or edgeaug's int8 head."""
+        return self.node.op_type == "DequantizeLinear" or any(n.name.startswith(ADAPT_HEAD) for n in self.path)
+
+    @property
     def removable(self) -> bool:
-        return self.node.op_type == "QuantizeLinear"
+        return not self.adapted
 
 
 def find_input_quant(model: Any, input_name: str, where: str = "<model>") -> Tuple[Optional[InputQuant], str]:
@@ -157,7 +165,8 @@ def find_input_quant(model: Any, input_name: str, where: str = "<model>") -> Tup
         node = nodes[0]
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") and node.input[0] == name:
             return _quant_params(graph, node, tuple(path), where), ""
-        if node.op_type not in PASS_THROUGH or node.input[0] != name:
+        head = node.name.startswith(ADAPT_HEAD)  # an adapted int8 model's Cast/Sub/Mul
+        if (node.op_type not in PASS_THROUGH and not head) or node.input[0] != name:
             return None, f"{name!r} feeds {node.op_type} ({node.name or node.output[0]}), not a QuantizeLinear"
         path.append(node)
         name = node.output[0]

@@ -13,7 +13,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from edgeaug.cli import app  # noqa: E402
 from edgeaug.onnx_adapt import adapt_model  # noqa: E402
-from edgeaug.onnx_tools import ModelError, target_from_onnx, write_target  # noqa: E402
+from edgeaug.onnx_tools import ModelError, find_input_quant, target_from_onnx, write_target  # noqa: E402
 from edgeaug.targets import QRANGE, load_target  # noqa: E402
 from onnx_models import ArrayReader, conv_classifier, nhwc_mlp, quantize  # noqa: E402
 
@@ -38,8 +38,20 @@ def input_q_params(path, input_name="x"):
     raise AssertionError("no input QuantizeLinear")
 
 
-def run(path, feed):
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def run(path, feed, int8_allowed=None, optimized=None):
+    """Run a model; ``int8_allowed`` pins onnxruntime's CPU-dependent QDQ choice.
+
+    onnxruntime's default for ``session.qdqisint8allowed`` is "1" on ARM and on
+    x86 with VNNI, "0" on x86 without it (AVX2 only): there it rewrites int8
+    Q->DQ pairs to uint8.  Pinning both values tests both kinds of CPU anywhere.
+    """
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if int8_allowed is not None:
+        opts.add_session_config_entry("session.qdqisint8allowed", int8_allowed)
+    if optimized is not None:
+        opts.optimized_model_filepath = str(optimized)
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     return sess.run(None, {sess.get_inputs()[0].name: feed})[0]
 
 
@@ -131,29 +143,50 @@ def prequantize(x, scale, zp):
     return np.clip(np.rint(x / np.float32(scale)) + int(zp), lo, hi).astype(zp.dtype)
 
 
+@pytest.mark.parametrize("int8_allowed", ["0", "1"])
 @pytest.mark.parametrize("key,shape", [("conv_q", (16, 3, 8, 8)), ("conv_q8", (16, 3, 8, 8)),
                                        ("mlp_q", (16, 8, 8, 1))])
-def test_adapted_qdq_model_is_bit_identical_to_the_float_path(models, key, shape, tmp_path):
+def test_adapted_qdq_model_is_bit_identical_to_the_float_path(models, key, shape, int8_allowed, tmp_path):
     out = tmp_path / f"{key}_u8.onnx"
     res = adapt_model(models[key], out)
     scale, zp = input_q_params(models[key])
     assert res.kind == "qdq" and res.dtype == zp.dtype.name
     m = onnx.load(str(out))
-    assert "QuantizeLinear" not in [n.op_type for n in m.graph.node[:3]]
+    quant, _ = find_input_quant(m, m.graph.input[0].name)
+    assert quant.adapted and (quant.node.op_type == "QuantizeLinear") == (key == "conv_q8")  # int8 keeps its Q
     rng = np.random.default_rng(7)
     x = (rng.random(shape) * 5 - 2.5).astype(np.float32)  # includes values that saturate
     q = prequantize(x, scale, zp)
     assert q.min() == QRANGE[zp.dtype.name][0] and q.max() == QRANGE[zp.dtype.name][1]
-    y_float, y_adapted = run(models[key], x), run(out, q)
+    y_float, y_adapted = run(models[key], x, int8_allowed), run(out, q, int8_allowed)
     assert y_float.dtype == y_adapted.dtype and np.array_equal(y_float, y_adapted)
     with pytest.raises(Exception):  # the unmodified model refuses the integer tensor
-        run(models[key], q)
+        run(models[key], q, int8_allowed)
 
 
-def test_adapted_model_target_matches_the_original(models, tmp_path):
+@pytest.mark.parametrize("int8_allowed", ["0", "1"])
+@pytest.mark.parametrize("key", ["conv_q", "conv_q8", "mlp_q"])
+def test_adapted_model_runs_the_same_kernels_as_the_original(models, key, int8_allowed, tmp_path):
+    # Equal outputs on one CPU do not prove equal kernels: on VNNI CPUs a float Conv and a
+    # u8s8 QLinearConv can agree where AVX2's saturating u8s8 kernel does not.  So compare
+    # the graphs onnxruntime actually runs, after its optimizer, under both CPU choices.
+    adapted = tmp_path / "adapted.onnx"
+    adapt_model(models[key], adapted)
+    shape = (1, 8, 8, 1) if key == "mlp_q" else (1, 3, 8, 8)
+    scale, zp = input_q_params(models[key])
+    x = np.zeros(shape, np.float32)
+    run(models[key], x, int8_allowed, optimized=tmp_path / "orig_opt.onnx")
+    run(adapted, prequantize(x, scale, zp), int8_allowed, optimized=tmp_path / "adapted_opt.onnx")
+    ops = [[n.op_type for n in onnx.load(str(tmp_path / f)).graph.node] for f in ("orig_opt.onnx", "adapted_opt.onnx")]
+    fused = [o for o in ops[0] if o.startswith("QLinear")]
+    assert fused and [o for o in ops[1] if o.startswith("QLinear")] == fused
+
+
+@pytest.mark.parametrize("key", ["conv_q", "conv_q8"])
+def test_adapted_model_target_matches_the_original(models, key, tmp_path):
     out = tmp_path / "a.onnx"
-    adapt_model(models["conv_q"], out)
-    a, b = target_from_onnx(models["conv_q"]), target_from_onnx(out)
+    adapt_model(models[key], out)
+    a, b = target_from_onnx(models[key]), target_from_onnx(out)
     assert a["input"] == b["input"]
     with pytest.raises(ModelError, match="already"):
         adapt_model(out, tmp_path / "again.onnx")

@@ -25,11 +25,11 @@ def _fail(msg: str, code: int = 2) -> None:
 @contextmanager
 def _errors() -> Iterator[None]:
     """Turn the library's expected errors into one clear line and exit code 2."""
-    from .build import BuildError
-    from .config import ConfigError
-    from .format import FormatError
-    from .sources import SourceError
-    from .writer import WriteError
+    from edgeaug.build.builder import BuildError
+    from edgeaug.config.fields import ConfigError
+    from edgeaug.device.format import FormatError
+    from edgeaug.sources.scan import SourceError
+    from edgeaug.build.writer import WriteError
     try:
         yield
     except (BuildError, ConfigError, FormatError, SourceError, WriteError, OSError) as e:
@@ -64,7 +64,7 @@ def build(
     resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", help="An interrupted build of OUTPUT resumes by default when the inputs match; --resume insists, --no-resume starts over."),
 ) -> None:
     """Build a pack: K seeded augmented variants of every image, as the target's exact tensors."""
-    from .build import build as run_build
+    from edgeaug.build.builder import build as run_build
     with _errors(), _progress("rendering", not quiet) as progress:
         res = run_build(source, output, target, recipe, variants, seed, workers, val, on_error, progress,
                         resume=resume)
@@ -84,7 +84,7 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a summary."),
 ) -> None:
     """Show what a pack holds: target, recipe, seed, counts, versions, fingerprint."""
-    from .loader import Pack
+    from edgeaug.device.loader import Pack
     with _errors(), Pack(str(pack)) as p:
         m = p.manifest
         info = {**p.info(), "recipe": m["recipe"], "counts": m["counts"], "versions": m["versions"],
@@ -107,7 +107,7 @@ def inspect(
 
 
 def _show_audit(entry) -> None:
-    from .audit import warnings_for
+    from edgeaug.build.audit import warnings_for
     if not entry:
         return
     for c, ch in enumerate(entry["channels"]):
@@ -127,7 +127,7 @@ def verify(
 
     Exit code 0 only if everything checked matches.
     """
-    from .verify import verify_pack
+    from edgeaug.verify import verify_pack
     with _errors():
         rep = verify_pack(pack, source, sample)
     for line in rep.digest_problems + rep.source_problems + [str(m) for m in rep.mismatches]:
@@ -140,7 +140,7 @@ def verify(
 @app.command()
 def targets() -> None:
     """List the shipped device profiles."""
-    from .targets import list_targets, load_target
+    from edgeaug.config.targets import list_targets, load_target
     for p in list_targets():
         t = load_target(p)
         typer.echo(f"{t.name:15} {t.device.name} ({t.device.arch}, {t.device.word_size}-bit): "
@@ -153,7 +153,7 @@ def demo(
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes."),
 ) -> None:
     """Generate a small procedural dataset, build an rpi4 pack, verify it and load it."""
-    from .demo import run_demo
+    from edgeaug.demo import run_demo
     with _errors(), _progress("rendering") as progress:
         summary = run_demo(out, workers, progress, typer.echo)
     if not summary["verified"]:
@@ -165,7 +165,7 @@ def bundle_loader(
     out: Path = typer.Option(Path("edgeaug_loader.py"), "--out", "-o", help="The single .py file to write."),
 ) -> None:
     """Write the device loader as one self-contained file (numpy + optional lmdb only)."""
-    from .bundle import BundleError, write_bundle
+    from edgeaug.device.bundle import BundleError, write_bundle
     try:
         path = write_bundle(out)
     except (BundleError, OSError) as e:
@@ -181,7 +181,7 @@ app.add_typer(target_app, name="target")
 
 @contextmanager
 def _model_errors() -> Iterator[None]:
-    from .onnx_tools import ModelError
+    from edgeaug.models.onnx_io import ModelError
     with _errors():
         try:
             yield
@@ -190,7 +190,7 @@ def _model_errors() -> Iterator[None]:
 
 
 def _numbers(text: Optional[str], flag: str):
-    from .onnx_tools import parse_numbers
+    from edgeaug.models.onnx_io import parse_numbers
     return None if text is None else parse_numbers(text, flag)
 
 
@@ -210,7 +210,7 @@ def target_from_onnx(
     word_size: int = typer.Option(64, "--word-size", help="32 or 64 (the device OS)."),
 ) -> None:
     """Write a target profile read from the model: input name, shape, dtype, layout, quantization."""
-    from .onnx_tools import write_target
+    from edgeaug.models.onnx_io import write_target
     with _model_errors():
         hw = None
         if size is not None:
@@ -239,7 +239,7 @@ def adapt_model(
     input_name: Optional[str] = typer.Option(None, "--input", help="Which input, for multi-input models."),
 ) -> None:
     """Make a model take the pack's integer tensor directly (drops a QDQ model's input QuantizeLinear)."""
-    from .onnx_adapt import adapt_model as run_adapt
+    from edgeaug.models.adapt import adapt_model as run_adapt
     with _model_errors():
         r = run_adapt(model, output, insert_preprocess, _numbers(mean, "--mean"), _numbers(std, "--std"),
                       layout, input_name)
@@ -258,7 +258,7 @@ def eval_pack(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Accuracy of a classifier on a pack split and samples/s, batches fed with no conversion."""
-    from .evaluate import evaluate
+    from edgeaug.models.evaluate import evaluate
     if split not in (None, "train", "val"):
         _fail(f"--split: {split!r} is not train or val")
     with _model_errors():
@@ -278,8 +278,8 @@ def explain(
     as_json: bool = typer.Option(False, "--json", help="Print the stored parameters as JSON."),
 ) -> None:
     """Show the source, variant and the ops with their sampled parameters that made one record."""
-    from .loader import Pack
-    from .preview import explain as explain_record
+    from edgeaug.device.loader import Pack
+    from edgeaug.preview import explain as explain_record
     with _errors(), Pack(str(pack)) as p:
         if not 0 <= index < p.records:
             _fail(f"INDEX {index} is outside the pack's {p.records} records")
@@ -295,7 +295,7 @@ def preview(
     start: int = typer.Option(0, "--start", help="First record index (whole pack)."),
 ) -> None:
     """Write a contact sheet of records, de-quantized, with boxes, masks and keypoints drawn."""
-    from .preview import write_preview
+    from edgeaug.preview import write_preview
     if count < 1:
         _fail("--count must be at least 1")
     with _errors():

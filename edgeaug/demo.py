@@ -58,9 +58,9 @@ def run_demo(out: Path, workers: Optional[int] = None,
              progress: Optional[Callable[[int, int], None]] = None,
              say: Callable[[str], None] = print) -> Dict[str, object]:
     """Generate data, build ``demo-rpi4.lmdb``, verify it, load batches; return a summary."""
-    from .build import build
-    from .loader import Pack
-    from .verify import verify_pack
+    from edgeaug.build.builder import build
+    from edgeaug.device.loader import Pack
+    from edgeaug.verify import verify_pack
 
     out.mkdir(parents=True, exist_ok=True)
     data = make_dataset(out / "shapes")

@@ -75,7 +75,7 @@ def _fmt(v: Any) -> str:
 
 def to_rgb(x: np.ndarray, target: Any) -> np.ndarray:
     """The uint8 RGB (H, W, 3) image a stored tensor came from (nearest table entry)."""
-    from .targets import QRANGE, quantization_lut
+    from edgeaug.config.targets import QRANGE, quantization_lut
     img = np.asarray(x)
     if target.layout == "NCHW":
         img = img.transpose(1, 2, 0)
@@ -137,7 +137,7 @@ def draw_record(rec: Dict[str, Any], target: Any, classes: Sequence[str], zoom: 
 
 def contact_sheet(pack: Any, count: int = 16, start: int = 0, columns: int = 0) -> np.ndarray:
     """A grid of records ``start .. start+count-1`` (whole pack, both splits) as RGB uint8."""
-    from .targets import target_from_dict
+    from edgeaug.config.targets import target_from_dict
     if count < 1:
         raise ValueError("--count must be at least 1")
     if not 0 <= start < pack.records:
@@ -162,7 +162,7 @@ def contact_sheet(pack: Any, count: int = 16, start: int = 0, columns: int = 0) 
 def write_preview(pack_path: str | Path, out: str | Path, count: int = 16, start: int = 0) -> Path:
     """Write the contact sheet as a PNG; returns its path."""
     import cv2
-    from .loader import Pack
+    from edgeaug.device.loader import Pack
     with Pack(str(pack_path)) as pack:
         sheet = contact_sheet(pack, count, start)
     out = Path(out)

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .loader import Pack, PackError
+from edgeaug.device.loader import Pack, PackError
 
 
 @dataclass
@@ -68,16 +68,16 @@ def _pick(n: int, sample: Optional[int], fp: str) -> np.ndarray:
 
 
 def _regenerate(pack: Pack, source: Path, sample: Optional[int], rep: VerifyReport) -> None:
-    from .augment import Augmenter
-    from .recipe import parse_recipe
-    from .render import (SourceDecodeError, decode, load_mask, read_source, render_variant,
+    from edgeaug.build.augment import Augmenter
+    from edgeaug.config.recipe import parse_recipe
+    from edgeaug.build.render import (SourceDecodeError, decode, load_mask, read_source, render_variant,
                          source_labels, working_image)
-    from .sources import scan
-    from .format import pack_labels
+    from edgeaug.sources.scan import scan
+    from edgeaug.device.format import pack_labels
     import hashlib
 
     m = pack.manifest
-    from .targets import target_from_dict
+    from edgeaug.config.targets import target_from_dict
     try:
         tgt = target_from_dict(m["target"])
     except (TypeError, ValueError, KeyError) as e:  # a crafted manifest
@@ -120,7 +120,7 @@ def _regenerate(pack: Pack, source: Path, sample: Optional[int], rep: VerifyRepo
 
 def _compare(stored: Dict[str, Any], tensor: np.ndarray, labels: bytes, params: List[Dict]) -> Any:
     """None if identical; else (which op, max abs tensor difference)."""
-    from .format import pack_labels
+    from edgeaug.device.format import pack_labels
     x = stored["x"]
     d = float(np.max(np.abs(x.astype(np.float64) - tensor.astype(np.float64)))) if x.shape == tensor.shape else float("inf")
     old = stored["params"].get("ops", [])

@@ -3,7 +3,7 @@
 
 1. Write the 1797 8x8 digits as grayscale PNGs in class folders.
 2. Train an MLP (64-32-10, scikit-learn) on the train sources of the split the
-   pack build makes (``edgeaug.build.val_sources``: same seed, same fraction).
+   pack build makes (``edgeaug.build.builder.val_sources``: same seed, same fraction).
 3. Export it to ONNX by hand (Reshape, MatMul+Add, Relu, MatMul+Add) with a
    float NHWC (N, 8, 8, 1) input in [0, 1].
 4. ``target from-onnx`` -> float32 target -> float pack (originals only, --val)
@@ -48,8 +48,8 @@ def write_digits(root: Path) -> None:
 def load_split(root: Path, seed: int, val: float):
     """(X_train, y_train, X_val, y_val) in [0, 1], split exactly as the pack build splits."""
     import cv2
-    from edgeaug.build import val_sources
-    from edgeaug.sources import scan
+    from edgeaug.build.builder import val_sources
+    from edgeaug.sources.scan import scan
     sset = scan(root)
     held = val_sources(sset, seed, val)
     X = np.stack([cv2.imread(str(s.path), cv2.IMREAD_GRAYSCALE).reshape(-1) / 255.0 for s in sset.sources])
@@ -91,11 +91,11 @@ def run(work: Path, seed: int = 0, val: float = 0.2, seconds: float = 0.0) -> Di
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from sklearn.neural_network import MLPClassifier
-    from edgeaug.build import build
-    from edgeaug.calibrate import PackCalibrationReader
-    from edgeaug.evaluate import evaluate
-    from edgeaug.onnx_adapt import adapt_model
-    from edgeaug.onnx_tools import write_target
+    from edgeaug.build.builder import build
+    from edgeaug.models.calibrate import PackCalibrationReader
+    from edgeaug.models.evaluate import evaluate
+    from edgeaug.models.adapt import adapt_model
+    from edgeaug.models.onnx_io import write_target
 
     data = work / "digits"
     write_digits(data)
@@ -121,7 +121,7 @@ def run(work: Path, seed: int = 0, val: float = 0.2, seconds: float = 0.0) -> Di
     r_quant = evaluate(work / "digits_u8.lmdb", adapted)
     bench = {}
     if seconds > 0:
-        from edgeaug.loader import Pack, bench_model
+        from edgeaug.device.loader import Pack, bench_model
         for key, pack, model in (("float", "digits_f32.lmdb", float_model), ("quantized", "digits_u8.lmdb", adapted)):
             with Pack(str(work / pack)) as p:
                 bench[key] = bench_model(p, str(model), 32, seconds)["records_per_s"]

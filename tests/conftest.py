@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeaug.build import build
+from edgeaug.build.builder import build
 from edgeaug.demo import make_dataset
 
 

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from edgeaug.annotations import yaml_entry
-from edgeaug.build import build
-from edgeaug.loader import Pack
-from edgeaug.sources import SourceError, scan
+from edgeaug.sources.datayaml import yaml_entry
+from edgeaug.build.builder import build
+from edgeaug.device.loader import Pack
+from edgeaug.sources.scan import SourceError, scan
 
 W, H = 120, 90
 COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
@@ -68,17 +68,24 @@ def make_coco(root):
     ("path: ../d\nnames:\n  - person\n  - 'traffic light'\n\n  # note\ntrain: images\n", ["person", "traffic light"]),
     ("names:\n  0: person\n  1: car  # cars\nval: x\n", ["person", "car"]),
     ("names: {0: a, 1: b}\n", ["a", "b"]),
+    # YAML quoting, as the spec has it: '' inside single quotes, backslash escapes inside double quotes
+    ("names: ['it''s', \"say \\\"hi\\\"\", \"tab\\there\"]\n", ["it's", 'say "hi"', "tab\there"]),
+    ("names:\n  - \"\\U0001F431 cat\"\n  - 🐶 dog\n", ["\U0001F431 cat", "\U0001F436 dog"]),
+    ("names: [1, 2.5]\n", ["1", "2.5"]),
 ])
-def test_tiny_yaml_reads_names(text, want):
+def test_yaml_reads_names(text, want):
     assert yaml_entry(text, "names", "data.yaml") == want
 
 
 @pytest.mark.parametrize("text,msg", [
-    ("names: [a, b\n", "data.yaml:1: unterminated"),
+    ("names: [a, b\n", r"data.yaml:2: invalid YAML: expected ',' or ']'"),
     ("names:\n  0: a\n  2: b\n", "class ids must be 0..1"),
-    ("names:\n  a b c\n", "data.yaml:2: expected '- name' or 'id: name'"),
+    ("names:\n  a b c\n", "data.yaml: names: expected a list or an id: name map, got 'a b c'"),
+    ("names: [a, [b]]\n", "data.yaml: names: every class name must be a string"),
+    ("- a\n- b\n", "data.yaml: expected a mapping"),
+    ("names: !!python/object/apply:os.system [echo hi]\n", "data.yaml:1: invalid YAML"),
 ])
-def test_tiny_yaml_errors_name_file_and_line(text, msg):
+def test_yaml_errors_name_file_and_line(text, msg):
     with pytest.raises(SourceError, match=msg):
         yaml_entry(text, "names", "data.yaml")
 
@@ -226,8 +233,8 @@ def test_detection_pack_end_to_end(tmp_path, kind):
 
 
 def test_unlabelled_sources_are_a_val_stratum(tmp_path):
-    from edgeaug.build import val_sources
-    from edgeaug.sources import Source, SourceSet
+    from edgeaug.build.builder import val_sources
+    from edgeaug.sources.scan import Source, SourceSet
     srcs = tuple(Source(f"{i}.png", tmp_path / f"{i}.png", -1 if i < 4 else 0) for i in range(8))
     chosen = val_sources(SourceSet(tmp_path, srcs, ("a",), "yolo"), 0, 0.5)
     assert len(chosen & {0, 1, 2, 3}) == 2 and len(chosen & {4, 5, 6, 7}) == 2

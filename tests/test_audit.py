@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from edgeaug.audit import audit, histogram, per_value_error, warnings_for
-from edgeaug.build import build
-from edgeaug.loader import Pack
-from edgeaug.targets import parse_target
+from edgeaug.build.audit import audit, histogram, per_value_error, warnings_for
+from edgeaug.build.builder import build
+from edgeaug.device.loader import Pack
+from edgeaug.config.targets import parse_target
 
 
 def _target(dtype="int8", scale=1 / 255, zp=-128, channels=1):

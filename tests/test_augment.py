@@ -3,9 +3,9 @@ through every geometric op and resize mode; one warp per image; fused tone curve
 import numpy as np
 import pytest
 
-from edgeaug.augment import Augmenter, Labels, record_rng
-from edgeaug.recipe import parse_recipe
-from edgeaug.targets import Device, Target
+from edgeaug.build.augment import Augmenter, Labels, record_rng
+from edgeaug.config.recipe import parse_recipe
+from edgeaug.config.targets import Device, Target
 
 W, H = 160, 120
 TARGET = Target("t", Device("test", "any", 64), "input", 64, 96, 3, "NHWC", "RGB", "uint8",
@@ -140,7 +140,7 @@ def test_rot90_swaps_the_frame_for_later_ops():
 
 
 def test_fast_tensor_path_equals_quantize_for_every_target():
-    from edgeaug.targets import list_targets, load_target, quantize
+    from edgeaug.config.targets import list_targets, load_target, quantize
     for path in list_targets():
         t = load_target(path)
         aug = Augmenter(parse_recipe({}), t)

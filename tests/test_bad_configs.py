@@ -12,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeaug.cli import app
-from edgeaug.config import ConfigError
-from edgeaug.recipe import load_recipe
-from edgeaug.targets import load_target
+from edgeaug.config.fields import ConfigError
+from edgeaug.config.recipe import load_recipe
+from edgeaug.config.targets import load_target
 
 REPO = Path(__file__).resolve().parent.parent
 

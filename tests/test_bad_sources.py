@@ -19,12 +19,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import edgeaug.render as render
-from edgeaug.build import BuildError, build
+import edgeaug.build.render as render
+from edgeaug.build.builder import BuildError, build
 from edgeaug.cli import app
-from edgeaug.imagefile import exif_orientation, jpeg_complete, orient, sniff
-from edgeaug.loader import Pack
-from edgeaug.render import SourceDecodeError, decode
+from edgeaug.sources.imagefile import exif_orientation, jpeg_complete, orient, sniff
+from edgeaug.device.loader import Pack
+from edgeaug.build.render import SourceDecodeError, decode
 
 RNG = np.random.default_rng(0)
 PHOTO = (RNG.random((48, 64, 3)) * 255).astype(np.uint8)

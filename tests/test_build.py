@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from edgeaug.build import BuildError, build, plan, val_sources
-from edgeaug.loader import Pack
-from edgeaug.recipe import load_recipe
-from edgeaug.sources import scan
+from edgeaug.build.builder import BuildError, build, plan, val_sources
+from edgeaug.device.loader import Pack
+from edgeaug.config.recipe import load_recipe
+from edgeaug.sources.scan import scan
 
 
 def sha(p):

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edgeaug import bundle
+from edgeaug.device import bundle
 from edgeaug.cli import app
-from edgeaug.format import HEADER_SIZE, record_key
-from edgeaug.loader import Pack
+from edgeaug.device.format import HEADER_SIZE, record_key
+from edgeaug.device.loader import Pack
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -84,7 +84,7 @@ def test_bundle_is_one_parseable_module_with_one_future_import(bundled):
     for name in bundle.SOURCES:  # every source module is there, in order
         assert f"# {'-' * 30} edgeaug/{name}\n" in text
     # the kept text is verbatim: e.g. every line of format.py after its imports
-    fmt = (REPO / "edgeaug" / "format.py").read_text()
+    fmt = (REPO / "edgeaug" / "device" / "format.py").read_text()
     assert fmt[fmt.index("FORMAT_VERSION = 1"):] in text
 
 
@@ -152,7 +152,7 @@ def flip_tensor_byte(path: Path, r: int) -> int:
 
 
 def test_module_and_cli_entry_points(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "edgeaug.bundle", "-o", str(tmp_path / "a.py")],
+    r = subprocess.run([sys.executable, "-m", "edgeaug.device.bundle", "-o", str(tmp_path / "a.py")],
                        capture_output=True, text=True, cwd=REPO, timeout=60)
     assert r.returncode == 0 and "wrote" in r.stdout, r.stderr
     res = CliRunner().invoke(app, ["bundle-loader", "-o", str(tmp_path / "b.py")])

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeaug.build import build
-from edgeaug.calibrate import PackCalibrationReader, dequantize
-from edgeaug.loader import Pack
-from edgeaug.targets import QRANGE, parse_target, quantize
+from edgeaug.build.builder import build
+from edgeaug.models.calibrate import PackCalibrationReader, dequantize
+from edgeaug.device.loader import Pack
+from edgeaug.config.targets import QRANGE, parse_target, quantize
 
 DEVICE = {"name": "test", "arch": "any", "word_size": 64}
 
@@ -105,7 +105,7 @@ def test_quantize_static_calibrates_on_the_pack(pack8, tmp_path):
     """MinMax calibration on the de-quantized pack gives the input exactly the pack's range."""
     pytest.importorskip("onnx")
     cal = pytest.importorskip("onnxruntime.quantization")
-    from edgeaug.onnx_tools import target_from_onnx
+    from edgeaug.models.onnx_io import target_from_onnx
     from onnx_models import conv_classifier
     f = conv_classifier(tmp_path / "f.onnx", size=12)
     import onnx

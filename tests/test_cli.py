@@ -70,7 +70,7 @@ def test_demo_runs(tmp_path):
 
 
 def test_explain_shows_the_ops_of_a_record(small_pack):
-    from edgeaug.loader import Pack
+    from edgeaug.device.loader import Pack
     with Pack(str(small_pack)) as p:
         r = next(i for i in range(p.records) if p.record_at(i)["variant"] == 2)
         rec = p.record_at(r)

@@ -1,23 +1,17 @@
 """Item 7's real check: scikit-learn digits, float vs adapted-quantized accuracy on the same val split."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("sklearn")
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime.quantization")
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "digits_check.py"
+import digits_check  # noqa: E402  (scripts/ is on pytest's pythonpath)
 
 
 def test_quantized_digits_classifier_within_one_point_of_float(tmp_path):
-    spec = importlib.util.spec_from_file_location("digits_check", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    r = mod.run(tmp_path, seed=0, val=0.2)
+    r = digits_check.run(tmp_path, seed=0, val=0.2)
     assert r["val_samples"] == 359  # 20% of each digit's ~180 sources
     # the hand-exported float model reproduces scikit-learn's predictions (within one sample)
     assert abs(r["float_accuracy"] - r["sklearn_accuracy"]) <= 1 / r["val_samples"] + 1e-12

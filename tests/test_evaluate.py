@@ -15,12 +15,12 @@ pytest.importorskip("onnxruntime.quantization")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from edgeaug.build import build  # noqa: E402
+from edgeaug.build.builder import build  # noqa: E402
 from edgeaug.cli import app  # noqa: E402
-from edgeaug.evaluate import evaluate  # noqa: E402
-from edgeaug.loader import Pack, main as loader_main  # noqa: E402
-from edgeaug.onnx_adapt import adapt_model  # noqa: E402
-from edgeaug.onnx_tools import ModelError, write_target  # noqa: E402
+from edgeaug.models.evaluate import evaluate  # noqa: E402
+from edgeaug.device.loader import Pack, main as loader_main  # noqa: E402
+from edgeaug.models.adapt import adapt_model  # noqa: E402
+from edgeaug.models.onnx_io import ModelError, write_target  # noqa: E402
 from onnx_models import ArrayReader, conv_classifier, quantize  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ import struct
 import numpy as np
 import pytest
 
-from edgeaug import format as F
+from edgeaug.device import format as F
 
 
 def test_record_keys_are_fixed_width_and_sort_numerically():

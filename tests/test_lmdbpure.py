@@ -15,7 +15,7 @@ import pytest
 
 lmdb = pytest.importorskip("lmdb")
 
-from edgeaug.lmdbpure import (  # noqa: E402
+from edgeaug.device.lmdbpure import (  # noqa: E402
     LmdbFormatError, PureDatabase, PureEnvironment, open_pure,
 )
 
@@ -512,7 +512,7 @@ def test_import_uses_only_stdlib() -> None:
     code = textwrap.dedent("""
         import sys, sysconfig
         before = set(sys.modules)
-        import edgeaug.lmdbpure
+        import edgeaug.device.lmdbpure
         stdlib = sysconfig.get_paths()["stdlib"]
         names = getattr(sys, "stdlib_module_names", ())
         for name in sorted(set(sys.modules) - before):

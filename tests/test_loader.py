@@ -10,8 +10,8 @@ import lmdb
 import numpy as np
 import pytest
 
-from edgeaug import format as F
-from edgeaug.loader import Pack, PackError
+from edgeaug.device import format as F
+from edgeaug.device.loader import Pack, PackError
 
 REPO = Path(__file__).resolve().parent.parent
 

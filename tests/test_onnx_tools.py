@@ -12,9 +12,9 @@ from onnx import numpy_helper  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from edgeaug.cli import app  # noqa: E402
-from edgeaug.onnx_adapt import adapt_model  # noqa: E402
-from edgeaug.onnx_tools import ModelError, find_input_quant, target_from_onnx, write_target  # noqa: E402
-from edgeaug.targets import QRANGE, load_target  # noqa: E402
+from edgeaug.models.adapt import adapt_model  # noqa: E402
+from edgeaug.models.onnx_io import ModelError, find_input_quant, target_from_onnx, write_target  # noqa: E402
+from edgeaug.config.targets import QRANGE, load_target  # noqa: E402
 from onnx_models import ArrayReader, conv_classifier, nhwc_mlp, quantize  # noqa: E402
 
 IMAGENET = {"mean": "123.675,116.28,103.53", "std": "[58.395, 57.12, 57.375]"}

@@ -4,11 +4,13 @@ import json
 import numpy as np
 import pytest
 
-from edgeaug.augment import Augmenter, Labels, record_rng
-from edgeaug.format import canonical_json
-from edgeaug.ops import OPS, homography, motion_kernel
-from edgeaug.recipe import parse_recipe
-from edgeaug.targets import Device, Target
+from edgeaug.build.augment import Augmenter, Labels, record_rng
+from edgeaug.device.format import canonical_json
+from edgeaug.ops.geometric import homography
+from edgeaug.ops.photometric import motion_kernel
+from edgeaug.ops.registry import OPS
+from edgeaug.config.recipe import parse_recipe
+from edgeaug.config.targets import Device, Target
 
 SRC_W, SRC_H = 160, 120
 TARGET = Target("t", Device("test", "any", 64), "input", 48, 64, 3, "NHWC", "RGB", "uint8",
@@ -158,7 +160,7 @@ def test_geometric_helpers():
     ({"op": "hflip", "ops": [{"op": "vflip"}]}, "ops[0].ops: unknown field"),
 ])
 def test_nested_recipe_errors_name_the_path(table, field):
-    from edgeaug.config import ConfigError
+    from edgeaug.config.fields import ConfigError
     with pytest.raises(ConfigError) as e:
         parse_recipe({"ops": [table]}, "r.toml")
     assert str(e.value).startswith(f"r.toml: {field}")
@@ -175,7 +177,7 @@ def test_nested_recipe_round_trips():
 def test_shipped_recipes_parse():
     from pathlib import Path
 
-    from edgeaug.recipe import DEFAULT_RECIPE, load_recipe
+    from edgeaug.config.recipe import DEFAULT_RECIPE, load_recipe
     for p in sorted(Path(DEFAULT_RECIPE).parent.glob("*.toml")):
         r = load_recipe(p)
         assert r.ops and parse_recipe(r.to_dict()).to_dict() == r.to_dict(), p.name
@@ -194,7 +196,7 @@ def test_noise_depends_only_on_its_stored_seed():
 
 
 def test_gaussian_noise_has_the_requested_spread_and_only_depends_on_its_seed():
-    from edgeaug.photometric import GaussianNoise
+    from edgeaug.ops.photometric import GaussianNoise
     img = np.full((128, 128, 3), 128, np.uint8)
     op = GaussianNoise(1.0, sigma=(0.05, 0.05))
     out, _ = op.apply(img, None, {"sigma": 0.05, "seed": 7})

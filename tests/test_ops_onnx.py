@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeaug.config import ConfigError
-from edgeaug.recipe import load_recipe, parse_recipe
+from edgeaug.config.fields import ConfigError
+from edgeaug.config.recipe import load_recipe, parse_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_importing_ops_does_not_import_onnxruntime():
-    code = "import sys, edgeaug.ops, edgeaug.recipe; print('onnxruntime' in sys.modules, 'onnx' in sys.modules)"
+    code = "import sys, edgeaug.ops.registry, edgeaug.config.recipe; print('onnxruntime' in sys.modules, 'onnx' in sys.modules)"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(REPO)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
@@ -30,10 +30,10 @@ def test_importing_ops_does_not_import_onnxruntime():
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from edgeaug.augment import Augmenter, Labels  # noqa: E402
-from edgeaug.build import build  # noqa: E402
-from edgeaug.loader import Pack  # noqa: E402
-from edgeaug.targets import load_target  # noqa: E402
+from edgeaug.build.augment import Augmenter, Labels  # noqa: E402
+from edgeaug.build.builder import build  # noqa: E402
+from edgeaug.device.loader import Pack  # noqa: E402
+from edgeaug.config.targets import load_target  # noqa: E402
 from edgeaug.verify import verify_pack  # noqa: E402
 from onnx_models import image_model  # noqa: E402
 
@@ -141,7 +141,7 @@ def test_changed_model_file_is_refused_at_build(recipe_dir, tmp_path):
     r = parse_recipe({"ops": [{"op": "onnx", "model": "models/invert.onnx"}]}, "r.toml", base=d)
     image_model(d / "models" / "invert.onnx", "blur")  # replaced after the recipe pinned it
     op = r.ops[0].build()
-    from edgeaug import ops_onnx
+    from edgeaug.ops import onnx_model as ops_onnx
     ops_onnx._SESSIONS.clear()
     with pytest.raises(ValueError, match="changed since the recipe pinned"):
         op.apply(image(), None, {"strength": 1.0})

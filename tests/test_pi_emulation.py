@@ -9,7 +9,6 @@ EDGEAUG_SKIP_PI=1, these tests skip.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -19,16 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from edgeaug.build import build
-from edgeaug.bundle import write_bundle
-from edgeaug.format import HEADER_SIZE, record_key
-from edgeaug.loader import Pack
+from edgeaug.build.builder import build
+from edgeaug.device.bundle import write_bundle
+from edgeaug.device.format import HEADER_SIZE, record_key
+from edgeaug.device.loader import Pack
 
 REPO = Path(__file__).resolve().parents[1]
-_SPEC = importlib.util.spec_from_file_location("pisandbox", REPO / "scripts" / "pisandbox.py")
-pisandbox = importlib.util.module_from_spec(_SPEC)
-sys.modules.setdefault("pisandbox", pisandbox)
-_SPEC.loader.exec_module(pisandbox)
+import pisandbox  # noqa: E402  (scripts/ is on pytest's pythonpath)
 
 TARGETS = ("rpi4", "rpi-zero2w")
 BITS = {"arm64": 64, "armhf": 32}
@@ -148,7 +144,7 @@ def test_every_record_byte_identical_to_x86(roots, packs, device_dir, host_read,
         assert seen["edgeaug_loaded"] == []
     else:
         assert "edgeaug.loader" in seen["edgeaug_loaded"]
-        assert set(seen["edgeaug_loaded"]) <= {"edgeaug", "edgeaug.format", "edgeaug.loader", "edgeaug.lmdbpure"}
+        assert set(seen["edgeaug_loaded"]) <= {"edgeaug", "edgeaug.loader", "edgeaug.device", "edgeaug.device.format", "edgeaug.device.loader", "edgeaug.device.lmdbpure"}
     for target, path in packs.items():
         got, ref = seen["packs"][str(path)], host_read["packs"][str(path)]
         # 32-bit liblmdb cannot read the 64-bit file: the loader must pick the pure reader.

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from edgeaug.preview import contact_sheet, draw_record, explain, to_rgb
-from edgeaug.targets import list_targets, load_target, quantize
+from edgeaug.config.targets import list_targets, load_target, quantize
 
 
 @pytest.mark.parametrize("path", list_targets(), ids=lambda p: p.stem)
@@ -34,8 +34,8 @@ def test_draw_record_marks_boxes_keypoints_and_mask():
 
 
 def test_contact_sheet_and_explain_of_a_nested_recipe(shapes_dir, tmp_path):
-    from edgeaug.build import build
-    from edgeaug.loader import Pack
+    from edgeaug.build.builder import build
+    from edgeaug.device.loader import Pack
     recipe = tmp_path / "r.toml"
     recipe.write_text('variants = 2\n[[ops]]\nop = "some_of"\nn = [1, 2]\n'
                       'ops = [{op = "rot90"}, {op = "one_of", ops = [{op = "jpeg"}, {op = "grayscale"}]}]\n')

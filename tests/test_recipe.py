@@ -1,9 +1,9 @@
 """Recipes: defaults, canonical form, and errors that name file and field."""
 import pytest
 
-from edgeaug.config import ConfigError
-from edgeaug.ops import OPS
-from edgeaug.recipe import load_recipe, parse_recipe
+from edgeaug.config.fields import ConfigError
+from edgeaug.ops.registry import OPS
+from edgeaug.config.recipe import load_recipe, parse_recipe
 
 
 def test_default_recipe_is_valid_and_canonical():

@@ -9,7 +9,6 @@ at random times hit the real CLI (with worker processes) in a subprocess.
 """
 import hashlib
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -18,13 +17,14 @@ from pathlib import Path
 
 import pytest
 
-import edgeaug.render as render
-import edgeaug.writer as writer
-from edgeaug.build import BuildError, build, plan
+import edgeaug.build.render as render
+import edgeaug.build.workers as workers
+import edgeaug.build.writer as writer
+from edgeaug.build.builder import BuildError, build, plan
 from edgeaug.demo import make_dataset
-from edgeaug.recipe import load_recipe
-from edgeaug.sources import scan
-from edgeaug.writer import PackWriter, WriteError
+from edgeaug.config.recipe import load_recipe
+from edgeaug.sources.scan import scan
+from edgeaug.build.writer import PackWriter, WriteError
 
 REPO = Path(__file__).resolve().parent.parent
 ARGS = dict(target="rpi-zero2w", variants=2, seed=7, workers=1, val=0.25)
@@ -59,12 +59,12 @@ def small_batches(monkeypatch):
 def renders(monkeypatch):
     """Source indices rendered in this process, in order."""
     seen = []
-    real = render.render_source
+    real = workers.render_source
 
     def counting(task, aug, seed):
         seen.append(task.index)
         return real(task, aug, seed)
-    monkeypatch.setattr(render, "render_source", counting)
+    monkeypatch.setattr(workers, "render_source", counting)
     return seen
 
 
@@ -151,7 +151,7 @@ def _killed_build(data: Path, out: Path, point: str, n: int) -> int:
             if point == "commit":
                 _after_nth(PackWriter, "_commit", n)
             elif point == "render":
-                _after_nth(render, "render_source", n, before=True)
+                _after_nth(workers, "render_source", n, before=True)
             elif point == "txn":
                 _kill_inside_txn(n)
             elif point == "seal":
@@ -243,49 +243,58 @@ def test_no_resume_starts_over_and_a_second_build_is_locked_out(data, baseline, 
 
 
 def _target():
-    from edgeaug.targets import load_target
+    from edgeaug.config.targets import load_target
     return load_target("rpi-zero2w")
 
 
-CLI = ("import sys, edgeaug.writer as w; w.BATCH_BYTES = 1; from edgeaug.cli import app; "
-       "sys.argv[0] = 'edgeaug'; app()")
+# The CLI with a kill hook: after the writer has taken N sources (N from argv[1], 0 = never), the
+# whole process group (main process and workers) gets SIGKILL from inside, at an exact point of the
+# build instead of after a random sleep.
+CLI = """
+import os, signal, sys
+import edgeaug.build.writer as w
+w.BATCH_BYTES = 1
+n, seen, add = int(sys.argv.pop(1)), [0], w.PackWriter.add
+def add_then_die(self, *a, **k):
+    add(self, *a, **k)
+    seen[0] += 1
+    if seen[0] == n:
+        os.killpg(0, signal.SIGKILL)
+w.PackWriter.add = add_then_die
+from edgeaug.cli import app
+sys.argv[0] = "edgeaug"
+app()
+"""
 
 
-def _cli(data: Path, out: Path, workers: int) -> subprocess.Popen:
+def _cli(data: Path, out: Path, workers: int, kill_after: int = 0) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(REPO)
-    cmd = [sys.executable, "-c", CLI, "build", str(data), "-o", str(out), "-t", "rpi4",
+    cmd = [sys.executable, "-c", CLI, str(kill_after), "build", str(data), "-o", str(out), "-t", "rpi4",
            "-k", "3", "-s", "7", "--val", "0.25", "-w", str(workers), "-q"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
 
 
-def test_random_time_kills_of_the_cli_with_workers(tmp_path, small_batches):
-    """kill -9 of the whole process group (main + workers) at random moments of the build."""
+def test_kills_of_the_cli_with_workers_at_many_points(tmp_path, small_batches):
+    """kill -9 of the whole process group (main + workers) at six points of a build, then resume."""
     data = make_dataset(tmp_path / "big", per_class=6, seed=9)
     base = tmp_path / "base.lmdb"
     build(data, base, "rpi4", variants=3, seed=7, workers=1, val=0.25)
-    out, rng, kills = tmp_path / "pack.lmdb", random.Random(1234), 0
-    partial = out.with_name(out.name + ".partial")
-    for attempt in range(6):
-        proc = _cli(data, out, workers=2 if attempt % 2 else 1)
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and not partial.exists() and time.monotonic() < deadline:
-            time.sleep(0.005)  # wait for the build phase, then kill at a random moment
-        time.sleep(rng.uniform(0.0, 0.15))
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait()
+    out = tmp_path / "pack.lmdb"
+    # Each run resumes the previous one's partial build, then dies after 1, 2 or 3 more sources.
+    for attempt, kill_after in enumerate((1, 2, 1, 3, 2, 1)):
+        proc = _cli(data, out, workers=2 if attempt % 2 else 1, kill_after=kill_after)
+        proc.wait(timeout=120)
         err = proc.stderr.read().decode()
         proc.stderr.close()
-        assert proc.returncode in (0, -signal.SIGKILL), err
-        assert not out.exists() or sha(out) == sha(base)  # never a half pack at the output path
+        assert proc.returncode == -signal.SIGKILL, err
+        assert not out.exists()  # never a half pack at the output path
+        assert out.with_name(out.name + ".partial").exists()
     proc = _cli(data, out, workers=2)
     assert proc.wait(timeout=120) == 0
     proc.stderr.close()
-    print(f"{kills} random-time kills")
-    assert kills >= 3 and sha(out) == sha(base)
+    assert sha(out) == sha(base)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["base.lmdb", "big", "pack.lmdb"]
 
 
@@ -417,7 +426,7 @@ def test_a_damaged_partial_build_is_rebuilt(data, baseline, tmp_path, small_batc
     if damage == "truncate":
         partial.write_bytes(raw[:len(raw) // 2])
     elif damage == "flip":  # a node pointer of the B-tree's root page
-        from edgeaug.lmdbpure import PureEnvironment
+        from edgeaug.device.lmdbpure import PureEnvironment
         with PureEnvironment(str(partial)) as env:
             root = env._meta.main.root
         raw[root * 4096 + 17] ^= 0xFF
@@ -445,34 +454,27 @@ def _children(pid: int) -> list:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_a_killed_worker_is_a_clear_error_and_the_rerun_completes(tmp_path, small_batches):
+def test_a_killed_worker_is_a_clear_error_and_the_rerun_completes(tmp_path, small_batches, monkeypatch):
     """The OOM killer takes one worker process: BuildError, the partial kept, the rerun finishes it."""
-    import threading
     data = make_dataset(tmp_path / "big", per_class=8, seed=4)
     base = tmp_path / "base.lmdb"
     build(data, base, "rpi4", variants=3, seed=7, workers=1)
     out, errors = tmp_path / "pack.lmdb", []
-
-    def run():
-        try:
-            build(data, out, "rpi4", variants=3, seed=7, workers=2)
-        except Exception as e:  # noqa: BLE001 - the assertion below names what it was
-            errors.append(f"{type(e).__name__}: {e}")
     stale = {w for c in _children(os.getpid()) for w in _children(c)}  # other tests' pools
-    t = threading.Thread(target=run)
-    t.start()
-    killed = False
-    deadline = time.monotonic() + 60
-    while t.is_alive() and not killed and time.monotonic() < deadline:
+    add = writer.PackWriter.add
+
+    def add_then_kill_a_worker(self, *a, **k):
+        add(self, *a, **k)
         # The pool's workers are the forkserver's children (this process's grandchildren).
         workers = [w for c in _children(os.getpid()) for w in _children(c) if w not in stale]
-        if len(workers) >= 2 and (tmp_path / "pack.lmdb.partial").exists():
+        if workers and not errors:
+            errors.append("killed")
             os.kill(max(workers), signal.SIGKILL)
-            killed = True
-        time.sleep(0.002)
-    t.join(120)
-    if not killed:
-        pytest.skip("the build finished before a worker could be killed")
+    monkeypatch.setattr(writer.PackWriter, "add", add_then_kill_a_worker)
+    with pytest.raises(BuildError) as e:
+        build(data, out, "rpi4", variants=3, seed=7, workers=2)
+    monkeypatch.setattr(writer.PackWriter, "add", add)
+    errors = [f"BuildError: {e.value}"]
     assert errors and errors[0].startswith("BuildError: a worker process died while rendering"), errors
     assert "rerun to resume" in errors[0]
     assert not out.exists()

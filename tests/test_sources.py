@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from edgeaug.sources import SourceError, scan
+from edgeaug.sources.scan import SourceError, scan
 
 
 def test_folders_with_spaces_and_non_ascii(shapes_dir, tmp_path):

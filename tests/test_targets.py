@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from edgeaug.build import build
-from edgeaug.config import ConfigError
-from edgeaug.loader import Pack
-from edgeaug.targets import list_targets, load_target, parse_target, quantization_lut, quantize
+from edgeaug.build.builder import build
+from edgeaug.config.fields import ConfigError
+from edgeaug.device.loader import Pack
+from edgeaug.config.targets import list_targets, load_target, parse_target, quantization_lut, quantize
 
 SHIPPED = ["coral-edgetpu", "generic", "jetson-nano", "rpi-zero2w", "rpi4"]
 
@@ -57,10 +57,10 @@ def test_every_target_roundtrips_through_a_pack(name, shapes_dir, tmp_path):
         rec = p.record(0)
         assert rec["variant"] == 0 and rec["params"] == {"ops": []}
         # The stored tensor is exactly quantize() of the rendered original.
-        from edgeaug.augment import Augmenter
-        from edgeaug.recipe import load_recipe
-        from edgeaug.render import decode, render_variant, source_labels, working_image
-        from edgeaug.sources import scan
+        from edgeaug.build.augment import Augmenter
+        from edgeaug.config.recipe import load_recipe
+        from edgeaug.build.render import decode, render_variant, source_labels, working_image
+        from edgeaug.sources.scan import scan
         src = scan(shapes_dir).sources[p.manifest["sources"].index(next(
             s for s in p.manifest["sources"] if s["split"] == "train"))]
         aug = Augmenter(load_recipe().with_variants(1), t)

@@ -26,17 +26,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeaug import format as F
-from edgeaug.build import build
-from edgeaug.loader import Pack, PackError
+from edgeaug.device import format as F
+from edgeaug.build.builder import build
+from edgeaug.device.loader import Pack, PackError
 
 REPO = Path(__file__).resolve().parent.parent
 BACKENDS = ("lmdb", "pure")
 
 CHILD = r'''
 import contextlib, hashlib, io, json, signal, sys
-from edgeaug import format as F
-from edgeaug.loader import Pack, PackError, main
+from edgeaug.device import format as F
+from edgeaug.device.loader import Pack, PackError, main
 
 class Hang(Exception):
     pass
@@ -601,7 +601,7 @@ def test_several_processes_read_one_pack_at_once(packs):
 
 def test_read_only_pack_opens_without_a_lock_file(packs):
     """chmod 0444 pack in a 0555 folder, read by a user who may not write there (root: 'nobody')."""
-    from edgeaug import lmdbpure  # noqa: F401  (imported before dropping privileges)
+    from edgeaug.device import lmdbpure  # noqa: F401  (imported before dropping privileges)
     base = Path(tempfile.mkdtemp(prefix="edgeaug-ro-"))
     ro = base / "ro"
     try:

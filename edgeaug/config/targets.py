@@ -13,14 +13,16 @@ from typing import List, Tuple
 
 import numpy as np
 
-from .config import ConfigError, Fields, load_toml
-from .format import DTYPES, tensor_shape
+from edgeaug.config.fields import ConfigError, Fields, load_toml
+from edgeaug.device.format import DTYPES, tensor_shape
 
 LAYOUTS = ("NHWC", "NCHW")
 COLORS = {"RGB": 3, "BGR": 3, "GRAY": 1}
 QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
-TARGET_DIRS = (Path(__file__).resolve().parent.parent / "targets",
-               Path(__file__).resolve().parent / "targets")
+# The shipped profiles: the top-level targets/ of a source checkout (editable installs
+# read it there), packaged as edgeaug/config/profiles/ in wheels (pyproject maps it).
+TARGET_DIRS = (Path(__file__).resolve().parents[2] / "targets",
+               Path(__file__).resolve().parent / "profiles")
 
 
 @dataclass(frozen=True)

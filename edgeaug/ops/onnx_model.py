@@ -32,7 +32,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from .ops import Op, register
+from edgeaug.ops.base import Op, register
 
 RANGES = {"0-1": (1 / 255.0, 0.0), "0-255": (1.0, 0.0), "-1-1": (1 / 127.5, -1.0)}  # x = p * a + b
 LAYOUTS = ("NCHW", "NHWC")
@@ -106,7 +106,7 @@ def _load(path: str, sha256: str, noise: str) -> Tuple[Any, Dict[str, Any]]:
     """The process's cached session for a model, checked against its pinned sha256."""
     key = (path, sha256)
     if key not in _SESSIONS:
-        from .onnx_tools import ModelError, session
+        from edgeaug.models.onnx_io import ModelError, session
         try:
             data = Path(path).read_bytes()
         except OSError as e:

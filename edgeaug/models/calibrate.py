@@ -23,8 +23,8 @@ from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 
-from .loader import Pack
-from .targets import QRANGE
+from edgeaug.device.loader import Pack
+from edgeaug.config.targets import QRANGE
 
 DEQUANTIZE = (None, "normalized", "pixels")
 

@@ -318,7 +318,7 @@ def _toml_value(v: Any) -> str:
 
 def write_target(model_path: str | Path, out: str | Path, **kw: Any) -> Any:
     """Derive the target from a model, validate it, write ``out`` and return the Target."""
-    from .targets import load_target, parse_target
+    from edgeaug.config.targets import load_target, parse_target
     t = target_from_onnx(model_path, **kw)
     name = t.pop("name")
     parse_target(t, name, str(out))  # fail before writing anything invalid

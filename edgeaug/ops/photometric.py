@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .ops import Op, register
+from edgeaug.ops.base import Op, register
 
 
 class ToneOp(Op):

@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .onnx_tools import (ADAPT_HEAD, DTYPE_ELEMS, ModelError, channel_values, find_input_quant, graph_input,
+from edgeaug.models.onnx_io import (ADAPT_HEAD, DTYPE_ELEMS, ModelError, channel_values, find_input_quant, graph_input,
                          infer_layout, input_signature, load_model, meta_numbers, require)
 
 

@@ -15,7 +15,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from .targets import QRANGE, Target, quantization_lut, to_color
+from edgeaug.config.targets import QRANGE, Target, quantization_lut, to_color
 
 #: Warn when more than this fraction of a channel's values is clipped.
 CLIP_WARN = 0.01

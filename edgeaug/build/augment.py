@@ -12,9 +12,10 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .ops import ToneOp, scale, translate
-from .recipe import Recipe
-from .targets import Target, quantization_lut, quantize
+from edgeaug.ops.base import scale, translate
+from edgeaug.ops.photometric import ToneOp
+from edgeaug.config.recipe import Recipe
+from edgeaug.config.targets import Target, quantization_lut, quantize
 
 
 @dataclass

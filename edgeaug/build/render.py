@@ -12,8 +12,9 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from .augment import Augmenter, Labels, record_rng
-from .format import SPLITS, encode_record, pack_labels
+from edgeaug.build.augment import Augmenter, Labels, record_rng
+from edgeaug.build.plan import SourceResult, Task
+from edgeaug.device.format import SPLITS, encode_record, pack_labels
 
 MAX_PIXELS = 120_000_000  # refuse decompression bombs
 MAX_FILE_BYTES = 2 << 30
@@ -54,7 +55,7 @@ def decode(data: bytes, background: int = 0) -> np.ndarray:
     ``background`` (the recipe's ``fill``).
     """
     import cv2
-    from .imagefile import exif_orientation, jpeg_complete, orient, sniff, to_rgb8
+    from edgeaug.sources.imagefile import exif_orientation, jpeg_complete, orient, sniff, to_rgb8
     if not data:
         raise SourceDecodeError("empty file")
     fmt, size = sniff(data)
@@ -133,14 +134,13 @@ def render_variant(aug: Augmenter, work: np.ndarray, labels: Labels, src_size: T
     params = [] if variant == 0 else aug.sample(record_rng(seed, source.key, variant), src_size)
     img, lab = aug.render(work, labels, params, src_size)
     if hist is not None:
-        from .audit import histogram
+        from edgeaug.build.audit import histogram
         hist += histogram(img, aug.target)
     return aug.tensor(img), lab, params
 
 
-def render_source(task: Any, aug: Augmenter, seed: int):
+def render_source(task: Task, aug: Augmenter, seed: int) -> SourceResult:
     """All records of one planned task, or the reason it was skipped."""
-    from .build import SourceResult
     res = SourceResult(task.index)
     try:
         data = read_source(task.source.path)

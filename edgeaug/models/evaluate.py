@@ -14,8 +14,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from .loader import Pack
-from .onnx_tools import ModelError, session
+from edgeaug.device.loader import Pack
+from edgeaug.models.onnx_io import ModelError, session
 
 ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16",
              "tensor(uint8)": "uint8", "tensor(int8)": "int8"}

@@ -18,63 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .recipe import Recipe, load_recipe
-from .sources import Source, SourceSet, scan
-from .targets import Target, load_target
-
-ERROR_POLICIES = ("skip", "fail")
-
-
-class BuildError(RuntimeError):
-    """The build could not finish; the message says which source or step."""
-
-
-@dataclass(frozen=True)
-class Task:
-    """Render ``variants`` of source number ``index`` into ``split``."""
-
-    index: int
-    source: Source
-    split: str
-    variants: Tuple[int, ...]
-
-
-@dataclass
-class SourceResult:
-    """What rendering one source produced.
-
-    Every field but ``records`` is saved with the partial build (:meth:`meta`)
-    so a resumed build writes the same manifest: keep them JSON-friendly
-    (numbers, strings, lists, or numpy arrays, which are saved as lists).
-    """
-
-    index: int
-    sha256: str = ""
-    records: List[bytes] = field(default_factory=list)
-    error: Optional[str] = None
-    hist: Any = None  # (channels, 256) pixel counts for the quantization audit
-    count: int = 0  # records written; ``records`` is emptied once they are
-    duplicate_of: Optional[str] = None  # skipped: same content as this earlier source
-
-    def meta(self) -> Dict[str, Any]:
-        """The JSON-able fields, for the partial build's resume metadata."""
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if f.name != "records":
-                out[f.name] = {"array": v.tolist(), "dtype": str(v.dtype)} if hasattr(v, "dtype") else v
-        return out
-
-    @classmethod
-    def from_meta(cls, meta: Dict[str, Any]) -> "SourceResult":
-        import numpy as np
-        names = {f.name for f in dataclasses.fields(cls)} - {"records"}
-        kw = {k: v for k, v in meta.items() if k in names}
-        for k, v in kw.items():
-            if isinstance(v, dict) and set(v) == {"array", "dtype"}:
-                kw[k] = np.asarray(v["array"], v["dtype"])
-        return cls(**kw)
-
+from edgeaug.build.plan import ERROR_POLICIES, BuildError, SourceResult, Task, plan, val_sources  # noqa: F401
+from edgeaug.build.workers import run_tasks
+from edgeaug.config.recipe import Recipe, load_recipe
+from edgeaug.config.targets import Target, load_target
+from edgeaug.sources.scan import scan
 
 @dataclass
 class BuildResult:
@@ -86,36 +34,6 @@ class BuildResult:
     seconds: float
     warnings: List[str] = field(default_factory=list)
     resumed: int = 0  # sources taken from an interrupted build instead of rendered again
-
-
-def val_sources(sset: SourceSet, seed: int, fraction: float) -> set:
-    """A seeded, class-stratified choice of source indices for validation.
-
-    Each class's sources are ranked by sha256(seed, path); the first
-    ``round(fraction * n)`` go to val.  Adding files to other classes does not
-    change a class's choice.
-    """
-    if not 0.0 <= fraction < 1.0:
-        raise BuildError(f"--val: {fraction} must be in [0, 1)")
-    chosen = set()
-    for c in [-1, *range(len(sset.classes))]:  # -1: sources without a class label
-        members = [i for i, s in enumerate(sset.sources) if s.label == c]
-        members.sort(key=lambda i: hashlib.sha256(f"{seed}\0{sset.sources[i].rel}".encode()).digest())
-        chosen.update(members[: int(round(fraction * len(members)))])
-    return chosen
-
-
-def plan(sset: SourceSet, recipe: Recipe, seed: int, val: float) -> List[Task]:
-    """Every record of the pack, in write order: train sources, then val sources.
-
-    Train sources get variant 0 (the original, if the recipe includes it) and
-    augmented variants 1..K; val sources only their original.
-    """
-    held = val_sources(sset, seed, val)
-    train_v = ((0,) if recipe.include_original else ()) + tuple(range(1, recipe.variants + 1))
-    tasks = [Task(i, s, "train", train_v) for i, s in enumerate(sset.sources) if i not in held]
-    tasks += [Task(i, s, "val", (0,)) for i, s in enumerate(sset.sources) if i in held]
-    return tasks
 
 
 def build(source: str | Path, out: str | Path, target: str | Path | Target,
@@ -132,7 +50,7 @@ def build(source: str | Path, out: str | Path, target: str | Path | Target,
     same content as an earlier one are skipped as duplicates.
     ``progress(done, total)`` is called after each source is written.
     """
-    from .writer import PackWriter
+    from edgeaug.build.writer import PackWriter
 
     t0 = time.monotonic()
     if on_error not in ERROR_POLICIES:
@@ -160,7 +78,7 @@ def build(source: str | Path, out: str | Path, target: str | Path | Target,
     except BaseException:
         writer.abort()  # keeps the partial build for a rerun
         raise
-    from .audit import warnings_for
+    from edgeaug.build.audit import warnings_for
     notes = [writer.note] if writer.note else []
     return BuildResult(Path(out), manifest["records"], {k: v["count"] for k, v in manifest["splits"].items()},
                        manifest["skipped"], manifest["fingerprint"], time.monotonic() - t0,
@@ -168,7 +86,7 @@ def build(source: str | Path, out: str | Path, target: str | Path | Target,
 
 
 def _manifest(sset, tasks, results, rcp, tgt, seed, val) -> Dict[str, Any]:
-    from .writer import manifest_for
+    from edgeaug.build.writer import manifest_for
     manifest = manifest_for(sset, tasks, results, rcp, tgt, seed, val)
     manifest["quantization_audit"] = audit_results(results.values(), tgt)
     return manifest
@@ -213,7 +131,7 @@ def _resumed_results(writer, tasks, key, resume, on_error) -> Dict[int, SourceRe
 
 def _changed_source(tasks: Sequence[Task], results: Dict[int, SourceResult]) -> Optional[str]:
     """The first already-written source whose file no longer has the content it was built from."""
-    from .render import SourceDecodeError, read_source
+    from edgeaug.build.render import SourceDecodeError, read_source
     for t in tasks:
         try:
             sha = hashlib.sha256(read_source(t.source.path)).hexdigest()
@@ -233,8 +151,8 @@ def plan_fingerprint(sset: SourceSet, tasks: Sequence[Task], recipe: Recipe, tar
     """
     import cv2
     import numpy as np
-    from . import __version__
-    from .format import FORMAT_VERSION
+    from edgeaug import __version__
+    from edgeaug.device.format import FORMAT_VERSION
     srcs = [{f.name: getattr(s, f.name) for f in dataclasses.fields(s)} for s in sset.sources]
     body = {"format": FORMAT_VERSION, "versions": [__version__, np.__version__, cv2.__version__],
             "target": target.to_dict(), "recipe": recipe.to_dict(), "seed": seed, "val": val,
@@ -245,7 +163,7 @@ def plan_fingerprint(sset: SourceSet, tasks: Sequence[Task], recipe: Recipe, tar
 
 def audit_results(results, target: Target) -> Dict[str, Any]:
     """Sum the workers' histograms into the manifest's quantization audit."""
-    from .audit import audit
+    from edgeaug.build.audit import audit
     import numpy as np
     total = np.zeros((target.channels, 256), np.int64)
     for r in results:
@@ -254,50 +172,3 @@ def audit_results(results, target: Target) -> Dict[str, Any]:
     return audit(total, target)
 
 
-# --- workers -----------------------------------------------------------------
-
-_STATE: Dict[str, Any] = {}
-
-
-def _init_worker(recipe: Recipe, target: Target, seed: int) -> None:
-    """Per-process setup: one OpenCV thread, so results never depend on threading."""
-    import cv2
-    from .augment import Augmenter
-    cv2.setNumThreads(1)
-    _STATE.update(aug=Augmenter(recipe, target), seed=seed)
-
-
-def _run_one(task: Task) -> SourceResult:
-    from .render import render_source
-    return render_source(task, _STATE["aug"], _STATE["seed"])
-
-
-def run_tasks(tasks: Sequence[Task], recipe: Recipe, target: Target, seed: int,
-              workers: int) -> Iterator[SourceResult]:
-    """Render tasks on ``workers`` processes, yielding results in plan order."""
-    if workers == 1 or len(tasks) <= 1:
-        _init_worker(recipe, target, seed)
-        yield from map(_run_one, tasks)
-        return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    window = workers * 4  # bounded look-ahead keeps memory flat
-    with ProcessPoolExecutor(workers, mp.get_context(method), _init_worker,
-                             (recipe, target, seed)) as ex:
-        it = iter(tasks)
-        pending = deque((ex.submit(_run_one, t), t) for _, t in zip(range(window), it))
-        task = tasks[0]
-        try:
-            while pending:
-                fut, task = pending.popleft()
-                res = fut.result()
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.append((ex.submit(_run_one, nxt), nxt))
-                yield res
-        except BrokenProcessPool:  # e.g. the OOM killer, or a crash inside a decoder
-            raise BuildError(f"a worker process died while rendering {task.source.path} or one of "
-                             f"the sources after it; the sources before it are kept: rerun to "
-                             f"resume") from None

@@ -26,8 +26,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from . import __version__
-from .format import (FORMAT_VERSION, INDEX_DTYPE, INDEX_KEY, MANIFEST_KEY, SPLITS, FormatError,
+from edgeaug import __version__
+from edgeaug.device.format import (FORMAT_VERSION, INDEX_DTYPE, INDEX_KEY, MANIFEST_KEY, SPLITS, FormatError,
                      RecordHeader, canonical_json, fingerprint, record_key, tensor_dtype,
                      validate_manifest)
 
@@ -133,7 +133,7 @@ class PackWriter:
 
     def _read_partial(self) -> None:
         import lmdb
-        from .lmdbpure import PureEnvironment
+        from edgeaug.device.lmdbpure import PureEnvironment
         with PureEnvironment(str(self.partial)) as pure:  # bounds-checked walk: no SIGBUS on damage
             pure.check()
         size = self.partial.stat().st_size

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set
 
-SOURCES = ("format.py", "lmdbpure.py", "loader.py")
+SOURCES = ("format.py", "lmdbpure.py", "loader.py")  # the device modules, in dependency order
 DROP_MARK = "# bundle: drop"
 _PKG = Path(__file__).resolve().parent
 

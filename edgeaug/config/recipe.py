@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Tuple
 
-from .config import _REQUIRED, ConfigError, Fields, load_toml
-from .ops import OPS
+from edgeaug.config.fields import _REQUIRED, ConfigError, Fields, load_toml
+from edgeaug.ops.registry import OPS
 
 RESIZE_MODES = ("squash", "letterbox", "center_crop")
 BORDERS = ("constant", "reflect")

@@ -1,0 +1,575 @@
+"""edgeaug's device-side loader: numpy, lmdb and the standard library only.
+
+Usage on the device::
+
+    from edgeaug.device.loader import Pack
+    pack = Pack("flowers-rpi4.lmdb")              # split="train" or "val"
+    x, y = pack[0]                                 # zero-copy, read-only view
+    for X, Y in pack.batches(32, epoch=e):         # X is the model's input
+        session.run(None, {pack.input_name: X})
+
+    python -m edgeaug.loader info|verify|bench PACK
+
+The pack is untrusted input: every size and offset is checked before use, the
+file size is checked against LMDB's page count (an mmap read past the end of
+the file would kill the process with SIGBUS), and only JSON and fixed
+little-endian arrays are parsed.  Python >= 3.9, numpy >= 1.21.
+
+On a 32-bit system, where the native liblmdb cannot open a pack written on a
+64-bit machine, or without the lmdb package, the pure-Python reader
+``edgeaug.lmdbpure`` is used instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import os
+import platform
+import struct
+import sys
+import threading
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from .format import (FORMAT_VERSION, HEADER_SIZE, INDEX_DTYPE, INDEX_KEY,  # bundle: drop
+                     MANIFEST_KEY, MAX_MANIFEST_BYTES, RECORD_PREFIX, MAX_RECORDS, MAX_TENSOR_BYTES, SPLITS,
+                     FormatError, RecordHeader, fingerprint, record_digest, record_key,
+                     tensor_dtype, tensor_shape, unpack_labels, validate_manifest, RECORD_MAGIC)
+
+
+class PackError(FormatError):
+    """The pack cannot be used: truncated, incomplete, tampered or another version."""
+
+
+class _NativeBackend:
+    """py-lmdb, read-only, no lock file, one long-lived read transaction."""
+
+    name = "lmdb"
+
+    def __init__(self, path: str, size: int) -> None:
+        import lmdb
+        self.path, self._error = path, lmdb.Error
+        # readahead=True keeps the kernel's fault-around: first touches of a
+        # mapping cost ~2x less (measured); packs usually fit in the page cache.
+        self.env = lmdb.open(path, subdir=False, readonly=True, lock=False,
+                             readahead=True, max_readers=1, max_spare_txns=0)
+        # Check the file covers every page the database claims before any read.
+        need = (self.env.info()["last_pgno"] + 1) * self.env.stat()["psize"]
+        if need > size:
+            self.env.close()
+            raise PackError(f"{path}: truncated: LMDB needs {need} bytes, file has {size}")
+        try:
+            self._check_tree()
+        except BaseException:
+            self.env.close()
+            raise
+        self.txn = self.env.begin(buffers=True)
+
+    def _check_tree(self) -> None:
+        """Validate the B-tree with the bounds-checking pure reader before any mmap read.
+
+        liblmdb trusts node offsets and value sizes inside pages: a flipped byte
+        there would make it read past the end of the file (SIGBUS).  The walk
+        reads branch and leaf pages only, about 1/150 of a pack of large records.
+        """
+        lmdbpure = _pure_module()
+        try:
+            with lmdbpure.PureEnvironment(self.path) as pure:
+                pure.check()
+                mine = (pure.info()["last_txnid"], pure.info()["last_pgno"], pure.stat()["psize"])
+        except (lmdbpure.LmdbFormatError, NotImplementedError, OSError) as e:
+            raise PackError(f"{self.path}: corrupt LMDB structure: {e}") from None
+        theirs = (self.env.info()["last_txnid"], self.env.info()["last_pgno"], self.env.stat()["psize"])
+        if mine != theirs:  # both must read the tree the walk validated
+            raise PackError(f"{self.path}: corrupt LMDB meta pages (readers disagree: {mine} vs {theirs})")
+
+    def get(self, key: bytes):
+        try:
+            return self.txn.get(key)
+        except self._error as e:  # e.g. MDB_CORRUPTED, MDB_PAGE_NOTFOUND on a damaged file
+            raise PackError(f"{self.path}: corrupt LMDB structure: {e}") from None
+
+    def close(self) -> None:
+        self.txn.abort()
+        self.env.close()
+
+
+class _PureBackend:
+    """The pure-Python reader; returns copies, works on 32-bit and without lmdb."""
+
+    name = "pure"
+
+    def __init__(self, path: str, size: int) -> None:
+        lmdbpure = _pure_module()
+        self.path = path
+        try:
+            self.env = lmdbpure.PureEnvironment(path)
+        except (lmdbpure.LmdbFormatError, NotImplementedError, OSError) as e:
+            raise PackError(f"{path}: {e}") from None
+
+    def get(self, key: bytes):
+        try:
+            return self.env.get(key)
+        except (ValueError, NotImplementedError, OSError) as e:  # LmdbFormatError is a ValueError
+            raise PackError(f"{self.path}: corrupt LMDB structure: {e}") from None
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _pure_module():
+    """edgeaug.lmdbpure, or this module in the single-file bundle (which defines the reader)."""
+    lmdbpure = sys.modules.get(__name__)
+    if not hasattr(lmdbpure, "PureEnvironment"):
+        from . import lmdbpure  # bundle: drop
+    return lmdbpure
+
+
+_HEAD = struct.Struct("<4sHH32xIII")  # magic, version, header size, then tensor/labels/params bytes
+_OPEN: Dict[Tuple[str, str], List[Any]] = {}  # (realpath, backend) -> [backend, users]
+
+
+def _open_backend(path: str, size: int, backend: str):
+    """Open (or share) a backend: py-lmdb allows one environment per file per process."""
+    key = (os.path.realpath(path), backend)
+    if key in _OPEN:
+        _OPEN[key][1] += 1
+        return _OPEN[key][0]
+    db = _new_backend(path, size, backend)
+    _OPEN[key] = [db, 1]
+    db.release = lambda: _release(key)
+    return db
+
+
+def _release(key: Tuple[str, str]) -> None:
+    entry = _OPEN.get(key)
+    if entry is None:
+        return
+    entry[1] -= 1
+    if entry[1] <= 0:
+        del _OPEN[key]
+        entry[0].close()
+
+
+def _new_backend(path: str, size: int, backend: str):
+    if backend == "pure":
+        return _PureBackend(path, size)
+    try:
+        import lmdb
+    except ImportError:
+        if backend == "lmdb":
+            raise
+        return _PureBackend(path, size)
+    try:
+        return _NativeBackend(path, size)
+    except lmdb.Error as e:
+        # 32-bit liblmdb cannot read 64-bit page headers: fall back to the pure reader.
+        if backend == "auto" and struct.calcsize("P") == 4:
+            return _PureBackend(path, size)
+        raise PackError(f"{path}: not a readable LMDB pack: {e}") from None
+
+
+class Pack:
+    """A read-only view of one split of a pack.
+
+    ``pack[i]`` returns ``(x, y)``: the record's tensor (a read-only view into
+    the file, valid until :meth:`close`) and its class label.
+    ``backend`` is ``"auto"``, ``"lmdb"`` or ``"pure"``.
+    """
+
+    def __init__(self, path: str, split: str = "train", seed: Optional[int] = None,
+                 backend: str = "auto") -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+        self.path, self.split = str(path), split
+        try:
+            size = os.path.getsize(self.path)
+        except OSError as e:
+            raise PackError(f"{self.path}: cannot open: {e.strerror or e}") from None
+        if size == 0:
+            raise PackError(f"{self.path}: empty file")
+        self._db = _open_backend(self.path, size, backend)
+        try:
+            self.manifest = self._read_manifest()
+            self._index = self._read_index()
+            self._setup_split()
+        except BaseException:
+            self._db.release()
+            raise
+        self.seed = int(self.manifest["seed"]) if seed is None else int(seed)
+        self._spare: List[np.ndarray] = []  # batch buffers to recycle, across epochs
+        self._spare_lock = threading.Lock()
+
+    # --- opening and validation ---------------------------------------------------
+
+    def _read_manifest(self) -> Dict[str, Any]:
+        raw = self._db.get(MANIFEST_KEY)
+        if raw is None:
+            raise PackError(f"{self.path}: incomplete pack: no manifest (the build did not finish)")
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise PackError(f"{self.path}: manifest of {len(raw)} bytes is implausibly large")
+        try:
+            m = json.loads(bytes(raw).decode("utf-8"))
+        except (ValueError, RecursionError) as e:
+            raise PackError(f"{self.path}: manifest is not valid JSON: {e}") from None
+        if not isinstance(m, dict):
+            raise PackError(f"{self.path}: manifest is not a JSON object")
+        if m.get("format_version") != FORMAT_VERSION:
+            raise PackError(f"{self.path}: pack format version {m.get('format_version')!r}; "
+                            f"this loader reads version {FORMAT_VERSION}")
+        try:
+            validate_manifest(m)  # types and ranges: a crafted manifest can carry a valid fingerprint
+        except FormatError as e:
+            raise PackError(f"{self.path}: {e}") from None
+        try:
+            t = m["target"]
+            self.shape = tensor_shape(t)
+            self.dtype = tensor_dtype(t["dtype"])
+            self.records = int(m["records"])
+            splits = {s: (int(m["splits"][s]["start"]), int(m["splits"][s]["count"])) for s in SPLITS}
+            self.classes = [str(c) for c in m["classes"]]
+            self.input_name = str(t.get("input_name", "input"))
+        except (KeyError, TypeError, ValueError, FormatError) as e:
+            raise PackError(f"{self.path}: manifest field missing or malformed: {e!r}") from None
+        self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+        if min(self.shape) < 1 or self.nbytes > MAX_TENSOR_BYTES or not 0 <= self.records < MAX_RECORDS:
+            raise PackError(f"{self.path}: manifest: tensor {self.shape} or records {self.records} out of range")
+        for s, (start, count) in splits.items():
+            if start < 0 or count < 0 or start + count > self.records:
+                raise PackError(f"{self.path}: manifest: split {s} [{start}, +{count}) outside {self.records} records")
+        self._splits = splits
+        return m
+
+    def _read_index(self) -> np.ndarray:
+        raw = self._db.get(INDEX_KEY)
+        if raw is None or len(raw) != self.records * INDEX_DTYPE.itemsize:
+            raise PackError(f"{self.path}: index missing or of the wrong size for {self.records} records")
+        index = np.frombuffer(bytes(raw), INDEX_DTYPE)
+        body = {k: v for k, v in self.manifest.items() if k != "fingerprint"}
+        if fingerprint(body, index.tobytes()) != self.manifest.get("fingerprint"):
+            raise PackError(f"{self.path}: fingerprint mismatch: manifest or index was altered")
+        if len(index) and (int(index["source"].max()) >= len(self.manifest["sources"])
+                           or int(index["split"].max()) >= len(SPLITS)):
+            raise PackError(f"{self.path}: index names a source or split the manifest does not have")
+        return index
+
+    def _setup_split(self) -> None:
+        start, count = self._splits[self.split]
+        rows = self._index[start:start + count]
+        if count and (np.any(np.diff(rows["source"].astype(np.int64)) < 0) or np.any(rows["split"] != SPLITS[self.split])):
+            raise PackError(f"{self.path}: index of split {self.split} is not in source order")
+        self._start, self._count = start, count
+        self.labels = rows["label"].astype(np.int64)
+        # Records of one source are contiguous: first record and variant count per source.
+        _, self._first, self._nvar = np.unique(rows["source"], return_index=True, return_counts=True)
+
+    # --- access -------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def sources(self) -> int:
+        """Number of distinct sources in this split (one sample per epoch each)."""
+        return len(self._first)
+
+    def _value(self, i: int):
+        if not -self._count <= i < self._count:
+            raise IndexError(f"record {i} out of range for {self._count} records in split {self.split}")
+        i = i % self._count if i < 0 else i
+        value = self._db.get(record_key(self._start + i))
+        if value is None:
+            raise PackError(f"{self.path}: record {self._start + i} is missing")
+        return value
+
+    def _tensor(self, value, r: int) -> np.ndarray:
+        """The tensor of record ``r`` after checking its header against the target and the index."""
+        try:
+            h = RecordHeader(value)
+        except FormatError as e:
+            raise PackError(f"{self.path}: record {r}: {e}") from None
+        row = self._index[r]
+        if h.tensor_nbytes != self.nbytes or (h.source, h.variant, h.split) != (
+                row["source"], row["variant"], row["split"]):
+            raise PackError(f"{self.path}: record {r}: header does not match the target or the index")
+        return np.frombuffer(value, self.dtype, int(np.prod(self.shape)), HEADER_SIZE).reshape(self.shape)
+
+    def __getitem__(self, i: int) -> Tuple[np.ndarray, int]:
+        value = self._value(i)  # bounds-checked
+        return self._tensor(value, self._start + i % self._count), int(self.labels[i])
+
+    def record(self, i: int) -> Dict[str, Any]:
+        """Everything stored for record ``i`` of this split: tensor, labels, params, ids."""
+        self._value(i)  # bounds check against the split
+        return self.record_at(self._start + (i % self._count))
+
+    def record_at(self, r: int) -> Dict[str, Any]:
+        """Like :meth:`record`, by index into the whole pack (both splits)."""
+        if not 0 <= r < self.records:
+            raise IndexError(f"record {r} out of range for {self.records} records")
+        value = self._db.get(record_key(r))
+        if value is None:
+            raise PackError(f"{self.path}: record {r} is missing")
+        try:
+            h = RecordHeader(value)
+            labels = unpack_labels(memoryview(value)[h.labels_offset:h.params_offset],
+                                   self._mask_shape())
+            params = json.loads(bytes(value[h.params_offset:]).decode("utf-8"))
+        except (FormatError, ValueError, RecursionError) as e:
+            raise PackError(f"{self.path}: record {r}: {e}") from None
+        return {"x": self._tensor(value, r), "label": h.label, "source": h.source, "variant": h.variant,
+                "split": h.split, "digest": h.digest.hex(), "params": params, **labels}
+
+    def _mask_shape(self) -> Tuple[int, int]:
+        t = self.manifest["target"]
+        return int(t["height"]), int(t["width"])
+
+    def epoch_order(self, epoch: int, shuffle: bool = True, all_variants: bool = False) -> np.ndarray:
+        """Record indices of one epoch: each source once, variant chosen by (seed, epoch).
+
+        Over K consecutive epochs a source with K records serves each of them once.
+        With ``all_variants`` every record is served every epoch.
+        """
+        if all_variants:
+            order = np.arange(self._count)
+        else:
+            k = int(self._nvar.max()) if len(self._nvar) else 1
+            cycle_rng = _rng(self.seed, 1, epoch // k)
+            perms = np.argsort(cycle_rng.random((len(self._first), k)), axis=1)
+            # Sources with fewer than k records take the slot modulo their own count.
+            order = self._first + perms[:, epoch % k] % self._nvar
+        if shuffle:
+            order = order[_rng(self.seed, 2, epoch).permutation(len(order))]
+        return order
+
+    def batches(self, batch_size: int, epoch: int = 0, shuffle: bool = True,
+                drop_last: bool = False, all_variants: bool = False) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(X, Y)``: X one contiguous array (batch, *shape) of the target dtype."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        order = self.epoch_order(epoch, shuffle, all_variants)
+        stop = len(order) - (len(order) % batch_size if drop_last else 0)
+        for b in range(0, stop, batch_size):
+            idx = order[b:b + batch_size]
+            with self._spare_lock:
+                x = _reusable(self._spare, (len(idx),) + self.shape, self.dtype)
+            self._fill(memoryview(x.reshape(-1).view(np.uint8)), idx.tolist())
+            yield x, self.labels[idx]
+
+    def _fill(self, dst: memoryview, idx: List[int]) -> None:
+        """Copy the tensors of split records ``idx`` back to back into ``dst``.
+
+        The hot path: a plain memory copy per record, no per-record numpy
+        objects.  Slice assignment between memoryviews checks that the sizes
+        match, so a short or odd-sized record raises instead of over-reading.
+        """
+        nb, get, start, end = self.nbytes, self._db.get, self._start, HEADER_SIZE + self.nbytes
+        head = _HEAD.unpack_from
+        for j, i in enumerate(idx):
+            value = get(RECORD_PREFIX + (start + i).to_bytes(8, "big"))  # record_key, inlined
+            try:
+                # Magic, version and section sizes: a damaged header never passes as data.
+                magic, version, hsize, t, l, p = head(value, 0)
+                if (magic != RECORD_MAGIC or version != FORMAT_VERSION or hsize != HEADER_SIZE
+                        or t != nb or end + l + p != len(value)):
+                    raise ValueError
+                dst[j * nb:(j + 1) * nb] = value[HEADER_SIZE:end]
+            except (TypeError, ValueError, struct.error):
+                self._tensor(self._value(i), start + i)  # raises the precise PackError
+                raise PackError(f"{self.path}: record {start + i} is malformed") from None
+
+    # --- checks -------------------------------------------------------------------
+
+    def verify(self, limit: Optional[int] = None) -> List[str]:
+        """Check every record of the pack (both splits) against its digests.
+
+        Returns a list of problems; empty means every byte checked out.
+        """
+        problems = []
+        n = self.records if limit is None else min(limit, self.records)
+        for r in range(n):
+            try:
+                value = self._db.get(record_key(r))
+            except PackError as e:
+                problems.append(f"record {r}: unreadable: {e}")
+                continue
+            row = self._index[r]
+            if value is None:
+                problems.append(f"record {r}: missing")
+                continue
+            try:
+                h = RecordHeader(value)
+            except FormatError as e:
+                problems.append(f"record {r}: {e}")
+                continue
+            if record_digest(value) != h.digest or h.digest != row["digest"].tobytes():
+                problems.append(f"record {r}: digest mismatch (payload altered)")
+            elif h.tensor_nbytes != self.nbytes:
+                problems.append(f"record {r}: tensor of {h.tensor_nbytes} bytes, the target's is {self.nbytes}")
+            elif (h.source, h.variant, h.split, h.label) != (row["source"], row["variant"], row["split"], row["label"]):
+                problems.append(f"record {r}: header disagrees with the index")
+        return problems
+
+    def device_warnings(self) -> List[str]:
+        """Differences between the target's device and this process.
+
+        Word size comes from the pointer size: a 32-bit Pi OS on a 64-bit
+        kernel reports ``aarch64`` as its machine.
+        """
+        dev = self.manifest["target"].get("device", {})
+        arch, bits = platform.machine().lower(), struct.calcsize("P") * 8
+        family = _arch_family(arch)
+        out = []
+        want = str(dev.get("arch", "any")).lower()
+        if want != "any" and _arch_family(want) != family:
+            out.append(f"pack targets {want} but this machine is {arch}")
+        if dev.get("word_size") not in (None, bits):
+            out.append(f"pack targets a {dev.get('word_size')}-bit OS but this process is {bits}-bit")
+        return out
+
+    def info(self) -> Dict[str, Any]:
+        m = self.manifest
+        return {"path": self.path, "format_version": m["format_version"], "fingerprint": m["fingerprint"],
+                "records": self.records, "splits": {s: c for s, (_, c) in self._splits.items()},
+                "seed": m["seed"], "target": m["target"].get("name"), "shape": list(self.shape),
+                "dtype": str(self.dtype), "classes": self.classes, "backend": self._db.name}
+
+    def backend_name(self) -> str:
+        return self._db.name
+
+    def close(self) -> None:
+        """Release the file; tensors returned earlier become invalid once no Pack uses it."""
+        if self._db is not None:
+            self._db.release()
+            self._db = None
+
+    def __enter__(self) -> "Pack":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _reusable(spare: List[np.ndarray], shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A batch array: a recycled one if nobody else holds it any more, else a new one.
+
+    A fresh multi-megabyte ``np.empty`` per batch can cost as much as the
+    copy itself (page faults, depending on the allocator's state).  Arrays the
+    caller (or a view, or a session) still references are never recycled:
+    ``sys.getrefcount`` is 2 only for the ``spare`` list's reference plus the
+    call's own argument.
+    """
+    for k in range(len(spare)):
+        if spare[k].shape == shape and sys.getrefcount(spare[k]) == 2:
+            spare.append(spare.pop(k))
+            return spare[-1]
+    spare.append(np.empty(shape, dtype))
+    if len(spare) > 4:  # the caller's batch, the one before, one to fill, a short last one
+        spare.pop(0)
+    return spare[-1]
+
+
+def _arch_family(arch: str) -> str:
+    return "arm" if arch.startswith(("arm", "aarch")) else "x86" if arch in ("x86_64", "amd64", "i386", "i686") else arch
+
+
+def _rng(seed: int, stream: int, n: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(stream, n))))
+
+
+def bench(pack: Pack, batch_size: int = 32, seconds: float = 3.0) -> Dict[str, float]:
+    """Shuffled-batch throughput over whole epochs for about ``seconds``."""
+    n, epoch, t0 = 0, 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for x, _ in pack.batches(batch_size, epoch=epoch):
+            n += len(x)
+        epoch += 1
+    dt = time.perf_counter() - t0
+    return {"records_per_s": n / dt, "mb_per_s": n * pack.nbytes / dt / 1e6, "epochs": epoch}
+
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
+              "tensor(int8)": "int8"}
+
+
+def bench_model(pack: Pack, model: str, batch_size: int = 32, seconds: float = 3.0) -> Dict[str, Any]:
+    """Batches straight into an onnxruntime session for about ``seconds``: samples/s.
+
+    onnxruntime is optional and imported here only (ImportError when absent).
+    """
+    import onnxruntime as ort
+    try:
+        sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's own exception types
+        raise ValueError(f"{model}: onnxruntime cannot load it: {e}") from None
+    inp = sess.get_inputs()[0]
+    dims = list(inp.shape)[1:]
+    if (_ORT_TYPES.get(inp.type, inp.type) != pack.dtype.name or len(dims) != len(pack.shape)
+            or any(isinstance(d, int) and d != s for d, s in zip(dims, pack.shape))):
+        raise ValueError(f"{model}: input {inp.name!r} is {inp.type} {list(inp.shape)}, the pack holds "
+                         f"{pack.dtype.name} {list(pack.shape)} (edgeaug adapt-model and "
+                         f"edgeaug target from-onnx make them agree)")
+    n, epoch, t0 = 0, 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for x, _ in pack.batches(batch_size, epoch=epoch):
+            sess.run(None, {inp.name: x})  # the pack's bytes are the input: no conversion
+            n += len(x)
+            if time.perf_counter() - t0 >= seconds:
+                break
+        epoch += 1
+    return {"records_per_s": n / (time.perf_counter() - t0), "input": inp.name, "epochs": epoch}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m edgeaug.loader info|verify|bench PACK``."""
+    ap = argparse.ArgumentParser(prog="python -m edgeaug.loader",
+                                 description="Inspect, verify and benchmark an edgeaug pack on the device.")
+    ap.add_argument("command", choices=("info", "verify", "bench"),
+                    help="info: print the manifest summary; verify: check every record's digest; "
+                         "bench: shuffled-batch throughput")
+    ap.add_argument("pack", help="path to the .lmdb pack file")
+    ap.add_argument("--split", default="train", choices=sorted(SPLITS))
+    ap.add_argument("--batch", type=int, default=32, help="bench: batch size")
+    ap.add_argument("--seconds", type=float, default=3.0, help="bench: how long to run")
+    ap.add_argument("--backend", default="auto", choices=("auto", "lmdb", "pure"))
+    ap.add_argument("--model", help="bench: also run this ONNX model on every batch (needs onnxruntime)")
+    args = ap.parse_args(argv)
+    try:
+        with Pack(args.pack, args.split, backend=args.backend) as pack:
+            for w in pack.device_warnings():
+                print(f"warning: {w}", file=sys.stderr)
+            if args.command == "info":
+                print(json.dumps(pack.info(), indent=2))
+            elif args.command == "verify":
+                problems = pack.verify()
+                for p in problems:
+                    print(p)
+                print(f"{pack.records - len(problems)}/{pack.records} records ok "
+                      f"(fingerprint {pack.manifest['fingerprint'][:16]})")
+                return 1 if problems else 0
+            elif args.model:
+                try:
+                    r = bench_model(pack, args.model, args.batch, args.seconds)
+                except ImportError:
+                    print("error: --model needs onnxruntime (pip install onnxruntime); "
+                          "without --model, bench measures loading only", file=sys.stderr)
+                    return 2
+                except ValueError as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    return 2
+                print(f"{r['records_per_s']:.0f} samples/s through {os.path.basename(args.model)} "
+                      f"(batch {args.batch}, {pack.backend_name()} backend, loading + inference)")
+            else:
+                r = bench(pack, args.batch, args.seconds)
+                print(f"{r['records_per_s']:.0f} records/s, {r['mb_per_s']:.1f} MB/s "
+                      f"(batch {args.batch}, {pack.backend_name()} backend, {r['epochs']} epochs)")
+    except PackError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Augmentation ops: sampling is separate from applying.
+
+Every op is a class registered by name in :data:`OPS` (complete once
+:mod:`edgeaug.ops.registry` has imported every op module).  An instance holds the
+recipe's parameter ranges and probability ``p``:
+
+* ``sample(rng, size) -> dict`` draws concrete parameters from the generator
+  it is given (``size`` is the current frame's ``(w, h)``); every random
+  choice happens here, so the stored parameters fully determine the output;
+* geometric ops return ``matrix(params, size) -> (M, new_size)``, a 3x3
+  matrix in continuous pixel coordinates (pixel ``i`` covers ``[i, i+1)``);
+  the pipeline multiplies them and resamples once;
+* photometric ops (:mod:`edgeaug.ops.photometric`) ``apply(image, labels,
+  params)`` on the target-size uint8 RGB image without touching any RNG;
+  ops that are per-pixel tone curves also offer ``curve(x, params)`` so
+  consecutive ones fuse into one lookup;
+* composite ops (``one_of``, ``some_of``) hold child ops and ``choose`` which
+  of them fire; :class:`edgeaug.build.augment.Augmenter` walks them.
+
+Parameters are plain JSON numbers and lists, so they are stored with each record.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+Size = Tuple[float, float]
+OPS: Dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    OPS[cls.name] = cls
+    return cls
+
+
+def translate(tx: float, ty: float) -> np.ndarray:
+    return np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1]], np.float64)
+
+
+def scale(sx: float, sy: float) -> np.ndarray:
+    return np.array([[sx, 0, 0], [0, sy, 0], [0, 0, 1]], np.float64)
+
+
+def about_center(m: np.ndarray, size: Size) -> np.ndarray:
+    cx, cy = size[0] / 2, size[1] / 2
+    return translate(cx, cy) @ m @ translate(-cx, -cy)
+
+
+class Op:
+    """Base op.
+
+    ``RANGES`` maps each sampled parameter to (default range, bounds);
+    ``OPTIONS`` maps each fixed setting to (type, default), ``None`` meaning
+    required (e.g. a model path).  ``INTEGERS`` names ranges sampled as
+    integers.  Recipes validate all of them and call :meth:`check`.
+    """
+
+    name = ""
+    geometric = False
+    composite = False
+    RANGES: Dict[str, Tuple[Tuple[float, float], Tuple[float, float]]] = {}
+    OPTIONS: Dict[str, Tuple[type, Any]] = {}
+    INTEGERS: Tuple[str, ...] = ()
+
+    def __init__(self, p: float = 1.0, **kw: Any) -> None:
+        self.p = p
+        self.ranges = {k: tuple(kw.get(k, d)) for k, (d, _) in self.RANGES.items()}
+        self.options = {k: kw.get(k, d) for k, (_, d) in self.OPTIONS.items()}
+
+    @classmethod
+    def check(cls, ranges: Dict[str, Tuple[float, float]],
+              options: Dict[str, Any]) -> Optional[Tuple[str, str]]:
+        """Cross-field validation beyond the bounds: ``(field, message)`` or None."""
+        for key in cls.INTEGERS:
+            lo, hi = ranges[key]
+            if math.ceil(lo) > math.floor(hi):
+                return key, f"[{lo}, {hi}] contains no integer"
+        return None
+
+    def uniform(self, rng: np.random.Generator, key: str) -> float:
+        lo, hi = self.ranges[key]
+        return float(lo + (hi - lo) * rng.random())
+
+    def integer(self, rng: np.random.Generator, key: str) -> int:
+        """A uniform integer in the range, both ends included."""
+        lo, hi = self.ranges[key]
+        return int(rng.integers(math.ceil(lo), math.floor(hi) + 1))
+
+    def sample(self, rng: np.random.Generator, size: Size) -> Dict[str, Any]:
+        return {k: self.uniform(rng, k) for k in self.RANGES}
+
+    def apply(self, image: np.ndarray, labels: Any, params: Dict[str, Any]):
+        raise NotImplementedError

@@ -1,0 +1,114 @@
+"""COCO instances JSON: ``images``, ``annotations`` (``bbox`` xywh, ``keypoints``), ``categories``."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+from edgeaug.sources.base import Source, SourceError, SourceSet, majority
+
+
+def scan_coco(p: Path) -> SourceSet:
+    """A COCO instances JSON: ``images``, ``annotations`` (``bbox`` xywh, ``keypoints``), ``categories``.
+
+    Image ``file_name`` resolves against the JSON's folder, then its
+    ``images/`` subfolder.  Categories sort by id into class indices.
+    ``iscrowd`` annotations are skipped.  A category with K keypoint names
+    contributes exactly K keypoints per annotation, in annotation order.
+    """
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise SourceError(f"{p}: cannot read COCO JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise SourceError(f"{p}: expected a JSON object with images, annotations, categories")
+    cats = sorted(_coco_categories(p, _list(p, data, "categories")), key=lambda c: c[0])
+    index = {cid: i for i, (cid, _, _) in enumerate(cats)}
+    nkp = {cid: k for cid, _, k in cats}
+    root = p.parent.resolve()
+    images = _coco_images(p, root, _list(p, data, "images"))
+    boxes: Dict[Any, List[tuple]] = {i: [] for i in images}
+    kps: Dict[Any, List[tuple]] = {i: [] for i in images}
+    anns = data.get("annotations", [])
+    if not isinstance(anns, list):
+        raise SourceError(f"{p.name}: annotations: expected a list")
+    for j, a in enumerate(anns):
+        where = f"{p.name}: annotations[{j}]"
+        if not isinstance(a, dict):
+            raise SourceError(f"{where}: expected an object")
+        if not _is_id(a.get("image_id")) or a["image_id"] not in images:
+            raise SourceError(f"{where}.image_id: {a.get('image_id')!r} is not in images"[:160])
+        if not _is_id(a.get("category_id")) or a["category_id"] not in index:
+            raise SourceError(f"{where}.category_id: {a.get('category_id')!r} is not in categories")
+        if a.get("iscrowd"):
+            continue
+        x, y, w, h = _coco_nums(a.get("bbox"), 4, f"{where}.bbox")
+        if w < 0 or h < 0:
+            raise SourceError(f"{where}.bbox: negative size")
+        boxes[a["image_id"]].append((float(index[a["category_id"]]), x, y, x + w, y + h))
+        k = nkp[a["category_id"]]
+        if k:
+            raw = a.get("keypoints", [0.0] * 3 * k)
+            v = _coco_nums(raw, 3 * k, f"{where}.keypoints")
+            kps[a["image_id"]] += [tuple(v[i:i + 3]) for i in range(0, 3 * k, 3)]
+    sources = [Source(rel, full, majority(boxes[i]), tuple(boxes[i]) or None, None, tuple(kps[i]) or None)
+               for i, (rel, full) in images.items()]
+    return SourceSet(root, tuple(sorted(sources, key=lambda s: s.rel)),
+                     tuple(name for _, name, _ in cats), "coco")
+
+
+def _list(p: Path, data: dict, key: str) -> list:
+    v = data.get(key)
+    if not isinstance(v, list):
+        raise SourceError(f"{p.name}: {key}: expected a list")
+    return v
+
+
+def _coco_categories(p: Path, cats: list) -> List[Tuple[int, str, int]]:
+    out, seen = [], set()
+    for i, c in enumerate(cats):
+        where = f"{p.name}: categories[{i}]"
+        if not isinstance(c, dict) or not isinstance(c.get("id"), int) or isinstance(c.get("id"), bool):
+            raise SourceError(f"{where}.id: expected an integer")
+        if not isinstance(c.get("name"), str) or c["id"] in seen:
+            raise SourceError(f"{where}: needs a string name and a unique id")
+        seen.add(c["id"])
+        kp = c.get("keypoints", [])
+        out.append((c["id"], c["name"], len(kp) if isinstance(kp, list) else 0))
+    return out
+
+
+def _coco_images(p: Path, root: Path, imgs: list) -> Dict[Any, Tuple[str, Path]]:
+    out: Dict[Any, Tuple[str, Path]] = {}
+    seen = set()
+    for i, im in enumerate(imgs):
+        where = f"{p.name}: images[{i}]"
+        if not isinstance(im, dict) or not isinstance(im.get("file_name"), str) or not im["file_name"]:
+            raise SourceError(f"{where}.file_name: missing or not a string")
+        if not _is_id(im.get("id")) or im["id"] in out:
+            raise SourceError(f"{where}.id: missing, not an integer/string, or duplicate {im.get('id')!r}"[:160])
+        cands = [(root / im["file_name"]).resolve(), (root / "images" / im["file_name"]).resolve()]
+        full = next((c for c in cands if c.is_file()), cands[0])
+        try:
+            rel = full.relative_to(root).as_posix()
+        except ValueError:
+            raise SourceError(f"{where}.file_name: {im['file_name']!r} escapes the JSON's directory") from None
+        if rel in seen:
+            raise SourceError(f"{where}.file_name: {im['file_name']!r} is listed twice")
+        seen.add(rel)
+        out[im["id"]] = (rel, full)
+    if not out:
+        raise SourceError(f"{p.name}: images: the list is empty")
+    return out
+
+
+def _is_id(v: Any) -> bool:
+    return isinstance(v, (int, str)) and not isinstance(v, bool)
+
+
+def _coco_nums(v: Any, n: int, where: str) -> List[float]:
+    if (not isinstance(v, list) or len(v) != n
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
+        raise SourceError(f"{where}: expected {n} finite numbers, got {v!r}"[:160])
+    return [float(x) for x in v]

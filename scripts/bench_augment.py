@@ -197,7 +197,7 @@ RECIPES = {"default": (None, albu_default), "full": (FULL, albu_full), "geometri
 
 def load(name: str, variants: int):
     """The edgeaug Recipe of a benchmark recipe, with ``variants`` and no stored original."""
-    from edgeaug.recipe import Recipe, load_recipe, parse_recipe
+    from edgeaug.config.recipe import Recipe, load_recipe, parse_recipe
     text = RECIPES[name][0]
     if text is None:
         r = load_recipe()
@@ -240,9 +240,9 @@ def decoded(src: Path):
 
 
 def step_edgeaug(images, recipe, k: int) -> float:
-    from edgeaug.augment import Augmenter, Labels, record_rng
-    from edgeaug.render import working_image
-    from edgeaug.targets import load_target
+    from edgeaug.build.augment import Augmenter, Labels, record_rng
+    from edgeaug.build.render import working_image
+    from edgeaug.config.targets import load_target
     aug = Augmenter(recipe, load_target("rpi4"))
     t0 = time.perf_counter()
     for i, img in enumerate(images):
@@ -295,7 +295,7 @@ def e2e_script(src: Path, out: Path, name: str, k: int, workers: int) -> float:
 
 
 def e2e_edgeaug(src: Path, out: Path, recipe, workers: int) -> float:
-    from edgeaug.build import build
+    from edgeaug.build.builder import build
     t0 = time.perf_counter()
     res = build(src, out, "rpi4", recipe, seed=0, workers=workers)
     return res.records / (time.perf_counter() - t0)

@@ -46,8 +46,8 @@ def rate(fn, seconds: float, warm) -> float:
 
 def measure(method: str, tmp: Path, batch: int, seconds: float) -> float:
     """Run one method (in this, a fresh process) and return records/s."""
-    from edgeaug.format import HEADER_SIZE, record_key
-    from edgeaug.loader import Pack
+    from edgeaug.device.format import HEADER_SIZE, record_key
+    from edgeaug.device.loader import Pack
     pack = Pack(str(tmp / "bench.lmdb"), backend="lmdb")
     n, B, epoch = len(pack), batch, [0]
 
@@ -86,11 +86,11 @@ def measure(method: str, tmp: Path, batch: int, seconds: float) -> float:
 
 def measure_online(tmp: Path, B: int, seconds: float) -> float:
     import cv2
-    from edgeaug.augment import Augmenter
-    from edgeaug.recipe import load_recipe
-    from edgeaug.render import decode, render_variant, source_labels, working_image
-    from edgeaug.sources import scan
-    from edgeaug.targets import load_target
+    from edgeaug.build.augment import Augmenter
+    from edgeaug.config.recipe import load_recipe
+    from edgeaug.build.render import decode, render_variant, source_labels, working_image
+    from edgeaug.sources.scan import scan
+    from edgeaug.config.targets import load_target
     cv2.setNumThreads(1)
     aug = Augmenter(load_recipe(), load_target("rpi4"))
     blobs = [(s, s.path.read_bytes()) for s in scan(tmp / "data").sources[:B]]
@@ -107,7 +107,7 @@ def measure_online(tmp: Path, B: int, seconds: float) -> float:
 def prepare(tmp: Path, records: int) -> int:
     """A procedural dataset, its rpi4 pack (built in a child process) and a raw tensor file."""
     from edgeaug.demo import make_dataset
-    from edgeaug.loader import Pack
+    from edgeaug.device.loader import Pack
     data = make_dataset(tmp / "data", per_class=max(4, records // (4 * 5)), seed=1)
     subprocess.run([sys.executable, "-m", "edgeaug.cli", "build", str(data), "-o", str(tmp / "bench.lmdb"),
                     "-t", "rpi4", "--variants", "4", "--seed", "1", "-q"], check=True)  # 5 per source

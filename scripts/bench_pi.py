@@ -22,7 +22,6 @@ how much slower the loader gets under emulation, not how fast a real Pi is.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -36,11 +35,8 @@ ROWS = (("host", "lmdb"), ("host", "pure"), ("arm64", "lmdb"), ("arm64", "pure")
 
 
 def _pisandbox():
-    spec = importlib.util.spec_from_file_location("pisandbox", REPO / "scripts" / "pisandbox.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("pisandbox", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    import pisandbox  # beside this script: sys.path[0] when run as a script
+    return pisandbox
 
 
 def bench_once(where: str, backend: str, pack: Path, seconds: float, sandbox) -> float:
@@ -66,7 +62,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args()
 
-    from edgeaug.build import build
+    from edgeaug.build.builder import build
     from edgeaug.demo import make_dataset
 
     sandbox = _pisandbox()

@@ -23,7 +23,7 @@ from edgeaug.device.bundle import write_bundle
 from edgeaug.device.format import HEADER_SIZE, record_key
 from edgeaug.device.loader import Pack
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 import pisandbox  # noqa: E402  (scripts/ is on pytest's pythonpath)
 
 TARGETS = ("rpi4", "rpi-zero2w")

@@ -524,7 +524,7 @@ def test_import_uses_only_stdlib() -> None:
                 continue
             print(name)
     """)
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
                          text=True, check=True, env={**os.environ, "PYTHONPATH": str(root)})
     assert out.stdout.split() == []

@@ -30,7 +30,7 @@ from edgeaug.device import format as F
 from edgeaug.build.builder import build
 from edgeaug.device.loader import Pack, PackError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BACKENDS = ("lmdb", "pure")
 
 CHILD = r'''

@@ -23,7 +23,7 @@ from edgeaug.models.adapt import adapt_model  # noqa: E402
 from edgeaug.models.onnx_io import ModelError, write_target  # noqa: E402
 from onnx_models import ArrayReader, conv_classifier, quantize  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

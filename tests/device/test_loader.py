@@ -13,7 +13,7 @@ import pytest
 from edgeaug.device import format as F
 from edgeaug.device.loader import Pack, PackError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_py(code: str, *args: str) -> subprocess.CompletedProcess:

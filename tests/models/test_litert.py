@@ -29,8 +29,8 @@ from edgeaug.models.litert import (
     write_tflite_target,
 )
 
-REPO = Path(__file__).resolve().parent.parent
-FIX = Path(__file__).resolve().parent / "fixtures" / "tflite"
+REPO = Path(__file__).resolve().parents[2]
+FIX = REPO / "tests" / "fixtures" / "tflite"
 INT8, UINT8, FLOAT, PER_CHANNEL = (FIX / n for n in ("int8_gray.tflite", "uint8_edgetpu.tflite",
                                                      "float32_rgb.tflite", "int8_per_channel.tflite"))
 RECIPE = 'variants = 0\ninclude_original = true\nresize = "squash"\n'  # originals only: known answers

@@ -15,7 +15,7 @@ import pytest
 from edgeaug.config.fields import ConfigError
 from edgeaug.config.recipe import load_recipe, parse_recipe
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_importing_ops_does_not_import_onnxruntime():

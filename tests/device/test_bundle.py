@@ -19,7 +19,7 @@ from edgeaug.cli import app
 from edgeaug.device.format import HEADER_SIZE, record_key
 from edgeaug.device.loader import Pack
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 # Refuses any import of edgeaug, then reads every record of both splits and prints
 # sha256 digests: tensor bytes + label per record, and the first shuffled epoch's batches.

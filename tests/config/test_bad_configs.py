@@ -16,7 +16,7 @@ from edgeaug.config.fields import ConfigError
 from edgeaug.config.recipe import load_recipe
 from edgeaug.config.targets import load_target
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 #: (TOML text, the field the error must name)
 BAD_RECIPES = [

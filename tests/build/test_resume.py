@@ -26,7 +26,7 @@ from edgeaug.config.recipe import load_recipe
 from edgeaug.sources.scan import scan
 from edgeaug.build.writer import PackWriter, WriteError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ARGS = dict(target="rpi-zero2w", variants=2, seed=7, workers=1, val=0.25)
 
 

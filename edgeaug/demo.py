@@ -1,4 +1,5 @@
 """The demo: a procedural labelled dataset, a pack for rpi4, verified and loaded."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,9 @@ def make_dataset(out: Path, per_class: int = 24, seed: int = 0) -> Path:
     the same seed always writes the same files.
     """
     import cv2
+
     rng = np.random.default_rng(seed)
-    for c, name in enumerate(CLASSES):
+    for _c, name in enumerate(CLASSES):
         (out / name).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             h, w = int(rng.integers(180, 320)), int(rng.integers(180, 320))
@@ -38,6 +40,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
 
 def _draw(img: np.ndarray, name: str, rng: np.random.Generator) -> None:
     import cv2
+
     h, w = img.shape[:2]
     color = tuple(int(v) for v in rng.integers(0, 256, 3))
     r = int(rng.integers(min(h, w) // 6, min(h, w) // 3))
@@ -54,9 +57,12 @@ def _draw(img: np.ndarray, name: str, rng: np.random.Generator) -> None:
             cv2.rectangle(img, (x, 0), (x + max(4, r // 3), h), color, -1)
 
 
-def run_demo(out: Path, workers: Optional[int] = None,
-             progress: Optional[Callable[[int, int], None]] = None,
-             say: Callable[[str], None] = print) -> Dict[str, object]:
+def run_demo(
+    out: Path,
+    workers: Optional[int] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+    say: Callable[[str], None] = print,
+) -> Dict[str, object]:
     """Generate data, build ``demo-rpi4.lmdb``, verify it, load batches; return a summary."""
     from edgeaug.build.builder import build
     from edgeaug.device.loader import Pack
@@ -66,17 +72,20 @@ def run_demo(out: Path, workers: Optional[int] = None,
     data = make_dataset(out / "shapes")
     say(f"dataset: {sum(1 for _ in data.rglob('*.*'))} images in {len(CLASSES)} classes at {data}")
     pack_path = out / "demo-rpi4.lmdb"
-    res = build(data, pack_path, "rpi4", variants=4, seed=7, workers=workers, val=0.2,
-                progress=progress)
-    say(f"built {res.path}: {res.records} records {res.splits} in {res.seconds:.1f}s, "
-        f"fingerprint {res.fingerprint[:16]}")
+    res = build(data, pack_path, "rpi4", variants=4, seed=7, workers=workers, val=0.2, progress=progress)
+    say(
+        f"built {res.path}: {res.records} records {res.splits} in {res.seconds:.1f}s, "
+        f"fingerprint {res.fingerprint[:16]}"
+    )
     report = verify_pack(pack_path, source=data, sample=8)
     say(f"verify: {report.summary()}")
     with Pack(str(pack_path)) as pack:
         shapes: List[str] = []
         for e in range(2):
-            for x, y in pack.batches(32, epoch=e):
+            for x, _y in pack.batches(32, epoch=e):
                 shapes.append(f"{x.dtype}{list(x.shape)}")
-        say(f"loaded train split: {len(pack)} records from {pack.sources} sources; "
-            f"epoch batches {shapes[:2]}...; classes {pack.classes}")
+        say(
+            f"loaded train split: {len(pack)} records from {pack.sources} sources; "
+            f"epoch batches {shapes[:2]}...; classes {pack.classes}"
+        )
     return {"pack": str(pack_path), "records": res.records, "verified": report.ok}

@@ -4,6 +4,7 @@
 The code lives in :mod:`edgeaug.device` (numpy, lmdb and the standard library
 only); this module re-exports it so user code and scripts keep one stable name.
 """
+
 from __future__ import annotations
 
 import sys

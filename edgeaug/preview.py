@@ -4,6 +4,7 @@ Records hold model tensors, not pictures: :func:`to_rgb` undoes the target's
 quantization table, layout and colour order to get back a viewable uint8 RGB
 image (exact up to the table's clipping and rounding).
 """
+
 from __future__ import annotations
 
 import math
@@ -12,10 +13,27 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
-PALETTE = np.array([(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-                    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-                    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
-                    (170, 255, 195)], np.uint8)
+PALETTE = np.array(
+    [
+        (230, 25, 75),
+        (60, 180, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (245, 130, 48),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+        (210, 245, 60),
+        (250, 190, 212),
+        (0, 128, 128),
+        (220, 190, 255),
+        (170, 110, 40),
+        (255, 250, 200),
+        (128, 0, 0),
+        (170, 255, 195),
+    ],
+    np.uint8,
+)
 
 
 def color_of(i: int) -> tuple:
@@ -24,6 +42,7 @@ def color_of(i: int) -> tuple:
 
 # --- explain ----------------------------------------------------------------------
 
+
 def explain(pack: Any, index: int) -> List[str]:
     """Human-readable lines: which source and variant record ``index`` is, and its ops."""
     r = pack.record_at(index)
@@ -31,15 +50,21 @@ def explain(pack: Any, index: int) -> List[str]:
     src = m["sources"][r["source"]]["path"] if r["source"] < len(m["sources"]) else "?"
     split = "val" if r["split"] else "train"
     label = _class_name(m, r["label"])
-    lines = [f"record {index}: {split}, source {r['source']} {src!r}, variant {r['variant']}"
-             f"{' (original)' if r['variant'] == 0 else ''}, label {r['label']}{label}",
-             f"  labels: {len(r['boxes'])} boxes, {len(r['keypoints'])} keypoints, "
-             f"mask {'yes' if r['mask'] is not None else 'no'}; digest {r['digest'][:16]}"]
+    lines = [
+        f"record {index}: {split}, source {r['source']} {src!r}, variant {r['variant']}"
+        f"{' (original)' if r['variant'] == 0 else ''}, label {r['label']}{label}",
+        f"  labels: {len(r['boxes'])} boxes, {len(r['keypoints'])} keypoints, "
+        f"mask {'yes' if r['mask'] is not None else 'no'}; digest {r['digest'][:16]}",
+    ]
     ops = r["params"].get("ops", [])
     resize = m.get("recipe", {}).get("resize", "?")
     size = f"{m['target']['width']}x{m['target']['height']}"
-    lines.append(f"  ops (geometric ones compose with the {resize} resize to {size} into one warp; "
-                 "photometric ones follow in order):" if ops else f"  no ops: only the {resize} resize to {size}")
+    lines.append(
+        f"  ops (geometric ones compose with the {resize} resize to {size} into one warp; "
+        "photometric ones follow in order):"
+        if ops
+        else f"  no ops: only the {resize} resize to {size}"
+    )
     lines += _op_lines(ops, 2)
     return lines
 
@@ -57,8 +82,7 @@ def _op_lines(entries: Sequence[Dict[str, Any]], depth: int) -> List[str]:
             out.append(f"{pad}- {e.get('op')}: skipped")
             continue
         params = {k: v for k, v in e.items() if k not in ("op", "on", "ops")}
-        out.append(f"{pad}- {e.get('op')}: " + (", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
-                                               or "applied"))
+        out.append(f"{pad}- {e.get('op')}: " + (", ".join(f"{k}={_fmt(v)}" for k, v in params.items()) or "applied"))
         out += _op_lines(e.get("ops", []), depth + 1)
     return out
 
@@ -73,9 +97,11 @@ def _fmt(v: Any) -> str:
 
 # --- de-quantizing ----------------------------------------------------------------
 
+
 def to_rgb(x: np.ndarray, target: Any) -> np.ndarray:
     """The uint8 RGB (H, W, 3) image a stored tensor came from (nearest table entry)."""
     from edgeaug.config.targets import QRANGE, quantization_lut
+
     img = np.asarray(x)
     if target.layout == "NCHW":
         img = img.transpose(1, 2, 0)
@@ -99,9 +125,11 @@ def to_rgb(x: np.ndarray, target: Any) -> np.ndarray:
 
 # --- contact sheet ----------------------------------------------------------------
 
+
 def draw_record(rec: Dict[str, Any], target: Any, classes: Sequence[str], zoom: int) -> np.ndarray:
     """One tile: the de-quantized image, mask overlay, boxes, keypoints and a caption."""
     import cv2
+
     img = to_rgb(rec["x"], target)
     if rec["mask"] is not None and rec["mask"].any():
         tint = PALETTE[(rec["mask"].astype(np.int64) - 1) % len(PALETTE)]
@@ -116,11 +144,18 @@ def draw_record(rec: Dict[str, Any], target: Any, classes: Sequence[str], zoom: 
         img[edge] = 255
     for c, x0, y0, x1, y1 in rec["boxes"].tolist():
         col = color_of(int(c))
-        cv2.rectangle(img, (round(x0 * zoom), round(y0 * zoom)),
-                      (round(x1 * zoom) - 1, round(y1 * zoom) - 1), col, 1)
+        cv2.rectangle(img, (round(x0 * zoom), round(y0 * zoom)), (round(x1 * zoom) - 1, round(y1 * zoom) - 1), col, 1)
         name = classes[int(c)] if 0 <= int(c) < len(classes) else str(int(c))
-        cv2.putText(img, name, (round(x0 * zoom) + 2, max(10, round(y0 * zoom) + 10)),
-                    cv2.FONT_HERSHEY_PLAIN, 0.8, col, 1, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            name,
+            (round(x0 * zoom) + 2, max(10, round(y0 * zoom) + 10)),
+            cv2.FONT_HERSHEY_PLAIN,
+            0.8,
+            col,
+            1,
+            cv2.LINE_AA,
+        )
     for i, (x, y, v) in enumerate(rec["keypoints"].tolist()):
         if v > 0:
             c = (round(x * zoom), round(y * zoom))
@@ -138,6 +173,7 @@ def draw_record(rec: Dict[str, Any], target: Any, classes: Sequence[str], zoom: 
 def contact_sheet(pack: Any, count: int = 16, start: int = 0, columns: int = 0) -> np.ndarray:
     """A grid of records ``start .. start+count-1`` (whole pack, both splits) as RGB uint8."""
     from edgeaug.config.targets import target_from_dict
+
     if count < 1:
         raise ValueError("--count must be at least 1")
     if not 0 <= start < pack.records:
@@ -155,14 +191,16 @@ def contact_sheet(pack: Any, count: int = 16, start: int = 0, columns: int = 0) 
     sheet = np.full((rows * (th + gap) + gap, cols * (tw + gap) + gap, 3), 40, np.uint8)
     for i, t in enumerate(tiles):
         y, x = gap + (i // cols) * (th + gap), gap + (i % cols) * (tw + gap)
-        sheet[y:y + th, x:x + tw] = t
+        sheet[y : y + th, x : x + tw] = t
     return sheet
 
 
 def write_preview(pack_path: str | Path, out: str | Path, count: int = 16, start: int = 0) -> Path:
     """Write the contact sheet as a PNG; returns its path."""
     import cv2
+
     from edgeaug.device.loader import Pack
+
     with Pack(str(pack_path)) as pack:
         sheet = contact_sheet(pack, count, start)
     out = Path(out)

@@ -4,6 +4,7 @@ Regeneration must run on the build machine (or one with the same OpenCV
 build and CPU family): OpenCV is not bit-exact across x86 and ARM, so a
 device only checks digests (``python -m edgeaug.loader verify``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,8 +25,9 @@ class Mismatch:
     max_abs_diff: float
 
     def __str__(self) -> str:
-        return (f"record {self.record} ({self.source}, variant {self.variant}): {self.op}; "
-                f"max |diff| {self.max_abs_diff:g}")
+        return (
+            f"record {self.record} ({self.source}, variant {self.variant}): {self.op}; max |diff| {self.max_abs_diff:g}"
+        )
 
 
 @dataclass
@@ -43,13 +45,14 @@ class VerifyReport:
     def summary(self) -> str:
         s = f"{self.records - len(self.digest_problems)}/{self.records} digests ok"
         if self.regenerated or self.source_problems:
-            s += (f", {self.regenerated - len(self.mismatches)}/{self.regenerated} regenerated "
-                  f"records byte-identical, {len(self.source_problems)} source problems")
+            s += (
+                f", {self.regenerated - len(self.mismatches)}/{self.regenerated} regenerated "
+                f"records byte-identical, {len(self.source_problems)} source problems"
+            )
         return s + (" — OK" if self.ok else " — FAILED")
 
 
-def verify_pack(path: str | Path, source: str | Path | None = None,
-                sample: Optional[int] = None) -> VerifyReport:
+def verify_pack(path: str | Path, source: str | Path | None = None, sample: Optional[int] = None) -> VerifyReport:
     """Check digests; with ``source``, regenerate all (or ``sample``) records and compare."""
     rep = VerifyReport()
     with Pack(str(path)) as pack:
@@ -68,16 +71,25 @@ def _pick(n: int, sample: Optional[int], fp: str) -> np.ndarray:
 
 
 def _regenerate(pack: Pack, source: Path, sample: Optional[int], rep: VerifyReport) -> None:
-    from edgeaug.build.augment import Augmenter
-    from edgeaug.config.recipe import parse_recipe
-    from edgeaug.build.render import (SourceDecodeError, decode, load_mask, read_source, render_variant,
-                         source_labels, working_image)
-    from edgeaug.sources.scan import scan
-    from edgeaug.device.format import pack_labels
     import hashlib
+
+    from edgeaug.build.augment import Augmenter
+    from edgeaug.build.render import (
+        SourceDecodeError,
+        decode,
+        load_mask,
+        read_source,
+        render_variant,
+        source_labels,
+        working_image,
+    )
+    from edgeaug.config.recipe import parse_recipe
+    from edgeaug.device.format import pack_labels
+    from edgeaug.sources.scan import scan
 
     m = pack.manifest
     from edgeaug.config.targets import target_from_dict
+
     try:
         tgt = target_from_dict(m["target"])
     except (TypeError, ValueError, KeyError) as e:  # a crafted manifest
@@ -110,8 +122,9 @@ def _regenerate(pack: Pack, source: Path, sample: Optional[int], rep: VerifyRepo
         work = working_image(image, aug)
         for r in chosen[rows["source"] == src_idx]:
             stored = pack.record_at(int(r))
-            tensor, lab, params = render_variant(aug, work, labels, (image.shape[1], image.shape[0]),
-                                                 int(m["seed"]), src, int(stored["variant"]))
+            tensor, lab, params = render_variant(
+                aug, work, labels, (image.shape[1], image.shape[0]), int(m["seed"]), src, int(stored["variant"])
+            )
             rep.regenerated += 1
             diff = _compare(stored, tensor, pack_labels(lab.boxes, lab.keypoints, lab.mask), params)
             if diff is not None:
@@ -121,8 +134,13 @@ def _regenerate(pack: Pack, source: Path, sample: Optional[int], rep: VerifyRepo
 def _compare(stored: Dict[str, Any], tensor: np.ndarray, labels: bytes, params: List[Dict]) -> Any:
     """None if identical; else (which op, max abs tensor difference)."""
     from edgeaug.device.format import pack_labels
+
     x = stored["x"]
-    d = float(np.max(np.abs(x.astype(np.float64) - tensor.astype(np.float64)))) if x.shape == tensor.shape else float("inf")
+    d = (
+        float(np.max(np.abs(x.astype(np.float64) - tensor.astype(np.float64))))
+        if x.shape == tensor.shape
+        else float("inf")
+    )
     old = stored["params"].get("ops", [])
     if old != params:
         for i, (a, b) in enumerate(zip(old, params)):

@@ -26,6 +26,7 @@ albumentations``).  Ratios > 1 mean edgeaug is faster.
     python scripts/bench_augment.py [--images 48] [--variants 8] [--size 640x480] [--repeat 3]
                                     [--recipes default,full,geometric]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -144,8 +145,13 @@ delta = [-0.2, 0.2]
 def albu_default(A, refl):
     """edgeaug/recipes/default.toml in Albumentations (resize when the crop does not fire)."""
     return [
-        A.OneOf([A.RandomResizedCrop(size=(224, 224), scale=(0.5, 1.0), ratio=(0.75, 1.3333), p=0.8),
-                 A.Resize(224, 224, p=0.2)], p=1.0),
+        A.OneOf(
+            [
+                A.RandomResizedCrop(size=(224, 224), scale=(0.5, 1.0), ratio=(0.75, 1.3333), p=0.8),
+                A.Resize(224, 224, p=0.2),
+            ],
+            p=1.0,
+        ),
         A.HorizontalFlip(p=0.5),
         A.Rotate(limit=12, border_mode=refl, p=0.4),
         A.RandomBrightnessContrast(brightness_limit=0.15, contrast_limit=0.0, p=0.5),
@@ -153,8 +159,7 @@ def albu_default(A, refl):
         A.HueSaturationValue(hue_shift_limit=8, sat_shift_limit=20, val_shift_limit=0, p=0.3),
         A.GaussianBlur(sigma_limit=(0.3, 1.2), blur_limit=0, p=0.15),
         A.GaussNoise(std_range=(0.0, 0.03), p=0.15),
-        A.CoarseDropout(num_holes_range=(1, 2), hole_height_range=(0.1, 0.2),
-                        hole_width_range=(0.1, 0.2), p=0.2),
+        A.CoarseDropout(num_holes_range=(1, 2), hole_height_range=(0.1, 0.2), hole_width_range=(0.1, 0.2), p=0.2),
     ]
 
 
@@ -175,8 +180,7 @@ def albu_full(A, refl):
         A.MotionBlur(blur_limit=(3, 9), p=0.1),
         A.GaussNoise(std_range=(0.0, 0.04), p=0.2),
         A.ImageCompression(quality_range=(50, 95), p=0.2),
-        A.CoarseDropout(num_holes_range=(1, 3), hole_height_range=(0.1, 0.25),
-                        hole_width_range=(0.1, 0.25), p=0.3),
+        A.CoarseDropout(num_holes_range=(1, 3), hole_height_range=(0.1, 0.25), hole_width_range=(0.1, 0.25), p=0.3),
     ]
 
 
@@ -198,6 +202,7 @@ RECIPES = {"default": (None, albu_default), "full": (FULL, albu_full), "geometri
 def load(name: str, variants: int):
     """The edgeaug Recipe of a benchmark recipe, with ``variants`` and no stored original."""
     from edgeaug.config.recipe import Recipe, load_recipe, parse_recipe
+
     text = RECIPES[name][0]
     if text is None:
         r = load_recipe()
@@ -214,12 +219,14 @@ def albumentations_pipeline(name: str, seed: int):
     """The same ops, ranges and probabilities in Albumentations."""
     import albumentations as A
     import cv2
+
     return A.Compose(RECIPES[name][1](A, cv2.BORDER_REFLECT_101), seed=seed)
 
 
 def make_images(d: Path, n: int, w: int, h: int) -> Path:
     """Photo-like JPEGs: gradients, texture, shapes (class folders, for ``edgeaug build``)."""
     import cv2
+
     rng = np.random.default_rng(0)
     for i in range(n):
         c = d / f"class{i % 4}"
@@ -228,14 +235,20 @@ def make_images(d: Path, n: int, w: int, h: int) -> Path:
         img = np.stack([x / w * 255, y / h * 255, (np.sin(x / 17) + np.cos(y / 23)) * 60 + 128], -1)
         img += rng.normal(0, 10, img.shape).astype(np.float32)
         for _ in range(6):
-            cv2.circle(img, (int(rng.integers(w)), int(rng.integers(h))), int(rng.integers(20, h // 3)),
-                       tuple(float(v) for v in rng.integers(0, 256, 3)), -1)
+            cv2.circle(
+                img,
+                (int(rng.integers(w)), int(rng.integers(h))),
+                int(rng.integers(20, h // 3)),
+                tuple(float(v) for v in rng.integers(0, 256, 3)),
+                -1,
+            )
         cv2.imwrite(str(c / f"img{i:04d}.jpg"), np.clip(img, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
     return d
 
 
 def decoded(src: Path):
     import cv2
+
     return [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in sorted(src.rglob("*.jpg"))]
 
 
@@ -243,6 +256,7 @@ def step_edgeaug(images, recipe, k: int) -> float:
     from edgeaug.build.augment import Augmenter, Labels, record_rng
     from edgeaug.build.render import working_image
     from edgeaug.config.targets import load_target
+
     aug = Augmenter(recipe, load_target("rpi4"))
     t0 = time.perf_counter()
     for i, img in enumerate(images):
@@ -270,6 +284,7 @@ _PIPES: dict = {}  # one Compose per process and recipe, as a script would build
 def _script_one(job):
     """The custom script's work for one file: decode, K x Albumentations, K PNGs."""
     import cv2
+
     path, out, k, name = job
     cv2.setNumThreads(1)
     pipe = _PIPES.setdefault(name, albumentations_pipeline(name, 0))
@@ -289,6 +304,7 @@ def e2e_script(src: Path, out: Path, name: str, k: int, workers: int) -> float:
             _script_one(j)
     else:
         import multiprocessing as mp
+
         with mp.get_context("forkserver").Pool(workers) as pool:
             pool.map(_script_one, jobs, chunksize=1)
     return len(jobs) * k / (time.perf_counter() - t0)
@@ -296,6 +312,7 @@ def e2e_script(src: Path, out: Path, name: str, k: int, workers: int) -> float:
 
 def e2e_edgeaug(src: Path, out: Path, recipe, workers: int) -> float:
     from edgeaug.build.builder import build
+
     t0 = time.perf_counter()
     res = build(src, out, "rpi4", recipe, seed=0, workers=workers)
     return res.records / (time.perf_counter() - t0)
@@ -316,6 +333,7 @@ def main(argv=None) -> int:
         print("albumentations is not installed: pip install albumentations", file=sys.stderr)
         return 2
     import cv2
+
     names = [n for n in a.recipes.split(",") if n]
     w, h = (int(v) for v in a.size.lower().split("x"))
     tmp = Path(tempfile.mkdtemp(prefix="edgeaug-bench-"))
@@ -338,21 +356,26 @@ def main(argv=None) -> int:
                     keep((n, wk, "albu"), e2e_script(src, tmp / "png", n, a.variants, wk))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{a.images} source images {w}x{h} JPEG, {a.variants} variants each, output 224x224x3 uint8 (rpi4); "
-          f"albumentations {albumentations.__version__}, OpenCV {cv2.__version__}, numpy {np.__version__}; "
-          f"best of {a.repeat}, {os.cpu_count()} cores\n")
+    print(
+        f"{a.images} source images {w}x{h} JPEG, {a.variants} variants each, output 224x224x3 uint8 (rpi4); "
+        f"albumentations {albumentations.__version__}, OpenCV {cv2.__version__}, numpy {np.__version__}; "
+        f"best of {a.repeat}, {os.cpu_count()} cores\n"
+    )
     print("| recipe | measurement | edgeaug (img/s) | Albumentations (img/s) | ratio |")
     print("|---|---|---|---|---|")
     for n in names:
         rows = [("augment step, 1 core", "step")] + [
-            (f"end to end, {wk} core{'s' if wk > 1 else ''}", wk) for wk in sorted({1, a.workers})]
+            (f"end to end, {wk} core{'s' if wk > 1 else ''}", wk) for wk in sorted({1, a.workers})
+        ]
         for label, key in rows:
             e, t = best[(n, key, "edgeaug")], best[(n, key, "albu")]
             print(f"| {n} | {label} | {e:.0f} | {t:.0f} | {e / t:.2f}x |")
         if a.workers > 1:
-            print(f"| {n} | scaling 1 -> {a.workers} cores | "
-                  f"{best[(n, a.workers, 'edgeaug')] / best[(n, 1, 'edgeaug')]:.2f}x | "
-                  f"{best[(n, a.workers, 'albu')] / best[(n, 1, 'albu')]:.2f}x | |")
+            print(
+                f"| {n} | scaling 1 -> {a.workers} cores | "
+                f"{best[(n, a.workers, 'edgeaug')] / best[(n, 1, 'edgeaug')]:.2f}x | "
+                f"{best[(n, a.workers, 'albu')] / best[(n, 1, 'albu')]:.2f}x | |"
+            )
     return 0
 
 

@@ -16,6 +16,7 @@ Goals: loader >= 0.8x memmap, >= 50x online.
 
     python scripts/bench_loader.py [--records 2000] [--seconds 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,6 +49,7 @@ def measure(method: str, tmp: Path, batch: int, seconds: float) -> float:
     """Run one method (in this, a fresh process) and return records/s."""
     from edgeaug.device.format import HEADER_SIZE, record_key
     from edgeaug.device.loader import Pack
+
     pack = Pack(str(tmp / "bench.lmdb"), backend="lmdb")
     n, B, epoch = len(pack), batch, [0]
 
@@ -56,19 +58,23 @@ def measure(method: str, tmp: Path, batch: int, seconds: float) -> float:
         return pack.epoch_order(epoch[0])
 
     if method == "loader":
+
         def run():
             epoch[0] += 1
             return sum(len(x) for x, _ in pack.batches(B, epoch=epoch[0]))
+
         return rate(run, seconds, lambda: sum(len(x) for x, _ in pack.batches(B, all_variants=True)))
     if method == "memmap":
         mm = np.memmap(tmp / "tensors.u8", np.uint8, "r", shape=(n,) + pack.shape)
 
         def run():
             order = orders()
-            return sum(len(np.take(mm, np.sort(order[b:b + B]), axis=0)) for b in range(0, len(order), B))
+            return sum(len(np.take(mm, np.sort(order[b : b + B]), axis=0)) for b in range(0, len(order), B))
+
         return rate(run, seconds, lambda: int(np.asarray(mm).sum(dtype=np.uint64) >= 0))
     if method == "cursor":
         import lmdb
+
         pack.close()
         env = lmdb.open(str(tmp / "bench.lmdb"), subdir=False, readonly=True, lock=False)
         txn = env.begin(buffers=True)
@@ -76,21 +82,24 @@ def measure(method: str, tmp: Path, batch: int, seconds: float) -> float:
         def run():
             order = orders() + pack._start
             for b in range(0, len(order), B):
-                x = np.empty((len(order[b:b + B]), pack.nbytes), np.uint8)
-                for j, r in enumerate(order[b:b + B]):
+                x = np.empty((len(order[b : b + B]), pack.nbytes), np.uint8)
+                for j, r in enumerate(order[b : b + B]):
                     x[j] = np.frombuffer(txn.get(record_key(int(r))), np.uint8, pack.nbytes, HEADER_SIZE)
             return len(order)
+
         return rate(run, seconds, lambda: sum(len(txn.get(record_key(r))) for r in range(pack.records)))
     return measure_online(tmp, B, seconds)
 
 
 def measure_online(tmp: Path, B: int, seconds: float) -> float:
     import cv2
+
     from edgeaug.build.augment import Augmenter
-    from edgeaug.config.recipe import load_recipe
     from edgeaug.build.render import decode, render_variant, source_labels, working_image
-    from edgeaug.sources.scan import scan
+    from edgeaug.config.recipe import load_recipe
     from edgeaug.config.targets import load_target
+    from edgeaug.sources.scan import scan
+
     cv2.setNumThreads(1)
     aug = Augmenter(load_recipe(), load_target("rpi4"))
     blobs = [(s, s.path.read_bytes()) for s in scan(tmp / "data").sources[:B]]
@@ -98,9 +107,11 @@ def measure_online(tmp: Path, B: int, seconds: float) -> float:
     def run() -> int:
         for k, (s, blob) in enumerate(blobs):
             img = decode(blob)
-            render_variant(aug, working_image(img, aug), source_labels(s),
-                           (img.shape[1], img.shape[0]), 1, s, 1 + k % 4)
+            render_variant(
+                aug, working_image(img, aug), source_labels(s), (img.shape[1], img.shape[0]), 1, s, 1 + k % 4
+            )
         return len(blobs)
+
     return rate(run, seconds, run)
 
 
@@ -108,9 +119,27 @@ def prepare(tmp: Path, records: int) -> int:
     """A procedural dataset, its rpi4 pack (built in a child process) and a raw tensor file."""
     from edgeaug.demo import make_dataset
     from edgeaug.device.loader import Pack
+
     data = make_dataset(tmp / "data", per_class=max(4, records // (4 * 5)), seed=1)
-    subprocess.run([sys.executable, "-m", "edgeaug.cli", "build", str(data), "-o", str(tmp / "bench.lmdb"),
-                    "-t", "rpi4", "--variants", "4", "--seed", "1", "-q"], check=True)  # 5 per source
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgeaug.cli",
+            "build",
+            str(data),
+            "-o",
+            str(tmp / "bench.lmdb"),
+            "-t",
+            "rpi4",
+            "--variants",
+            "4",
+            "--seed",
+            "1",
+            "-q",
+        ],
+        check=True,
+    )  # 5 per source
     with Pack(str(tmp / "bench.lmdb")) as pack:
         mm = np.memmap(tmp / "tensors.u8", np.uint8, "w+", shape=(len(pack),) + pack.shape)
         for i in range(len(pack)):
@@ -135,16 +164,32 @@ def main() -> None:
         print(f"pack: {n} records, {(tmp / 'bench.lmdb').stat().st_size / 1e6:.0f} MB, batch {args.batch}")
         rates = {}
         for m in METHODS:
-            out = subprocess.run([sys.executable, __file__, "--one", m, str(tmp), "--batch", str(args.batch),
-                                  "--seconds", str(args.seconds)], check=True, capture_output=True, text=True)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    m,
+                    str(tmp),
+                    "--batch",
+                    str(args.batch),
+                    "--seconds",
+                    str(args.seconds),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             rates[m] = json.loads(out.stdout)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("\n| method | records/s | loader / method |\n|---|---|---|")
     for name, r in rates.items():
         print(f"| {name} | {r:,.0f} | {rates['loader'] / r:.2f}x |")
-    print(f"\ngoals: loader/memmap >= 0.8 -> {rates['loader'] / rates['memmap']:.2f}; "
-          f"loader/online >= 50 -> {rates['loader'] / rates['online']:.0f}")
+    print(
+        f"\ngoals: loader/memmap >= 0.8 -> {rates['loader'] / rates['memmap']:.2f}; "
+        f"loader/online >= 50 -> {rates['loader'] / rates['online']:.0f}"
+    )
 
 
 if __name__ == "__main__":

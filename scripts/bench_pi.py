@@ -14,11 +14,13 @@ whole epochs) in several processes, all in the same run:
 
 Each row is the best of ``--repeat`` runs, interleaved with the other rows
 so that load from other processes hits all of them alike.  Ratios are against
-the host lmdb row of the same target measured in the same run.  qemu-user translates ARM code on this CPU, so the emulated figures say
+the host lmdb row of the same target measured in the same run.  qemu-user translates
+ARM code on this CPU, so the emulated figures say
 how much slower the loader gets under emulation, not how fast a real Pi is.
 
     python scripts/bench_pi.py [--per-class 20] [--variants 3] [--seconds 2] [--repeat 3] [--json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,6 +38,7 @@ ROWS = (("host", "lmdb"), ("host", "pure"), ("arm64", "lmdb"), ("arm64", "pure")
 
 def _pisandbox():
     import pisandbox  # beside this script: sys.path[0] when run as a script
+
     return pisandbox
 
 
@@ -84,16 +87,22 @@ def main() -> int:
                     best[row] = max(best[row], bench_once(*row, pack, args.seconds, sandbox))
             base = best[ROWS[0]]
             for (where, backend), rate in best.items():
-                results.append({"target": target, "records": res.records, "where": where,
-                                "backend": backend, "records_per_s": round(rate, 1),
-                                "vs_native": round(rate / base, 4)})
+                results.append(
+                    {
+                        "target": target,
+                        "records": res.records,
+                        "where": where,
+                        "backend": backend,
+                        "records_per_s": round(rate, 1),
+                        "vs_native": round(rate / base, 4),
+                    }
+                )
     if args.json:
         print(json.dumps(results, indent=1))
         return 0
     print(f"{'target':11} {'process':6} {'backend':7} {'records/s':>10} {'vs native':>10}")
     for r in results:
-        print(f"{r['target']:11} {r['where']:6} {r['backend']:7} {r['records_per_s']:>10.0f} "
-              f"{r['vs_native']:>9.3f}x")
+        print(f"{r['target']:11} {r['where']:6} {r['backend']:7} {r['records_per_s']:>10.0f} {r['vs_native']:>9.3f}x")
     return 0
 
 

@@ -18,6 +18,7 @@ the eval throughput (samples/s, reading batches + inference, same run).
 
     python scripts/digits_check.py [--work DIR] [--seed 0] [--val 0.2] [--json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,13 +33,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-RECIPE = "variants = 0\ninclude_original = true\nresize = \"squash\"\n"  # originals only
+RECIPE = 'variants = 0\ninclude_original = true\nresize = "squash"\n'  # originals only
 
 
 def write_digits(root: Path) -> None:
     """One folder per digit; pixel = round(v * 255 / 16) of the 0..16 digit image."""
     import cv2
     from sklearn.datasets import load_digits
+
     d = load_digits()
     for i, (img, label) in enumerate(zip(d.images, d.target)):
         (root / str(label)).mkdir(parents=True, exist_ok=True)
@@ -48,8 +50,10 @@ def write_digits(root: Path) -> None:
 def load_split(root: Path, seed: int, val: float):
     """(X_train, y_train, X_val, y_val) in [0, 1], split exactly as the pack build splits."""
     import cv2
+
     from edgeaug.build.builder import val_sources
     from edgeaug.sources.scan import scan
+
     sset = scan(root)
     held = val_sources(sset, seed, val)
     X = np.stack([cv2.imread(str(s.path), cv2.IMREAD_GRAYSCALE).reshape(-1) / 255.0 for s in sset.sources])
@@ -62,17 +66,28 @@ def export_mlp(clf: Any, path: Path) -> Path:
     """The trained MLP as ONNX: float NHWC (N, 8, 8, 1) -> logits (N, 10)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+
     (w1, w2), (b1, b2) = clf.coefs_, clf.intercepts_
-    inits = [numpy_helper.from_array(np.asarray(v, np.float32), k)
-             for k, v in (("W1", w1), ("b1", b1), ("W2", w2), ("b2", b2))]
+    inits = [
+        numpy_helper.from_array(np.asarray(v, np.float32), k)
+        for k, v in (("W1", w1), ("b1", b1), ("W2", w2), ("b2", b2))
+    ]
     inits.append(numpy_helper.from_array(np.array([-1, 64], np.int64), "shape"))
-    nodes = [helper.make_node("Reshape", ["x", "shape"], ["flat"]),
-             helper.make_node("MatMul", ["flat", "W1"], ["m1"]), helper.make_node("Add", ["m1", "b1"], ["a1"]),
-             helper.make_node("Relu", ["a1"], ["r1"]),
-             helper.make_node("MatMul", ["r1", "W2"], ["m2"]), helper.make_node("Add", ["m2", "b2"], ["logits"])]
-    graph = helper.make_graph(nodes, "digits_mlp",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 8, 1])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+    nodes = [
+        helper.make_node("Reshape", ["x", "shape"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "W1"], ["m1"]),
+        helper.make_node("Add", ["m1", "b1"], ["a1"]),
+        helper.make_node("Relu", ["a1"], ["r1"]),
+        helper.make_node("MatMul", ["r1", "W2"], ["m2"]),
+        helper.make_node("Add", ["m2", "b2"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "digits_mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 8, 1])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     for k, v in (("mean", "0"), ("std", "1"), ("color", "GRAY")):
@@ -91,10 +106,11 @@ def run(work: Path, seed: int = 0, val: float = 0.2, seconds: float = 0.0) -> Di
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from sklearn.neural_network import MLPClassifier
+
     from edgeaug.build.builder import build
+    from edgeaug.models.adapt import adapt_model
     from edgeaug.models.calibrate import PackCalibrationReader
     from edgeaug.models.evaluate import evaluate
-    from edgeaug.models.adapt import adapt_model
     from edgeaug.models.onnx_io import write_target
 
     data = work / "digits"
@@ -110,10 +126,17 @@ def run(work: Path, seed: int = 0, val: float = 0.2, seconds: float = 0.0) -> Di
     r_float = evaluate(work / "digits_f32.lmdb", float_model)
 
     qdq = work / "digits_qdq.onnx"
-    with PackCalibrationReader(str(work / "digits_f32.lmdb"), split="train", batch_size=32,
-                               dequantize="normalized") as reader:
-        quantize_static(str(float_model), str(qdq), reader, quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    with PackCalibrationReader(
+        str(work / "digits_f32.lmdb"), split="train", batch_size=32, dequantize="normalized"
+    ) as reader:
+        quantize_static(
+            str(float_model),
+            str(qdq),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
     tq = write_target(qdq, work / "targets" / "digits_u8.toml")
     build(data, work / "digits_u8.lmdb", tq, work / "recipe.toml", seed=seed, workers=1, val=val)
     adapted = work / "digits_u8.onnx"
@@ -122,15 +145,26 @@ def run(work: Path, seed: int = 0, val: float = 0.2, seconds: float = 0.0) -> Di
     bench = {}
     if seconds > 0:
         from edgeaug.device.loader import Pack, bench_model
+
         for key, pack, model in (("float", "digits_f32.lmdb", float_model), ("quantized", "digits_u8.lmdb", adapted)):
             with Pack(str(work / pack)) as p:
                 bench[key] = bench_model(p, str(model), 32, seconds)["records_per_s"]
-    return {"bench_samples_per_s": bench, "val_samples": r_float["samples"], "sklearn_accuracy": float(clf.score(Xva, yva)),
-            "float_accuracy": r_float["accuracy"], "quantized_accuracy": r_quant["accuracy"],
-            "float_samples_per_s": r_float["samples_per_s"],
-            "quantized_samples_per_s": r_quant["samples_per_s"],
-            "target": {"dtype": tq.dtype, "scale": tq.scale, "zero_point": tq.zero_point,
-                       "layout": tq.layout, "shape": list(tq.shape)}}
+    return {
+        "bench_samples_per_s": bench,
+        "val_samples": r_float["samples"],
+        "sklearn_accuracy": float(clf.score(Xva, yva)),
+        "float_accuracy": r_float["accuracy"],
+        "quantized_accuracy": r_quant["accuracy"],
+        "float_samples_per_s": r_float["samples_per_s"],
+        "quantized_samples_per_s": r_quant["samples_per_s"],
+        "target": {
+            "dtype": tq.dtype,
+            "scale": tq.scale,
+            "zero_point": tq.zero_point,
+            "layout": tq.layout,
+            "shape": list(tq.shape),
+        },
+    }
 
 
 def main() -> int:
@@ -150,11 +184,15 @@ def main() -> int:
     print(f"val sources: {r['val_samples']} (same split for both packs)")
     print(f"sklearn MLP      accuracy {100 * r['sklearn_accuracy']:.2f}%")
     print(f"float ONNX       accuracy {100 * r['float_accuracy']:.2f}%  {r['float_samples_per_s']:.0f} samples/s")
-    print(f"adapted uint8    accuracy {100 * r['quantized_accuracy']:.2f}%  {r['quantized_samples_per_s']:.0f} samples/s")
+    print(
+        f"adapted uint8    accuracy {100 * r['quantized_accuracy']:.2f}%  {r['quantized_samples_per_s']:.0f} samples/s"
+    )
     if r["bench_samples_per_s"]:
         b = r["bench_samples_per_s"]
-        print(f"loader bench --model (train split, batch 32): float {b['float']:.0f}, "
-              f"uint8 {b['quantized']:.0f} samples/s (ratio {b['quantized'] / b['float']:.2f})")
+        print(
+            f"loader bench --model (train split, batch 32): float {b['float']:.0f}, "
+            f"uint8 {b['quantized']:.0f} samples/s (ratio {b['quantized'] / b['float']:.2f})"
+        )
     print(f"gap {gap:+.2f} points; target {r['target']}")
     return 0 if abs(gap) <= 1.0 else 1
 

@@ -30,6 +30,7 @@ whole float-vs-int8 comparison on packs.
 
     python scripts/make_tflite_fixtures.py [--out tests/fixtures/tflite]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,13 @@ FIXTURES = REPO / "tests" / "fixtures" / "tflite"
 TENSOR_TYPES = {"float32": 0, "float16": 1, "int32": 2, "uint8": 3, "int64": 4, "int8": 9}
 OPS = {"DEQUANTIZE": 6, "FULLY_CONNECTED": 9, "RESHAPE": 22, "SOFTMAX": 25, "QUANTIZE": 114}
 # BuiltinOptions union members: (union type id, table's field count)
-OPTIONS = {"FullyConnectedOptions": 8, "SoftmaxOptions": 9, "ReshapeOptions": 17, "DequantizeOptions": 38,
-           "QuantizeOptions": 89}
+OPTIONS = {
+    "FullyConnectedOptions": 8,
+    "SoftmaxOptions": 9,
+    "ReshapeOptions": 17,
+    "DequantizeOptions": 38,
+    "QuantizeOptions": 89,
+}
 ACT = {None: 0, "RELU": 1}
 #: the class centres, in the model's float input domain, of the brightness fixtures
 CENTRES = {"unit": (0.1, 0.5, 0.9), "signed": (-0.8, 0.0, 0.8)}
@@ -67,22 +73,44 @@ class TFLiteWriter:
         self.opcodes: List[Tuple[int, int]] = []  # (builtin code, version)
         self.metadata: List[Tuple[str, int]] = []
 
-    def tensor(self, name: str, shape: Sequence[int], dtype: str, data: Optional[np.ndarray] = None,
-               scale: Optional[Sequence[float]] = None, zero_point: Optional[Sequence[int]] = None,
-               quantized_dimension: int = 0, signature: Optional[Sequence[int]] = None) -> int:
+    def tensor(
+        self,
+        name: str,
+        shape: Sequence[int],
+        dtype: str,
+        data: Optional[np.ndarray] = None,
+        scale: Optional[Sequence[float]] = None,
+        zero_point: Optional[Sequence[int]] = None,
+        quantized_dimension: int = 0,
+        signature: Optional[Sequence[int]] = None,
+    ) -> int:
         """Add a tensor (constant when ``data`` is given) and return its index."""
         buf = 0
         if data is not None:
             buf = len(self.buffers)
             self.buffers.append(np.ascontiguousarray(data).astype(data.dtype.newbyteorder("<")).tobytes())
-        self.tensors.append({"name": name, "shape": list(shape), "type": TENSOR_TYPES[dtype], "buffer": buf,
-                             "scale": None if scale is None else [float(s) for s in scale],
-                             "zero_point": None if zero_point is None else [int(z) for z in zero_point],
-                             "qdim": quantized_dimension, "signature": None if signature is None else list(signature)})
+        self.tensors.append(
+            {
+                "name": name,
+                "shape": list(shape),
+                "type": TENSOR_TYPES[dtype],
+                "buffer": buf,
+                "scale": None if scale is None else [float(s) for s in scale],
+                "zero_point": None if zero_point is None else [int(z) for z in zero_point],
+                "qdim": quantized_dimension,
+                "signature": None if signature is None else list(signature),
+            }
+        )
         return len(self.tensors) - 1
 
-    def op(self, name: str, inputs: Sequence[int], outputs: Sequence[int], version: int = 1,
-           options: Optional[Tuple[str, Any]] = None) -> None:
+    def op(
+        self,
+        name: str,
+        inputs: Sequence[int],
+        outputs: Sequence[int],
+        version: int = 1,
+        options: Optional[Tuple[str, Any]] = None,
+    ) -> None:
         """Add an operator; ``options`` is ``(union member, value)``, e.g. ("ReshapeOptions", [-1, 64])."""
         key = (OPS[name], version)
         if key not in self.opcodes:
@@ -97,6 +125,7 @@ class TFLiteWriter:
 
     def build(self, inputs: Sequence[int], outputs: Sequence[int]) -> bytes:
         import flatbuffers
+
         b = flatbuffers.Builder(4096)
 
         def ivec(values: Sequence[int], kind: str = "<i4") -> int:
@@ -115,7 +144,7 @@ class TFLiteWriter:
             if data:
                 b.StartVector(1, len(data), 16)
                 b.head -= len(data)
-                b.Bytes[b.head:b.head + len(data)] = data
+                b.Bytes[b.head : b.head + len(data)] = data
                 b.vectorNumElems = len(data)
                 vec = b.EndVector()
             b.StartObject(3)
@@ -187,8 +216,12 @@ class TFLiteWriter:
             b.PrependUint32Slot(1, buf, 0)
             metas.append(b.EndObject())
         # Model {version 0, operator_codes 1, subgraphs 2, description 3, buffers 4, metadata_buffer 5, metadata 6}
-        v_codes, v_sgs, desc, v_bufs = tables(codes), tables([subgraph]), b.CreateString(self.description), \
-            tables(buffers)
+        v_codes, v_sgs, desc, v_bufs = (
+            tables(codes),
+            tables([subgraph]),
+            b.CreateString(self.description),
+            tables(buffers),
+        )
         v_meta = tables(metas) if metas else None
         b.StartObject(7)
         b.PrependUint32Slot(0, 3, 0)
@@ -219,8 +252,9 @@ class TFLiteWriter:
         return b.EndObject()
 
 
-def image_metadata(mean: Sequence[float], std: Sequence[float], color: Optional[str] = None,
-                   name: str = "edgeaug fixture") -> bytes:
+def image_metadata(
+    mean: Sequence[float], std: Sequence[float], color: Optional[str] = None, name: str = "edgeaug fixture"
+) -> bytes:
     """A TFLite Support ``ModelMetadata`` (``M001``) with the first input's NormalizationOptions.
 
     ``mean``/``std`` are in the input's raw units as the schema defines them
@@ -228,6 +262,7 @@ def image_metadata(mean: Sequence[float], std: Sequence[float], color: Optional[
     ``color`` "RGB" or "GRAY" adds ImageProperties.color_space.
     """
     import flatbuffers
+
     b = flatbuffers.Builder(256)
     v_mean = b.CreateNumpyVector(np.asarray(mean, "<f4"))
     v_std = b.CreateNumpyVector(np.asarray(std, "<f4"))
@@ -278,6 +313,7 @@ def image_metadata(mean: Sequence[float], std: Sequence[float], color: Optional[
 
 # --- quantization helpers --------------------------------------------------------
 
+
 def symmetric_int8(w: np.ndarray) -> Tuple[np.ndarray, float]:
     """Per-tensor symmetric int8 weights (zero point 0), as the TFLite converter's default for FC."""
     scale = float(np.float32(max(float(np.max(np.abs(w))), 1e-8) / 127.0))
@@ -296,8 +332,17 @@ def quantized_bias(b: np.ndarray, in_scale: float, w_scale: float) -> Tuple[np.n
     return np.rint(b / scale).astype(np.int32), scale
 
 
-def _quantized_fc(m: TFLiteWriter, x: int, w: np.ndarray, bias: np.ndarray, in_scale: float,
-                  out_scale: float, out_zp: int, name: str, act: Optional[str] = None) -> int:
+def _quantized_fc(
+    m: TFLiteWriter,
+    x: int,
+    w: np.ndarray,
+    bias: np.ndarray,
+    in_scale: float,
+    out_scale: float,
+    out_zp: int,
+    name: str,
+    act: Optional[str] = None,
+) -> int:
     """int8 FULLY_CONNECTED: weights (out, in) float -> int8 symmetric, bias int32; returns the output tensor."""
     qw, ws = symmetric_int8(w)
     qb, bs = quantized_bias(bias, in_scale, ws)
@@ -318,16 +363,18 @@ def _reshape(m: TFLiteWriter, x: int, n: int, dtype: str, batch: int = -1, **qua
 def brightness_weights(n: int, centres: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
     """FC weights (3, n) and bias scoring ``-(mean(x) - c)^2`` up to a common term: argmax = nearest centre."""
     c = np.asarray(centres, np.float64)
-    return np.repeat((2 * c / n)[:, None], n, axis=1), -c ** 2
+    return np.repeat((2 * c / n)[:, None], n, axis=1), -(c**2)
 
 
 # --- the fixtures ------------------------------------------------------------------
 
+
 def int8_gray() -> bytes:
     m = TFLiteWriter("int8 full-integer brightness classifier (Keras-converter style input)")
     s_in, zp_in = 1 / 255, -128
-    x = m.tensor("serving_default_image:0", [1, 8, 8, 1], "int8", scale=[s_in], zero_point=[zp_in],
-                 signature=[-1, 8, 8, 1])
+    x = m.tensor(
+        "serving_default_image:0", [1, 8, 8, 1], "int8", scale=[s_in], zero_point=[zp_in], signature=[-1, 8, 8, 1]
+    )
     flat = _reshape(m, x, 64, "int8", scale=[s_in], zero_point=[zp_in])
     w, bias = brightness_weights(64, CENTRES["unit"])
     s_out, zp_out = asymmetric_int8(-2.5, 2.5)
@@ -375,8 +422,12 @@ def int8_per_channel() -> bytes:
     return m.build([x], [y])
 
 
-FIXTURE_MODELS = {"int8_gray.tflite": int8_gray, "uint8_edgetpu.tflite": uint8_edgetpu,
-                  "float32_rgb.tflite": float32_rgb, "int8_per_channel.tflite": int8_per_channel}
+FIXTURE_MODELS = {
+    "int8_gray.tflite": int8_gray,
+    "uint8_edgetpu.tflite": uint8_edgetpu,
+    "float32_rgb.tflite": float32_rgb,
+    "int8_per_channel.tflite": int8_per_channel,
+}
 
 
 def write_fixtures(out: Path = FIXTURES) -> List[Path]:
@@ -391,6 +442,7 @@ def write_fixtures(out: Path = FIXTURES) -> List[Path]:
 def brightness_images(root: Path, channels: int, per_class: int = 4, size: int = 12, seed: int = 0) -> Path:
     """Plain images (PNG, class folders ``0_dark``, ``1_mid``, ``2_bright``) the fixtures classify exactly."""
     import cv2
+
     rng = np.random.default_rng(seed)
     for name, level in zip(CLASS_NAMES, (25, 128, 230)):
         (root / name).mkdir(parents=True, exist_ok=True)
@@ -401,6 +453,7 @@ def brightness_images(root: Path, channels: int, per_class: int = 4, size: int =
 
 
 # --- digits: float and int8 classifiers from scikit-learn weights -----------------
+
 
 def digits_models(clf: Any, calibration: np.ndarray, out_dir: Path) -> Tuple[Path, Path]:
     """A trained ``MLPClassifier`` (64 -> hidden ReLU -> 10) as two ``.tflite`` files.
@@ -415,8 +468,10 @@ def digits_models(clf: Any, calibration: np.ndarray, out_dir: Path) -> Tuple[Pat
       pack's train split, concatenated).  No metadata: the target's mean/std
       come from the input's quantization range [0, 1].
     """
-    (w1, w2), (b1, b2) = [np.asarray(w, np.float64) for w in clf.coefs_], \
-        [np.asarray(b, np.float64) for b in clf.intercepts_]
+    (w1, w2), (b1, b2) = (
+        [np.asarray(w, np.float64) for w in clf.coefs_],
+        [np.asarray(b, np.float64) for b in clf.intercepts_],
+    )
     n_in, hidden, classes = w1.shape[0], w1.shape[1], w2.shape[1]
     x = np.asarray(calibration, np.float64).reshape(-1, n_in)
     h = np.maximum(x @ w1 + b1, 0)
@@ -462,8 +517,9 @@ def _first(*names: str) -> Any:
     raise ImportError(f"none of {names} can be imported")
 
 
-def digits_tflite(work: Path, clf: Any, data: Path, seed: int = 0, val: float = 0.2,
-                  calibration_limit: Optional[int] = None) -> Dict[str, Any]:
+def digits_tflite(
+    work: Path, clf: Any, data: Path, seed: int = 0, val: float = 0.2, calibration_limit: Optional[int] = None
+) -> Dict[str, Any]:
     """Float vs int8 LiteRT accuracy on the digits packs, with no TensorFlow.
 
     ``clf`` is the MLP trained on the train sources of ``data`` (the digits
@@ -473,6 +529,7 @@ def digits_tflite(work: Path, clf: Any, data: Path, seed: int = 0, val: float = 
     from-tflite`` -> int8 pack -> ``evaluate_tflite`` both on the val split.
     """
     from edgeaug.models.litert import evaluate_tflite, representative_dataset, write_tflite_target
+
     build = _first("edgeaug.build.builder:build", "edgeaug.build:build")
     recipe = work / "recipe_tflite.toml"
     recipe.write_text('variants = 0\ninclude_original = true\nresize = "squash"\n')  # originals only
@@ -480,19 +537,32 @@ def digits_tflite(work: Path, clf: Any, data: Path, seed: int = 0, val: float = 
     f32, _ = digits_models(clf, np.zeros((1, 64)), tmp)  # the float model needs no calibration
     tf = write_tflite_target(f32, work / "targets" / "digits_tflite_f32.toml")
     build(data, work / "digits_tflite_f32.lmdb", tf, recipe, seed=seed, workers=1, val=val)
-    calib = np.concatenate([s[0] for s in representative_dataset(work / "digits_tflite_f32.lmdb", split="train",
-                                                                   limit=calibration_limit)])
+    calib = np.concatenate(
+        [s[0] for s in representative_dataset(work / "digits_tflite_f32.lmdb", split="train", limit=calibration_limit)]
+    )
     f32, i8 = digits_models(clf, calib, work)
     tq = write_tflite_target(i8, work / "targets" / "digits_tflite_i8.toml")
     build(data, work / "digits_tflite_i8.lmdb", tq, recipe, seed=seed, workers=1, val=val)
     r_float = evaluate_tflite(work / "digits_tflite_f32.lmdb", f32)
     r_int8 = evaluate_tflite(work / "digits_tflite_i8.lmdb", i8)
-    return {"val_samples": r_float["samples"], "float_accuracy": r_float["accuracy"],
-            "int8_accuracy": r_int8["accuracy"], "float_samples_per_s": r_float["samples_per_s"],
-            "int8_samples_per_s": r_int8["samples_per_s"], "calibration_samples": len(calib),
-            "float_target": {"dtype": tf.dtype, "mean": list(tf.mean), "std": list(tf.std), "color": tf.color},
-            "target": {"dtype": tq.dtype, "scale": tq.scale, "zero_point": tq.zero_point,
-                       "layout": tq.layout, "shape": list(tq.shape), "mean": list(tq.mean), "std": list(tq.std)}}
+    return {
+        "val_samples": r_float["samples"],
+        "float_accuracy": r_float["accuracy"],
+        "int8_accuracy": r_int8["accuracy"],
+        "float_samples_per_s": r_float["samples_per_s"],
+        "int8_samples_per_s": r_int8["samples_per_s"],
+        "calibration_samples": len(calib),
+        "float_target": {"dtype": tf.dtype, "mean": list(tf.mean), "std": list(tf.std), "color": tf.color},
+        "target": {
+            "dtype": tq.dtype,
+            "scale": tq.scale,
+            "zero_point": tq.zero_point,
+            "layout": tq.layout,
+            "shape": list(tq.shape),
+            "mean": list(tq.mean),
+            "std": list(tq.std),
+        },
+    }
 
 
 def run_digits(work: Path, seed: int = 0, val: float = 0.2) -> Dict[str, Any]:
@@ -501,6 +571,7 @@ def run_digits(work: Path, seed: int = 0, val: float = 0.2) -> Dict[str, Any]:
     import warnings
 
     from sklearn.neural_network import MLPClassifier
+
     spec = importlib.util.spec_from_file_location("digits_check", REPO / "scripts" / "digits_check.py")
     dc = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(dc)
@@ -529,8 +600,10 @@ def _check_runs(paths: Iterable[Path]) -> None:
         it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
         it.invoke()
         o = it.get_output_details()[0]
-        print(f"{p.name}: {p.stat().st_size} bytes, input {d['dtype'].__name__} {list(d['shape'])} "
-              f"quant {d['quantization']}, output {list(it.get_tensor(o['index']).shape)}")
+        print(
+            f"{p.name}: {p.stat().st_size} bytes, input {d['dtype'].__name__} {list(d['shape'])} "
+            f"quant {d['quantization']}, output {list(it.get_tensor(o['index']).shape)}"
+        )
 
 
 def main() -> int:
@@ -542,8 +615,10 @@ def main() -> int:
     if args.digits:
         r = run_digits(args.digits)
         gap = 100 * (r["float_accuracy"] - r["int8_accuracy"])
-        print(f"digits: float {100 * r['float_accuracy']:.2f}%, int8 {100 * r['int8_accuracy']:.2f}% "
-              f"(gap {gap:+.2f} points, {r['val_samples']} val samples)")
+        print(
+            f"digits: float {100 * r['float_accuracy']:.2f}%, int8 {100 * r['int8_accuracy']:.2f}% "
+            f"(gap {gap:+.2f} points, {r['val_samples']} val samples)"
+        )
         return 0 if abs(gap) <= 1.0 else 1
     return 0
 

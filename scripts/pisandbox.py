@@ -98,6 +98,7 @@ class PiSandboxUnavailable(RuntimeError):
 
 # --------------------------------------------------------------------------- helpers
 
+
 def _log(msg: str, quiet: bool) -> None:
     if not quiet:
         print(f"[pisandbox] {msg}", file=sys.stderr, flush=True)
@@ -135,6 +136,7 @@ def _is_root() -> bool:
 
 # --------------------------------------------------------------------------- qemu
 
+
 def qemu_binary(arch: str) -> str | None:
     return shutil.which(_check_arch(arch)["qemu"])
 
@@ -161,7 +163,8 @@ def ensure_qemu(install: bool = True, quiet: bool = True) -> None:
         raise PiSandboxUnavailable(f"{missing} not found and there is no apt-get to install qemu-user-static")
     if not _is_root():
         raise PiSandboxUnavailable(
-            f"{missing} not found; run 'apt-get install -y qemu-user-static' as root (we are not root)")
+            f"{missing} not found; run 'apt-get install -y qemu-user-static' as root (we are not root)"
+        )
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "qemu-user-static"]
     _log("installing qemu-user-static with apt-get", quiet)
@@ -172,11 +175,11 @@ def ensure_qemu(install: bool = True, quiet: bool = True) -> None:
         subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, text=True)
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not qemu_available():
-        raise PiSandboxUnavailable(
-            "could not install qemu-user-static:\n" + _tail(proc.stdout + proc.stderr))
+        raise PiSandboxUnavailable("could not install qemu-user-static:\n" + _tail(proc.stdout + proc.stderr))
 
 
 # --------------------------------------------------------------------------- apt
+
 
 def _parse_one_line_sources(text: str) -> list[dict]:
     out = []
@@ -193,9 +196,16 @@ def _parse_one_line_sources(text: str) -> list[dict]:
             if "=" in item:
                 k, v = item.split("=", 1)
                 opts[k.lower()] = v
-        out.append({"types": [kind], "uris": [uri], "suites": [suite],
-                    "components": comps.split(), "signed-by": opts.get("signed-by"),
-                    "enabled": True})
+        out.append(
+            {
+                "types": [kind],
+                "uris": [uri],
+                "suites": [suite],
+                "components": comps.split(),
+                "signed-by": opts.get("signed-by"),
+                "enabled": True,
+            }
+        )
     return out
 
 
@@ -217,13 +227,17 @@ def _parse_deb822_sources(text: str) -> list[dict]:
         if "uris" not in fields:
             continue
         signed = fields.get("signed-by", "").strip()
-        out.append({"types": fields.get("types", "").split(),
-                    "uris": fields.get("uris", "").split(),
-                    "suites": fields.get("suites", "").split(),
-                    "components": fields.get("components", "").split(),
-                    # An inline (multi-line) key is not a path; ignore it.
-                    "signed-by": signed if signed and "\n" not in signed else None,
-                    "enabled": fields.get("enabled", "yes").lower() not in ("no", "false", "0")})
+        out.append(
+            {
+                "types": fields.get("types", "").split(),
+                "uris": fields.get("uris", "").split(),
+                "suites": fields.get("suites", "").split(),
+                "components": fields.get("components", "").split(),
+                # An inline (multi-line) key is not a path; ignore it.
+                "signed-by": signed if signed and "\n" not in signed else None,
+                "enabled": fields.get("enabled", "yes").lower() not in ("no", "false", "0"),
+            }
+        )
     return out
 
 
@@ -245,16 +259,19 @@ def host_mirror() -> tuple[str, str | None]:
                 entries += _parse_one_line_sources(p.read_text(errors="replace"))
             elif p.suffix == ".sources":
                 entries += _parse_deb822_sources(p.read_text(errors="replace"))
-    entries = [e for e in entries if e["enabled"] and "deb" in e["types"]
-               and COMPONENT in e["components"] and e["uris"]]
+    entries = [
+        e for e in entries if e["enabled"] and "deb" in e["types"] and COMPONENT in e["components"] and e["uris"]
+    ]
 
     def is_debian(e: dict) -> bool:
         return any(re.search(r"/debian/?$", u) for u in e["uris"])
 
     chosen = None
-    for pred in (lambda e: SUITE in e["suites"] and is_debian(e),
-                 lambda e: SUITE in e["suites"],
-                 lambda e: is_debian(e)):
+    for pred in (
+        lambda e: SUITE in e["suites"] and is_debian(e),
+        lambda e: SUITE in e["suites"],
+        lambda e: is_debian(e),
+    ):
         chosen = next((e for e in entries if pred(e)), None)
         if chosen:
             break
@@ -267,16 +284,21 @@ def host_mirror() -> tuple[str, str | None]:
     if override:
         return override.rstrip("/"), keyring
     if chosen is None:
-        raise PiSandboxUnavailable(
-            "found no Debian mirror in the host's apt sources; set EDGEAUG_PI_MIRROR")
+        raise PiSandboxUnavailable("found no Debian mirror in the host's apt sources; set EDGEAUG_PI_MIRROR")
     return chosen["uris"][0].rstrip("/"), keyring
 
 
 def _write_apt_config(arch: str, aptdir: Path, mirror: str, keyring: str | None) -> Path:
     etc = aptdir / "etc" / "apt"
-    for d in (etc / "apt.conf.d", etc / "preferences.d", etc / "sources.list.d",
-              etc / "trusted.gpg.d", aptdir / "state" / "lists" / "partial",
-              aptdir / "cache" / "archives" / "partial", aptdir / "log"):
+    for d in (
+        etc / "apt.conf.d",
+        etc / "preferences.d",
+        etc / "sources.list.d",
+        etc / "trusted.gpg.d",
+        aptdir / "state" / "lists" / "partial",
+        aptdir / "cache" / "archives" / "partial",
+        aptdir / "log",
+    ):
         d.mkdir(parents=True, exist_ok=True)
     status = aptdir / "state" / "status"
     status.write_text("")  # nothing installed: resolve everything down to libc6
@@ -287,7 +309,7 @@ def _write_apt_config(arch: str, aptdir: Path, mirror: str, keyring: str | None)
     trustedparts = etc / "trusted.gpg.d" if keyring else Path("/etc/apt/trusted.gpg.d")
 
     def q(p: Path | str) -> str:
-        return '"' + str(p).replace('"', '') + '"'
+        return '"' + str(p).replace('"', "") + '"'
 
     lines = [
         f"Dir::Etc {q(etc)};",
@@ -319,8 +341,9 @@ def _write_apt_config(arch: str, aptdir: Path, mirror: str, keyring: str | None)
     # Carry over a proxy the host's apt is configured with (env proxies pass anyway).
     for key in ("Acquire::http::Proxy", "Acquire::https::Proxy"):
         with contextlib.suppress(Exception):
-            val = subprocess.run(["apt-config", "dump", "--no-empty", "--format", "%v", key],
-                                 capture_output=True, text=True, timeout=30).stdout.strip()
+            val = subprocess.run(
+                ["apt-config", "dump", "--no-empty", "--format", "%v", key], capture_output=True, text=True, timeout=30
+            ).stdout.strip()
             if val and "\n" not in val:
                 lines.append(f'{key} "{val}";')
     conf = aptdir / "apt.conf"
@@ -329,13 +352,17 @@ def _write_apt_config(arch: str, aptdir: Path, mirror: str, keyring: str | None)
 
 
 def _apt(conf: Path, args: Sequence[str], timeout: float = 1800) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if k in ("PATH", "HOME", "TMPDIR", "http_proxy", "https_proxy", "no_proxy",
-                    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        in ("PATH", "HOME", "TMPDIR", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+    }
     env.update(APT_CONFIG=str(conf), DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
     env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-    return subprocess.run(["apt-get", "-q", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout, cwd=str(conf.parent))
+    return subprocess.run(
+        ["apt-get", "-q", *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=str(conf.parent)
+    )
 
 
 def _deb_filename(name: str, version: str, arch: str) -> str:
@@ -355,12 +382,12 @@ def _resolve_and_download(arch: str, aptdir: Path, quiet: bool) -> list[Path]:
     if upd.returncode != 0 or re.search(r"^(E:|W: Failed to fetch)", upd.stdout + upd.stderr, re.M):
         if not lists:
             raise PiSandboxUnavailable(
-                f"apt-get update for {arch} failed (no network?):\n" + _tail(upd.stdout + upd.stderr))
+                f"apt-get update for {arch} failed (no network?):\n" + _tail(upd.stdout + upd.stderr)
+            )
         _log(f"{arch}: apt-get update failed, using the cached package lists", quiet)
     sim = _apt(conf, ["-s", "install", *PACKAGES])
     if sim.returncode != 0:
-        raise PiSandboxUnavailable(f"apt cannot resolve {PACKAGES} for {arch}:\n"
-                                   + _tail(sim.stdout + sim.stderr))
+        raise PiSandboxUnavailable(f"apt cannot resolve {PACKAGES} for {arch}:\n" + _tail(sim.stdout + sim.stderr))
     wanted = []
     for m in re.finditer(r"^Inst (\S+) \((\S+) .*?\[(\S+)\]\)", sim.stdout, re.M):
         name, version, parch = m.groups()
@@ -372,8 +399,7 @@ def _resolve_and_download(arch: str, aptdir: Path, quiet: bool) -> list[Path]:
         _log(f"{arch}: downloading {len(wanted)} packages", quiet)
         dl = _apt(conf, ["-y", "--download-only", "install", *PACKAGES])
         if dl.returncode != 0:
-            raise PiSandboxUnavailable(f"apt-get --download-only failed for {arch}:\n"
-                                       + _tail(dl.stdout + dl.stderr))
+            raise PiSandboxUnavailable(f"apt-get --download-only failed for {arch}:\n" + _tail(dl.stdout + dl.stderr))
     debs = [archives / w for w in wanted]
     missing = [d.name for d in debs if not d.is_file()]
     if missing:
@@ -388,6 +414,7 @@ def _resolve_and_download(arch: str, aptdir: Path, quiet: bool) -> list[Path]:
 
 
 # --------------------------------------------------------------------------- root
+
 
 def _post_process(arch: str, root: Path) -> None:
     triplet = _ARCH_INFO[arch]["triplet"]
@@ -447,8 +474,9 @@ def _locked(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def ensure_root(arch: str, cache: Path | str | None = None, quiet: bool = True,
-                force: bool = False, install_qemu: bool = True) -> Path:
+def ensure_root(
+    arch: str, cache: Path | str | None = None, quiet: bool = True, force: bool = False, install_qemu: bool = True
+) -> Path:
     """Return the root dir for ``arch``, building it first unless a valid one is cached.
 
     Raises PiSandboxUnavailable when it cannot be built here (no qemu and no
@@ -482,23 +510,36 @@ def ensure_root(arch: str, cache: Path | str | None = None, quiet: bool = True,
         _post_process(arch, tmp)
         # Byte-compile as Debian's postinst (py3compile) would; keeps later runs fast.
         _log(f"{arch}: byte-compiling under emulation", quiet)
-        comp = _run_in(arch, tmp, ["-m", "compileall", "-q", "-j0",
-                                   str(tmp / "usr/lib/python3.11"),
-                                   str(tmp / "usr/lib/python3/dist-packages")],
-                       write_bytecode=True, timeout=1800)
+        comp = _run_in(
+            arch,
+            tmp,
+            [
+                "-m",
+                "compileall",
+                "-q",
+                "-j0",
+                str(tmp / "usr/lib/python3.11"),
+                str(tmp / "usr/lib/python3/dist-packages"),
+            ],
+            write_bytecode=True,
+            timeout=1800,
+        )
         if comp.returncode != 0:
             _log(f"{arch}: compileall reported problems (ignored):\n{_tail(comp.stdout + comp.stderr, 5)}", quiet)
         smoke = _run_in(arch, tmp, ["-c", _SMOKE], timeout=600)
         if smoke.returncode != 0:
-            raise RuntimeError(f"{arch} root does not run python/numpy/lmdb:\n"
-                               + _tail(smoke.stdout + smoke.stderr))
+            raise RuntimeError(f"{arch} root does not run python/numpy/lmdb:\n" + _tail(smoke.stdout + smoke.stderr))
         seen = json.loads(smoke.stdout.strip().splitlines()[-1])
         seen.pop("prefix", None)
         shutil.rmtree(root, ignore_errors=True)
         tmp.rename(root)
         info = {
-            "format": ROOT_FORMAT, "arch": arch, "suite": SUITE, "packages": list(PACKAGES),
-            "debs": [d.name for d in debs], "seen": seen,
+            "format": ROOT_FORMAT,
+            "arch": arch,
+            "suite": SUITE,
+            "packages": list(PACKAGES),
+            "debs": [d.name for d in debs],
+            "seen": seen,
             "download_seconds": round(t_dl, 1),
             "build_seconds": round(time.monotonic() - t0, 1),
             "root_bytes": _dir_size(root),
@@ -513,8 +554,10 @@ def ensure_root(arch: str, cache: Path | str | None = None, quiet: bool = True,
 
 # --------------------------------------------------------------------------- running
 
-def _guest_env(extra_path: Iterable[Path | str] = (), env: Mapping[str, str] | None = None,
-               write_bytecode: bool = False) -> dict:
+
+def _guest_env(
+    extra_path: Iterable[Path | str] = (), env: Mapping[str, str] | None = None, write_bytecode: bool = False
+) -> dict:
     """A minimal environment: nothing of the host's PYTHONPATH, virtualenv or QEMU_*."""
     out = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -543,26 +586,50 @@ def _command(arch: str, root: Path, args: Sequence[str]) -> list[str]:
     return [qemu, "-L", str(root), str(root / PYTHON), *map(str, args)]
 
 
-def _run_in(arch: str, root: Path, args: Sequence[str], *, cwd: Path | str | None = None,
-            extra_path: Iterable[Path | str] = (), env: Mapping[str, str] | None = None,
-            timeout: float = 600, write_bytecode: bool = False) -> subprocess.CompletedProcess:
-    return subprocess.run(_command(arch, root, args), cwd=None if cwd is None else str(cwd),
-                          env=_guest_env(extra_path, env, write_bytecode),
-                          capture_output=True, text=True, timeout=timeout)
+def _run_in(
+    arch: str,
+    root: Path,
+    args: Sequence[str],
+    *,
+    cwd: Path | str | None = None,
+    extra_path: Iterable[Path | str] = (),
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600,
+    write_bytecode: bool = False,
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        _command(arch, root, args),
+        cwd=None if cwd is None else str(cwd),
+        env=_guest_env(extra_path, env, write_bytecode),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-def python_command(arch: str, args: Sequence[str], extra_path: Iterable[Path | str] = (),
-                   env: Mapping[str, str] | None = None,
-                   cache: Path | str | None = None) -> tuple[list[str], dict]:
+def python_command(
+    arch: str,
+    args: Sequence[str],
+    extra_path: Iterable[Path | str] = (),
+    env: Mapping[str, str] | None = None,
+    cache: Path | str | None = None,
+) -> tuple[list[str], dict]:
     """(argv, env) that run the emulated python3.11 with ``args`` (root built if needed)."""
     root = ensure_root(arch, cache)
     return _command(arch, root, args), _guest_env(extra_path, env)
 
 
-def run_python(arch: str, args: list[str], cwd: Path | None = None,
-               extra_path: Sequence[Path] = (), timeout: float = 600, *,
-               env: Mapping[str, str] | None = None, cache: Path | str | None = None,
-               check: bool = False) -> subprocess.CompletedProcess:
+def run_python(
+    arch: str,
+    args: list[str],
+    cwd: Path | None = None,
+    extra_path: Sequence[Path] = (),
+    timeout: float = 600,
+    *,
+    env: Mapping[str, str] | None = None,
+    cache: Path | str | None = None,
+    check: bool = False,
+) -> subprocess.CompletedProcess:
     """Run Debian bookworm's python3.11 for ``arch`` under qemu; capture text output.
 
     ``extra_path`` dirs (host paths) go on PYTHONPATH, so e.g.
@@ -579,22 +646,23 @@ def run_python(arch: str, args: list[str], cwd: Path | None = None,
 
 # --------------------------------------------------------------------------- CLI
 
+
 def _arches(value: str) -> tuple[str, ...]:
     return ARCHES if value == "all" else (value,)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cache", type=Path, default=None,
-                    help="cache base dir (default: $EDGEAUG_PI_CACHE or ~/.cache/edgeaug/pi)")
+    ap.add_argument(
+        "--cache", type=Path, default=None, help="cache base dir (default: $EDGEAUG_PI_CACHE or ~/.cache/edgeaug/pi)"
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("setup", help="install qemu-user-static if needed and build the roots")
     p.add_argument("--arch", choices=(*ARCHES, "all"), default="all")
     p.add_argument("--force", action="store_true", help="rebuild even if a root is cached")
     p = sub.add_parser("run", help="run the emulated python: run --arch A -- ARGS...")
     p.add_argument("--arch", choices=ARCHES, required=True)
-    p.add_argument("--path", action="append", default=[], type=Path,
-                   help="host dir to put on PYTHONPATH (repeatable)")
+    p.add_argument("--path", action="append", default=[], type=Path, help="host dir to put on PYTHONPATH (repeatable)")
     p.add_argument("args", nargs=argparse.REMAINDER)
     p = sub.add_parser("check", help="print the versions seen inside each root")
     p.add_argument("--arch", choices=(*ARCHES, "all"), default="all")
@@ -608,8 +676,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 t0 = time.monotonic()
                 root = ensure_root(arch, ns.cache, quiet=False, force=ns.force)
                 info = root_info(arch, ns.cache) or {}
-                print(f"{arch}: {root} ({time.monotonic() - t0:.1f}s; "
-                      f"{info.get('root_bytes', 0) / 2**20:.0f} MiB) {json.dumps(info.get('seen'))}")
+                print(
+                    f"{arch}: {root} ({time.monotonic() - t0:.1f}s; "
+                    f"{info.get('root_bytes', 0) / 2**20:.0f} MiB) {json.dumps(info.get('seen'))}"
+                )
             return 0
         if ns.cmd == "run":
             args = list(ns.args)

@@ -1,4 +1,5 @@
 """Shared fixtures: a small procedural dataset and packs built from it."""
+
 from __future__ import annotations
 
 from pathlib import Path

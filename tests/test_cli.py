@@ -1,4 +1,5 @@
 """The edgeaug command, through typer's CliRunner."""
+
 import json
 
 from typer.testing import CliRunner
@@ -25,8 +26,26 @@ def test_targets_lists_profiles():
 
 def test_build_inspect_verify(shapes_dir, tmp_path):
     out = tmp_path / "p.lmdb"
-    r = runner.invoke(app, ["build", str(shapes_dir), "-o", str(out), "--target", "rpi-zero2w",
-                            "--variants", "2", "--seed", "4", "--workers", "1", "--val", "0.25", "-q"])
+    r = runner.invoke(
+        app,
+        [
+            "build",
+            str(shapes_dir),
+            "-o",
+            str(out),
+            "--target",
+            "rpi-zero2w",
+            "--variants",
+            "2",
+            "--seed",
+            "4",
+            "--workers",
+            "1",
+            "--val",
+            "0.25",
+            "-q",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "wrote" in r.output and out.exists()
     r = runner.invoke(app, ["inspect", str(out), "--json"])
@@ -41,10 +60,14 @@ def test_build_inspect_verify(shapes_dir, tmp_path):
 
 def test_verify_fails_on_changed_source(shapes_dir, tmp_path):
     import shutil
+
     data = tmp_path / "d"
     shutil.copytree(shapes_dir, data)
     out = tmp_path / "p.lmdb"
-    assert runner.invoke(app, ["build", str(data), "-o", str(out), "-t", "rpi4", "-k", "1", "-w", "1", "-q"]).exit_code == 0
+    assert (
+        runner.invoke(app, ["build", str(data), "-o", str(out), "-t", "rpi4", "-k", "1", "-w", "1", "-q"]).exit_code
+        == 0
+    )
     victim = sorted((data / "square").iterdir())[0]
     victim.write_bytes(sorted((data / "circle").iterdir())[0].read_bytes())
     r = runner.invoke(app, ["verify", str(out), "--source", str(data)])
@@ -71,6 +94,7 @@ def test_demo_runs(tmp_path):
 
 def test_explain_shows_the_ops_of_a_record(small_pack):
     from edgeaug.device.loader import Pack
+
     with Pack(str(small_pack)) as p:
         r = next(i for i in range(p.records) if p.record_at(i)["variant"] == 2)
         rec = p.record_at(r)
@@ -88,6 +112,7 @@ def test_explain_shows_the_ops_of_a_record(small_pack):
 
 def test_preview_writes_a_contact_sheet(small_pack, tmp_path):
     import cv2
+
     out = tmp_path / "grid.png"
     r = runner.invoke(app, ["preview", str(small_pack), "-o", str(out), "--count", "5"])
     assert r.exit_code == 0, r.output

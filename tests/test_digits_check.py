@@ -1,4 +1,5 @@
 """Item 7's real check: scikit-learn digits, float vs adapted-quantized accuracy on the same val split."""
+
 from __future__ import annotations
 
 import pytest

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -44,11 +43,13 @@ def _last_json(proc) -> dict:
 
 # --------------------------------------------------------------- no emulation needed
 
+
 def test_parse_host_sources_formats():
     one = pisandbox._parse_one_line_sources(
         "# comment\n"
         "deb [arch=amd64 signed-by=/k.gpg] http://mirror.invalid/debian bookworm main contrib\n"
-        "deb-src http://mirror.invalid/debian bookworm main\n")
+        "deb-src http://mirror.invalid/debian bookworm main\n"
+    )
     assert one[0]["uris"] == ["http://mirror.invalid/debian"]
     assert one[0]["suites"] == ["bookworm"] and "main" in one[0]["components"]
     assert one[0]["signed-by"] == "/k.gpg"
@@ -56,7 +57,8 @@ def test_parse_host_sources_formats():
     d822 = pisandbox._parse_deb822_sources(
         "Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm bookworm-updates\n"
         "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
-        "Types: deb\nURIs: http://other.invalid/x\nSuites: y\nComponents: main\nEnabled: no\n")
+        "Types: deb\nURIs: http://other.invalid/x\nSuites: y\nComponents: main\nEnabled: no\n"
+    )
     assert d822[0]["suites"] == ["bookworm", "bookworm-updates"]
     assert d822[0]["signed-by"].endswith("debian-archive-keyring.gpg")
     assert d822[1]["enabled"] is False
@@ -79,6 +81,7 @@ def test_unknown_arch_rejected():
 
 # --------------------------------------------------------------- emulated
 
+
 @pytest.mark.parametrize("arch", pisandbox.ARCHES)
 def test_root_runs_python_numpy_lmdb(roots, arch):
     proc = pisandbox.run_python(arch, ["-c", pisandbox._SMOKE])
@@ -97,11 +100,13 @@ def test_root_runs_python_numpy_lmdb(roots, arch):
 @pytest.mark.parametrize("arch", pisandbox.ARCHES)
 def test_numpy_linear_algebra_works(roots, arch):
     # needs the libblas.so.3 / liblapack.so.3 alternatives links
-    code = ("import json, numpy as np\n"
-            "a = np.arange(16, dtype=np.float64).reshape(4, 4) + np.eye(4) * 10\n"
-            "x = np.linalg.solve(a, np.ones(4))\n"
-            "print(json.dumps({'ok': bool(np.allclose(a @ x, 1.0)),"
-            " 'intp': np.dtype(np.intp).itemsize}))\n")
+    code = (
+        "import json, numpy as np\n"
+        "a = np.arange(16, dtype=np.float64).reshape(4, 4) + np.eye(4) * 10\n"
+        "x = np.linalg.solve(a, np.ones(4))\n"
+        "print(json.dumps({'ok': bool(np.allclose(a @ x, 1.0)),"
+        " 'intp': np.dtype(np.intp).itemsize}))\n"
+    )
     seen = _last_json(pisandbox.run_python(arch, ["-c", code]))
     assert seen == {"ok": True, "intp": EXPECTED[arch]["pointer_size"]}
 
@@ -119,11 +124,13 @@ def test_extra_path_and_dash_m_import_host_package(roots, arch, tmp_path, monkey
         "if __name__ == '__main__':\n"
         "    print(json.dumps({'argv': sys.argv[1:], 'value': hostpkg.VALUE,\n"
         "        'file': hostpkg.__file__, 'cwd': os.getcwd(), 'path': sys.path,\n"
-        "        'venv': os.environ.get('VIRTUAL_ENV'), 'P': struct.calcsize('P')}))\n")
+        "        'venv': os.environ.get('VIRTUAL_ENV'), 'P': struct.calcsize('P')}))\n"
+    )
     workdir = tmp_path / "work"
     workdir.mkdir()
-    proc = pisandbox.run_python(arch, ["-m", "hostpkg.tool", "verify", "some pack.lmdb"],
-                                cwd=workdir, extra_path=[tmp_path / "src"])
+    proc = pisandbox.run_python(
+        arch, ["-m", "hostpkg.tool", "verify", "some pack.lmdb"], cwd=workdir, extra_path=[tmp_path / "src"]
+    )
     seen = _last_json(proc)
     assert seen["argv"] == ["verify", "some pack.lmdb"]
     assert seen["value"] == 42
@@ -170,6 +177,7 @@ def test_x86_64_lmdb_file_across_arches(roots, arch, tmp_path):
 def test_warm_ensure_root_downloads_and_unpacks_nothing(roots, monkeypatch):
     def must_not_run(*a, **k):
         raise AssertionError("a warm root was rebuilt")
+
     for name in ("_resolve_and_download", "_locked", "ensure_qemu"):
         monkeypatch.setattr(pisandbox, name, must_not_run)
     for arch in pisandbox.ARCHES:

@@ -1,9 +1,10 @@
 """Preview: de-quantizing every shipped target, drawing labels, explaining nested ops."""
+
 import numpy as np
 import pytest
 
-from edgeaug.preview import contact_sheet, draw_record, explain, to_rgb
 from edgeaug.config.targets import list_targets, load_target, quantize
+from edgeaug.preview import contact_sheet, draw_record, explain, to_rgb
 
 
 @pytest.mark.parametrize("path", list_targets(), ids=lambda p: p.stem)
@@ -14,6 +15,7 @@ def test_to_rgb_inverts_every_target(path):
     assert back.shape == img.shape and back.dtype == np.uint8
     if t.color == "GRAY":
         import cv2
+
         img = np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None], 3, 2)
     step = 1 if t.dtype not in ("uint8", "int8") else max(1, int(np.ceil(1 / (255 * t.scale * min(t.std)))))
     assert np.abs(back.astype(int) - img).max() <= step  # within one quantization step
@@ -24,11 +26,18 @@ def test_draw_record_marks_boxes_keypoints_and_mask():
     x = quantize(np.zeros((224, 224, 3), np.uint8), t)
     mask = np.zeros((224, 224), np.uint8)
     mask[100:150, 100:150] = 2
-    rec = {"x": x, "boxes": np.array([[0, 10, 20, 60, 80]], np.float32),
-           "keypoints": np.array([[200, 200, 2], [180, 30, 0]], np.float32), "mask": mask,
-           "index": 3, "source": 1, "variant": 2, "label": 0}
+    rec = {
+        "x": x,
+        "boxes": np.array([[0, 10, 20, 60, 80]], np.float32),
+        "keypoints": np.array([[200, 200, 2], [180, 30, 0]], np.float32),
+        "mask": mask,
+        "index": 3,
+        "source": 1,
+        "variant": 2,
+        "label": 0,
+    }
     tile = draw_record(rec, t, ["cat"], 1)
-    assert tuple(tile[50, 10]) == (230, 25, 75)           # class 0's colour on the box's left edge
+    assert tuple(tile[50, 10]) == (230, 25, 75)  # class 0's colour on the box's left edge
     assert tile[200, 200].any() and not tile[30, 180].any()  # visible keypoint drawn, invisible not
     assert tile[125, 125].any() and tuple(tile[100, 125]) == (255, 255, 255)  # tint and boundary
 
@@ -36,9 +45,12 @@ def test_draw_record_marks_boxes_keypoints_and_mask():
 def test_contact_sheet_and_explain_of_a_nested_recipe(shapes_dir, tmp_path):
     from edgeaug.build.builder import build
     from edgeaug.device.loader import Pack
+
     recipe = tmp_path / "r.toml"
-    recipe.write_text('variants = 2\n[[ops]]\nop = "some_of"\nn = [1, 2]\n'
-                      'ops = [{op = "rot90"}, {op = "one_of", ops = [{op = "jpeg"}, {op = "grayscale"}]}]\n')
+    recipe.write_text(
+        'variants = 2\n[[ops]]\nop = "some_of"\nn = [1, 2]\n'
+        'ops = [{op = "rot90"}, {op = "one_of", ops = [{op = "jpeg"}, {op = "grayscale"}]}]\n'
+    )
     out = tmp_path / "p.lmdb"
     build(shapes_dir, out, "rpi-zero2w", recipe, seed=1, workers=1)
     with Pack(str(out)) as p:

@@ -1,13 +1,18 @@
 """Workstation verify: digests, regeneration, and how mismatches are reported."""
+
 import numpy as np
 
-from edgeaug.ops import geometric, photometric
 from edgeaug.build.builder import build
 from edgeaug.config.recipe import parse_recipe
+from edgeaug.ops import geometric, photometric
 from edgeaug.verify import verify_pack
 
-RECIPE = parse_recipe({"variants": 2, "ops": [{"op": "rotate", "p": 1.0, "degrees": [-10, 10]},
-                                              {"op": "brightness", "p": 1.0, "delta": [0.05, 0.1]}]})
+RECIPE = parse_recipe(
+    {
+        "variants": 2,
+        "ops": [{"op": "rotate", "p": 1.0, "degrees": [-10, 10]}, {"op": "brightness", "p": 1.0, "delta": [0.05, 0.1]}],
+    }
+)
 
 
 def test_clean_pack_regenerates_byte_identical(shapes_dir, tmp_path):
@@ -39,7 +44,9 @@ def test_param_mismatch_names_the_op(shapes_dir, tmp_path, monkeypatch):
     out = tmp_path / "p.lmdb"
     build(shapes_dir, out, "rpi4", RECIPE, seed=2, workers=1)
     orig = geometric.Rotate.sample
-    monkeypatch.setattr(geometric.Rotate, "sample", lambda self, rng, size: {"degrees": orig(self, rng, size)["degrees"] + 1})
+    monkeypatch.setattr(
+        geometric.Rotate, "sample", lambda self, rng, size: {"degrees": orig(self, rng, size)["degrees"] + 1}
+    )
     rep = verify_pack(out, source=shapes_dir)
     assert rep.mismatches and all("params of op 0 (rotate) differ" in m.op for m in rep.mismatches)
     assert {m.variant for m in rep.mismatches} == {1, 2}

@@ -9,6 +9,7 @@ audit weighs the target's exact per-value error by that histogram:
 * ``mae`` / ``max_error``: mean and max |dequantized - ideal| in the model's
   normalized input units ((pixel/255 - mean)/std).
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List
@@ -24,10 +25,12 @@ CLIP_WARN = 0.01
 def histogram(image: np.ndarray, target: Target) -> np.ndarray:
     """(channels, 256) counts of pixel values, in the target's colour order."""
     import cv2
+
     img = np.ascontiguousarray(to_color(image, target.color))
     # calcHist counts exactly (float32 holds counts up to 2**24, far above one image's pixels).
-    return np.stack([cv2.calcHist([img], [c], None, [256], [0, 256]).ravel()
-                     for c in range(target.channels)]).astype(np.int64)
+    return np.stack([cv2.calcHist([img], [c], None, [256], [0, 256]).ravel() for c in range(target.channels)]).astype(
+        np.int64
+    )
 
 
 def per_value_error(target: Target) -> Dict[str, np.ndarray]:
@@ -54,15 +57,21 @@ def audit(hist: np.ndarray, target: Target) -> Dict[str, Any]:
         h = hist[c].astype(np.float64)
         n = max(h.sum(), 1.0)
         used = h > 0
-        channels.append({
-            "clip_low": float(h[e["low"][:, c]].sum() / n),
-            "clip_high": float(h[e["high"][:, c]].sum() / n),
-            "mae": float((h * e["err"][:, c]).sum() / n),
-            "max_error": float(e["err"][used, c].max()) if used.any() else 0.0,
-        })
+        channels.append(
+            {
+                "clip_low": float(h[e["low"][:, c]].sum() / n),
+                "clip_high": float(h[e["high"][:, c]].sum() / n),
+                "mae": float((h * e["err"][:, c]).sum() / n),
+                "max_error": float(e["err"][used, c].max()) if used.any() else 0.0,
+            }
+        )
     worst = max((ch["clip_low"] + ch["clip_high"] for ch in channels), default=0.0)
-    return {"channels": channels, "values": int(hist.sum()), "clip_warn_threshold": CLIP_WARN,
-            "warning": worst > CLIP_WARN}
+    return {
+        "channels": channels,
+        "values": int(hist.sum()),
+        "clip_warn_threshold": CLIP_WARN,
+        "warning": worst > CLIP_WARN,
+    }
 
 
 def warnings_for(entry: Dict[str, Any]) -> List[str]:
@@ -71,7 +80,9 @@ def warnings_for(entry: Dict[str, Any]) -> List[str]:
     for c, ch in enumerate(entry.get("channels", [])):
         clipped = ch["clip_low"] + ch["clip_high"]
         if clipped > entry.get("clip_warn_threshold", CLIP_WARN):
-            out.append(f"channel {c}: {clipped:.1%} of values clipped "
-                       f"({ch['clip_low']:.1%} at qmin, {ch['clip_high']:.1%} at qmax); "
-                       f"check the target's scale/zero point")
+            out.append(
+                f"channel {c}: {clipped:.1%} of values clipped "
+                f"({ch['clip_low']:.1%} at qmin, {ch['clip_high']:.1%} at qmax); "
+                f"check the target's scale/zero point"
+            )
     return out

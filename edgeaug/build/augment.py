@@ -5,6 +5,7 @@ matrix and resamples once, from the (optionally pre-shrunk) source straight
 to the target size.  Photometric ops then run in recipe order on the small
 output image; runs of tone-curve ops fuse into one lookup table.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,10 +13,10 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from edgeaug.ops.base import scale, translate
-from edgeaug.ops.photometric import ToneOp
 from edgeaug.config.recipe import Recipe
 from edgeaug.config.targets import Target, quantization_lut, quantize
+from edgeaug.ops.base import scale, translate
+from edgeaug.ops.photometric import ToneOp
 
 
 @dataclass
@@ -83,15 +84,18 @@ class Augmenter:
         converting once per source pays for itself from the first variant.
         """
         import cv2
+
         return image if image.shape[2] == 4 else cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
 
-    def render(self, image: np.ndarray, labels: Labels, params: List[Dict[str, Any]],
-               src_size: Tuple[int, int]) -> Tuple[np.ndarray, Labels]:
+    def render(
+        self, image: np.ndarray, labels: Labels, params: List[Dict[str, Any]], src_size: Tuple[int, int]
+    ) -> Tuple[np.ndarray, Labels]:
         """Apply sampled ``params``: one warp, then photometric ops. No RNG.
 
         ``image`` is RGB, or RGBA from :meth:`prepare` (the same bytes, faster).
         """
         import cv2
+
         m = self.geometry(params, src_size)
         pre = scale(image.shape[1] / src_size[0], image.shape[0] / src_size[1])
         out = self._warp(self.prepare(image), m @ np.linalg.inv(pre), linear=True)
@@ -111,6 +115,7 @@ class Augmenter:
 
     def _warp(self, img: np.ndarray, m: np.ndarray, linear: bool) -> np.ndarray:
         import cv2
+
         size = (self.target.width, self.target.height)
         pix = translate(-0.5, -0.5) @ m @ translate(0.5, 0.5)  # to pixel-centre convention
         if img.shape[1::-1] == size and np.abs(pix - np.eye(3)).max() <= 1e-12:
@@ -119,9 +124,11 @@ class Augmenter:
         if out is not None:
             return out
         reflect = self.recipe.border == "reflect" and self.recipe.resize != "letterbox"
-        kw = dict(flags=cv2.INTER_LINEAR if linear else cv2.INTER_NEAREST,
-                  borderMode=cv2.BORDER_REFLECT_101 if reflect else cv2.BORDER_CONSTANT,
-                  borderValue=(self.recipe.fill,) * 4 if linear else (0,) * 4)
+        kw = dict(
+            flags=cv2.INTER_LINEAR if linear else cv2.INTER_NEAREST,
+            borderMode=cv2.BORDER_REFLECT_101 if reflect else cv2.BORDER_CONSTANT,
+            borderValue=(self.recipe.fill,) * 4 if linear else (0,) * 4,
+        )
         if np.abs(pix[2] - (0, 0, 1)).max() <= 1e-12:  # affine: the cheaper warp
             out = cv2.warpAffine(img, pix[:2], size, **kw)
         else:
@@ -148,6 +155,7 @@ class Augmenter:
         if self.lut.itemsize != 1 or image.shape != (t.height, t.width, 3) or image.dtype != np.uint8:
             return quantize(image, t, self.lut)
         import cv2
+
         conv = {"BGR": cv2.COLOR_RGB2BGR, "GRAY": cv2.COLOR_RGB2GRAY}.get(t.color)
         img = image if conv is None else cv2.cvtColor(image, conv)  # as targets.to_color
         if self._identity_lut:  # e.g. uint8 with scale 1/255: the pixels are the tensor
@@ -166,6 +174,7 @@ def _as_resize(img: np.ndarray, m: np.ndarray, size: Tuple[int, int], linear: bo
     (pixel centres); None when the matrix rotates, shears, or reaches outside.
     """
     import cv2
+
     if m[0, 1] != 0 or m[1, 0] != 0 or m[2, 0] != 0 or m[2, 1] != 0 or m[0, 0] == 0 or m[1, 1] == 0:
         return None
     box = []
@@ -176,16 +185,16 @@ def _as_resize(img: np.ndarray, m: np.ndarray, size: Tuple[int, int], linear: bo
             return None
         box.append((round(lo), round(hi)))
     (x0, x1), (y0, y1) = box
-    out = cv2.resize(img[y0:y1, x0:x1], size,
-                     interpolation=cv2.INTER_LINEAR if linear else cv2.INTER_NEAREST_EXACT)
+    out = cv2.resize(img[y0:y1, x0:x1], size, interpolation=cv2.INTER_LINEAR if linear else cv2.INTER_NEAREST_EXACT)
     fx, fy = m[0, 0] < 0, m[1, 1] < 0
     if fx or fy:
         out = cv2.flip(out, -1 if fx and fy else (1 if fx else 0))
     return out.reshape(size[1], size[0], *img.shape[2:])
 
 
-def _sample_op(op: Any, rng: np.random.Generator, size: Tuple[float, float],
-               forced: bool) -> Tuple[Dict[str, Any], Tuple[float, float]]:
+def _sample_op(
+    op: Any, rng: np.random.Generator, size: Tuple[float, float], forced: bool
+) -> Tuple[Dict[str, Any], Tuple[float, float]]:
     """One op's entry; composites choose children, which then always fire."""
     if not forced and not rng.random() < op.p:  # p=0 never fires, p=1 always does
         return {"op": op.name, "on": False}, size
@@ -219,6 +228,7 @@ def _apply_tones(image: np.ndarray, tones: List[Tuple[Any, Dict[str, Any]]]) -> 
     if not tones:
         return image
     import cv2
+
     x = np.arange(256, dtype=np.float64)
     for op, p in tones:
         x = np.clip(op.curve(x, p), 0, 255)

@@ -6,6 +6,7 @@ decode one source once and render all its variants; one writer in the main
 process puts the records in plan order (``edgeaug.writer``) and finishes the
 pack atomically.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,16 +14,17 @@ import hashlib
 import json
 import os
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from edgeaug.build.plan import ERROR_POLICIES, BuildError, SourceResult, Task, plan, val_sources  # noqa: F401
 from edgeaug.build.workers import run_tasks
 from edgeaug.config.recipe import Recipe, load_recipe
 from edgeaug.config.targets import Target, load_target
+from edgeaug.sources.base import SourceSet
 from edgeaug.sources.scan import scan
+
 
 @dataclass
 class BuildResult:
@@ -36,11 +38,20 @@ class BuildResult:
     resumed: int = 0  # sources taken from an interrupted build instead of rendered again
 
 
-def build(source: str | Path, out: str | Path, target: str | Path | Target,
-          recipe: str | Path | Recipe | None = None, variants: int | None = None,
-          seed: int = 0, workers: int | None = None, val: float = 0.0,
-          on_error: str = "skip", progress: Callable[[int, int], None] | None = None,
-          resume: Optional[bool] = None, max_map_size: Optional[int] = None) -> BuildResult:
+def build(
+    source: str | Path,
+    out: str | Path,
+    target: str | Path | Target,
+    recipe: str | Path | Recipe | None = None,
+    variants: int | None = None,
+    seed: int = 0,
+    workers: int | None = None,
+    val: float = 0.0,
+    on_error: str = "skip",
+    progress: Callable[[int, int], None] | None = None,
+    resume: Optional[bool] = None,
+    max_map_size: Optional[int] = None,
+) -> BuildResult:
     """Build a pack at ``out``; it appears there only when complete.
 
     A build that is killed or fails (disk full, ``on_error="fail"``) keeps the
@@ -79,14 +90,23 @@ def build(source: str | Path, out: str | Path, target: str | Path | Target,
         writer.abort()  # keeps the partial build for a rerun
         raise
     from edgeaug.build.audit import warnings_for
+
     notes = [writer.note] if writer.note else []
-    return BuildResult(Path(out), manifest["records"], {k: v["count"] for k, v in manifest["splits"].items()},
-                       manifest["skipped"], manifest["fingerprint"], time.monotonic() - t0,
-                       notes + warnings_for(manifest["quantization_audit"]), done)
+    return BuildResult(
+        Path(out),
+        manifest["records"],
+        {k: v["count"] for k, v in manifest["splits"].items()},
+        manifest["skipped"],
+        manifest["fingerprint"],
+        time.monotonic() - t0,
+        notes + warnings_for(manifest["quantization_audit"]),
+        done,
+    )
 
 
 def _manifest(sset, tasks, results, rcp, tgt, seed, val) -> Dict[str, Any]:
     from edgeaug.build.writer import manifest_for
+
     manifest = manifest_for(sset, tasks, results, rcp, tgt, seed, val)
     manifest["quantization_audit"] = audit_results(results.values(), tgt)
     return manifest
@@ -115,14 +135,16 @@ def _render_rest(tasks, results, writer, sset, rcp, tgt, seed, workers, on_error
 def _resumed_results(writer, tasks, key, resume, on_error) -> Dict[int, SourceResult]:
     """The results of sources a previous run already wrote, if their files are unchanged."""
     results = {t.index: SourceResult.from_meta(m) for t, m in zip(tasks, writer.resumed)}
-    changed = _changed_source(tasks[:len(results)], results)
+    changed = _changed_source(tasks[: len(results)], results)
     if changed:
         if resume:
-            raise BuildError(f"cannot resume: {changed} changed since the interrupted build "
-                             f"(run again without --resume to start over)")
+            raise BuildError(
+                f"cannot resume: {changed} changed since the interrupted build "
+                f"(run again without --resume to start over)"
+            )
         writer.restart(key, f"started over: {changed} changed since the interrupted build")
         return {}
-    for t in tasks[:len(results)]:
+    for t in tasks[: len(results)]:
         res = results[t.index]
         if res.error and not res.duplicate_of and on_error == "fail":
             raise BuildError(f"{t.source.path}: {res.error}")
@@ -132,6 +154,7 @@ def _resumed_results(writer, tasks, key, resume, on_error) -> Dict[int, SourceRe
 def _changed_source(tasks: Sequence[Task], results: Dict[int, SourceResult]) -> Optional[str]:
     """The first already-written source whose file no longer has the content it was built from."""
     from edgeaug.build.render import SourceDecodeError, read_source
+
     for t in tasks:
         try:
             sha = hashlib.sha256(read_source(t.source.path)).hexdigest()
@@ -142,8 +165,9 @@ def _changed_source(tasks: Sequence[Task], results: Dict[int, SourceResult]) -> 
     return None
 
 
-def plan_fingerprint(sset: SourceSet, tasks: Sequence[Task], recipe: Recipe, target: Target,
-                     seed: int, val: float) -> str:
+def plan_fingerprint(
+    sset: SourceSet, tasks: Sequence[Task], recipe: Recipe, target: Target, seed: int, val: float
+) -> str:
     """sha256 of everything a pack's bytes depend on except the sources' content.
 
     A partial build is resumed only when this matches (contents are checked
@@ -151,24 +175,34 @@ def plan_fingerprint(sset: SourceSet, tasks: Sequence[Task], recipe: Recipe, tar
     """
     import cv2
     import numpy as np
+
     from edgeaug import __version__
     from edgeaug.device.format import FORMAT_VERSION
+
     srcs = [{f.name: getattr(s, f.name) for f in dataclasses.fields(s)} for s in sset.sources]
-    body = {"format": FORMAT_VERSION, "versions": [__version__, np.__version__, cv2.__version__],
-            "target": target.to_dict(), "recipe": recipe.to_dict(), "seed": seed, "val": val,
-            "classes": list(sset.classes), "kind": sset.kind,
-            "sources": srcs, "tasks": [[t.index, t.split, list(t.variants)] for t in tasks]}
+    body = {
+        "format": FORMAT_VERSION,
+        "versions": [__version__, np.__version__, cv2.__version__],
+        "target": target.to_dict(),
+        "recipe": recipe.to_dict(),
+        "seed": seed,
+        "val": val,
+        "classes": list(sset.classes),
+        "kind": sset.kind,
+        "sources": srcs,
+        "tasks": [[t.index, t.split, list(t.variants)] for t in tasks],
+    }
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def audit_results(results, target: Target) -> Dict[str, Any]:
     """Sum the workers' histograms into the manifest's quantization audit."""
-    from edgeaug.build.audit import audit
     import numpy as np
+
+    from edgeaug.build.audit import audit
+
     total = np.zeros((target.channels, 256), np.int64)
     for r in results:
         if r.hist is not None:
             total += r.hist
     return audit(total, target)
-
-

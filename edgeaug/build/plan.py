@@ -4,6 +4,7 @@
 bytes never depend on the worker count, the executor or timing.
 :class:`SourceResult` is what rendering one task gives back.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,6 +61,7 @@ class SourceResult:
     @classmethod
     def from_meta(cls, meta: Dict[str, Any]) -> "SourceResult":
         import numpy as np
+
         names = {f.name for f in dataclasses.fields(cls)} - {"records"}
         kw = {k: v for k, v in meta.items() if k in names}
         for k, v in kw.items():

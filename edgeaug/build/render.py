@@ -3,6 +3,7 @@
 Shared by the builder's workers and by ``edgeaug verify --source``, which
 regenerates records and compares them byte for byte.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,7 +56,9 @@ def decode(data: bytes, background: int = 0) -> np.ndarray:
     ``background`` (the recipe's ``fill``).
     """
     import cv2
+
     from edgeaug.sources.imagefile import exif_orientation, jpeg_complete, orient, sniff, to_rgb8
+
     if not data:
         raise SourceDecodeError("empty file")
     fmt, size = sniff(data)
@@ -74,8 +77,11 @@ def decode(data: bytes, background: int = 0) -> np.ndarray:
     except cv2.error:
         raw = None
     if raw is None or raw.size == 0:
-        raise SourceDecodeError(f"not a decodable image: corrupt, truncated or unsupported {fmt}"
-                                if fmt else "not a decodable image: no known image file signature")
+        raise SourceDecodeError(
+            f"not a decodable image: corrupt, truncated or unsupported {fmt}"
+            if fmt
+            else "not a decodable image: no known image file signature"
+        )
     if raw.shape[0] * raw.shape[1] > MAX_PIXELS:
         raise SourceDecodeError(f"{raw.shape[1]}x{raw.shape[0]} image exceeds the limit of {MAX_PIXELS} pixels")
     try:
@@ -92,6 +98,7 @@ def working_image(image: np.ndarray, aug: Augmenter) -> np.ndarray:
     is in the augmenter's warp layout (:meth:`Augmenter.prepare`).
     """
     import cv2
+
     h, w = image.shape[:2]
     f = min(w / aug.target.width, h / aug.target.height) / 2.0
     if f < 2.0:
@@ -123,9 +130,16 @@ def source_labels(source: Any, size: Tuple[int, int] | None = None) -> Labels:
     return lab
 
 
-def render_variant(aug: Augmenter, work: np.ndarray, labels: Labels, src_size: Tuple[int, int],
-                   seed: int, source: Any, variant: int,
-                   hist: np.ndarray | None = None) -> Tuple[np.ndarray, Labels, List[Dict]]:
+def render_variant(
+    aug: Augmenter,
+    work: np.ndarray,
+    labels: Labels,
+    src_size: Tuple[int, int],
+    seed: int,
+    source: Any,
+    variant: int,
+    hist: np.ndarray | None = None,
+) -> Tuple[np.ndarray, Labels, List[Dict]]:
     """One variant: (tensor, labels, sampled params). Variant 0 is the original.
 
     ``hist`` (channels, 256), if given, accumulates the quantization audit's counts.
@@ -135,6 +149,7 @@ def render_variant(aug: Augmenter, work: np.ndarray, labels: Labels, src_size: T
     img, lab = aug.render(work, labels, params, src_size)
     if hist is not None:
         from edgeaug.build.audit import histogram
+
         hist += histogram(img, aug.target)
     return aug.tensor(img), lab, params
 
@@ -153,8 +168,9 @@ def render_source(task: Task, aug: Augmenter, seed: int) -> SourceResult:
         labels = source_labels(task.source, image.shape[1::-1])
         labels.mask = load_mask(task.source)
         if labels.mask is not None and labels.mask.shape != image.shape[:2]:
-            raise SourceDecodeError(f"mask: size {labels.mask.shape[::-1]} "
-                                    f"differs from the image's {image.shape[1::-1]}")
+            raise SourceDecodeError(
+                f"mask: size {labels.mask.shape[::-1]} differs from the image's {image.shape[1::-1]}"
+            )
     except SourceDecodeError as e:
         res.error = str(e)
         return res
@@ -162,11 +178,11 @@ def render_source(task: Task, aug: Augmenter, seed: int) -> SourceResult:
     work = working_image(image, aug)
     res.hist = np.zeros((aug.target.channels, 256), np.int64)
     for v in task.variants:
-        tensor, lab, params = render_variant(aug, work, labels, src_size, seed, task.source, v,
-                                             res.hist)
+        tensor, lab, params = render_variant(aug, work, labels, src_size, seed, task.source, v, res.hist)
         packed = pack_labels(lab.boxes, lab.keypoints, lab.mask)
-        res.records.append(encode_record(tensor, task.source.label, task.index, v,
-                                         SPLITS[task.split], packed, {"ops": params}))
+        res.records.append(
+            encode_record(tensor, task.source.label, task.index, v, SPLITS[task.split], packed, {"ops": params})
+        )
     return res
 
 
@@ -175,6 +191,7 @@ def load_mask(source: Any):
     if not source.mask:
         return None
     import cv2
+
     m = cv2.imread(str(source.mask), cv2.IMREAD_UNCHANGED)
     if m is None:
         raise SourceDecodeError("mask: not a readable PNG")  # no absolute path into the manifest

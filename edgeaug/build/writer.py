@@ -16,6 +16,7 @@ page buffers, so only a fresh environment per transaction makes a resumed
 build byte-identical to an uninterrupted one.  A failure (disk or map full)
 raises :class:`WriteError` and keeps the partial for the rerun.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,20 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from edgeaug import __version__
-from edgeaug.device.format import (FORMAT_VERSION, INDEX_DTYPE, INDEX_KEY, MANIFEST_KEY, SPLITS, FormatError,
-                     RecordHeader, canonical_json, fingerprint, record_key, tensor_dtype,
-                     validate_manifest)
+from edgeaug.device.format import (
+    FORMAT_VERSION,
+    INDEX_DTYPE,
+    INDEX_KEY,
+    MANIFEST_KEY,
+    SPLITS,
+    FormatError,
+    RecordHeader,
+    canonical_json,
+    fingerprint,
+    record_key,
+    tensor_dtype,
+    validate_manifest,
+)
 
 BATCH_BYTES = 64 << 20
 PAGE_SLACK = 4096
@@ -53,8 +65,15 @@ class PackWriter:
     killed while being copied out (call :meth:`publish`).
     """
 
-    def __init__(self, out: Path, target: Any, expected_records: int, plan: str = "",
-                 resume: Optional[bool] = None, max_map_size: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        out: Path,
+        target: Any,
+        expected_records: int,
+        plan: str = "",
+        resume: Optional[bool] = None,
+        max_map_size: Optional[int] = None,
+    ) -> None:
         self.out = out
         self.partial = out.with_name(out.name + ".partial")
         self.sidecar = out.with_name(out.name + ".partial.json")
@@ -65,15 +84,15 @@ class PackWriter:
         self.base_map_size = max(64 << 20, int(expected_records * per * 1.25) + (64 << 20))
         self.max_map_size = max_map_size if max_map_size is not None else MAX_MAP_SIZE
         self.map_size = min(self.base_map_size, self.max_map_size or self.base_map_size)
-        self.count = 0                        # records committed
-        self.tasks = 0                        # sources committed
+        self.count = 0  # records committed
+        self.tasks = 0  # sources committed
         self.index: List[tuple] = []
         self.batch: List[bytes] = []
         self.metas: List[bytes] = []
         self.batch_bytes = 0
         self.resumed: List[Dict[str, Any]] = []
         self.sealed: Optional[Dict[str, Any]] = None
-        self.note = ""                        # why an existing partial was not resumed
+        self.note = ""  # why an existing partial was not resumed
         self._lock_fd = _lock(self.sidecar, out)
         try:
             self._start(plan, resume)
@@ -120,6 +139,7 @@ class PackWriter:
         if side.get("edgeaug_partial") != SIDECAR_VERSION or side.get("plan") != plan:
             return "the partial build was made from other sources, recipe, target, seed, val or versions"
         import lmdb
+
         try:
             self._read_partial()
         except (lmdb.Error, FormatError, ValueError, KeyError, TypeError, OSError, NotImplementedError) as e:
@@ -133,7 +153,9 @@ class PackWriter:
 
     def _read_partial(self) -> None:
         import lmdb
+
         from edgeaug.device.lmdbpure import PureEnvironment
+
         with PureEnvironment(str(self.partial)) as pure:  # bounds-checked walk: no SIGBUS on damage
             pure.check()
         size = self.partial.stat().st_size
@@ -198,10 +220,17 @@ class PackWriter:
     def _commit(self, items: List[tuple], deletes: List[bytes] = ()) -> None:
         """One transaction in a freshly opened environment; grow the map when full."""
         import lmdb
+
         while True:
             try:
-                env = lmdb.open(str(self.partial), subdir=False, map_size=self.map_size, lock=False,
-                                readahead=False, max_spare_txns=0)
+                env = lmdb.open(
+                    str(self.partial),
+                    subdir=False,
+                    map_size=self.map_size,
+                    lock=False,
+                    readahead=False,
+                    max_spare_txns=0,
+                )
                 try:
                     with env.begin(write=True) as txn:
                         for k in deletes:
@@ -215,15 +244,16 @@ class PackWriter:
                 return
             except lmdb.MapFullError:
                 if self.max_map_size and self.map_size >= self.max_map_size:
-                    raise WriteError(self._kept(f"map full at {self.map_size} bytes "
-                                                f"(the maximum map size)")) from None
+                    raise WriteError(self._kept(f"map full at {self.map_size} bytes (the maximum map size)")) from None
                 self.map_size = min(self.map_size * 2, self.max_map_size or self.map_size * 2)
             except lmdb.Error as e:  # disk full (ENOSPC, EFBIG), I/O errors
                 raise WriteError(self._kept(f"cannot write {self.partial}: {e}")) from None
 
     def _kept(self, what: str) -> str:
-        return (f"{what}; the {self.count} records of {self.tasks} sources already written are kept "
-                f"in {self.partial.name}: free space and rerun the same command to resume")
+        return (
+            f"{what}; the {self.count} records of {self.tasks} sources already written are kept "
+            f"in {self.partial.name}: free space and rerun the same command to resume"
+        )
 
     # --- finishing ------------------------------------------------------------
 
@@ -241,18 +271,20 @@ class PackWriter:
 
     def seal(self, index: bytes, manifest: Dict[str, Any]) -> None:
         """Drop the resume metadata and add index and manifest, in one transaction."""
-        self._commit([(INDEX_KEY, index, True), (MANIFEST_KEY, canonical_json(manifest), True)],
-                     [_task_key(t) for t in range(self.tasks)])
+        self._commit(
+            [(INDEX_KEY, index, True), (MANIFEST_KEY, canonical_json(manifest), True)],
+            [_task_key(t) for t in range(self.tasks)],
+        )
         self.sealed = manifest
 
     def publish(self) -> None:
         """Copy the sealed partial compacted to ``OUT.tmp``, fsync, rename to ``OUT``, clean up."""
         import lmdb
+
         _unlink(self.tmp)
         try:
             # A fixed map size: the copy records it in its meta pages.
-            env = lmdb.open(str(self.partial), subdir=False, map_size=self.base_map_size,
-                            lock=False, readahead=False)
+            env = lmdb.open(str(self.partial), subdir=False, map_size=self.base_map_size, lock=False, readahead=False)
             try:
                 env.copy(str(self.tmp), compact=True)
             finally:
@@ -262,8 +294,10 @@ class PackWriter:
             os.replace(self.tmp, self.out)
         except (lmdb.Error, OSError) as e:
             _unlink(self.tmp)
-            raise WriteError(f"cannot write {self.tmp}: {e}; the finished build is kept in "
-                             f"{self.partial.name}: free space and rerun the same command") from None
+            raise WriteError(
+                f"cannot write {self.tmp}: {e}; the finished build is kept in "
+                f"{self.partial.name}: free space and rerun the same command"
+            ) from None
         _fsync_dir(self.out.parent)
         _unlink(self.partial)
         _unlink(self.sidecar)
@@ -313,14 +347,20 @@ def _lock(path: Path, out: Path) -> int:
 def manifest_for(sset, tasks, results, recipe, target, seed: int, val: float) -> Dict[str, Any]:
     """The manifest: everything needed to understand and reproduce the pack."""
     import cv2
+
     split_of = {t.index: t.split for t in tasks}
     sources, skipped = [], []
     counts: Dict[str, Dict[str, int]] = {s: {} for s in SPLITS}
     splits: Dict[str, Dict[str, int]] = {s: {"start": 0, "count": 0} for s in SPLITS}
     for i, s in enumerate(sset.sources):
         res = results.get(i)
-        entry = {"path": s.rel, "label": s.label, "split": split_of[i],
-                 "sha256": res.sha256 if res else "", "records": res.count if res else 0}
+        entry = {
+            "path": s.rel,
+            "label": s.label,
+            "split": split_of[i],
+            "sha256": res.sha256 if res else "",
+            "records": res.count if res else 0,
+        }
         if res is None or res.error:
             entry["skipped"] = res.error if res else "not processed"
             skipped.append({"path": s.rel, "reason": entry["skipped"]})
@@ -334,12 +374,25 @@ def manifest_for(sset, tasks, results, recipe, target, seed: int, val: float) ->
         splits[t.split]["count"] += results[t.index].count if t.index in results else 0
     splits["val"]["start"] = splits["train"]["count"]
     return {
-        "format_version": FORMAT_VERSION, "generator": "edgeaug",
-        "versions": {"edgeaug": __version__, "numpy": np.__version__, "opencv": cv2.__version__,
-                     "python": platform.python_version(), "machine": platform.machine()},
-        "target": target.to_dict(), "recipe": recipe.to_dict(), "seed": seed, "val_fraction": val,
-        "source_kind": sset.kind, "classes": list(sset.classes), "sources": sources,
-        "skipped": skipped, "splits": splits, "counts": counts,
+        "format_version": FORMAT_VERSION,
+        "generator": "edgeaug",
+        "versions": {
+            "edgeaug": __version__,
+            "numpy": np.__version__,
+            "opencv": cv2.__version__,
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        },
+        "target": target.to_dict(),
+        "recipe": recipe.to_dict(),
+        "seed": seed,
+        "val_fraction": val,
+        "source_kind": sset.kind,
+        "classes": list(sset.classes),
+        "sources": sources,
+        "skipped": skipped,
+        "splits": splits,
+        "counts": counts,
         "tensor": {"shape": list(target.shape), "dtype": target.dtype},
     }
 

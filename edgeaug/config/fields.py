@@ -4,6 +4,7 @@ Configs are data: they are parsed with tomllib (tomli before 3.11) and every
 field is checked for type and range.  Errors name the file and the dotted
 field, e.g. ``recipe.toml: ops[2].degrees: expected a [low, high] pair``.
 """
+
 from __future__ import annotations
 
 import math
@@ -84,8 +85,7 @@ class Fields:
         self._range(key, v, lo, hi)
         return v
 
-    def num(self, key: str, default: Any = None, lo: float | None = None,
-            hi: float | None = None) -> float:
+    def num(self, key: str, default: Any = None, lo: float | None = None, hi: float | None = None) -> float:
         v = self.raw(key, _REQUIRED if default is None else default)
         return self.check_num(key, v, lo, hi)
 
@@ -101,8 +101,9 @@ class Fields:
             self.fail(key, f"expected true or false, got {_kind(v)}")
         return v
 
-    def nums(self, key: str, length: int | None, default: Any = None,
-             lo: float | None = None, hi: float | None = None) -> tuple:
+    def nums(
+        self, key: str, length: int | None, default: Any = None, lo: float | None = None, hi: float | None = None
+    ) -> tuple:
         v = self.raw(key, _REQUIRED if default is None else default)
         if not isinstance(v, (list, tuple)) or (length is not None and len(v) != length):
             self.fail(key, f"expected a list of {length if length else 'some'} numbers, got {_kind(v)}")

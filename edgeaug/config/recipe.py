@@ -27,6 +27,7 @@ Each op table takes ``op``, ``p`` and the op's ranges as ``[low, high]``
 pairs (a single number means a fixed value).  Unknown ops, unknown or
 out-of-range parameters are errors naming the file and field.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -76,8 +77,11 @@ class Recipe:
     def to_dict(self) -> dict:
         """Canonical form stored in the manifest (every default made explicit)."""
         return {
-            "variants": self.variants, "include_original": self.include_original,
-            "resize": self.resize, "border": self.border, "fill": self.fill,
+            "variants": self.variants,
+            "include_original": self.include_original,
+            "resize": self.resize,
+            "border": self.border,
+            "fill": self.fill,
             "min_visibility": self.min_visibility,
             "ops": [o.to_dict() for o in self.ops],
         }
@@ -87,8 +91,7 @@ class Recipe:
             return self
         if not 0 <= k <= 10000:
             raise ConfigError(f"--variants: {k} is outside 0..10000")
-        return Recipe(k, self.include_original, self.resize, self.border, self.fill,
-                      self.min_visibility, self.ops)
+        return Recipe(k, self.include_original, self.resize, self.border, self.fill, self.min_visibility, self.ops)
 
 
 def load_recipe(path: str | Path | None = None) -> Recipe:
@@ -162,8 +165,7 @@ def parse_op(table: Any, where: str, prefix: str, depth: int = 0, base: Path | N
     return OpSpec(name, p, tuple(ranges), tuple(options), children)
 
 
-def _parse_children(f: Fields, where: str, prefix: str, depth: int,
-                    base: Path | None = None) -> Tuple[OpSpec, ...]:
+def _parse_children(f: Fields, where: str, prefix: str, depth: int, base: Path | None = None) -> Tuple[OpSpec, ...]:
     raw = f.raw("ops", _REQUIRED)
     if not isinstance(raw, list) or not raw:
         f.fail("ops", "expected a non-empty array of op tables")

@@ -4,6 +4,7 @@ A profile is a TOML file (``targets/*.toml``) validated into a frozen
 :class:`Target`.  :func:`quantize` turns an augmented uint8 image into that
 tensor; the loader never converts anything afterwards.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,15 +22,14 @@ COLORS = {"RGB": 3, "BGR": 3, "GRAY": 1}
 QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
 # The shipped profiles: the top-level targets/ of a source checkout (editable installs
 # read it there), packaged as edgeaug/config/profiles/ in wheels (pyproject maps it).
-TARGET_DIRS = (Path(__file__).resolve().parents[2] / "targets",
-               Path(__file__).resolve().parent / "profiles")
+TARGET_DIRS = (Path(__file__).resolve().parents[2] / "targets", Path(__file__).resolve().parent / "profiles")
 
 
 @dataclass(frozen=True)
 class Device:
     name: str
-    arch: str          # "aarch64", "armv7l", "x86_64" or "any"
-    word_size: int     # 32 or 64
+    arch: str  # "aarch64", "armv7l", "x86_64" or "any"
+    word_size: int  # 32 or 64
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,15 @@ def parse_target(data: dict, name: str, where: str = "<target>") -> Target:
         inp.fail("channels", f"{channels} does not match color {color} ({COLORS[color]} channels)")
     dtype = inp.str("dtype", choices=DTYPES)
     kw = dict(
-        name=name, device=device, input_name=inp.str("name", default="input"),
-        height=inp.int("height", lo=1, hi=8192), width=inp.int("width", lo=1, hi=8192),
-        channels=channels, layout=inp.str("layout", choices=LAYOUTS), color=color, dtype=dtype,
+        name=name,
+        device=device,
+        input_name=inp.str("name", default="input"),
+        height=inp.int("height", lo=1, hi=8192),
+        width=inp.int("width", lo=1, hi=8192),
+        channels=channels,
+        layout=inp.str("layout", choices=LAYOUTS),
+        color=color,
+        dtype=dtype,
         mean=inp.nums("mean", channels, default=[0.0] * channels, lo=-1e6, hi=1e6),
         std=inp.nums("std", channels, default=[1.0] * channels, lo=1e-12, hi=1e6),
     )
@@ -146,6 +152,7 @@ def to_color(image: np.ndarray, color: str) -> np.ndarray:
     if color == "BGR":
         return np.ascontiguousarray(image[:, :, ::-1])
     import cv2
+
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[:, :, None]
 
 

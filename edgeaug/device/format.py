@@ -41,6 +41,7 @@ The labels section holds three arrays back to back, each prefixed by a
 output pixels, keypoints ``(n, 3) float32`` as ``[x, y, visible]``, and a mask
 ``(h, w) uint8`` whose prefix is the byte count (0 or h*w of the tensor).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -66,8 +67,14 @@ SPLITS = {"train": 0, "val": 1}
 
 #: One row per record in ``~index``.
 INDEX_DTYPE = np.dtype(
-    [("source", "<u4"), ("variant", "<u2"), ("split", "u1"), ("pad", "u1"),
-     ("label", "<i4"), ("digest", "u1", (32,))]  # not S32: numpy strips trailing NULs
+    [
+        ("source", "<u4"),
+        ("variant", "<u2"),
+        ("split", "u1"),
+        ("pad", "u1"),
+        ("label", "<i4"),
+        ("digest", "u1", (32,)),
+    ]  # not S32: numpy strips trailing NULs
 )
 
 #: Tensor dtypes a target may use, by manifest name.
@@ -101,12 +108,10 @@ def tensor_dtype(name: str) -> np.dtype:
 
 def canonical_json(obj: Any) -> bytes:
     """The one JSON encoding used for hashing and storing: sorted, compact, UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
-def pack_labels(boxes: np.ndarray | None, keypoints: np.ndarray | None,
-                mask: np.ndarray | None) -> bytes:
+def pack_labels(boxes: np.ndarray | None, keypoints: np.ndarray | None, mask: np.ndarray | None) -> bytes:
     """Serialize the per-record labels section."""
     parts = []
     for arr, cols in ((boxes, 5), (keypoints, 3)):
@@ -146,13 +151,13 @@ def _read_u4(buf, pos: int, end: int, what: str) -> int:
     return struct.unpack_from("<I", buf, pos)[0]
 
 
-def encode_record(tensor: np.ndarray, label: int, source: int, variant: int,
-                  split: int, labels: bytes, params: Any) -> bytes:
+def encode_record(
+    tensor: np.ndarray, label: int, source: int, variant: int, split: int, labels: bytes, params: Any
+) -> bytes:
     """Build one record value; the digest is filled in over bytes [40:]."""
     tbytes = np.ascontiguousarray(tensor).tobytes()
     pbytes = canonical_json(params)
-    body = struct.pack("<IIIiIHBB", len(tbytes), len(labels), len(pbytes),
-                       label, source, variant, split, 0)
+    body = struct.pack("<IIIiIHBB", len(tbytes), len(labels), len(pbytes), label, source, variant, split, 0)
     body += b"\0" * (HEADER_SIZE - DIGEST_START - len(body)) + tbytes + labels + pbytes
     digest = hashlib.sha256(body).digest()
     head = struct.pack("<4sHH32s", RECORD_MAGIC, FORMAT_VERSION, HEADER_SIZE, digest)
@@ -162,20 +167,31 @@ def encode_record(tensor: np.ndarray, label: int, source: int, variant: int,
 class RecordHeader:
     """A parsed, bounds-checked record header; offsets index into the value."""
 
-    __slots__ = ("digest", "tensor_nbytes", "labels_nbytes", "params_nbytes",
-                 "label", "source", "variant", "split")
+    __slots__ = ("digest", "tensor_nbytes", "labels_nbytes", "params_nbytes", "label", "source", "variant", "split")
 
     def __init__(self, value) -> None:
         if len(value) < HEADER_SIZE:
             raise FormatError(f"record of {len(value)} bytes is shorter than its header")
-        (magic, version, hsize, self.digest, self.tensor_nbytes, self.labels_nbytes,
-         self.params_nbytes, self.label, self.source, self.variant, self.split,
-         reserved) = RECORD_HEADER.unpack_from(value, 0)
+        (
+            magic,
+            version,
+            hsize,
+            self.digest,
+            self.tensor_nbytes,
+            self.labels_nbytes,
+            self.params_nbytes,
+            self.label,
+            self.source,
+            self.variant,
+            self.split,
+            reserved,
+        ) = RECORD_HEADER.unpack_from(value, 0)
         if magic != RECORD_MAGIC:
             raise FormatError("record magic mismatch")
         if version != FORMAT_VERSION or hsize != HEADER_SIZE:
-            raise FormatError(f"record format version {version} (header {hsize}); "
-                              f"this reader understands version {FORMAT_VERSION}")
+            raise FormatError(
+                f"record format version {version} (header {hsize}); this reader understands version {FORMAT_VERSION}"
+            )
         if self.split not in (0, 1) or reserved != 0:
             raise FormatError(f"record split {self.split} / reserved byte {reserved} out of range")
         total = HEADER_SIZE + self.tensor_nbytes + self.labels_nbytes + self.params_nbytes
@@ -268,8 +284,16 @@ def validate_manifest(m: Any) -> None:
         _mf(m, key, "", dict)
 
 
-def _mf(d: Any, key: Any, where: str, kind: type, lo: Any = None, hi: Any = None,
-        choices: Tuple[str, ...] = (), optional: bool = False) -> Any:
+def _mf(
+    d: Any,
+    key: Any,
+    where: str,
+    kind: type,
+    lo: Any = None,
+    hi: Any = None,
+    choices: Tuple[str, ...] = (),
+    optional: bool = False,
+) -> Any:
     """One manifest field: ``d[key]`` (or ``d`` itself when key is None), type- and range-checked."""
     name = where if key is None else f"{where}.{key}" if where else key
     if key is None:

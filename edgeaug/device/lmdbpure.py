@@ -17,6 +17,7 @@ u16 node offsets from the page start.  Node: ``mn_lo``, ``mn_hi``, ``mn_flags``,
 mapsize, the free and main ``MDB_db`` records (page size in the free DB's
 ``md_pad``), last page number and txnid.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -38,8 +39,14 @@ MAX_DEPTH = 64  # LMDB's own cursor stack holds 32 levels
 P_BRANCH, P_LEAF, P_OVERFLOW, P_META, P_LEAF2, P_SUBP = 0x01, 0x02, 0x04, 0x08, 0x20, 0x40
 _P_TYPES = P_BRANCH | P_LEAF | P_OVERFLOW | P_META | P_LEAF2 | P_SUBP  # ignores P_DIRTY etc.
 F_BIGDATA, F_SUBDATA, F_DUPDATA = 0x01, 0x02, 0x04
-_UNSUPPORTED_FLAGS = {0x02: "MDB_REVERSEKEY", 0x04: "MDB_DUPSORT", 0x08: "MDB_INTEGERKEY",
-                      0x10: "MDB_DUPFIXED", 0x20: "MDB_INTEGERDUP", 0x40: "MDB_REVERSEDUP"}
+_UNSUPPORTED_FLAGS = {
+    0x02: "MDB_REVERSEKEY",
+    0x04: "MDB_DUPSORT",
+    0x08: "MDB_INTEGERKEY",
+    0x10: "MDB_DUPFIXED",
+    0x20: "MDB_INTEGERDUP",
+    0x40: "MDB_REVERSEDUP",
+}
 _PSIZE_GUESSES = (4096, 8192, 16384, 32768, 65536, 512, 1024, 2048)
 
 _HDR = struct.Struct("<QHHHH")
@@ -184,12 +191,13 @@ class PureEnvironment:
 
     def _load_meta(self) -> None:
         if self._file_size < _META_END:
-            raise LmdbFormatError(f"{self.path}: file is {self._file_size} bytes, too small "
-                                  "for an LMDB meta page (truncated or empty)")
+            raise LmdbFormatError(
+                f"{self.path}: file is {self._file_size} bytes, too small for an LMDB meta page (truncated or empty)"
+            )
         m0, why0 = _parse_meta(self._pread(0, _META_END))
         m1, why1 = None, "not found at any supported page size"
         # Meta 1 sits one page in; if meta 0 is unusable its psize is unknown, so try the usual ones.
-        for off in ([m0.psize] if m0 else _PSIZE_GUESSES):
+        for off in [m0.psize] if m0 else _PSIZE_GUESSES:
             if off + _META_END > self._file_size:
                 why1 = "beyond end of file"
                 continue
@@ -210,7 +218,8 @@ class PureEnvironment:
         if meta.last_pgno < 1 or need > self._file_size:
             raise LmdbFormatError(
                 f"{self.path}: truncated file: meta (txn {meta.txnid}) needs {meta.last_pgno + 1} "
-                f"pages of {meta.psize} bytes = {need} bytes, file has {self._file_size}")
+                f"pages of {meta.psize} bytes = {need} bytes, file has {self._file_size}"
+            )
         self._meta, self._psize, self._last_pgno = meta, meta.psize, meta.last_pgno
         self._check_record(meta.main, "main DB")
 
@@ -221,8 +230,9 @@ class PureEnvironment:
             if rec.depth:
                 raise LmdbFormatError(f"{what}: empty tree with depth {rec.depth}")
         elif not 2 <= rec.root <= self._last_pgno or rec.depth == 0:
-            raise LmdbFormatError(f"{what}: root page {rec.root} (depth {rec.depth}) is invalid "
-                                  f"for data pages 2..{self._last_pgno}")
+            raise LmdbFormatError(
+                f"{what}: root page {rec.root} (depth {rec.depth}) is invalid for data pages 2..{self._last_pgno}"
+            )
 
     # -- pages -----------------------------------------------------------
 
@@ -270,7 +280,7 @@ class PureEnvironment:
         kend = off + NODESIZE + ksize
         if kend > psize:
             raise LmdbFormatError(f"page {pgno}: {ksize}-byte key at offset {off} overruns the page")
-        key = raw[off + NODESIZE:kend]
+        key = raw[off + NODESIZE : kend]
         if not is_leaf:  # on 64-bit the child pgno spills into mn_flags
             child = lo | hi << 16 | nflags << 32
             if not 2 <= child <= self._last_pgno:
@@ -286,7 +296,7 @@ class PureEnvironment:
     def _value(self, page: _Page, idx: int) -> bytes:
         nflags, dsize, doff = page.nodes[idx]
         if not nflags & F_BIGDATA:
-            return page.raw[doff:doff + dsize]
+            return page.raw[doff : doff + dsize]
         return self._read_overflow(_U64.unpack_from(page.raw, doff)[0], dsize)
 
     def _read_overflow(self, pgno: int, size: int) -> bytes:
@@ -299,8 +309,10 @@ class PureEnvironment:
         pages = lo | up << 16  # mp_pages overlays mp_lower/mp_upper
         # An overwrite may reuse a longer run in place, so pages >= need is fine.
         if mp_pgno != pgno or flags & _P_TYPES != P_OVERFLOW or not need <= pages <= last - pgno + 1:
-            raise LmdbFormatError(f"page {pgno}: not a valid overflow page for a {size}-byte value "
-                                  f"(pgno {mp_pgno}, flags 0x{flags:x}, {pages} pages)")
+            raise LmdbFormatError(
+                f"page {pgno}: not a valid overflow page for a {size}-byte value "
+                f"(pgno {mp_pgno}, flags 0x{flags:x}, {pages} pages)"
+            )
         return self._pread(pgno * psize + PAGEHDRSZ, size)
 
     # -- tree walking ----------------------------------------------------
@@ -317,8 +329,10 @@ class PureEnvironment:
             at_leaf_level = len(stack) == rec.depth - 1
             if page.is_leaf != at_leaf_level:
                 kind = "leaf" if page.is_leaf else "branch"
-                raise LmdbFormatError(f"page {pgno}: {kind} page at level {len(stack)} "
-                                      f"of a depth-{rec.depth} tree (corrupt or cyclic tree)")
+                raise LmdbFormatError(
+                    f"page {pgno}: {kind} page at level {len(stack)} "
+                    f"of a depth-{rec.depth} tree (corrupt or cyclic tree)"
+                )
             if page.is_leaf:
                 stack.append([page, 0 if key is None else bisect.bisect_left(page.keys, key)])
                 return
@@ -362,8 +376,10 @@ class PureEnvironment:
     def _check_supported(self, rec: _DbRecord, what: str) -> None:
         bad = [name for bit, name in _UNSUPPORTED_FLAGS.items() if rec.flags & bit]
         if bad:
-            raise NotImplementedError(f"{what} uses {', '.join(bad)}; only plain byte-ordered, "
-                                      "non-dupsort databases are supported by the pure reader")
+            raise NotImplementedError(
+                f"{what} uses {', '.join(bad)}; only plain byte-ordered, "
+                "non-dupsort databases are supported by the pure reader"
+            )
 
     def _lookup(self, rec: _DbRecord, key: bytes) -> Optional[Tuple[_Page, int]]:
         if rec.root == P_INVALID:
@@ -447,17 +463,23 @@ class PureEnvironment:
                 pgno = _U64.unpack_from(page.raw, doff)[0]
                 need = (PAGEHDRSZ - 1 + dsize) // self._psize + 1  # OVPAGES() in mdb.c
                 if not 2 <= pgno or pgno + need - 1 > self._last_pgno:
-                    raise LmdbFormatError(f"page {page.pgno}: {dsize}-byte value at page {pgno} "
-                                          f"runs past page {self._last_pgno}")
+                    raise LmdbFormatError(
+                        f"page {page.pgno}: {dsize}-byte value at page {pgno} runs past page {self._last_pgno}"
+                    )
             n += 1
         return n
 
     def stat(self, db=None) -> dict:
         """Tree statistics with py-lmdb's ``stat()`` keys (main DB by default)."""
         rec = self._resolve(db)
-        return {"psize": self._psize, "depth": rec.depth, "branch_pages": rec.branch_pages,
-                "leaf_pages": rec.leaf_pages, "overflow_pages": rec.overflow_pages,
-                "entries": rec.entries}
+        return {
+            "psize": self._psize,
+            "depth": rec.depth,
+            "branch_pages": rec.branch_pages,
+            "leaf_pages": rec.leaf_pages,
+            "overflow_pages": rec.overflow_pages,
+            "entries": rec.entries,
+        }
 
     def info(self) -> dict:
         """Snapshot information: ``map_size``, ``last_pgno``, ``last_txnid``."""

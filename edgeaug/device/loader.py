@@ -19,24 +19,43 @@ On a 32-bit system, where the native liblmdb cannot open a pack written on a
 64-bit machine, or without the lmdb package, the pure-Python reader
 ``edgeaug.lmdbpure`` is used instead.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
-import time
 import os
 import platform
 import struct
 import sys
 import threading
+import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .format import (FORMAT_VERSION, HEADER_SIZE, INDEX_DTYPE, INDEX_KEY,  # bundle: drop
-                     MANIFEST_KEY, MAX_MANIFEST_BYTES, RECORD_PREFIX, MAX_RECORDS, MAX_TENSOR_BYTES, SPLITS,
-                     FormatError, RecordHeader, fingerprint, record_digest, record_key,
-                     tensor_dtype, tensor_shape, unpack_labels, validate_manifest, RECORD_MAGIC)
+from .format import (  # bundle: drop
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    INDEX_DTYPE,
+    INDEX_KEY,
+    MANIFEST_KEY,
+    MAX_MANIFEST_BYTES,
+    MAX_RECORDS,
+    MAX_TENSOR_BYTES,
+    RECORD_MAGIC,
+    RECORD_PREFIX,
+    SPLITS,
+    FormatError,
+    RecordHeader,
+    fingerprint,
+    record_digest,
+    record_key,
+    tensor_dtype,
+    tensor_shape,
+    unpack_labels,
+    validate_manifest,
+)
 
 
 class PackError(FormatError):
@@ -50,11 +69,13 @@ class _NativeBackend:
 
     def __init__(self, path: str, size: int) -> None:
         import lmdb
+
         self.path, self._error = path, lmdb.Error
         # readahead=True keeps the kernel's fault-around: first touches of a
         # mapping cost ~2x less (measured); packs usually fit in the page cache.
-        self.env = lmdb.open(path, subdir=False, readonly=True, lock=False,
-                             readahead=True, max_readers=1, max_spare_txns=0)
+        self.env = lmdb.open(
+            path, subdir=False, readonly=True, lock=False, readahead=True, max_readers=1, max_spare_txns=0
+        )
         # Check the file covers every page the database claims before any read.
         need = (self.env.info()["last_pgno"] + 1) * self.env.stat()["psize"]
         if need > size:
@@ -179,8 +200,7 @@ class Pack:
     ``backend`` is ``"auto"``, ``"lmdb"`` or ``"pure"``.
     """
 
-    def __init__(self, path: str, split: str = "train", seed: Optional[int] = None,
-                 backend: str = "auto") -> None:
+    def __init__(self, path: str, split: str = "train", seed: Optional[int] = None, backend: str = "auto") -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
         self.path, self.split = str(path), split
@@ -217,8 +237,10 @@ class Pack:
         if not isinstance(m, dict):
             raise PackError(f"{self.path}: manifest is not a JSON object")
         if m.get("format_version") != FORMAT_VERSION:
-            raise PackError(f"{self.path}: pack format version {m.get('format_version')!r}; "
-                            f"this loader reads version {FORMAT_VERSION}")
+            raise PackError(
+                f"{self.path}: pack format version {m.get('format_version')!r}; "
+                f"this loader reads version {FORMAT_VERSION}"
+            )
         try:
             validate_manifest(m)  # types and ranges: a crafted manifest can carry a valid fingerprint
         except FormatError as e:
@@ -250,15 +272,18 @@ class Pack:
         body = {k: v for k, v in self.manifest.items() if k != "fingerprint"}
         if fingerprint(body, index.tobytes()) != self.manifest.get("fingerprint"):
             raise PackError(f"{self.path}: fingerprint mismatch: manifest or index was altered")
-        if len(index) and (int(index["source"].max()) >= len(self.manifest["sources"])
-                           or int(index["split"].max()) >= len(SPLITS)):
+        if len(index) and (
+            int(index["source"].max()) >= len(self.manifest["sources"]) or int(index["split"].max()) >= len(SPLITS)
+        ):
             raise PackError(f"{self.path}: index names a source or split the manifest does not have")
         return index
 
     def _setup_split(self) -> None:
         start, count = self._splits[self.split]
-        rows = self._index[start:start + count]
-        if count and (np.any(np.diff(rows["source"].astype(np.int64)) < 0) or np.any(rows["split"] != SPLITS[self.split])):
+        rows = self._index[start : start + count]
+        if count and (
+            np.any(np.diff(rows["source"].astype(np.int64)) < 0) or np.any(rows["split"] != SPLITS[self.split])
+        ):
             raise PackError(f"{self.path}: index of split {self.split} is not in source order")
         self._start, self._count = start, count
         self.labels = rows["label"].astype(np.int64)
@@ -292,7 +317,10 @@ class Pack:
             raise PackError(f"{self.path}: record {r}: {e}") from None
         row = self._index[r]
         if h.tensor_nbytes != self.nbytes or (h.source, h.variant, h.split) != (
-                row["source"], row["variant"], row["split"]):
+            row["source"],
+            row["variant"],
+            row["split"],
+        ):
             raise PackError(f"{self.path}: record {r}: header does not match the target or the index")
         return np.frombuffer(value, self.dtype, int(np.prod(self.shape)), HEADER_SIZE).reshape(self.shape)
 
@@ -314,13 +342,20 @@ class Pack:
             raise PackError(f"{self.path}: record {r} is missing")
         try:
             h = RecordHeader(value)
-            labels = unpack_labels(memoryview(value)[h.labels_offset:h.params_offset],
-                                   self._mask_shape())
-            params = json.loads(bytes(value[h.params_offset:]).decode("utf-8"))
+            labels = unpack_labels(memoryview(value)[h.labels_offset : h.params_offset], self._mask_shape())
+            params = json.loads(bytes(value[h.params_offset :]).decode("utf-8"))
         except (FormatError, ValueError, RecursionError) as e:
             raise PackError(f"{self.path}: record {r}: {e}") from None
-        return {"x": self._tensor(value, r), "label": h.label, "source": h.source, "variant": h.variant,
-                "split": h.split, "digest": h.digest.hex(), "params": params, **labels}
+        return {
+            "x": self._tensor(value, r),
+            "label": h.label,
+            "source": h.source,
+            "variant": h.variant,
+            "split": h.split,
+            "digest": h.digest.hex(),
+            "params": params,
+            **labels,
+        }
 
     def _mask_shape(self) -> Tuple[int, int]:
         t = self.manifest["target"]
@@ -344,15 +379,16 @@ class Pack:
             order = order[_rng(self.seed, 2, epoch).permutation(len(order))]
         return order
 
-    def batches(self, batch_size: int, epoch: int = 0, shuffle: bool = True,
-                drop_last: bool = False, all_variants: bool = False) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    def batches(
+        self, batch_size: int, epoch: int = 0, shuffle: bool = True, drop_last: bool = False, all_variants: bool = False
+    ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
         """Yield ``(X, Y)``: X one contiguous array (batch, *shape) of the target dtype."""
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         order = self.epoch_order(epoch, shuffle, all_variants)
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
         for b in range(0, stop, batch_size):
-            idx = order[b:b + batch_size]
+            idx = order[b : b + batch_size]
             with self._spare_lock:
                 x = _reusable(self._spare, (len(idx),) + self.shape, self.dtype)
             self._fill(memoryview(x.reshape(-1).view(np.uint8)), idx.tolist())
@@ -371,11 +407,16 @@ class Pack:
             value = get(RECORD_PREFIX + (start + i).to_bytes(8, "big"))  # record_key, inlined
             try:
                 # Magic, version and section sizes: a damaged header never passes as data.
-                magic, version, hsize, t, l, p = head(value, 0)
-                if (magic != RECORD_MAGIC or version != FORMAT_VERSION or hsize != HEADER_SIZE
-                        or t != nb or end + l + p != len(value)):
+                magic, version, hsize, t, nl, p = head(value, 0)
+                if (
+                    magic != RECORD_MAGIC
+                    or version != FORMAT_VERSION
+                    or hsize != HEADER_SIZE
+                    or t != nb
+                    or end + nl + p != len(value)
+                ):
                     raise ValueError
-                dst[j * nb:(j + 1) * nb] = value[HEADER_SIZE:end]
+                dst[j * nb : (j + 1) * nb] = value[HEADER_SIZE:end]
             except (TypeError, ValueError, struct.error):
                 self._tensor(self._value(i), start + i)  # raises the precise PackError
                 raise PackError(f"{self.path}: record {start + i} is malformed") from None
@@ -431,10 +472,19 @@ class Pack:
 
     def info(self) -> Dict[str, Any]:
         m = self.manifest
-        return {"path": self.path, "format_version": m["format_version"], "fingerprint": m["fingerprint"],
-                "records": self.records, "splits": {s: c for s, (_, c) in self._splits.items()},
-                "seed": m["seed"], "target": m["target"].get("name"), "shape": list(self.shape),
-                "dtype": str(self.dtype), "classes": self.classes, "backend": self._db.name}
+        return {
+            "path": self.path,
+            "format_version": m["format_version"],
+            "fingerprint": m["fingerprint"],
+            "records": self.records,
+            "splits": {s: c for s, (_, c) in self._splits.items()},
+            "seed": m["seed"],
+            "target": m["target"].get("name"),
+            "shape": list(self.shape),
+            "dtype": str(self.dtype),
+            "classes": self.classes,
+            "backend": self._db.name,
+        }
 
     def backend_name(self) -> str:
         return self._db.name
@@ -472,7 +522,9 @@ def _reusable(spare: List[np.ndarray], shape: Tuple[int, ...], dtype: np.dtype) 
 
 
 def _arch_family(arch: str) -> str:
-    return "arm" if arch.startswith(("arm", "aarch")) else "x86" if arch in ("x86_64", "amd64", "i386", "i686") else arch
+    return (
+        "arm" if arch.startswith(("arm", "aarch")) else "x86" if arch in ("x86_64", "amd64", "i386", "i686") else arch
+    )
 
 
 def _rng(seed: int, stream: int, n: int) -> np.random.Generator:
@@ -490,8 +542,12 @@ def bench(pack: Pack, batch_size: int = 32, seconds: float = 3.0) -> Dict[str, f
     return {"records_per_s": n / dt, "mb_per_s": n * pack.nbytes / dt / 1e6, "epochs": epoch}
 
 
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
-              "tensor(int8)": "int8"}
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+}
 
 
 def bench_model(pack: Pack, model: str, batch_size: int = 32, seconds: float = 3.0) -> Dict[str, Any]:
@@ -500,17 +556,23 @@ def bench_model(pack: Pack, model: str, batch_size: int = 32, seconds: float = 3
     onnxruntime is optional and imported here only (ImportError when absent).
     """
     import onnxruntime as ort
+
     try:
         sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime's own exception types
         raise ValueError(f"{model}: onnxruntime cannot load it: {e}") from None
     inp = sess.get_inputs()[0]
     dims = list(inp.shape)[1:]
-    if (_ORT_TYPES.get(inp.type, inp.type) != pack.dtype.name or len(dims) != len(pack.shape)
-            or any(isinstance(d, int) and d != s for d, s in zip(dims, pack.shape))):
-        raise ValueError(f"{model}: input {inp.name!r} is {inp.type} {list(inp.shape)}, the pack holds "
-                         f"{pack.dtype.name} {list(pack.shape)} (edgeaug adapt-model and "
-                         f"edgeaug target from-onnx make them agree)")
+    if (
+        _ORT_TYPES.get(inp.type, inp.type) != pack.dtype.name
+        or len(dims) != len(pack.shape)
+        or any(isinstance(d, int) and d != s for d, s in zip(dims, pack.shape))
+    ):
+        raise ValueError(
+            f"{model}: input {inp.name!r} is {inp.type} {list(inp.shape)}, the pack holds "
+            f"{pack.dtype.name} {list(pack.shape)} (edgeaug adapt-model and "
+            f"edgeaug target from-onnx make them agree)"
+        )
     n, epoch, t0 = 0, 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         for x, _ in pack.batches(batch_size, epoch=epoch):
@@ -524,11 +586,14 @@ def bench_model(pack: Pack, model: str, batch_size: int = 32, seconds: float = 3
 
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m edgeaug.loader info|verify|bench PACK``."""
-    ap = argparse.ArgumentParser(prog="python -m edgeaug.loader",
-                                 description="Inspect, verify and benchmark an edgeaug pack on the device.")
-    ap.add_argument("command", choices=("info", "verify", "bench"),
-                    help="info: print the manifest summary; verify: check every record's digest; "
-                         "bench: shuffled-batch throughput")
+    ap = argparse.ArgumentParser(
+        prog="python -m edgeaug.loader", description="Inspect, verify and benchmark an edgeaug pack on the device."
+    )
+    ap.add_argument(
+        "command",
+        choices=("info", "verify", "bench"),
+        help="info: print the manifest summary; verify: check every record's digest; bench: shuffled-batch throughput",
+    )
     ap.add_argument("pack", help="path to the .lmdb pack file")
     ap.add_argument("--split", default="train", choices=sorted(SPLITS))
     ap.add_argument("--batch", type=int, default=32, help="bench: batch size")
@@ -546,25 +611,34 @@ def main(argv: Optional[List[str]] = None) -> int:
                 problems = pack.verify()
                 for p in problems:
                     print(p)
-                print(f"{pack.records - len(problems)}/{pack.records} records ok "
-                      f"(fingerprint {pack.manifest['fingerprint'][:16]})")
+                print(
+                    f"{pack.records - len(problems)}/{pack.records} records ok "
+                    f"(fingerprint {pack.manifest['fingerprint'][:16]})"
+                )
                 return 1 if problems else 0
             elif args.model:
                 try:
                     r = bench_model(pack, args.model, args.batch, args.seconds)
                 except ImportError:
-                    print("error: --model needs onnxruntime (pip install onnxruntime); "
-                          "without --model, bench measures loading only", file=sys.stderr)
+                    print(
+                        "error: --model needs onnxruntime (pip install onnxruntime); "
+                        "without --model, bench measures loading only",
+                        file=sys.stderr,
+                    )
                     return 2
                 except ValueError as e:
                     print(f"error: {e}", file=sys.stderr)
                     return 2
-                print(f"{r['records_per_s']:.0f} samples/s through {os.path.basename(args.model)} "
-                      f"(batch {args.batch}, {pack.backend_name()} backend, loading + inference)")
+                print(
+                    f"{r['records_per_s']:.0f} samples/s through {os.path.basename(args.model)} "
+                    f"(batch {args.batch}, {pack.backend_name()} backend, loading + inference)"
+                )
             else:
                 r = bench(pack, args.batch, args.seconds)
-                print(f"{r['records_per_s']:.0f} records/s, {r['mb_per_s']:.1f} MB/s "
-                      f"(batch {args.batch}, {pack.backend_name()} backend, {r['epochs']} epochs)")
+                print(
+                    f"{r['records_per_s']:.0f} records/s, {r['mb_per_s']:.1f} MB/s "
+                    f"(batch {args.batch}, {pack.backend_name()} backend, {r['epochs']} epochs)"
+                )
     except PackError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@
   normalization ``(p / 255 - mean) / std`` and (for NCHW models) a Transpose
   inserted in front (``insert_preprocess``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,25 +18,42 @@ from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edgeaug.models.onnx_io import (ADAPT_HEAD, DTYPE_ELEMS, ModelError, channel_values, find_input_quant, graph_input,
-                         infer_layout, input_signature, load_model, meta_numbers, require)
+from edgeaug.models.onnx_io import (
+    ADAPT_HEAD,
+    DTYPE_ELEMS,
+    ModelError,
+    channel_values,
+    find_input_quant,
+    graph_input,
+    infer_layout,
+    input_signature,
+    load_model,
+    meta_numbers,
+    require,
+)
 
 
 @dataclass(frozen=True)
 class Adapted:
     """What :func:`adapt_model` did, for the command's report."""
 
-    kind: str            # "qdq" (input quantizer removed) or "preprocess"
+    kind: str  # "qdq" (input quantizer removed) or "preprocess"
     input_name: str
-    dtype: str           # the new input dtype
+    dtype: str  # the new input dtype
     shape: Tuple[Any, ...]
     scale: float = 1 / 255
     zero_point: int = 0
 
 
-def adapt_model(src: str | Path, dst: str | Path, insert_preprocess: bool = False,
-                mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
-                layout: Optional[str] = None, input_name: Optional[str] = None) -> Adapted:
+def adapt_model(
+    src: str | Path,
+    dst: str | Path,
+    insert_preprocess: bool = False,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+    layout: Optional[str] = None,
+    input_name: Optional[str] = None,
+) -> Adapted:
     """Write ``dst``: ``src`` taking the pack's integer tensor directly.
 
     QDQ models lose their input QuantizeLinear.  Float models are refused
@@ -49,13 +67,14 @@ def adapt_model(src: str | Path, dst: str | Path, insert_preprocess: bool = Fals
     dims, dtype = input_signature(vi, where)
     quant, reason = find_input_quant(model, vi.name, where)
     if quant is not None and not quant.removable:
-        raise ModelError(f"{where}: input {vi.name!r} is already {dtype} feeding a DequantizeLinear: "
-                         f"nothing to adapt")
+        raise ModelError(f"{where}: input {vi.name!r} is already {dtype} feeding a DequantizeLinear: nothing to adapt")
     if quant is not None and quant.dtype == "int8":
         add_dequant_head(model, vi, quant)
         res = Adapted("qdq", vi.name, quant.dtype, tuple(dims), quant.scale, quant.zero_point)
-        note = (f"int8 input dequantized in front of the kept QuantizeLinear: scale={quant.scale!r} "
-                f"zero_point={quant.zero_point}")
+        note = (
+            f"int8 input dequantized in front of the kept QuantizeLinear: scale={quant.scale!r} "
+            f"zero_point={quant.zero_point}"
+        )
     elif quant is not None:
         remove_input_quant(model, vi, quant)
         res = Adapted("qdq", vi.name, quant.dtype, tuple(dims), quant.scale, quant.zero_point)
@@ -73,8 +92,10 @@ def adapt_model(src: str | Path, dst: str | Path, insert_preprocess: bool = Fals
         res = Adapted("preprocess", vi.name, "uint8", shape)
         note = f"uint8 NHWC pixel input; inserted (p/255 - {list(mean)}) / {list(std)}, layout {lay}"
     else:
-        raise ModelError(f"{where}: no input QuantizeLinear to remove ({reason}); "
-                         f"use --insert-preprocess to give a float model a uint8 NHWC input")
+        raise ModelError(
+            f"{where}: no input QuantizeLinear to remove ({reason}); "
+            f"use --insert-preprocess to give a float model a uint8 NHWC input"
+        )
     _set_meta(model, **{"edgeaug.adapted": note})
     try:
         onnx.checker.check_model(model, full_check=True)
@@ -120,27 +141,38 @@ def add_dequant_head(model: Any, vi: Any, quant: Any) -> None:
     DequantizeLinear would not do: onnxruntime folds a DQ->Q pair away.
     """
     from onnx import TensorProto, helper, numpy_helper
+
     graph, name = model.graph, vi.name
     if quant.path:  # Casts in front of the quantizer are replaced by ours
-        raise ModelError(f"input {name!r} reaches its int8 QuantizeLinear through "
-                         f"{[n.op_type for n in quant.path]}; only a direct int8 quantizer can be adapted")
+        raise ModelError(
+            f"input {name!r} reaches its int8 QuantizeLinear through "
+            f"{[n.op_type for n in quant.path]}; only a direct int8 quantizer can be adapted"
+        )
     k_zp, k_scale = _fresh(graph, ADAPT_HEAD + "zero_point"), _fresh(graph, ADAPT_HEAD + "scale")
-    graph.initializer.extend([numpy_helper.from_array(np.array(quant.zero_point, np.float32), k_zp),
-                              numpy_helper.from_array(np.array(quant.scale, np.float32), k_scale)])
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array(quant.zero_point, np.float32), k_zp),
+            numpy_helper.from_array(np.array(quant.scale, np.float32), k_scale),
+        ]
+    )
     t = [_fresh(graph, f"{ADAPT_HEAD}{i}") for i in range(3)]
-    nodes = [helper.make_node("Cast", [name], [t[0]], to=TensorProto.FLOAT, name=t[0]),
-             helper.make_node("Sub", [t[0], k_zp], [t[1]], name=t[1]),
-             helper.make_node("Mul", [t[1], k_scale], [t[2]], name=t[2])]
+    nodes = [
+        helper.make_node("Cast", [name], [t[0]], to=TensorProto.FLOAT, name=t[0]),
+        helper.make_node("Sub", [t[0], k_zp], [t[1]], name=t[1]),
+        helper.make_node("Mul", [t[1], k_scale], [t[2]], name=t[2]),
+    ]
     quant.node.input[0] = t[2]
     for i, node in enumerate(nodes):
         graph.node.insert(i, node)
     vi.type.tensor_type.elem_type = DTYPE_ELEMS["int8"]
 
 
-def add_preprocess(model: Any, vi: Any, dims: Sequence[Any], dtype: str, layout: str,
-                   mean: Sequence[float], std: Sequence[float]) -> Tuple[Any, ...]:
+def add_preprocess(
+    model: Any, vi: Any, dims: Sequence[Any], dtype: str, layout: str, mean: Sequence[float], std: Sequence[float]
+) -> Tuple[Any, ...]:
     """Give the float input ``vi`` a uint8 NHWC pixel input in front: Cast, Transpose, Mul, Add."""
     from onnx import TensorProto, helper, numpy_helper
+
     graph, name = model.graph, vi.name
     inner = _fresh(graph, name + "_normalized")
     _rename_uses(graph, name, inner)
@@ -160,8 +192,10 @@ def add_preprocess(model: Any, vi: Any, dims: Sequence[Any], dtype: str, layout:
     if dtype == "float32":
         nodes.append(helper.make_node("Add", [t[2], k_bias], [inner]))
     else:  # compute in float32, hand the model its own float type
-        nodes += [helper.make_node("Add", [t[2], k_bias], [t[3]]),
-                  helper.make_node("Cast", [t[3]], [inner], to=DTYPE_ELEMS[dtype])]
+        nodes += [
+            helper.make_node("Add", [t[2], k_bias], [t[3]]),
+            helper.make_node("Cast", [t[3]], [inner], to=DTYPE_ELEMS[dtype]),
+        ]
     for i, node in enumerate(nodes):
         graph.node.insert(i, node)
     nhwc = [dims[0], dims[2], dims[3], dims[1]] if layout == "NCHW" else list(dims)

@@ -17,14 +17,15 @@ floats, so the reader can de-quantize through an exact inverse table:
   in [0, 1], for a model that normalizes inside its graph.
 * ``dequantize=None``: the stored tensor as is (an integer-input model).
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 
-from edgeaug.device.loader import Pack
 from edgeaug.config.targets import QRANGE
+from edgeaug.device.loader import Pack
 
 DEQUANTIZE = (None, "normalized", "pixels")
 
@@ -39,8 +40,7 @@ def dequantize_table(target: Dict[str, Any], mode: str) -> np.ndarray:
     return np.broadcast_to(x, (hi - lo + 1, len(target["mean"])))
 
 
-def dequantize(x: np.ndarray, target: Dict[str, Any], mode: str = "normalized",
-               dtype: Any = np.float32) -> np.ndarray:
+def dequantize(x: np.ndarray, target: Dict[str, Any], mode: str = "normalized", dtype: Any = np.float32) -> np.ndarray:
     """De-quantize a batch ``(N, *target shape)`` of stored tensors (see the module doc)."""
     if mode not in ("normalized", "pixels"):
         raise ValueError(f"dequantize must be one of {DEQUANTIZE}, got {mode!r}")
@@ -68,9 +68,16 @@ class PackCalibrationReader:
     ``input_name`` defaults to the target's input name.
     """
 
-    def __init__(self, pack_path: str, split: str = "val", input_name: Optional[str] = None,
-                 limit: Optional[int] = None, batch_size: int = 1,
-                 dequantize: Optional[str] = None, dtype: Any = np.float32) -> None:
+    def __init__(
+        self,
+        pack_path: str,
+        split: str = "val",
+        input_name: Optional[str] = None,
+        limit: Optional[int] = None,
+        batch_size: int = 1,
+        dequantize: Optional[str] = None,
+        dtype: Any = np.float32,
+    ) -> None:
         if dequantize not in DEQUANTIZE:
             raise ValueError(f"dequantize must be one of {DEQUANTIZE}, got {dequantize!r}")
         if batch_size < 1 or (limit is not None and limit < 1):
@@ -78,8 +85,10 @@ class PackCalibrationReader:
         self.pack = Pack(str(pack_path), split)
         if len(self.pack) == 0:
             self.pack.close()
-            raise ValueError(f"{pack_path}: split {split!r} is empty"
-                             + ("; build with --val or use split='train'" if split == "val" else ""))
+            raise ValueError(
+                f"{pack_path}: split {split!r} is empty"
+                + ("; build with --val or use split='train'" if split == "val" else "")
+            )
         self.input_name = input_name or self.pack.input_name
         self.target = self.pack.manifest["target"]
         self.limit, self.batch_size = limit, batch_size

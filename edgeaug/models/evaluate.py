@@ -6,6 +6,7 @@ the first output (or the output itself when it is an integer label vector),
 and output index ``i`` is taken to mean the pack's class ``i`` (classes are
 sorted folder names or manifest labels, see ``pack.classes``).
 """
+
 from __future__ import annotations
 
 import time
@@ -17,8 +18,7 @@ import numpy as np
 from edgeaug.device.loader import Pack
 from edgeaug.models.onnx_io import ModelError, session
 
-ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16",
-             "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
+ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
 
 
 def check_input(sess: Any, pack: Pack, where: str) -> Any:
@@ -29,13 +29,16 @@ def check_input(sess: Any, pack: Pack, where: str) -> Any:
     inp = inputs[0]
     want = ORT_TYPES.get(inp.type, inp.type)
     if want != pack.dtype.name:
-        raise ModelError(f"{where}: input {inp.name!r} is {want} but the pack holds {pack.dtype.name}; "
-                         f"adapt the model (edgeaug adapt-model) or build with its target "
-                         f"(edgeaug target from-onnx)")
+        raise ModelError(
+            f"{where}: input {inp.name!r} is {want} but the pack holds {pack.dtype.name}; "
+            f"adapt the model (edgeaug adapt-model) or build with its target "
+            f"(edgeaug target from-onnx)"
+        )
     dims = list(inp.shape)[1:]
     if len(dims) != len(pack.shape) or any(isinstance(d, int) and d != s for d, s in zip(dims, pack.shape)):
-        raise ModelError(f"{where}: input {inp.name!r} has shape {list(inp.shape)}; "
-                         f"the pack's records are {list(pack.shape)}")
+        raise ModelError(
+            f"{where}: input {inp.name!r} has shape {list(inp.shape)}; the pack's records are {list(pack.shape)}"
+        )
     return inp
 
 
@@ -46,8 +49,13 @@ def predictions(y: np.ndarray) -> np.ndarray:
     return np.argmax(y.reshape(len(y), -1), axis=1)
 
 
-def evaluate(pack_path: str | Path, model_path: str | Path, split: Optional[str] = None,
-             batch_size: int = 32, limit: Optional[int] = None) -> Dict[str, Any]:
+def evaluate(
+    pack_path: str | Path,
+    model_path: str | Path,
+    split: Optional[str] = None,
+    batch_size: int = 32,
+    limit: Optional[int] = None,
+) -> Dict[str, Any]:
     """Accuracy and throughput of ``model_path`` on a pack split (val when it has one).
 
     ``samples_per_s`` counts reading batches plus inference; ``model_samples_per_s``
@@ -81,7 +89,13 @@ def evaluate(pack_path: str | Path, model_path: str | Path, split: Optional[str]
             labelled += int(np.sum(known))
             n += k
         total = time.perf_counter() - t0
-    return {"split": split, "samples": n, "labelled": labelled, "correct": correct,
-            "accuracy": correct / labelled if labelled else None, "batch": bs,
-            "samples_per_s": n / total if total > 0 else 0.0,
-            "model_samples_per_s": n / t_model if t_model > 0 else 0.0}
+    return {
+        "split": split,
+        "samples": n,
+        "labelled": labelled,
+        "correct": correct,
+        "accuracy": correct / labelled if labelled else None,
+        "batch": bs,
+        "samples_per_s": n / total if total > 0 else 0.0,
+        "model_samples_per_s": n / t_model if t_model > 0 else 0.0,
+    }

@@ -34,6 +34,7 @@ The interpreter is ``ai_edge_litert.interpreter.Interpreter`` (``pip install
 many devices have), imported only when a model is run.  This module imports
 numpy and the standard library only.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,6 +69,7 @@ class InterpreterMissing(LiteRTError, ImportError):
 
 
 # --- reading the flatbuffer ------------------------------------------------------------
+
 
 class _Table:
     """One flatbuffer table: ``pos`` is its offset in ``buf``; fields are read by schema slot id."""
@@ -115,11 +117,11 @@ class _Table:
 
     def string(self, slot: int) -> Optional[str]:
         start, n = self._vector(slot, 1)
-        return None if self._indirect(slot) is None else bytes(self.buf[start:start + n]).decode("utf-8", "replace")
+        return None if self._indirect(slot) is None else bytes(self.buf[start : start + n]).decode("utf-8", "replace")
 
     def raw(self, slot: int) -> bytes:
         start, n = self._vector(slot, 1)
-        return bytes(self.buf[start:start + n])
+        return bytes(self.buf[start : start + n])
 
 
 class _Corrupt(Exception):
@@ -253,7 +255,7 @@ def _buffer_bytes(buf: Any, b: _Table) -> bytes:
     data = b.raw(0)
     offset, size = b.scalar(1, "<Q", 0), b.scalar(2, "<Q", 0)
     if not data and offset > 1 and offset + size <= len(buf):
-        data = bytes(buf[offset:offset + size])
+        data = bytes(buf[offset : offset + size])
     return data
 
 
@@ -289,6 +291,7 @@ def _input_metadata(data: bytes, n_inputs: int, where: str) -> Tuple[Dict[str, A
 
 # --- the target -----------------------------------------------------------------------
 
+
 def model_input(info: TFLiteInfo, input_name: Optional[str] = None) -> Tuple[int, TFLiteTensor]:
     """(position, tensor) of the model's single input, or of the one named ``input_name``."""
     names = [t.name for t in info.inputs]
@@ -307,9 +310,11 @@ def input_quantization(t: TFLiteTensor, where: str) -> Optional[Tuple[float, int
     if not t.quantized:
         return None
     if t.per_channel:
-        raise LiteRTError(f"{where}: input {t.name!r} is quantized per channel (axis {t.quantized_dimension}, "
-                          f"scales {list(t.scale)}, zero points {list(t.zero_point)}); "
-                          f"a target has one scale and zero point")
+        raise LiteRTError(
+            f"{where}: input {t.name!r} is quantized per channel (axis {t.quantized_dimension}, "
+            f"scales {list(t.scale)}, zero points {list(t.zero_point)}); "
+            f"a target has one scale and zero point"
+        )
     return t.scale[0], t.zero_point[0]
 
 
@@ -324,8 +329,9 @@ def infer_layout(dims: Sequence[int], layout: Optional[str], where: str) -> str:
     return "NCHW" if dims[1] in (1, 3) and dims[3] not in (1, 3) else "NHWC"
 
 
-def channel_values(values: Optional[Sequence[float]], channels: int, default: float, what: str,
-                   pixel_units: Optional[bool] = None) -> Tuple[float, ...]:
+def channel_values(
+    values: Optional[Sequence[float]], channels: int, default: float, what: str, pixel_units: Optional[bool] = None
+) -> Tuple[float, ...]:
     """Broadcast to every channel, in [0, 1] units.
 
     ``pixel_units`` True divides by 255 (TFLite metadata); None divides only
@@ -362,10 +368,17 @@ def range_normalization(dtype: str, scale: float, zero_point: int) -> Tuple[floa
     return -lo * std, std, False
 
 
-def target_from_tflite(path: str | Path, name: Optional[str] = None, size: Optional[Tuple[int, int]] = None,
-                       mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
-                       color: Optional[str] = None, layout: Optional[str] = None,
-                       input_name: Optional[str] = None, device: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def target_from_tflite(
+    path: str | Path,
+    name: Optional[str] = None,
+    size: Optional[Tuple[int, int]] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+    color: Optional[str] = None,
+    layout: Optional[str] = None,
+    input_name: Optional[str] = None,
+    device: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
     """The target profile (a TOML-shaped dict, as ``target_from_onnx`` returns) of a ``.tflite`` image input.
 
     ``size`` is (height, width) for dynamic spatial dims.  ``mean``/``std``:
@@ -384,14 +397,21 @@ def target_from_tflite(path: str | Path, name: Optional[str] = None, size: Optio
     c_ax, h_ax, w_ax = (1, 2, 3) if lay == "NCHW" else (3, 1, 2)
     channels = dims[c_ax]
     if channels not in (1, 3):
-        raise LiteRTError(f"{where}: input {t.name!r} {list(t.shape)} has {channels} channels "
-                          f"({lay}); a target needs 1 or 3")
+        raise LiteRTError(
+            f"{where}: input {t.name!r} {list(t.shape)} has {channels} channels ({lay}); a target needs 1 or 3"
+        )
     height, width = _spatial(dims[h_ax], dims[w_ax], size, where)
     meta = info.metadata[pos] if pos < len(info.metadata) else {}
     meta_color = meta.get("color") if {"RGB": 3, "GRAY": 1}.get(meta.get("color", ""), 0) == channels else None
-    inp: Dict[str, Any] = {"name": t.name, "height": height, "width": width, "channels": channels,
-                           "layout": lay, "color": color or meta_color or ("RGB" if channels == 3 else "GRAY"),
-                           "dtype": t.dtype}
+    inp: Dict[str, Any] = {
+        "name": t.name,
+        "height": height,
+        "width": width,
+        "channels": channels,
+        "layout": lay,
+        "color": color or meta_color or ("RGB" if channels == 3 else "GRAY"),
+        "dtype": t.dtype,
+    }
     default_mean, default_std = 0.0, 1.0
     if t.dtype in QRANGE:
         quant = input_quantization(t, where)
@@ -400,13 +420,22 @@ def target_from_tflite(path: str | Path, name: Optional[str] = None, size: Optio
         inp["scale"], inp["zero_point"] = float(quant[0]), int(quant[1])
         default_mean, default_std, standard = range_normalization(t.dtype, *quant)
         if not standard and (mean is None or std is None) and not ("mean" in meta and "std" in meta):
-            warnings.warn(f"{where}: no normalization given or in the metadata; mean {default_mean:.6g}, "
-                          f"std {default_std:.6g} map pixels 0..255 onto the input's quantized range "
-                          f"(pass --mean/--std if the model was trained otherwise)", stacklevel=2)
-    inp["mean"] = list(channel_values(mean, channels, default_mean, "mean") if mean is not None else
-                       channel_values(meta.get("mean"), channels, default_mean, f"{where}: metadata mean", True))
-    inp["std"] = list(channel_values(std, channels, default_std, "std") if std is not None else
-                      channel_values(meta.get("std"), channels, default_std, f"{where}: metadata std", True))
+            warnings.warn(
+                f"{where}: no normalization given or in the metadata; mean {default_mean:.6g}, "
+                f"std {default_std:.6g} map pixels 0..255 onto the input's quantized range "
+                f"(pass --mean/--std if the model was trained otherwise)",
+                stacklevel=2,
+            )
+    inp["mean"] = list(
+        channel_values(mean, channels, default_mean, "mean")
+        if mean is not None
+        else channel_values(meta.get("mean"), channels, default_mean, f"{where}: metadata mean", True)
+    )
+    inp["std"] = list(
+        channel_values(std, channels, default_std, "std")
+        if std is not None
+        else channel_values(meta.get("std"), channels, default_std, f"{where}: metadata std", True)
+    )
     if min(inp["std"]) <= 0:
         raise LiteRTError(f"{where}: std {inp['std']} must be positive")
     dev = {"name": Path(path).stem, "arch": "any", "word_size": 64, **(device or {})}
@@ -468,14 +497,14 @@ def write_tflite_target(model_path: str | Path, out: str | Path, **kw: Any) -> A
     with open(model_path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    comment = (f"Target derived by `edgeaug target from-tflite` from {Path(model_path).name}\n"
-               f"(sha256 {h.hexdigest()}).")
+    comment = f"Target derived by `edgeaug target from-tflite` from {Path(model_path).name}\n(sha256 {h.hexdigest()})."
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(target_toml(t, comment), encoding="utf-8")
     return load_target(out)
 
 
 # --- running the model ----------------------------------------------------------------
+
 
 def interpreter_class() -> Any:
     """``ai_edge_litert``'s Interpreter, else ``tflite_runtime``'s; :class:`InterpreterMissing` when neither."""
@@ -524,11 +553,14 @@ class PackRunner:
         dtype = np.dtype(inp["dtype"]).name
         dims = [-1 if s == -1 else d for d, s in zip(shape, sig)] if len(sig) == len(shape) else shape
         if dtype != pack.dtype.name:
-            raise LiteRTError(f"{model}: input {self.input_name!r} is {dtype} but the pack holds {pack.dtype.name}; "
-                              f"build the pack with the model's target (edgeaug target from-tflite)")
+            raise LiteRTError(
+                f"{model}: input {self.input_name!r} is {dtype} but the pack holds {pack.dtype.name}; "
+                f"build the pack with the model's target (edgeaug target from-tflite)"
+            )
         if len(dims) != len(pack.shape) + 1 or any(d not in (-1, s) for d, s in zip(dims[1:], pack.shape)):
-            raise LiteRTError(f"{model}: input {self.input_name!r} has shape {dims}; "
-                              f"the pack's records are {list(pack.shape)}")
+            raise LiteRTError(
+                f"{model}: input {self.input_name!r} has shape {dims}; the pack's records are {list(pack.shape)}"
+            )
         self._check_quant(inp, pack)
         self.fixed = dims[0] != -1
         self.batch = shape[0] if self.fixed else batch_size
@@ -548,9 +580,12 @@ class PackRunner:
         if target.get("dtype") in QRANGE and scale:
             ts, tz = float(target.get("scale", 0.0)), int(target.get("zero_point", 0))
             if abs(ts - scale) > 1e-6 * scale or tz != zp:
-                warnings.warn(f"{self.where}: input quantization (scale {scale!r}, zero point {zp}) differs from "
-                              f"the pack target's (scale {ts!r}, zero point {tz}): the model reads other values "
-                              f"than the pack meant", stacklevel=3)
+                warnings.warn(
+                    f"{self.where}: input quantization (scale {scale!r}, zero point {zp}) differs from "
+                    f"the pack target's (scale {ts!r}, zero point {tz}): the model reads other values "
+                    f"than the pack meant",
+                    stacklevel=3,
+                )
 
     def run_batch(self, x: np.ndarray) -> np.ndarray:
         """One interpreter call on exactly ``self.batch`` rows."""
@@ -561,7 +596,7 @@ class PackRunner:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         outs = []
         for i in range(0, len(x), self.batch):
-            chunk = x[i:i + self.batch]
+            chunk = x[i : i + self.batch]
             k = len(chunk)
             if k < self.batch:
                 self._pad[:k] = chunk
@@ -582,9 +617,14 @@ def _pack_class() -> Any:
     return _first("edgeaug.loader:Pack", "edgeaug.device.loader:Pack")
 
 
-def evaluate_tflite(pack_path: str | Path, model_path: str | Path, split: Optional[str] = None,
-                    batch_size: int = 32, limit: Optional[int] = None,
-                    threads: Optional[int] = None) -> Dict[str, Any]:
+def evaluate_tflite(
+    pack_path: str | Path,
+    model_path: str | Path,
+    split: Optional[str] = None,
+    batch_size: int = 32,
+    limit: Optional[int] = None,
+    threads: Optional[int] = None,
+) -> Dict[str, Any]:
     """Accuracy and throughput of a ``.tflite`` classifier on a pack split (val when it has one).
 
     The same result dict as ONNX's ``evaluate``: split, samples, labelled,
@@ -613,14 +653,21 @@ def evaluate_tflite(pack_path: str | Path, model_path: str | Path, split: Option
             labelled += int(np.sum(known))
             n += len(x)
         total = time.perf_counter() - t0
-    return {"split": split, "samples": n, "labelled": labelled, "correct": correct,
-            "accuracy": correct / labelled if labelled else None, "batch": run.batch,
-            "samples_per_s": n / total if total > 0 else 0.0,
-            "model_samples_per_s": n / t_model if t_model > 0 else 0.0}
+    return {
+        "split": split,
+        "samples": n,
+        "labelled": labelled,
+        "correct": correct,
+        "accuracy": correct / labelled if labelled else None,
+        "batch": run.batch,
+        "samples_per_s": n / total if total > 0 else 0.0,
+        "model_samples_per_s": n / t_model if t_model > 0 else 0.0,
+    }
 
 
-def bench_tflite(pack: Any, model: str | Path, batch_size: int = 32, seconds: float = 3.0,
-                 threads: Optional[int] = None) -> Dict[str, Any]:
+def bench_tflite(
+    pack: Any, model: str | Path, batch_size: int = 32, seconds: float = 3.0, threads: Optional[int] = None
+) -> Dict[str, Any]:
     """Shuffled batches of an open Pack straight into the interpreter for about ``seconds``.
 
     Returns ``{"records_per_s", "input", "epochs", "batch"}`` (as the loader's
@@ -637,11 +684,16 @@ def bench_tflite(pack: Any, model: str | Path, batch_size: int = 32, seconds: fl
             if time.perf_counter() - t0 >= seconds:
                 break
         epoch += 1
-    return {"records_per_s": n / (time.perf_counter() - t0), "input": run.input_name, "epochs": epoch,
-            "batch": run.batch}
+    return {
+        "records_per_s": n / (time.perf_counter() - t0),
+        "input": run.input_name,
+        "epochs": epoch,
+        "batch": run.batch,
+    }
 
 
 # --- calibration for the TFLite converter ----------------------------------------------
+
 
 class RepresentativeDataset:
     """The TFLite converter's representative dataset over one pack split.
@@ -657,18 +709,20 @@ class RepresentativeDataset:
     reproducible sample across classes.
     """
 
-    def __init__(self, pack_path: str | Path, split: str = "train", limit: Optional[int] = None,
-                 dequantize: str = "normalized") -> None:
+    def __init__(
+        self, pack_path: str | Path, split: str = "train", limit: Optional[int] = None, dequantize: str = "normalized"
+    ) -> None:
         if dequantize not in ("normalized", "pixels"):
-            raise ValueError(f"dequantize must be 'normalized' or 'pixels' (the converter wants floats), "
-                             f"got {dequantize!r}")
+            raise ValueError(
+                f"dequantize must be 'normalized' or 'pixels' (the converter wants floats), got {dequantize!r}"
+            )
         self.pack_path, self.split, self.limit, self.mode = str(pack_path), split, limit, dequantize
 
     def __call__(self) -> Iterator[List[np.ndarray]]:
-        reader_cls = _first("edgeaug.models.calibrate:PackCalibrationReader",
-                            "edgeaug.calibrate:PackCalibrationReader")
-        with reader_cls(self.pack_path, self.split, limit=self.limit, batch_size=1,
-                        dequantize=self.mode, dtype=np.float32) as reader:
+        reader_cls = _first("edgeaug.models.calibrate:PackCalibrationReader", "edgeaug.calibrate:PackCalibrationReader")
+        with reader_cls(
+            self.pack_path, self.split, limit=self.limit, batch_size=1, dequantize=self.mode, dtype=np.float32
+        ) as reader:
             for item in reader:
                 yield [item[reader.input_name]]
 
@@ -676,7 +730,8 @@ class RepresentativeDataset:
         return self()
 
 
-def representative_dataset(pack_path: str | Path, split: str = "train", limit: Optional[int] = None,
-                           dequantize: str = "normalized") -> Callable[[], Iterator[List[np.ndarray]]]:
+def representative_dataset(
+    pack_path: str | Path, split: str = "train", limit: Optional[int] = None, dequantize: str = "normalized"
+) -> Callable[[], Iterator[List[np.ndarray]]]:
     """``converter.representative_dataset = representative_dataset(pack, limit=300)``; see RepresentativeDataset."""
     return RepresentativeDataset(pack_path, split, limit, dequantize)

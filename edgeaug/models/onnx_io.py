@@ -11,6 +11,7 @@ model it feeds edgeaug's dequantizing head in front of the kept quantizer.
 
 ``onnx`` and ``onnxruntime`` are optional and imported only when used.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -83,6 +84,7 @@ def file_sha256(path: str | Path) -> str:
 
 # --- graph inspection -----------------------------------------------------------
 
+
 def graph_input(model: Any, name: Optional[str] = None, where: str = "<model>") -> Any:
     """The model's (single, or named) real input; initializers listed as inputs don't count."""
     inits = {i.name for i in model.graph.initializer}
@@ -101,8 +103,9 @@ def input_signature(vi: Any, where: str) -> Tuple[List[Any], str]:
     """(dims, dtype) of a graph input: dims are ints, or the symbolic name / None when dynamic."""
     t = vi.type.tensor_type
     if t.elem_type not in ELEM_DTYPES:
-        raise ModelError(f"{where}: input {vi.name!r} has element type {t.elem_type}; "
-                         f"a pack holds one of {sorted(DTYPE_ELEMS)}")
+        raise ModelError(
+            f"{where}: input {vi.name!r} has element type {t.elem_type}; a pack holds one of {sorted(DTYPE_ELEMS)}"
+        )
     dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
     return dims, ELEM_DTYPES[t.elem_type]
 
@@ -110,6 +113,7 @@ def input_signature(vi: Any, where: str) -> Tuple[List[Any], str]:
 def constant_value(graph: Any, name: str) -> Optional[np.ndarray]:
     """The value of an initializer or Constant node output, else None."""
     from onnx import numpy_helper
+
     for init in graph.initializer:
         if init.name == name:
             return numpy_helper.to_array(init)
@@ -135,10 +139,10 @@ class InputQuant:
     in an adapted model, the DequantizeLinear the integer input feeds."""
 
     node: Any
-    path: Tuple[Any, ...]   # shape-only nodes between the graph input and ``node``
+    path: Tuple[Any, ...]  # shape-only nodes between the graph input and ``node``
     scale: float
     zero_point: int
-    dtype: str              # "uint8" or "int8"
+    dtype: str  # "uint8" or "int8"
 
     @property
     def adapted(self) -> bool:
@@ -181,8 +185,10 @@ def _quant_params(graph: Any, node: Any, path: Tuple[Any, ...], where: str) -> I
     if zp.dtype.name not in ("uint8", "int8"):
         raise ModelError(f"{where}: input quantized to {zp.dtype.name}; a pack holds uint8 or int8")
     if np.unique(scale).size != 1 or np.unique(zp).size != 1:
-        raise ModelError(f"{where}: input quantized per channel (scales {scale.ravel().tolist()}); "
-                         f"a target has one scale and zero point")
+        raise ModelError(
+            f"{where}: input quantized per channel (scales {scale.ravel().tolist()}); "
+            f"a target has one scale and zero point"
+        )
     return InputQuant(node, path, float(scale.ravel()[0]), int(zp.ravel()[0]), zp.dtype.name)
 
 
@@ -212,8 +218,7 @@ def parse_numbers(text: str, where: str) -> Tuple[float, ...]:
     return vals
 
 
-def channel_values(values: Optional[Sequence[float]], channels: int, default: float,
-                   what: str) -> Tuple[float, ...]:
+def channel_values(values: Optional[Sequence[float]], channels: int, default: float, what: str) -> Tuple[float, ...]:
     """Broadcast one value to every channel; values above 1 are 0-255 units."""
     if values is None:
         return (default,) * channels
@@ -229,10 +234,18 @@ def channel_values(values: Optional[Sequence[float]], channels: int, default: fl
 
 # --- the target ---------------------------------------------------------------
 
-def target_from_onnx(path: str | Path, name: Optional[str] = None, size: Optional[Tuple[int, int]] = None,
-                     mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
-                     color: Optional[str] = None, layout: Optional[str] = None,
-                     input_name: Optional[str] = None, device: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+
+def target_from_onnx(
+    path: str | Path,
+    name: Optional[str] = None,
+    size: Optional[Tuple[int, int]] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+    color: Optional[str] = None,
+    layout: Optional[str] = None,
+    input_name: Optional[str] = None,
+    device: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
     """The target profile (as a TOML-shaped dict) of the model's image input.
 
     ``size`` is (height, width) for dynamic spatial dims.  ``mean``/``std``
@@ -252,16 +265,24 @@ def target_from_onnx(path: str | Path, name: Optional[str] = None, size: Optiona
     height, width = _spatial(dims[h_ax], dims[w_ax], size, where)
     meta = {p.key: p.value for p in model.metadata_props}
     col = color or meta.get("color", "RGB" if channels == 3 else "GRAY")
-    inp: Dict[str, Any] = {"name": vi.name, "height": height, "width": width, "channels": channels,
-                           "layout": lay, "color": col}
+    inp: Dict[str, Any] = {
+        "name": vi.name,
+        "height": height,
+        "width": width,
+        "channels": channels,
+        "layout": lay,
+        "color": col,
+    }
     fields, raw = _dtype_fields(model, vi.name, dtype, where)
     inp.update(fields)
     if raw:
         meta = {}  # metadata normalization describes the model's inside, not the stored bytes
-    inp["mean"] = list(channel_values(mean if mean is not None else meta_numbers(meta, "mean", where),
-                                      channels, 0.0, "mean"))
-    inp["std"] = list(channel_values(std if std is not None else meta_numbers(meta, "std", where),
-                                     channels, 1.0, "std"))
+    inp["mean"] = list(
+        channel_values(mean if mean is not None else meta_numbers(meta, "mean", where), channels, 0.0, "mean")
+    )
+    inp["std"] = list(
+        channel_values(std if std is not None else meta_numbers(meta, "std", where), channels, 1.0, "std")
+    )
     dev = {"name": Path(path).stem, "arch": "any", "word_size": 64, **(device or {})}
     return {"name": name or Path(path).stem, "device": dev, "input": inp}
 
@@ -272,8 +293,10 @@ def _dtype_fields(model: Any, name: str, dtype: str, where: str) -> Tuple[Dict[s
     if quant is not None and quant.removable != dtype.startswith("float"):
         quant = None  # a float input is quantized by Q, an integer one dequantized by DQ
     if quant is None and any(n.op_type == "QuantizeLinear" for n in model.graph.node):
-        warnings.warn(f"{where}: the model quantizes inside, but not at its input ({reason}): "
-                      f"the target keeps the {dtype} input", stacklevel=3)
+        warnings.warn(
+            f"{where}: the model quantizes inside, but not at its input ({reason}): the target keeps the {dtype} input",
+            stacklevel=3,
+        )
     if quant is not None:
         return {"dtype": quant.dtype, "scale": quant.scale, "zero_point": quant.zero_point}, False
     if dtype in DEFAULT_RAW_QUANT:  # an integer input with no quantizer: raw pixels
@@ -319,11 +342,14 @@ def _toml_value(v: Any) -> str:
 def write_target(model_path: str | Path, out: str | Path, **kw: Any) -> Any:
     """Derive the target from a model, validate it, write ``out`` and return the Target."""
     from edgeaug.config.targets import load_target, parse_target
+
     t = target_from_onnx(model_path, **kw)
     name = t.pop("name")
     parse_target(t, name, str(out))  # fail before writing anything invalid
-    comment = (f"Target derived by `edgeaug target from-onnx` from {Path(model_path).name}\n"
-               f"(sha256 {file_sha256(model_path)}).")
+    comment = (
+        f"Target derived by `edgeaug target from-onnx` from {Path(model_path).name}\n"
+        f"(sha256 {file_sha256(model_path)})."
+    )
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(target_toml(t, comment), encoding="utf-8")
     return load_target(out)

@@ -19,10 +19,11 @@ recipe's parameter ranges and probability ``p``:
 
 Parameters are plain JSON numbers and lists, so they are stored with each record.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -70,8 +71,7 @@ class Op:
         self.options = {k: kw.get(k, d) for k, (_, d) in self.OPTIONS.items()}
 
     @classmethod
-    def check(cls, ranges: Dict[str, Tuple[float, float]],
-              options: Dict[str, Any]) -> Optional[Tuple[str, str]]:
+    def check(cls, ranges: Dict[str, Tuple[float, float]], options: Dict[str, Any]) -> Optional[Tuple[str, str]]:
         """Cross-field validation beyond the bounds: ``(field, message)`` or None."""
         for key in cls.INTEGERS:
             lo, hi = ranges[key]

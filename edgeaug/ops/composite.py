@@ -1,8 +1,8 @@
 """Composite ops: ``one_of`` and ``some_of`` choose which of their child ops fire."""
+
 from __future__ import annotations
 
-import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence
 
 import numpy as np
 

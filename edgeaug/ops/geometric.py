@@ -1,12 +1,12 @@
 """Geometric ops: each returns a 3x3 matrix; the pipeline composes them and resamples once."""
+
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edgeaug.ops.base import Op, Size, about_center, register, scale, translate
+from edgeaug.ops.base import Op, about_center, register, scale, translate
 
 
 @register
@@ -64,13 +64,19 @@ class Affine(Op):
     """Scale, translate (fraction of the frame) and shear (degrees) about the centre."""
 
     name, geometric = "affine", True
-    RANGES = {"scale": ((0.9, 1.1), (0.05, 20.0)),
-              "translate": ((-0.1, 0.1), (-1.0, 1.0)),
-              "shear": ((0.0, 0.0), (-60.0, 60.0))}
+    RANGES = {
+        "scale": ((0.9, 1.1), (0.05, 20.0)),
+        "translate": ((-0.1, 0.1), (-1.0, 1.0)),
+        "shear": ((0.0, 0.0), (-60.0, 60.0)),
+    }
 
     def sample(self, rng, size):
-        return {"scale": self.uniform(rng, "scale"), "tx": self.uniform(rng, "translate"),
-                "ty": self.uniform(rng, "translate"), "shear": self.uniform(rng, "shear")}
+        return {
+            "scale": self.uniform(rng, "scale"),
+            "tx": self.uniform(rng, "translate"),
+            "ty": self.uniform(rng, "translate"),
+            "shear": self.uniform(rng, "shear"),
+        }
 
     def matrix(self, params, size):
         sh = np.eye(3)
@@ -114,8 +120,7 @@ class RandomResizedCrop(Op):
     """Crop a random area fraction and aspect ratio (the final resize fills the target)."""
 
     name, geometric = "random_resized_crop", True
-    RANGES = {"scale": ((0.35, 1.0), (0.01, 1.0)),
-              "ratio": ((0.75, 1.3333333333333333), (0.1, 10.0))}
+    RANGES = {"scale": ((0.35, 1.0), (0.01, 1.0)), "ratio": ((0.75, 1.3333333333333333), (0.1, 10.0))}
 
     def sample(self, rng, size):
         """Whole-pixel crops, like torchvision's (and the warp can become a plain resize)."""
@@ -126,8 +131,12 @@ class RandomResizedCrop(Op):
             ratio = math.exp(lr[0] + (lr[1] - lr[0]) * rng.random())
             cw, ch = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
             if 0 < cw <= w and 0 < ch <= h:
-                return {"x": float(rng.integers(0, math.floor(w - cw) + 1)),
-                        "y": float(rng.integers(0, math.floor(h - ch) + 1)), "w": float(cw), "h": float(ch)}
+                return {
+                    "x": float(rng.integers(0, math.floor(w - cw) + 1)),
+                    "y": float(rng.integers(0, math.floor(h - ch) + 1)),
+                    "w": float(cw),
+                    "h": float(ch),
+                }
         return {"x": 0.0, "y": 0.0, "w": float(w), "h": float(h)}
 
     def matrix(self, params, size):

@@ -24,6 +24,7 @@ not depend on the worker count.  Like OpenCV, onnxruntime is not bit-exact
 across CPUs: regenerate (``edgeaug verify --source``) on the build machine.
 onnxruntime is imported only when the op is used.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,8 +64,13 @@ class OnnxModel(Op):
 
     name = "onnx"
     RANGES = {"strength": ((1.0, 1.0), (0.0, 1.0))}
-    OPTIONS = {"model": (str, None), "sha256": (str, ""), "input_range": (str, "0-1"),
-               "layout": (str, "NCHW"), "noise_input": (str, "")}
+    OPTIONS = {
+        "model": (str, None),
+        "sha256": (str, ""),
+        "input_range": (str, "0-1"),
+        "layout": (str, "NCHW"),
+        "noise_input": (str, ""),
+    }
 
     @classmethod
     def resolve_options(cls, options: Dict[str, Any], base: Optional[Path], fields: Any) -> Dict[str, Any]:
@@ -107,6 +113,7 @@ def _load(path: str, sha256: str, noise: str) -> Tuple[Any, Dict[str, Any]]:
     key = (path, sha256)
     if key not in _SESSIONS:
         from edgeaug.models.onnx_io import ModelError, session
+
         try:
             data = Path(path).read_bytes()
         except OSError as e:
@@ -131,19 +138,24 @@ def _signature(sess: Any, noise: str) -> Dict[str, Any]:
         raise ValueError(f"expected one image input besides the noise, got {sorted(inputs)}")
     img, out = images[0], sess.get_outputs()[0]
     if img.type not in NP_TYPES or len(img.shape) != 4 or len(out.shape) != 4:
-        raise ValueError(f"expected a 4-d float32/float16/uint8 image input and output, got "
-                         f"input {img.type} {img.shape}, output {out.type} {out.shape}")
+        raise ValueError(
+            f"expected a 4-d float32/float16/uint8 image input and output, got "
+            f"input {img.type} {img.shape}, output {out.type} {out.shape}"
+        )
     spec = {"image": img.name, "dtype": NP_TYPES[img.type], "shape": list(img.shape), "output": out.name}
     if noise:
-        spec.update(noise=noise, noise_shape=list(inputs[noise].shape),
-                    noise_dtype=NP_TYPES.get(inputs[noise].type, np.float32))
+        spec.update(
+            noise=noise, noise_shape=list(inputs[noise].shape), noise_dtype=NP_TYPES.get(inputs[noise].type, np.float32)
+        )
     return spec
 
 
-def run_model(sess: Any, spec: Dict[str, Any], image: np.ndarray, options: Dict[str, Any],
-              seed: Optional[int]) -> np.ndarray:
+def run_model(
+    sess: Any, spec: Dict[str, Any], image: np.ndarray, options: Dict[str, Any], seed: Optional[int]
+) -> np.ndarray:
     """The model's output for one RGB uint8 image, as float pixels (H, W, 3) in [0, 255]."""
     import cv2
+
     h, w = image.shape[:2]
     nchw = options["layout"] == "NCHW"
     mh, mw = spec["shape"][2:4] if nchw else spec["shape"][1:3]
@@ -154,8 +166,10 @@ def run_model(sess: Any, spec: Dict[str, Any], image: np.ndarray, options: Dict[
     x = (x.transpose(2, 0, 1) if nchw else x)[None].astype(spec["dtype"])
     feeds = {spec["image"]: np.ascontiguousarray(x)}
     if "noise" in spec:
-        shape = [d if isinstance(d, int) and d > 0 else (x.shape[i] if len(spec["noise_shape"]) == 4 else 1)
-                 for i, d in enumerate(spec["noise_shape"])]
+        shape = [
+            d if isinstance(d, int) and d > 0 else (x.shape[i] if len(spec["noise_shape"]) == 4 else 1)
+            for i, d in enumerate(spec["noise_shape"])
+        ]
         noise = np.random.Generator(np.random.PCG64(seed)).standard_normal(shape)
         feeds[spec["noise"]] = noise.astype(spec["noise_dtype"])
     y = np.asarray(sess.run([spec["output"]], feeds)[0][0], np.float64)

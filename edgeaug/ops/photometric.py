@@ -6,6 +6,7 @@ Pixel-sized parameters (a blur's sigma, a motion blur's length) are in
 output pixels.  :class:`ToneOp` subclasses are per-pixel curves that the
 pipeline fuses into one lookup table.  Registered in :data:`edgeaug.ops.OPS`.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,6 +24,7 @@ class ToneOp(Op):
 
     def apply(self, image, labels, params):
         import cv2
+
         lut = np.clip(np.rint(self.curve(np.arange(256, dtype=np.float64), params)), 0, 255)
         return cv2.LUT(image, lut.astype(np.uint8)).reshape(image.shape), labels
 
@@ -63,11 +65,11 @@ class HueSaturation(Op):
     """Shift hue by ``hue`` degrees and scale saturation by ``saturation``."""
 
     name = "hue_saturation"
-    RANGES = {"hue": ((-10.0, 10.0), (-180.0, 180.0)),
-              "saturation": ((0.8, 1.2), (0.0, 10.0))}
+    RANGES = {"hue": ((-10.0, 10.0), (-180.0, 180.0)), "saturation": ((0.8, 1.2), (0.0, 10.0))}
 
     def apply(self, image, labels, params):
         import cv2
+
         if image.shape[2] != 3 or (params["hue"] == 0 and params["saturation"] == 1):
             return image, labels  # the HSV round trip alone is lossy
         hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV_FULL)  # hue on 0..255
@@ -86,6 +88,7 @@ class Grayscale(Op):
 
     def apply(self, image, labels, params):
         import cv2
+
         if image.shape[2] != 3:
             return image, labels
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
@@ -95,6 +98,7 @@ class Grayscale(Op):
 def _on_luma(image: np.ndarray, fn) -> np.ndarray:
     """Run ``fn`` on the luma channel (YCrCb) only, so colours keep their hue."""
     import cv2
+
     if image.shape[2] != 3:
         return fn(np.ascontiguousarray(image[..., 0]))[..., None]
     y, cr, cb = cv2.split(cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb))
@@ -109,6 +113,7 @@ class Equalize(Op):
 
     def apply(self, image, labels, params):
         import cv2
+
         return _on_luma(image, cv2.equalizeHist), labels
 
 
@@ -128,6 +133,7 @@ class CLAHE(Op):
 
     def apply(self, image, labels, params):
         import cv2
+
         g = int(self.options["tile_grid"])
         clahe = cv2.createCLAHE(clipLimit=params["clip_limit"], tileGridSize=(g, g))
         return _on_luma(image, clahe.apply), labels
@@ -140,6 +146,7 @@ class GaussianBlur(Op):
 
     def apply(self, image, labels, params):
         import cv2
+
         s = params["sigma"]
         if s <= 0:
             return image, labels
@@ -160,6 +167,7 @@ class MotionBlur(Op):
 
     def apply(self, image, labels, params):
         import cv2
+
         if params["length"] <= 1:
             return image, labels
         k = motion_kernel(params["length"], params["angle"])
@@ -180,10 +188,9 @@ def motion_kernel(length: float, angle: float) -> np.ndarray:
     x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
     fx, fy = xs - x0, ys - y0
     k = np.zeros((2 * c + 2, 2 * c + 2), np.float32)  # one spare row/column for zero weights
-    for dx, dy, wt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
-                       (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+    for dx, dy, wt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
         np.add.at(k, (y0 + dy, x0 + dx), wt)
-    k = k[:2 * c + 1, :2 * c + 1]  # the spare only ever received rounding dust
+    k = k[: 2 * c + 1, : 2 * c + 1]  # the spare only ever received rounding dust
     return k / k.sum()
 
 
@@ -206,6 +213,7 @@ class GaussianNoise(Op):
 
     def apply(self, image, labels, params):
         import cv2
+
         if params["sigma"] <= 0:
             return image, labels
         rng = np.random.Generator(np.random.PCG64(int(params["seed"])))
@@ -220,6 +228,7 @@ class GaussianNoise(Op):
 
 def _normal_quantiles() -> np.ndarray:
     from statistics import NormalDist
+
     return np.array([NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256)])
 
 
@@ -239,6 +248,7 @@ class JpegQuality(Op):
 
     def apply(self, image, labels, params):
         import cv2
+
         color = image.shape[2] == 3
         bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if color else image  # JPEG wants BGR
         ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(params["quality"])])
@@ -254,8 +264,7 @@ class Cutout(Op):
     """
 
     name = "cutout"
-    RANGES = {"count": ((1.0, 3.0), (0.0, 64.0)), "size": ((0.1, 0.25), (0.0, 1.0)),
-              "fill": ((0.0, 0.0), (0.0, 255.0))}
+    RANGES = {"count": ((1.0, 3.0), (0.0, 64.0)), "size": ((0.1, 0.25), (0.0, 1.0)), "fill": ((0.0, 0.0), (0.0, 255.0))}
     INTEGERS = ("count",)
 
     def sample(self, rng, size):
@@ -273,5 +282,5 @@ class Cutout(Op):
         h, w = image.shape[:2]
         for fx, fy, fw, fh in params["holes"]:
             x0, y0 = int(round(fx * w)), int(round(fy * h))
-            out[y0:y0 + int(round(fh * h)), x0:x0 + int(round(fw * w))] = params.get("fill", 0)
+            out[y0 : y0 + int(round(fh * h)), x0 : x0 + int(round(fw * w))] = params.get("fill", 0)
         return out, labels

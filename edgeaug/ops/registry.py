@@ -2,6 +2,7 @@
 
 The op modules import only :mod:`edgeaug.ops.base`; this is the one module that imports them all.
 """
+
 from __future__ import annotations
 
 from edgeaug.ops import composite, geometric, onnx_model, photometric  # noqa: F401  (registration)

@@ -4,6 +4,7 @@ Every source gets a relative POSIX path (its identity in the pack and the
 seed of its randomness) and a class index (-1: none).  Absolute paths never
 leave the workstation.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,7 +29,7 @@ class Source:
     path: Path
     label: int
     boxes: Optional[Tuple[Tuple[float, ...], ...]] = None  # [class, x0, y0, x1, y1]
-    mask: Optional[str] = None                              # path of a PNG of class ids
+    mask: Optional[str] = None  # path of a PNG of class ids
     keypoints: Optional[Tuple[Tuple[float, ...], ...]] = None  # [x, y, visible]
     normalized: bool = False  # box/keypoint coordinates are fractions of the image size
 
@@ -36,7 +37,7 @@ class Source:
     def key(self) -> Tuple[int, ...]:
         """Four 32-bit words of sha256(rel): the source's seed identity."""
         d = hashlib.sha256(self.rel.encode("utf-8")).digest()
-        return tuple(int.from_bytes(d[i:i + 4], "little") for i in range(0, 16, 4))
+        return tuple(int.from_bytes(d[i : i + 4], "little") for i in range(0, 16, 4))
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,11 @@ def rows_of(v: Any, cols: int, where: str, field: str) -> Optional[Tuple[Tuple[f
     if v is None:
         return None
     ok = isinstance(v, list) and all(
-        isinstance(r, list) and len(r) == cols and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in r)
-        for r in v)
+        isinstance(r, list)
+        and len(r) == cols
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in r)
+        for r in v
+    )
     if not ok:
         raise SourceError(f"{where}: {field}: expected a list of [{cols} numbers] rows")
     if field == "boxes" and any(r[0] < 0 or r[0] != int(r[0]) or r[3] < r[1] or r[4] < r[2] for r in v):
@@ -85,8 +88,9 @@ def read_text(p: Path) -> str:
 
 
 def images_under(d: Path) -> List[Path]:
-    found = [f for f in sorted(d.rglob("*"))
-             if f.is_file() and f.suffix.lower() in IMAGE_EXTS and not f.name.startswith(".")]
+    found = [
+        f for f in sorted(d.rglob("*")) if f.is_file() and f.suffix.lower() in IMAGE_EXTS and not f.name.startswith(".")
+    ]
     if not found:
         raise SourceError(f"{d}: no images ({', '.join(sorted(IMAGE_EXTS))})")
     return found

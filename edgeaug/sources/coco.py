@@ -1,4 +1,5 @@
 """COCO instances JSON: ``images``, ``annotations`` (``bbox`` xywh, ``keypoints``), ``categories``."""
+
 from __future__ import annotations
 
 import json
@@ -51,11 +52,12 @@ def scan_coco(p: Path) -> SourceSet:
         if k:
             raw = a.get("keypoints", [0.0] * 3 * k)
             v = _coco_nums(raw, 3 * k, f"{where}.keypoints")
-            kps[a["image_id"]] += [tuple(v[i:i + 3]) for i in range(0, 3 * k, 3)]
-    sources = [Source(rel, full, majority(boxes[i]), tuple(boxes[i]) or None, None, tuple(kps[i]) or None)
-               for i, (rel, full) in images.items()]
-    return SourceSet(root, tuple(sorted(sources, key=lambda s: s.rel)),
-                     tuple(name for _, name, _ in cats), "coco")
+            kps[a["image_id"]] += [tuple(v[i : i + 3]) for i in range(0, 3 * k, 3)]
+    sources = [
+        Source(rel, full, majority(boxes[i]), tuple(boxes[i]) or None, None, tuple(kps[i]) or None)
+        for i, (rel, full) in images.items()
+    ]
+    return SourceSet(root, tuple(sorted(sources, key=lambda s: s.rel)), tuple(name for _, name, _ in cats), "coco")
 
 
 def _list(p: Path, data: dict, key: str) -> list:
@@ -108,7 +110,10 @@ def _is_id(v: Any) -> bool:
 
 
 def _coco_nums(v: Any, n: int, where: str) -> List[float]:
-    if (not isinstance(v, list) or len(v) != n
-            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
+    if (
+        not isinstance(v, list)
+        or len(v) != n
+        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+    ):
         raise SourceError(f"{where}: expected {n} finite numbers, got {v!r}"[:160])
     return [float(x) for x in v]

@@ -3,6 +3,7 @@
 YAML is read with PyYAML's ``safe_load``, which builds only plain data (it never
 constructs objects or runs code), so quoting and escapes follow the YAML spec.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,6 +17,7 @@ YAML_FILES = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
 def load_yaml(text: str, where: str) -> Dict[str, Any]:
     """The top-level mapping of a YAML document; syntax errors name the file and line."""
     import yaml  # the [build] extra; imported here so the rest of sources needs no YAML
+
     try:
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as e:

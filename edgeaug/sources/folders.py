@@ -1,4 +1,5 @@
 """Class folders: one subfolder per class, images anywhere below it."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -11,6 +11,7 @@
 Only the standard library and numpy; every offset read from a file is
 bounds-checked (``struct.error`` never escapes).
 """
+
 from __future__ import annotations
 
 import struct
@@ -20,18 +21,28 @@ import numpy as np
 
 #: (signature, offset, format name); checked in order.
 SIGNATURES = (
-    (b"\xff\xd8\xff", 0, "JPEG"), (b"\x89PNG\r\n\x1a\n", 0, "PNG"), (b"GIF8", 0, "GIF"),
-    (b"BM", 0, "BMP"), (b"WEBP", 8, "WebP"), (b"II*\x00", 0, "TIFF"), (b"MM\x00*", 0, "TIFF"),
-    (b"\x00\x00\x00\x0cjP  ", 0, "JPEG 2000"), (b"\xffO\xffQ", 0, "JPEG 2000"),
-    (b"ftypavif", 4, "AVIF"), (b"ftypheic", 4, "HEIF"), (b"#?RADIANCE", 0, "HDR"),
-    (b"#?RGBE", 0, "HDR"), (b"v/1\x01", 0, "EXR"), (b"\x59\xa6\x6a\x95", 0, "Sun raster"),
+    (b"\xff\xd8\xff", 0, "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", 0, "PNG"),
+    (b"GIF8", 0, "GIF"),
+    (b"BM", 0, "BMP"),
+    (b"WEBP", 8, "WebP"),
+    (b"II*\x00", 0, "TIFF"),
+    (b"MM\x00*", 0, "TIFF"),
+    (b"\x00\x00\x00\x0cjP  ", 0, "JPEG 2000"),
+    (b"\xffO\xffQ", 0, "JPEG 2000"),
+    (b"ftypavif", 4, "AVIF"),
+    (b"ftypheic", 4, "HEIF"),
+    (b"#?RADIANCE", 0, "HDR"),
+    (b"#?RGBE", 0, "HDR"),
+    (b"v/1\x01", 0, "EXR"),
+    (b"\x59\xa6\x6a\x95", 0, "Sun raster"),
 )
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 def sniff(data: bytes) -> Tuple[Optional[str], Optional[Tuple[int, int]]]:
     """(format name or None, (width, height) from the header or None) without decoding."""
-    fmt = next((name for sig, off, name in SIGNATURES if data[off:off + len(sig)] == sig), None)
+    fmt = next((name for sig, off, name in SIGNATURES if data[off : off + len(sig)] == sig), None)
     if fmt is None and data[:1] == b"P" and data[1:2] in b"1234567" and len(data) > 2:
         fmt = "PNM"
     try:
@@ -72,12 +83,12 @@ def _webp_size(d: bytes) -> Optional[Tuple[int, int]]:
 def _tiff_size(d: bytes) -> Optional[Tuple[int, int]]:
     e = "<" if d[:2] == b"II" else ">"
     off = struct.unpack(e + "I", d[4:8])[0]
-    n = struct.unpack(e + "H", d[off:off + 2])[0]
+    n = struct.unpack(e + "H", d[off : off + 2])[0]
     found = {}
     for i in range(min(n, 512)):
-        tag, typ, _, value = struct.unpack(e + "HHI4s", d[off + 2 + 12 * i:off + 14 + 12 * i])
+        tag, typ, _, value = struct.unpack(e + "HHI4s", d[off + 2 + 12 * i : off + 14 + 12 * i])
         if tag in (256, 257):
-            found[tag] = struct.unpack(e + ("H" if typ == 3 else "I"), value[:2 if typ == 3 else 4])[0]
+            found[tag] = struct.unpack(e + ("H" if typ == 3 else "I"), value[: 2 if typ == 3 else 4])[0]
     return (found[256], found[257]) if len(found) == 2 else None
 
 
@@ -101,17 +112,23 @@ def _jpeg_scan(d: bytes) -> Tuple[Optional[int], Optional[int], Optional[int]]:
         if marker in (0x01, *range(0xD0, 0xD8)):  # no length field
             pos += 2
             continue
-        length = struct.unpack(">H", d[pos + 2:pos + 4])[0]
+        length = struct.unpack(">H", d[pos + 2 : pos + 4])[0]
         if marker in _JPEG_SOF:
-            h, w = struct.unpack(">HH", d[pos + 5:pos + 9])
+            h, w = struct.unpack(">HH", d[pos + 5 : pos + 9])
         if marker == 0xDA:
             return h, w, pos
         pos += 2 + length
     return h, w, None
 
 
-_SIZE_READERS = {"PNG": _png_size, "JPEG": _jpeg_size, "GIF": _gif_size, "BMP": _bmp_size,
-                 "WebP": _webp_size, "TIFF": _tiff_size}
+_SIZE_READERS = {
+    "PNG": _png_size,
+    "JPEG": _jpeg_size,
+    "GIF": _gif_size,
+    "BMP": _bmp_size,
+    "WebP": _webp_size,
+    "TIFF": _tiff_size,
+}
 
 
 def jpeg_complete(d: bytes) -> bool:
@@ -133,9 +150,9 @@ def exif_orientation(exif: bytes) -> int:
             exif = exif[6:]
         e = {b"II": "<", b"MM": ">"}[exif[:2]]
         off = struct.unpack(e + "I", exif[4:8])[0]
-        n = struct.unpack(e + "H", exif[off:off + 2])[0]
+        n = struct.unpack(e + "H", exif[off : off + 2])[0]
         for i in range(min(n, 512)):
-            tag, typ, count, value = struct.unpack(e + "HHI4s", exif[off + 2 + 12 * i:off + 14 + 12 * i])
+            tag, typ, count, value = struct.unpack(e + "HHI4s", exif[off + 2 + 12 * i : off + 14 + 12 * i])
             if tag == 0x0112 and typ == 3 and count == 1:
                 o = struct.unpack(e + "H", value[:2])[0]
                 return o if 1 <= o <= 8 else 1

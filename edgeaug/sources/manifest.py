@@ -2,6 +2,7 @@
 
 Manifest paths may not escape the manifest's directory.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,8 +20,7 @@ def read_csv(p: Path) -> List[Tuple[int, dict]]:
             cols = reader.fieldnames or []
             if "path" not in cols or "label" not in cols:
                 raise SourceError(f"{p}: header must have 'path' and 'label' columns, got {cols}")
-            return [(n, {k: r.get(k) for k in ("path", "label", "mask")})
-                    for n, r in enumerate(reader, start=2)]
+            return [(n, {k: r.get(k) for k in ("path", "label", "mask")}) for n, r in enumerate(reader, start=2)]
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise SourceError(f"{p}: cannot read CSV: {e}") from None
 
@@ -64,9 +64,11 @@ def from_rows(p: Path, rows: Sequence[Tuple[int, dict]], kind: str) -> SourceSet
         mask = row.get("mask")
         if mask is not None and not isinstance(mask, str):
             raise SourceError(f"{where}: mask: expected a path string")
-        extra = {"mask": str(inside(root, mask, where, "mask")[1]) if mask and mask.strip() else None,
-                 "boxes": rows_of(row.get("boxes"), 5, where, "boxes"),
-                 "keypoints": rows_of(row.get("keypoints"), 3, where, "keypoints")}
+        extra = {
+            "mask": str(inside(root, mask, where, "mask")[1]) if mask and mask.strip() else None,
+            "boxes": rows_of(row.get("boxes"), 5, where, "boxes"),
+            "keypoints": rows_of(row.get("keypoints"), 3, where, "keypoints"),
+        }
         found.append((rel_posix, full, str(label).strip(), extra))
     if not found:
         raise SourceError(f"{p}: the manifest lists no images")

@@ -1,4 +1,5 @@
 """Segmentation: ``images/**`` with ``masks/**.png`` of class ids; classes from classes.txt."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,9 +12,16 @@ from edgeaug.sources.datayaml import class_names
 def scan_masks(root: Path) -> SourceSet:
     """``root/images/**`` with ``root/masks/**.png`` of class ids; classes from classes.txt."""
     names, _ = class_names(root)
-    sources = [Source(img.relative_to(root).as_posix(), img, -1, None,
-                      mask_of(root, root / "masks", img.relative_to(root / "images")))
-               for img in images_under(root / "images")]
+    sources = [
+        Source(
+            img.relative_to(root).as_posix(),
+            img,
+            -1,
+            None,
+            mask_of(root, root / "masks", img.relative_to(root / "images")),
+        )
+        for img in images_under(root / "images")
+    ]
     return SourceSet(root, tuple(sorted(sources, key=lambda s: s.rel)), tuple(names or ()), "masks")
 
 

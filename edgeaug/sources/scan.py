@@ -4,6 +4,7 @@ A directory with ``images/`` and ``labels/`` is YOLO; with ``images/`` and
 ``masks/`` a segmentation set; otherwise one subfolder per class.  A ``.json``
 file is COCO; ``.csv``/``.jsonl`` are manifests.  Each kind has its module.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -2,14 +2,16 @@
 
 Coordinates stay normalized (``Source.normalized``) until the image is decoded and its size is known.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from edgeaug.sources.base import Source, SourceError, SourceSet, images_under, majority, numbers, read_text
 from edgeaug.sources.datayaml import class_names
 from edgeaug.sources.masks import mask_of
+
 
 def scan_yolo(root: Path) -> SourceSet:
     """``root/images/**`` with ``root/labels/**.txt`` (``class cx cy w h`` normalized).
@@ -25,8 +27,17 @@ def scan_yolo(root: Path) -> SourceSet:
         lab = root / "labels" / rel.with_suffix(".txt")
         boxes, kps = _yolo_file(lab, kpt, names) if lab.is_file() else ((), ())
         max_id = max([max_id] + [int(b[0]) for b in boxes])
-        sources.append(Source(img.relative_to(root).as_posix(), img, majority(boxes), boxes or None,
-                              mask_of(root, masks, rel), kps or None, normalized=True))
+        sources.append(
+            Source(
+                img.relative_to(root).as_posix(),
+                img,
+                majority(boxes),
+                boxes or None,
+                mask_of(root, masks, rel),
+                kps or None,
+                normalized=True,
+            )
+        )
     classes = tuple(names) if names is not None else tuple(str(i) for i in range(max_id + 1))
     return SourceSet(root, tuple(sorted(sources, key=lambda s: s.rel)), classes, "yolo")
 
@@ -40,17 +51,20 @@ def _yolo_file(p: Path, kpt: Optional[Tuple[int, int]], names: Optional[List[str
         where = f"{p}:{n}"
         vals = numbers(line.split(), where)
         if len(vals) != want:
-            raise SourceError(f"{where}: expected {want} numbers (class cx cy w h"
-                              f"{' + keypoints per kpt_shape' if kpt else ''}), got {len(vals)}")
+            raise SourceError(
+                f"{where}: expected {want} numbers (class cx cy w h"
+                f"{' + keypoints per kpt_shape' if kpt else ''}), got {len(vals)}"
+            )
         c, cx, cy, w, h = vals[:5]
         if c != int(c) or c < 0 or (names is not None and c >= len(names)):
-            raise SourceError(f"{where}: class {vals[0]:g} is not a class id"
-                              + (f" 0..{len(names) - 1}" if names else ""))
+            raise SourceError(
+                f"{where}: class {vals[0]:g} is not a class id" + (f" 0..{len(names) - 1}" if names else "")
+            )
         if w < 0 or h < 0:
             raise SourceError(f"{where}: negative box size {w:g} x {h:g}")
         boxes.append((float(c), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
         if kpt:
             k, d = kpt
-            pts = [vals[5 + i * d:5 + (i + 1) * d] for i in range(k)]
+            pts = [vals[5 + i * d : 5 + (i + 1) * d] for i in range(k)]
             kps += [(x[0], x[1], x[2] if d == 3 else 2.0) for x in pts]
     return tuple(boxes), tuple(kps)

@@ -1,18 +1,31 @@
 """Quantization audit: clipping fractions and errors from pixel histograms."""
+
 import numpy as np
 import pytest
 
 from edgeaug.build.audit import audit, histogram, per_value_error, warnings_for
 from edgeaug.build.builder import build
-from edgeaug.device.loader import Pack
 from edgeaug.config.targets import parse_target
+from edgeaug.device.loader import Pack
 
 
 def _target(dtype="int8", scale=1 / 255, zp=-128, channels=1):
-    return parse_target({"device": {"name": "d", "arch": "aarch64", "word_size": 64},
-                         "input": {"height": 4, "width": 4, "channels": channels, "layout": "NHWC",
-                                   "color": "GRAY" if channels == 1 else "RGB", "dtype": dtype,
-                                   "scale": scale, "zero_point": zp}}, "t")
+    return parse_target(
+        {
+            "device": {"name": "d", "arch": "aarch64", "word_size": 64},
+            "input": {
+                "height": 4,
+                "width": 4,
+                "channels": channels,
+                "layout": "NHWC",
+                "color": "GRAY" if channels == 1 else "RGB",
+                "dtype": dtype,
+                "scale": scale,
+                "zero_point": zp,
+            },
+        },
+        "t",
+    )
 
 
 def test_lossless_target_has_no_clipping_and_tiny_error():
@@ -29,8 +42,8 @@ def test_clipping_fraction_matches_the_histogram():
     t = _target(scale=2 / 255, zp=0)  # values above pixel ~ 254 clip at 127... count exactly
     e = per_value_error(t)
     hist = np.zeros((1, 256), np.int64)
-    hist[0, 10] = 3      # in range
-    hist[0, 255] = 1     # raw = 127.5 -> rint 128 > 127: clipped high
+    hist[0, 10] = 3  # in range
+    hist[0, 255] = 1  # raw = 127.5 -> rint 128 > 127: clipped high
     a = audit(hist, t)
     assert bool(e["high"][255, 0]) and not e["high"][10, 0]
     assert a["channels"][0]["clip_high"] == pytest.approx(0.25)

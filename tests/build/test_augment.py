@@ -1,5 +1,6 @@
 """Labels follow the pixels: boxes, masks and keypoints drawn into an image stay on it
 through every geometric op and resize mode; one warp per image; fused tone curves."""
+
 import numpy as np
 import pytest
 
@@ -8,8 +9,20 @@ from edgeaug.config.recipe import parse_recipe
 from edgeaug.config.targets import Device, Target
 
 W, H = 160, 120
-TARGET = Target("t", Device("test", "any", 64), "input", 64, 96, 3, "NHWC", "RGB", "uint8",
-                (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 1 / 255)
+TARGET = Target(
+    "t",
+    Device("test", "any", 64),
+    "input",
+    64,
+    96,
+    3,
+    "NHWC",
+    "RGB",
+    "uint8",
+    (0.0, 0.0, 0.0),
+    (1.0, 1.0, 1.0),
+    1 / 255,
+)
 BOX = (40.0, 30.0, 100.0, 80.0)  # continuous coords: pixels 40..99 x 30..79
 KEYPOINTS = [(50.5, 40.5), (110.25, 85.75), (80.0, 60.0), (25.0, 95.0)]
 
@@ -19,8 +32,12 @@ PERSPECTIVE = {"op": "perspective", "distortion": [0.05, 0.12]}
 ROT90 = {"op": "rot90", "k": [1, 3]}
 CROP = {"op": "random_resized_crop", "scale": [0.5, 1.0]}
 GEOMETRY = {
-    "rotate": [ROTATE], "affine": [AFFINE], "perspective": [PERSPECTIVE], "rot90": [ROT90],
-    "flips": [{"op": "hflip"}, {"op": "vflip"}], "crop": [CROP],
+    "rotate": [ROTATE],
+    "affine": [AFFINE],
+    "perspective": [PERSPECTIVE],
+    "rot90": [ROT90],
+    "flips": [{"op": "hflip"}, {"op": "vflip"}],
+    "crop": [CROP],
     "everything": [CROP, ROT90, {"op": "hflip"}, ROTATE, AFFINE, PERSPECTIVE],
     "one_of": [{"op": "one_of", "ops": [ROTATE, PERSPECTIVE, ROT90, {"op": "vflip"}]}],
 }
@@ -29,6 +46,7 @@ GEOMETRY = {
 def scene():
     """Rectangle (red), the same rectangle plus a disc as a class-id mask (blue), keypoint blobs."""
     import cv2
+
     rect = np.zeros((H, W, 3), np.uint8)
     x0, y0, x1, y1 = (int(v) for v in BOX)
     rect[y0:y1, x0:x1, 0] = 255
@@ -37,16 +55,16 @@ def scene():
     cv2.circle(mask, (125, 30), 15, 5, -1)
     rect[..., 2] = np.where(mask > 0, 255, 0)
     yy, xx = np.mgrid[0:H, 0:W] + 0.5  # pixel centres in continuous coordinates
-    blobs = [np.repeat((255 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8.0))[..., None], 3, 2)
-             .round().astype(np.uint8) for x, y in KEYPOINTS]
-    labels = Labels(np.array([[7, *BOX]], np.float32),
-                    np.array([[x, y, 2] for x, y in KEYPOINTS], np.float32), mask)
+    blobs = [
+        np.repeat((255 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8.0))[..., None], 3, 2).round().astype(np.uint8)
+        for x, y in KEYPOINTS
+    ]
+    labels = Labels(np.array([[7, *BOX]], np.float32), np.array([[x, y, 2] for x, y in KEYPOINTS], np.float32), mask)
     return rect, blobs, labels
 
 
 def run(ops, resize, seed):
-    aug = Augmenter(parse_recipe({"resize": resize, "border": "constant", "min_visibility": 0.0,
-                                  "ops": ops}), TARGET)
+    aug = Augmenter(parse_recipe({"resize": resize, "border": "constant", "min_visibility": 0.0, "ops": ops}), TARGET)
     params = aug.sample(record_rng(seed, (9, 9, 9, 9), 1), (W, H))
     rect, blobs, labels = scene()
     img, lab = aug.render(rect, labels, params, (W, H))
@@ -55,6 +73,7 @@ def run(ops, resize, seed):
 
 def _dilate(a):
     import cv2
+
     return cv2.dilate(a.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
 
 
@@ -86,13 +105,14 @@ def test_labels_match_pixels_within_one_pixel(geom, resize, seed):
             assert v == 0
         if v > 0 and inside:
             w = blob[..., 1].astype(np.float64)
-            yy, xx = np.mgrid[0:TARGET.height, 0:TARGET.width] + 0.5
+            yy, xx = np.mgrid[0 : TARGET.height, 0 : TARGET.width] + 0.5
             c = np.array([(w * xx).sum(), (w * yy).sum()]) / w.sum()
             assert np.abs(c - [x, y]).max() <= 1.0, (c, (x, y))
 
 
 def test_one_warp_for_all_geometry(monkeypatch):
     import cv2
+
     calls = []
     for name in ("warpAffine", "warpPerspective", "resize", "remap"):
         real = getattr(cv2, name)
@@ -141,6 +161,7 @@ def test_rot90_swaps_the_frame_for_later_ops():
 
 def test_fast_tensor_path_equals_quantize_for_every_target():
     from edgeaug.config.targets import list_targets, load_target, quantize
+
     for path in list_targets():
         t = load_target(path)
         aug = Augmenter(parse_recipe({}), t)

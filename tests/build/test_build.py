@@ -1,12 +1,13 @@
 """The builder: determinism, splits, atomic output, manifest hygiene."""
+
 import hashlib
 import json
 
 import pytest
 
 from edgeaug.build.builder import BuildError, build, plan, val_sources
-from edgeaug.device.loader import Pack
 from edgeaug.config.recipe import load_recipe
+from edgeaug.device.loader import Pack
 from edgeaug.sources.scan import scan
 
 
@@ -34,6 +35,7 @@ def test_different_seed_gives_different_records(shapes_dir, tmp_path, small_pack
 def test_record_randomness_is_independent_of_other_sources(shapes_dir, tmp_path):
     """Removing other images never changes a source's variants."""
     import shutil
+
     sub = tmp_path / "sub"
     shutil.copytree(shapes_dir, sub)
     for f in sorted((sub / "circle").iterdir())[1:]:
@@ -85,6 +87,7 @@ def test_plan_order_and_variants(shapes_dir):
 
 def test_manifest_has_no_absolute_paths_or_host_facts(small_pack, shapes_dir):
     import socket
+
     with Pack(str(small_pack)) as p:
         text = json.dumps(p.manifest)
     assert str(shapes_dir) not in text and str(shapes_dir.parent) not in text
@@ -98,8 +101,19 @@ def test_manifest_has_no_absolute_paths_or_host_facts(small_pack, shapes_dir):
 def test_manifest_contents(small_pack):
     with Pack(str(small_pack)) as p:
         m = p.manifest
-    for key in ("format_version", "target", "recipe", "seed", "sources", "classes", "counts",
-                "versions", "fingerprint", "splits", "skipped"):
+    for key in (
+        "format_version",
+        "target",
+        "recipe",
+        "seed",
+        "sources",
+        "classes",
+        "counts",
+        "versions",
+        "fingerprint",
+        "splits",
+        "skipped",
+    ):
         assert key in m
     assert set(m["versions"]) >= {"edgeaug", "numpy", "opencv"}
     assert all(len(s["sha256"]) == 64 for s in m["sources"])
@@ -109,6 +123,7 @@ def test_manifest_contents(small_pack):
 def test_failed_build_leaves_nothing(shapes_dir, tmp_path):
     bad = tmp_path / "data"
     import shutil
+
     shutil.copytree(shapes_dir, bad)
     (bad / "circle" / "zz broken.png").write_bytes(b"not an image")
     out = tmp_path / "out.lmdb"

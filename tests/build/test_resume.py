@@ -7,24 +7,23 @@ The rerun happens in this process and must give the uninterrupted build's
 sha256 while rendering only the sources no commit had covered.  A few kills
 at random times hit the real CLI (with worker processes) in a subprocess.
 """
+
 import hashlib
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-import edgeaug.build.render as render
 import edgeaug.build.workers as workers
 import edgeaug.build.writer as writer
 from edgeaug.build.builder import BuildError, build, plan
-from edgeaug.demo import make_dataset
-from edgeaug.config.recipe import load_recipe
-from edgeaug.sources.scan import scan
 from edgeaug.build.writer import PackWriter, WriteError
+from edgeaug.config.recipe import load_recipe
+from edgeaug.demo import make_dataset
+from edgeaug.sources.scan import scan
 
 REPO = Path(__file__).resolve().parents[2]
 ARGS = dict(target="rpi-zero2w", variants=2, seed=7, workers=1, val=0.25)
@@ -64,6 +63,7 @@ def renders(monkeypatch):
     def counting(task, aug, seed):
         seen.append(task.index)
         return real(task, aug, seed)
+
     monkeypatch.setattr(workers, "render_source", counting)
     return seen
 
@@ -84,6 +84,7 @@ def _after_nth(obj, name: str, n: int, before: bool = False) -> None:
         if calls[0] == n:
             _die()
         return out
+
     setattr(obj, name, hooked)
 
 
@@ -93,6 +94,7 @@ def _hook_nth_put(n: int, on_nth_put) -> None:
     Used in forked children and under monkeypatch; every other call passes through.
     """
     import lmdb
+
     real_open, puts = lmdb.open, [0]
 
     class Txn:
@@ -134,11 +136,11 @@ def _kill_inside_txn(n: int) -> None:
     _hook_nth_put(n, _die)
 
 
-KILL_POINTS = (                                     # 12 sources, 28 records
-    [("commit", n) for n in range(1, 13)]            # after the n-th committed source
-    + [("render", n) for n in range(1, 13, 2)]       # while rendering source n
-    + [("txn", n) for n in range(1, 43, 3)]          # after the n-th put, transaction uncommitted
-    + [("seal", 1), ("copy", 1), ("replaced", 1)]    # during finishing
+KILL_POINTS = (  # 12 sources, 28 records
+    [("commit", n) for n in range(1, 13)]  # after the n-th committed source
+    + [("render", n) for n in range(1, 13, 2)]  # while rendering source n
+    + [("txn", n) for n in range(1, 43, 3)]  # after the n-th put, transaction uncommitted
+    + [("seal", 1), ("copy", 1), ("replaced", 1)]  # during finishing
 )
 
 
@@ -167,8 +169,7 @@ def _killed_build(data: Path, out: Path, point: str, n: int) -> int:
 
 
 @pytest.mark.parametrize("point,n", KILL_POINTS, ids=[f"{p}{n}" for p, n in KILL_POINTS])
-def test_sigkill_then_rerun_gives_the_same_bytes(data, baseline, tmp_path, small_batches, renders,
-                                                 point, n):
+def test_sigkill_then_rerun_gives_the_same_bytes(data, baseline, tmp_path, small_batches, renders, point, n):
     out = tmp_path / "pack.lmdb"
     status = _killed_build(data, out, point, n)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
@@ -177,7 +178,7 @@ def test_sigkill_then_rerun_gives_the_same_bytes(data, baseline, tmp_path, small
     res = build(data, out, **ARGS)
     assert sha(out) == baseline
     tasks = plan(scan(data), load_recipe().with_variants(2), 7, 0.25)
-    assert renders == [t.index for t in tasks[res.resumed:]]  # finished sources are not redone
+    assert renders == [t.index for t in tasks[res.resumed :]]  # finished sources are not redone
     if point == "commit":
         assert res.resumed == n
     if point in ("seal", "copy", "replaced"):
@@ -213,6 +214,7 @@ def test_changed_inputs_start_over(data, tmp_path, small_batches, renders):
 
 def test_a_source_edited_between_runs_is_not_mixed_in(data, tmp_path, small_batches, renders):
     import shutil
+
     src = tmp_path / "data"
     shutil.copytree(data, src)
     out = tmp_path / "pack.lmdb"
@@ -228,8 +230,7 @@ def test_a_source_edited_between_runs_is_not_mixed_in(data, tmp_path, small_batc
     assert sha(out) == sha(fresh)
 
 
-def test_no_resume_starts_over_and_a_second_build_is_locked_out(data, baseline, tmp_path,
-                                                                  small_batches, renders):
+def test_no_resume_starts_over_and_a_second_build_is_locked_out(data, baseline, tmp_path, small_batches, renders):
     out = tmp_path / "pack.lmdb"
     _killed_build(data, out, "commit", 6)
     w = PackWriter(out, _target(), 10, "another plan", resume=None)  # holds the lock
@@ -244,6 +245,7 @@ def test_no_resume_starts_over_and_a_second_build_is_locked_out(data, baseline, 
 
 def _target():
     from edgeaug.config.targets import load_target
+
     return load_target("rpi-zero2w")
 
 
@@ -270,10 +272,28 @@ app()
 def _cli(data: Path, out: Path, workers: int, kill_after: int = 0) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(REPO)
-    cmd = [sys.executable, "-c", CLI, str(kill_after), "build", str(data), "-o", str(out), "-t", "rpi4",
-           "-k", "3", "-s", "7", "--val", "0.25", "-w", str(workers), "-q"]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-c",
+        CLI,
+        str(kill_after),
+        "build",
+        str(data),
+        "-o",
+        str(out),
+        "-t",
+        "rpi4",
+        "-k",
+        "3",
+        "-s",
+        "7",
+        "--val",
+        "0.25",
+        "-w",
+        str(workers),
+        "-q",
+    ]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 
 def test_kills_of_the_cli_with_workers_at_many_points(tmp_path, small_batches):
@@ -327,6 +347,7 @@ def test_map_full_keeps_the_work_for_a_rerun(data, big_baseline, tmp_path, small
 def test_file_size_limit_efbig_is_a_clean_error(data, big_baseline, tmp_path, small_batches, renders):
     """A real write failure: RLIMIT_FSIZE makes LMDB's writes fail with EFBIG (Python ignores SIGXFSZ)."""
     import resource
+
     out = tmp_path / "pack.lmdb"
     pid = os.fork()
     if pid == 0:
@@ -347,12 +368,14 @@ def test_file_size_limit_efbig_is_a_clean_error(data, big_baseline, tmp_path, sm
 
 def _enospc():
     import lmdb
+
     raise lmdb.Error("mdb_txn_commit: No space left on device")  # as liblmdb reports it
 
 
 @pytest.mark.parametrize("n", [1, 9, 25, 41])
 def test_enospc_at_any_put_then_rerun(data, baseline, tmp_path, small_batches, renders, monkeypatch, n):
     import lmdb
+
     out, real = tmp_path / "pack.lmdb", lmdb.open
     monkeypatch.setattr(lmdb, "open", lmdb.open)  # restored after the test
     _hook_nth_put(n, _enospc)
@@ -367,6 +390,7 @@ def test_enospc_at_any_put_then_rerun(data, baseline, tmp_path, small_batches, r
 
 def test_disk_full_while_copying_out(data, baseline, tmp_path, small_batches, renders, monkeypatch):
     import lmdb
+
     out = tmp_path / "pack.lmdb"
     real = lmdb.open
 
@@ -379,6 +403,7 @@ def test_disk_full_while_copying_out(data, baseline, tmp_path, small_batches, re
 
         def __getattr__(self, name):
             return getattr(self.env, name)
+
     monkeypatch.setattr(lmdb, "open", lambda *a, **k: NoCopy(real(*a, **k)))
     with pytest.raises(WriteError, match="finished build is kept"):
         build(data, out, **ARGS)
@@ -391,21 +416,41 @@ def test_disk_full_while_copying_out(data, baseline, tmp_path, small_batches, re
 
 def test_cli_reports_a_write_error_with_exit_code_2(data, tmp_path, monkeypatch):
     from typer.testing import CliRunner
+
     from edgeaug.cli import app
+
     monkeypatch.setattr(writer, "MAX_MAP_SIZE", 1 << 20)
     monkeypatch.setattr(writer, "BATCH_BYTES", 1)
-    r = CliRunner().invoke(app, ["build", str(data), "-o", str(tmp_path / "p.lmdb"), "-t", "rpi4",
-                                 "-k", "2", "-w", "1", "-q"])
+    r = CliRunner().invoke(
+        app, ["build", str(data), "-o", str(tmp_path / "p.lmdb"), "-t", "rpi4", "-k", "2", "-w", "1", "-q"]
+    )
     assert r.exit_code == 2 and "map full" in r.output and "rerun the same command" in r.output
     assert not (tmp_path / "p.lmdb").exists()
 
 
 def test_cli_resume_flags(data, baseline, tmp_path, small_batches, renders):
     from typer.testing import CliRunner
+
     from edgeaug.cli import app
+
     out = tmp_path / "pack.lmdb"
-    argv = ["build", str(data), "-o", str(out), "-t", "rpi-zero2w", "-k", "2", "-s", "7", "--val", "0.25",
-            "-w", "1", "-q"]
+    argv = [
+        "build",
+        str(data),
+        "-o",
+        str(out),
+        "-t",
+        "rpi-zero2w",
+        "-k",
+        "2",
+        "-s",
+        "7",
+        "--val",
+        "0.25",
+        "-w",
+        "1",
+        "-q",
+    ]
     r = CliRunner().invoke(app, argv + ["--resume"])
     assert r.exit_code == 2 and "cannot resume" in r.output and "no partial build" in r.output
     _killed_build(data, out, "commit", 5)
@@ -424,9 +469,10 @@ def test_a_damaged_partial_build_is_rebuilt(data, baseline, tmp_path, small_batc
     partial, side = tmp_path / "pack.lmdb.partial", tmp_path / "pack.lmdb.partial.json"
     raw = bytearray(partial.read_bytes())
     if damage == "truncate":
-        partial.write_bytes(raw[:len(raw) // 2])
+        partial.write_bytes(raw[: len(raw) // 2])
     elif damage == "flip":  # a node pointer of the B-tree's root page
         from edgeaug.device.lmdbpure import PureEnvironment
+
         with PureEnvironment(str(partial)) as env:
             root = env._meta.main.root
         raw[root * 4096 + 17] ^= 0xFF
@@ -470,6 +516,7 @@ def test_a_killed_worker_is_a_clear_error_and_the_rerun_completes(tmp_path, smal
         if workers and not errors:
             errors.append("killed")
             os.kill(max(workers), signal.SIGKILL)
+
     monkeypatch.setattr(writer.PackWriter, "add", add_then_kill_a_worker)
     with pytest.raises(BuildError) as e:
         build(data, out, "rpi4", variants=3, seed=7, workers=2)

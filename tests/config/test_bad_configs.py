@@ -3,6 +3,7 @@
 Each case goes through the loader (``load_recipe`` / ``load_target``) and
 through ``edgeaug build`` (exit code 2, the same ``file: field`` message).
 """
+
 import os
 import subprocess
 import sys
@@ -40,7 +41,7 @@ BAD_RECIPES = [
     ("seed = 3", "seed"),
     ('ops = "hflip"', "ops"),
     ("ops = [1, 2]", "ops[0]"),
-    ("[ops]\nop = \"hflip\"", "ops"),
+    ('[ops]\nop = "hflip"', "ops"),
     ('[[ops]]\nop = "twirl"', "ops[0].op"),
     ("[[ops]]\np = 0.5", "ops[0].op"),
     ("[[ops]]\nop = 5", "ops[0].op"),
@@ -60,8 +61,10 @@ BAD_RECIPES = [
     ('[[ops]]\nop = "hflip"\n[[ops]]\nop = "gaussian_blur"\nsigma = [-1, 1]', "ops[1].sigma"),
     ('[[ops]]\nop = "one_of"', "ops[0].ops"),
     ('[[ops]]\nop = "one_of"\nops = []', "ops[0].ops"),
-    ('[[ops]]\nop = "one_of"\n[[ops.ops]]\nop = "hflip"\n[[ops.ops]]\nop = "rotate"\ndegrees = [5, 1]',
-     "ops[0].ops[1].degrees"),
+    (
+        '[[ops]]\nop = "one_of"\n[[ops.ops]]\nop = "hflip"\n[[ops.ops]]\nop = "rotate"\ndegrees = [5, 1]',
+        "ops[0].ops[1].degrees",
+    ),
     ("variants = = 3", "invalid TOML"),
     ("[[ops]\nop = 'x'", "invalid TOML"),
     ("variants = " + "[" * 600 + "]" * 600, "invalid TOML: arrays or tables nested too deeply"),
@@ -105,9 +108,19 @@ BAD_TARGETS = [
 
 VALID_TARGET = {
     "device": {"name": '"Pi"', "arch": '"aarch64"', "word_size": "64"},
-    "input": {"name": '"input"', "height": "224", "width": "224", "channels": "3", "layout": '"NHWC"',
-              "color": '"RGB"', "dtype": '"uint8"', "mean": "[0.0, 0.0, 0.0]", "std": "[1.0, 1.0, 1.0]",
-              "scale": "0.00392156862745098", "zero_point": "0"},
+    "input": {
+        "name": '"input"',
+        "height": "224",
+        "width": "224",
+        "channels": "3",
+        "layout": '"NHWC"',
+        "color": '"RGB"',
+        "dtype": '"uint8"',
+        "mean": "[0.0, 0.0, 0.0]",
+        "std": "[1.0, 1.0, 1.0]",
+        "scale": "0.00392156862745098",
+        "zero_point": "0",
+    },
 }
 
 
@@ -153,8 +166,7 @@ def test_the_valid_profile_used_above_is_valid(tmp_path):
 def test_unreadable_and_undecodable_config_files(tmp_path):
     (tmp_path / "latin1.toml").write_bytes(b'resize = "squ\xe9sh"\n')
     (tmp_path / "dir.toml").mkdir()
-    for name, msg in (("latin1.toml", "invalid TOML"), ("dir.toml", "cannot read"),
-                      ("absent.toml", "cannot read")):
+    for name, msg in (("latin1.toml", "invalid TOML"), ("dir.toml", "cannot read"), ("absent.toml", "cannot read")):
         with pytest.raises(ConfigError, match=f"{name}: {msg}"):
             load_recipe(tmp_path / name)
     with pytest.raises(ConfigError, match="latin1.toml: invalid TOML"):
@@ -165,8 +177,9 @@ def test_every_bad_config_through_the_cli(tmp_path, shapes_dir):
     runner, n = CliRunner(), 0
     for i, (text, field) in enumerate(BAD_RECIPES):
         p = _write(tmp_path, f"r{i}.toml", text)
-        r = runner.invoke(app, ["build", str(shapes_dir), "-o", str(tmp_path / "x.lmdb"), "-t", "rpi4",
-                                "-r", str(p), "-q"])
+        r = runner.invoke(
+            app, ["build", str(shapes_dir), "-o", str(tmp_path / "x.lmdb"), "-t", "rpi4", "-r", str(p), "-q"]
+        )
         assert r.exit_code == 2 and f"r{i}.toml: {field}" in r.output, (text, r.output)
         assert r.output.startswith("error: ") and "Traceback" not in r.output
         n += 1
@@ -182,8 +195,25 @@ def test_a_bad_config_in_a_real_process(tmp_path, shapes_dir):
     p = _write(tmp_path, "r.toml", '[[ops]]\nop = "rotate"\ndegrees = [0, 400]')
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(REPO)
-    r = subprocess.run([sys.executable, "-m", "edgeaug.cli", "build", str(shapes_dir), "-o",
-                        str(tmp_path / "x.lmdb"), "-t", "rpi4", "-r", str(p), "-q"],
-                       capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgeaug.cli",
+            "build",
+            str(shapes_dir),
+            "-o",
+            str(tmp_path / "x.lmdb"),
+            "-t",
+            "rpi4",
+            "-r",
+            str(p),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 2 and "r.toml: ops[0].degrees: 400" in r.stderr
     assert "Traceback" not in r.stderr

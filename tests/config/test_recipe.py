@@ -1,9 +1,10 @@
 """Recipes: defaults, canonical form, and errors that name file and field."""
+
 import pytest
 
 from edgeaug.config.fields import ConfigError
-from edgeaug.ops.registry import OPS
 from edgeaug.config.recipe import load_recipe, parse_recipe
+from edgeaug.ops.registry import OPS
 
 
 def test_default_recipe_is_valid_and_canonical():
@@ -20,23 +21,26 @@ def test_scalar_means_fixed_value_and_variants_override():
     assert r.with_variants(9).variants == 9
 
 
-@pytest.mark.parametrize("data,field", [
-    ({"ops": [{"op": "twirl"}]}, "ops[0].op: unknown op"),
-    ({"ops": [{"op": "rotate", "angle": [1, 2]}]}, "ops[0].angle: unknown field"),
-    ({"ops": [{"op": "rotate", "degrees": [10, -10]}]}, "ops[0].degrees: low 10.0 is greater"),
-    ({"ops": [{"op": "rotate", "degrees": [0, 400]}]}, "ops[0].degrees: 400 is above"),
-    ({"ops": [{"op": "rotate", "degrees": "big"}]}, "ops[0].degrees: expected a number"),
-    ({"ops": [{"op": "hflip", "p": 1.5}]}, "ops[0].p: 1.5 is above"),
-    ({"ops": [{"op": "hflip", "p": True}]}, "ops[0].p: expected a finite number"),
-    ({"ops": [{"p": 0.5}]}, "ops[0].op: missing required field"),
-    ({"ops": {"op": "hflip"}}, "ops: expected an array"),
-    ({"variants": -1}, "variants: -1 is below"),
-    ({"variants": 2.5}, "variants: expected an integer"),
-    ({"resize": "stretch"}, "resize: 'stretch' is not one of"),
-    ({"include_original": "yes"}, "include_original: expected true or false"),
-    ({"variants": 0, "include_original": False}, "variants: 0 variants"),
-    ({"varients": 3}, "varients: unknown field"),
-])
+@pytest.mark.parametrize(
+    "data,field",
+    [
+        ({"ops": [{"op": "twirl"}]}, "ops[0].op: unknown op"),
+        ({"ops": [{"op": "rotate", "angle": [1, 2]}]}, "ops[0].angle: unknown field"),
+        ({"ops": [{"op": "rotate", "degrees": [10, -10]}]}, "ops[0].degrees: low 10.0 is greater"),
+        ({"ops": [{"op": "rotate", "degrees": [0, 400]}]}, "ops[0].degrees: 400 is above"),
+        ({"ops": [{"op": "rotate", "degrees": "big"}]}, "ops[0].degrees: expected a number"),
+        ({"ops": [{"op": "hflip", "p": 1.5}]}, "ops[0].p: 1.5 is above"),
+        ({"ops": [{"op": "hflip", "p": True}]}, "ops[0].p: expected a finite number"),
+        ({"ops": [{"p": 0.5}]}, "ops[0].op: missing required field"),
+        ({"ops": {"op": "hflip"}}, "ops: expected an array"),
+        ({"variants": -1}, "variants: -1 is below"),
+        ({"variants": 2.5}, "variants: expected an integer"),
+        ({"resize": "stretch"}, "resize: 'stretch' is not one of"),
+        ({"include_original": "yes"}, "include_original: expected true or false"),
+        ({"variants": 0, "include_original": False}, "variants: 0 variants"),
+        ({"varients": 3}, "varients: unknown field"),
+    ],
+)
 def test_bad_recipes_name_file_and_field(data, field):
     with pytest.raises(ConfigError) as e:
         parse_recipe(data, "r.toml")

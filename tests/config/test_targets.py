@@ -1,11 +1,12 @@
 """Target profiles: validation, quantization, and every dtype/layout round-trip."""
+
 import numpy as np
 import pytest
 
 from edgeaug.build.builder import build
 from edgeaug.config.fields import ConfigError
-from edgeaug.device.loader import Pack
 from edgeaug.config.targets import list_targets, load_target, parse_target, quantization_lut, quantize
+from edgeaug.device.loader import Pack
 
 SHIPPED = ["coral-edgetpu", "generic", "jetson-nano", "rpi-zero2w", "rpi4"]
 
@@ -58,38 +59,53 @@ def test_every_target_roundtrips_through_a_pack(name, shapes_dir, tmp_path):
         assert rec["variant"] == 0 and rec["params"] == {"ops": []}
         # The stored tensor is exactly quantize() of the rendered original.
         from edgeaug.build.augment import Augmenter
-        from edgeaug.config.recipe import load_recipe
         from edgeaug.build.render import decode, render_variant, source_labels, working_image
+        from edgeaug.config.recipe import load_recipe
         from edgeaug.sources.scan import scan
-        src = scan(shapes_dir).sources[p.manifest["sources"].index(next(
-            s for s in p.manifest["sources"] if s["split"] == "train"))]
+
+        src = scan(shapes_dir).sources[
+            p.manifest["sources"].index(next(s for s in p.manifest["sources"] if s["split"] == "train"))
+        ]
         aug = Augmenter(load_recipe().with_variants(1), t)
         img = decode(src.path.read_bytes())
-        want, _, _ = render_variant(aug, working_image(img, aug), source_labels(src),
-                                    (img.shape[1], img.shape[0]), 1, src, 0)
+        want, _, _ = render_variant(
+            aug, working_image(img, aug), source_labels(src), (img.shape[1], img.shape[0]), 1, src, 0
+        )
         assert want.tobytes() == x.tobytes()
         X, Y = next(p.batches(4, epoch=0))
         assert X.shape == (4,) + t.shape and X.dtype == x.dtype
 
 
 def _valid():
-    return {"device": {"name": "d", "arch": "aarch64", "word_size": 64},
-            "input": {"height": 8, "width": 8, "channels": 3, "layout": "NHWC", "color": "RGB",
-                      "dtype": "uint8", "scale": 0.5}}
+    return {
+        "device": {"name": "d", "arch": "aarch64", "word_size": 64},
+        "input": {
+            "height": 8,
+            "width": 8,
+            "channels": 3,
+            "layout": "NHWC",
+            "color": "RGB",
+            "dtype": "uint8",
+            "scale": 0.5,
+        },
+    }
 
 
-@pytest.mark.parametrize("path,value,field", [
-    (("input", "dtype"), "float64", "input.dtype"),
-    (("input", "layout"), "HWC", "input.layout"),
-    (("input", "channels"), 1, "input.channels"),
-    (("input", "height"), 0, "input.height"),
-    (("input", "height"), "224", "input.height"),
-    (("input", "mean"), [0.5], "input.mean"),
-    (("input", "std"), [0, 1, 1], "input.std"),
-    (("input", "zero_point"), 300, "input.zero_point"),
-    (("input", "colour"), "RGB", "input.colour"),
-    (("device", "word_size"), 16, "device.word_size"),
-])
+@pytest.mark.parametrize(
+    "path,value,field",
+    [
+        (("input", "dtype"), "float64", "input.dtype"),
+        (("input", "layout"), "HWC", "input.layout"),
+        (("input", "channels"), 1, "input.channels"),
+        (("input", "height"), 0, "input.height"),
+        (("input", "height"), "224", "input.height"),
+        (("input", "mean"), [0.5], "input.mean"),
+        (("input", "std"), [0, 1, 1], "input.std"),
+        (("input", "zero_point"), 300, "input.zero_point"),
+        (("input", "colour"), "RGB", "input.colour"),
+        (("device", "word_size"), 16, "device.word_size"),
+    ],
+)
 def test_bad_targets_name_the_field(path, value, field):
     d = _valid()
     d[path[0]][path[1]] = value

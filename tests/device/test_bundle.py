@@ -1,5 +1,6 @@
 """The single-file device loader: how it is built, what it imports, and that it reads
 packs byte-identically to the package loader from a folder without edgeaug."""
+
 from __future__ import annotations
 
 import ast
@@ -14,8 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edgeaug.device import bundle
 from edgeaug.cli import app
+from edgeaug.device import bundle
 from edgeaug.device.format import HEADER_SIZE, record_key
 from edgeaug.device.loader import Pack
 
@@ -23,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Refuses any import of edgeaug, then reads every record of both splits and prints
 # sha256 digests: tensor bytes + label per record, and the first shuffled epoch's batches.
-PROBE = r'''
+PROBE = r"""
 import hashlib, importlib.abc, json, sys
 before = set(sys.modules)
 class _NoEdgeaug(importlib.abc.MetaPathFinder):
@@ -44,7 +45,7 @@ out["third_party"] = sorted({m.split(".")[0] for m in set(sys.modules) - before 
                             - set(sys.stdlib_module_names) - {"edgeaug_loader", "cython_runtime"})
 out["module"] = Pack.__module__
 print(json.dumps(out))
-'''
+"""
 
 
 def reference(path: Path) -> dict:
@@ -53,16 +54,16 @@ def reference(path: Path) -> dict:
     for split in ("train", "val"):
         with Pack(str(path), split) as p:
             out[split] = [hashlib.sha256(p[i][0].tobytes() + b"|%d" % p[i][1]).hexdigest() for i in range(len(p))]
-            out[split + "_batches"] = [hashlib.sha256(X.tobytes() + Y.tobytes()).hexdigest()
-                                       for X, Y in p.batches(4, epoch=1)]
+            out[split + "_batches"] = [
+                hashlib.sha256(X.tobytes() + Y.tobytes()).hexdigest() for X, Y in p.batches(4, epoch=1)
+            ]
     return out
 
 
 def run_in(folder: Path, *args: str) -> subprocess.CompletedProcess:
     """A fresh interpreter in ``folder`` with nothing of the repo on PYTHONPATH."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    return subprocess.run([sys.executable, *args], cwd=folder, capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run([sys.executable, *args], cwd=folder, capture_output=True, text=True, env=env, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def test_bundle_is_one_parseable_module_with_one_future_import(bundled):
         assert f"# {'-' * 30} edgeaug/{name}\n" in text
     # the kept text is verbatim: e.g. every line of format.py after its imports
     fmt = (REPO / "edgeaug" / "device" / "format.py").read_text()
-    assert fmt[fmt.index("FORMAT_VERSION = 1"):] in text
+    assert fmt[fmt.index("FORMAT_VERSION = 1") :] in text
 
 
 def test_bundle_imports_only_stdlib_numpy_lmdb_and_never_execs(bundled):
@@ -152,8 +153,13 @@ def flip_tensor_byte(path: Path, r: int) -> int:
 
 
 def test_module_and_cli_entry_points(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "edgeaug.device.bundle", "-o", str(tmp_path / "a.py")],
-                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "edgeaug.device.bundle", "-o", str(tmp_path / "a.py")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     assert r.returncode == 0 and "wrote" in r.stdout, r.stderr
     res = CliRunner().invoke(app, ["bundle-loader", "-o", str(tmp_path / "b.py")])
     assert res.exit_code == 0, res.output
@@ -164,18 +170,19 @@ def _fake_package(tmp_path: Path, loader_text: str, extra: str = "") -> Path:
     pkg = tmp_path / "pkg"
     pkg.mkdir()
     (pkg / "format.py").write_text('"""f."""\nfrom __future__ import annotations\nA = 1\n' + extra)
-    (pkg / "lmdbpure.py").write_text('"""p."""\nfrom __future__ import annotations\n'
-                                     '__all__ = ["B"]\nB = 2\n')
+    (pkg / "lmdbpure.py").write_text('"""p."""\nfrom __future__ import annotations\n__all__ = ["B"]\nB = 2\n')
     (pkg / "loader.py").write_text(loader_text)
     return pkg
 
 
 def test_multiline_and_nested_marked_imports_are_dropped_whole(tmp_path):
-    loader = ('"""l."""\nfrom __future__ import annotations\nimport sys\n'
-              "from .format import (  # bundle: drop\n    A,\n)\n"
-              "def f():\n    if True:\n        from . import lmdbpure  # bundle: drop\n"
-              "    return A + sys.modules[__name__].B\n"
-              "if __name__ == '__main__':\n    print(f())\n")
+    loader = (
+        '"""l."""\nfrom __future__ import annotations\nimport sys\n'
+        "from .format import (  # bundle: drop\n    A,\n)\n"
+        "def f():\n    if True:\n        from . import lmdbpure  # bundle: drop\n"
+        "    return A + sys.modules[__name__].B\n"
+        "if __name__ == '__main__':\n    print(f())\n"
+    )
     text = bundle.bundle_text(_fake_package(tmp_path, loader))
     assert "    A,\n)" not in text and "__all__" not in text
     assert "        pass  # bundle: import dropped\n" in text

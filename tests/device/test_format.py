@@ -1,4 +1,5 @@
 """The format spec: golden bytes, layouts and the labels section."""
+
 import hashlib
 import struct
 
@@ -21,22 +22,28 @@ def test_record_keys_are_fixed_width_and_sort_numerically():
 
 def test_index_dtype_is_pinned():
     assert F.INDEX_DTYPE.itemsize == 44
-    assert F.INDEX_DTYPE.descr == [("source", "<u4"), ("variant", "<u2"), ("split", "|u1"),
-                                  ("pad", "|u1"), ("label", "<i4"), ("digest", "|u1", (32,))]
+    assert F.INDEX_DTYPE.descr == [
+        ("source", "<u4"),
+        ("variant", "<u2"),
+        ("split", "|u1"),
+        ("pad", "|u1"),
+        ("label", "<i4"),
+        ("digest", "|u1", (32,)),
+    ]
 
 
 def test_golden_record_bytes():
     x = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
     labels = F.pack_labels(np.array([[1, 0, 0, 1, 1]], np.float32), None, None)
-    v = F.encode_record(x, label=2, source=5, variant=1, split=0, labels=labels,
-                        params={"ops": [{"op": "hflip", "on": True}]})
+    v = F.encode_record(
+        x, label=2, source=5, variant=1, split=0, labels=labels, params={"ops": [{"op": "hflip", "on": True}]}
+    )
     assert v[:8] == b"EAR1" + struct.pack("<HH", 1, 64)
     assert len(v) == 64 + 12 + len(labels) + len(b'{"ops":[{"on":true,"op":"hflip"}]}')
     assert v[8:40] == hashlib.sha256(v[40:]).digest() == F.record_digest(v)
     # tensor 12 B, labels 32 B, params 34 B, label 2, source 5, variant 1, split 0
-    assert v[40:64].hex() == "0c000000" "20000000" "22000000" "02000000" "05000000" "0100" "00" "00"
-    assert hashlib.sha256(v).hexdigest() == (
-        "4bfb9cdde93b778a8f5748989d908179a49b3ab6968decbfb20d0be83e2f33be")
+    assert v[40:64].hex() == "0c0000002000000022000000020000000500000001000000"
+    assert hashlib.sha256(v).hexdigest() == ("4bfb9cdde93b778a8f5748989d908179a49b3ab6968decbfb20d0be83e2f33be")
 
 
 def test_header_roundtrip_and_rejections():

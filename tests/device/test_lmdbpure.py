@@ -1,4 +1,5 @@
 """Tests for edgeaug.lmdbpure: differential against py-lmdb, then corruption."""
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,10 @@ import pytest
 lmdb = pytest.importorskip("lmdb")
 
 from edgeaug.device.lmdbpure import (  # noqa: E402
-    LmdbFormatError, PureDatabase, PureEnvironment, open_pure,
+    LmdbFormatError,
+    PureDatabase,
+    PureEnvironment,
+    open_pure,
 )
 
 N_DATABASES = 60
@@ -30,6 +34,7 @@ Pairs = List[Tuple[bytes, bytes]]
 
 # -- corpus generation ---------------------------------------------------------
 
+
 def _value(rng: random.Random, profile: str, psize: int = 4096) -> bytes:
     """A value whose size exercises one region: inline, near the overflow cut, page-sized."""
     if profile == "tiny":
@@ -39,8 +44,15 @@ def _value(rng: random.Random, profile: str, psize: int = 4096) -> bytes:
     elif profile == "boundary":  # node max is ~2038 bytes for 4 KB pages
         n = rng.randint(1850, 2150)
     else:  # "mixed"
-        n = rng.choice([0, rng.randint(1, 100), rng.randint(1900, 2100),
-                        psize + rng.randint(-40, 40), 2 * psize + rng.randint(-40, 40)])
+        n = rng.choice(
+            [
+                0,
+                rng.randint(1, 100),
+                rng.randint(1900, 2100),
+                psize + rng.randint(-40, 40),
+                2 * psize + rng.randint(-40, 40),
+            ]
+        )
     return rng.randbytes(n)
 
 
@@ -53,12 +65,12 @@ def _spec(i: int) -> dict:
         "n": sizes[i % len(sizes)],
         "kmax": [1, 6, 24, 120, 400][(i // 6) % 5],
         "profile": ["tiny", "small", "boundary", "mixed"][i % 4],
-        "big": i % 3 == 2,                    # a few ~150 KB overflow values
+        "big": i % 3 == 2,  # a few ~150 KB overflow values
         "subdbs": i % 4 in (1, 2) and not append,  # named sub-databases (max_dbs)
-        "churn": i % 5 in (1, 3),             # deletes/overwrites -> free pages
-        "compact": i % 6 in (4, 5),           # read the env.copy(compact=True) result
+        "churn": i % 5 in (1, 3),  # deletes/overwrites -> free pages
+        "compact": i % 6 in (4, 5),  # read the env.copy(compact=True) result
         "append": append,
-        "writemap": i % 11 == 10,             # file longer than last_pgno needs
+        "writemap": i % 11 == 10,  # file longer than last_pgno needs
     }
 
 
@@ -97,8 +109,7 @@ def _fill(env, handles: dict, model: dict, spec: dict, rng: random.Random) -> No
 
 def _append(env, model: dict, spec: dict, rng: random.Random) -> None:
     """Sorted bulk load with MDB_APPEND, as the pack writer does (leaves pages full)."""
-    pairs = {_rand_key(rng, spec["kmax"], SUB_NAMES): _value(rng, spec["profile"])
-             for _ in range(spec["n"])}
+    pairs = {_rand_key(rng, spec["kmax"], SUB_NAMES): _value(rng, spec["profile"]) for _ in range(spec["n"])}
     if spec["big"]:
         pairs[b"\xff" * 3] = rng.randbytes(150_000)
     with env.begin(write=True) as txn:
@@ -124,8 +135,15 @@ def _build(tmp: Path, i: int) -> Tuple[str, dict, dict, dict]:
     spec, rng = _spec(i), random.Random(i)
     path = str(tmp / f"db{i}.lmdb")
     names = list(SUB_NAMES[: 1 + i % 3]) if spec["subdbs"] else []
-    env = lmdb.open(path, subdir=False, map_size=256 << 20, max_dbs=4 if names else 0,
-                    sync=False, metasync=False, writemap=spec["writemap"])
+    env = lmdb.open(
+        path,
+        subdir=False,
+        map_size=256 << 20,
+        max_dbs=4 if names else 0,
+        sync=False,
+        metasync=False,
+        writemap=spec["writemap"],
+    )
     handles = {None: None, **{n: env.open_db(n) for n in names}}
     model: Dict[Optional[bytes], dict] = {n: {} for n in handles}
     _fill(env, handles, model, spec, rng)
@@ -154,6 +172,7 @@ def _reference(path: str, names: list, model: dict) -> Tuple[dict, dict, dict]:
 
 
 # -- differential tests ----------------------------------------------------------
+
 
 def _starts(rng: random.Random, keys: List[bytes]) -> List[bytes]:
     starts = [b"\x00", b"\xff" * 8, rng.randbytes(1), rng.randbytes(5)]
@@ -229,6 +248,7 @@ def _free_db_entries(path: str, txnid: int) -> int:
 
 # -- shared fixtures for corruption tests --------------------------------------------
 
+
 def _fuzz_db(tmp: Path, name: str, subdbs: bool, compact: bool) -> Tuple[str, list, list]:
     rng = random.Random(name)
     path = str(tmp / name)
@@ -236,7 +256,7 @@ def _fuzz_db(tmp: Path, name: str, subdbs: bool, compact: bool) -> Tuple[str, li
     handles = {None: None, **({n: env.open_db(n) for n in SUB_NAMES[:2]} if subdbs else {})}
     for rnd in range(3):
         with env.begin(write=True) as txn:
-            for j in range(250):
+            for _j in range(250):
                 db = handles[rng.choice(list(handles))]
                 txn.put(_rand_key(rng, 200, SUB_NAMES), _value(rng, "mixed"), db=db)
             if rnd == 1:
@@ -271,9 +291,11 @@ def _tree_pages(path: str, names: list) -> List[int]:
 @pytest.fixture(scope="module")
 def fuzz_dbs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fuzz")
-    return [_fuzz_db(tmp, "plain.lmdb", False, False),
-            _fuzz_db(tmp, "subdbs.lmdb", True, False),
-            _fuzz_db(tmp, "compact.lmdb", True, True)]
+    return [
+        _fuzz_db(tmp, "plain.lmdb", False, False),
+        _fuzz_db(tmp, "subdbs.lmdb", True, False),
+        _fuzz_db(tmp, "compact.lmdb", True, True),
+    ]
 
 
 def _exercise(path: str, names: list, probes: list) -> str:
@@ -305,13 +327,33 @@ def _write(path: Path, data: bytes) -> str:
 
 # -- truncation and corruption ----------------------------------------------------
 
+
 def test_truncated_files_raise(fuzz_dbs, tmp_path: Path) -> None:
     rng = random.Random(7)
     for src, _names, _probes, _tree in fuzz_dbs:
         data = Path(src).read_bytes()
         size, ps = len(data), 4096
-        cuts = {0, 1, 15, 16, 100, 151, 152, 153, ps - 1, ps, ps + 1, ps + 152, 2 * ps - 1,
-                2 * ps, 2 * ps + 1, size // 2, size - ps, size - ps + 1, size - 1}
+        cuts = {
+            0,
+            1,
+            15,
+            16,
+            100,
+            151,
+            152,
+            153,
+            ps - 1,
+            ps,
+            ps + 1,
+            ps + 152,
+            2 * ps - 1,
+            2 * ps,
+            2 * ps + 1,
+            size // 2,
+            size - ps,
+            size - ps + 1,
+            size - 1,
+        }
         cuts.update(rng.randrange(size) for _ in range(15))
         for cut in sorted(c for c in cuts if 0 <= c < size):
             path = _write(tmp_path / "cut.lmdb", data[:cut])
@@ -353,8 +395,7 @@ def test_hypothesis_byte_flips(fuzz_dbs, tmp_path_factory) -> None:
     src, names, probes, _tree = fuzz_dbs[1]
     original = Path(src).read_bytes()
     out = tmp_path_factory.mktemp("hyp") / "h.lmdb"
-    flips = st.lists(st.tuples(st.integers(0, len(original) - 1), st.integers(1, 255)),
-                     min_size=1, max_size=8)
+    flips = st.lists(st.tuples(st.integers(0, len(original) - 1), st.integers(1, 255)), min_size=1, max_size=8)
 
     @hyp.settings(max_examples=300, deadline=None, derandomize=True, database=None)
     @hyp.given(flips)
@@ -369,13 +410,14 @@ def test_hypothesis_byte_flips(fuzz_dbs, tmp_path_factory) -> None:
 
 # -- hand-made structural damage ---------------------------------------------------
 
+
 def _node_offsets(raw: bytes) -> List[int]:
     lower = struct.unpack_from("<H", raw, 12)[0]
     return list(struct.unpack_from(f"<{(lower - 16) // 2}H", raw, 16))
 
 
 def _set_child(data: bytearray, pgno: int, idx: int, child: int, ps: int = 4096) -> None:
-    off = pgno * ps + _node_offsets(bytes(data[pgno * ps:(pgno + 1) * ps]))[idx]
+    off = pgno * ps + _node_offsets(bytes(data[pgno * ps : (pgno + 1) * ps]))[idx]
     struct.pack_into("<HHH", data, off, child & 0xFFFF, (child >> 16) & 0xFFFF, child >> 32)
 
 
@@ -427,8 +469,12 @@ def test_meta_damage(tmp_path: Path) -> None:
         newest = env.info()["last_txnid"] % 2  # txn N writes meta page N % 2
     depth_off = 8 + 8 + 8 + 48 + 6  # magic, version, address, mapsize, free DB, md_pad+md_flags
     root_off, last_off = depth_off + 34, depth_off + 42
-    for offset, fmt, value in [(depth_off, "<H", 200), (root_off, "<Q", 1),
-                               (root_off, "<Q", 10 ** 9), (last_off, "<Q", 10 ** 12)]:
+    for offset, fmt, value in [
+        (depth_off, "<H", 200),
+        (root_off, "<Q", 1),
+        (root_off, "<Q", 10**9),
+        (last_off, "<Q", 10**12),
+    ]:
         data = bytearray(original)
         _meta_patch(data, newest, offset, fmt, value)  # depth, root, last_pgno
         _damage_raises(tmp_path, data)
@@ -489,8 +535,10 @@ def test_shared_between_threads(fuzz_dbs) -> None:
     with open_pure(src, max_cached_pages=4) as env:  # tiny cache: constant eviction
         want = [list(env.items(db=n)) for n in [None] + names]
         results: list = []
-        workers = [threading.Thread(target=lambda: results.append(
-            [list(env.items(db=n)) for n in [None] + names])) for _ in range(4)]
+        workers = [
+            threading.Thread(target=lambda: results.append([list(env.items(db=n)) for n in [None] + names]))
+            for _ in range(4)
+        ]
         for w in workers:
             w.start()
         for w in workers:
@@ -507,6 +555,7 @@ def test_empty_and_single_page_files(tmp_path: Path) -> None:
 
 
 # -- import hygiene ----------------------------------------------------------------
+
 
 def test_import_uses_only_stdlib() -> None:
     code = textwrap.dedent("""
@@ -525,6 +574,12 @@ def test_import_uses_only_stdlib() -> None:
             print(name)
     """)
     root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
-                         text=True, check=True, env={**os.environ, "PYTHONPATH": str(root)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     assert out.stdout.split() == []

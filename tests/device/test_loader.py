@@ -1,4 +1,5 @@
 """The device loader: import boundary, refusals, zero copy, epochs and batches."""
+
 import json
 import os
 import shutil
@@ -19,8 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 def run_py(code: str, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(REPO)
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_loader_imports_only_numpy_lmdb_and_stdlib():
@@ -29,7 +29,8 @@ def test_loader_imports_only_numpy_lmdb_and_stdlib():
         "import edgeaug.loader\n"
         "std = set(sys.stdlib_module_names)\n"
         "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
-        "bad = sorted(m for m in new if m not in std and m not in ('numpy', 'lmdb', 'edgeaug') and not m.startswith('_'))\n"
+        "ok = ('numpy', 'lmdb', 'edgeaug')\n"
+        "bad = sorted(m for m in new if m not in std and m not in ok and not m.startswith('_'))\n"
         "print(','.join(bad))\n"
     )
     r = run_py(code)
@@ -59,7 +60,9 @@ def test_batches_are_contiguous_and_cover_each_source_once(small_pack):
         X = np.concatenate(seen)
         assert len(X) == p.sources == 16
         order = p.epoch_order(0)
-        assert sorted(p._index[p._start + order]["source"].tolist()) == sorted(set(p._index["source"][:len(p)].tolist()))
+        assert sorted(p._index[p._start + order]["source"].tolist()) == sorted(
+            set(p._index["source"][: len(p)].tolist())
+        )
         assert len(list(p.batches(5, epoch=0, drop_last=True))) == 3
 
 
@@ -138,9 +141,11 @@ def test_truncated_pack_is_an_error_not_a_crash(small_pack, tmp_path, fraction):
     p = tmp_path / "cut.lmdb"
     data = small_pack.read_bytes()
     p.write_bytes(data[: int(len(data) * fraction)])
-    code = ("import sys\nfrom edgeaug.loader import Pack, PackError\n"
-            "try:\n    p = Pack(sys.argv[1]); [p[i] for i in range(len(p))]; print('opened')\n"
-            "except PackError as e:\n    print('PackError', e)\n")
+    code = (
+        "import sys\nfrom edgeaug.loader import Pack, PackError\n"
+        "try:\n    p = Pack(sys.argv[1]); [p[i] for i in range(len(p))]; print('opened')\n"
+        "except PackError as e:\n    print('PackError', e)\n"
+    )
     r = run_py(code, str(p))
     assert r.returncode == 0, (r.returncode, r.stderr)  # never SIGBUS (-7)
     assert r.stdout.startswith("PackError"), r.stdout
@@ -160,22 +165,27 @@ def test_verify_catches_a_tampered_record(small_pack, tmp_path):
 
 
 def test_device_cli(small_pack):
-    r = run_py("import sys; from edgeaug.loader import main; sys.exit(main(sys.argv[1:]))",
-               "verify", str(small_pack))
+    r = run_py("import sys; from edgeaug.loader import main; sys.exit(main(sys.argv[1:]))", "verify", str(small_pack))
     assert r.returncode == 0 and f"{72}/{72} records ok" in r.stdout
-    r = run_py("import sys; from edgeaug.loader import main; sys.exit(main(sys.argv[1:]))",
-               "info", str(small_pack))
+    r = run_py("import sys; from edgeaug.loader import main; sys.exit(main(sys.argv[1:]))", "info", str(small_pack))
     assert json.loads(r.stdout)["records"] == 72
-    r = run_py("import sys; from edgeaug.loader import main; sys.exit(main(sys.argv[1:]))",
-               "bench", str(small_pack), "--seconds", "0.2")
+    r = run_py(
+        "import sys; from edgeaug.loader import main; sys.exit(main(sys.argv[1:]))",
+        "bench",
+        str(small_pack),
+        "--seconds",
+        "0.2",
+    )
     assert r.returncode == 0 and "records/s" in r.stdout
-    r = run_py("import sys; from edgeaug.loader import main; sys.exit(main(sys.argv[1:]))",
-               "verify", "/nonexistent.lmdb")
+    r = run_py(
+        "import sys; from edgeaug.loader import main; sys.exit(main(sys.argv[1:]))", "verify", "/nonexistent.lmdb"
+    )
     assert r.returncode == 2 and "cannot open" in r.stderr
 
 
 def test_device_warnings(small_pack, monkeypatch):
     import platform
+
     with Pack(str(small_pack)) as p:
         monkeypatch.setattr(platform, "machine", lambda: "x86_64")
         assert p.device_warnings() == ["pack targets aarch64 but this machine is x86_64"]

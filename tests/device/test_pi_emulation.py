@@ -7,6 +7,7 @@ record's bytes are compared with this host's read.  The roots come from
 ``scripts/pisandbox.py``; when qemu or the roots cannot be had, or
 EDGEAUG_SKIP_PI=1, these tests skip.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,7 @@ BITS = {"arm64": 64, "armhf": 32}
 #                                      BACKEND auto, pure, or nolmdb = lmdb hidden)
 # prints sha256 digests of every record (tensor, labels, params, ids), the shuffled
 # batches of two epochs, and the device warnings, as JSON.
-PROBE = r'''
+PROBE = r"""
 import hashlib, importlib, json, platform, struct, sys
 module, backend, packs = sys.argv[1], sys.argv[2], sys.argv[3:]
 if backend == "nolmdb":
@@ -71,7 +72,7 @@ for path in packs:
     with L.Pack(path, "val", backend=backend) as p:
         r["val"] = [h(p[i][0].tobytes(), p[i][1]) for i in range(len(p))]
 print(json.dumps(out))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +110,13 @@ def device_dir(tmp_path_factory) -> Path:
 def host_read(packs, device_dir) -> dict:
     """The probe run by this host's python through the package loader."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    r = subprocess.run([sys.executable, str(device_dir / "probe.py"), "edgeaug.loader", "auto",
-                        *map(str, packs.values())], capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [sys.executable, str(device_dir / "probe.py"), "edgeaug.loader", "auto", *map(str, packs.values())],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -123,8 +129,9 @@ def _json(proc) -> dict:
 def _probe(arch: str, mode: str, backend: str, packs: dict, device_dir: Path) -> dict:
     paths = [str(p) for p in packs.values()]
     if mode == "package":  # the edgeaug folder on PYTHONPATH
-        proc = pisandbox.run_python(arch, [str(device_dir / "probe.py"), "edgeaug.loader", backend, *paths],
-                                    extra_path=[REPO])
+        proc = pisandbox.run_python(
+            arch, [str(device_dir / "probe.py"), "edgeaug.loader", backend, *paths], extra_path=[REPO]
+        )
     else:  # only edgeaug_loader.py next to the script
         proc = pisandbox.run_python(arch, ["probe.py", "edgeaug_loader", backend, *paths], cwd=device_dir)
     return _json(proc)
@@ -144,7 +151,14 @@ def test_every_record_byte_identical_to_x86(roots, packs, device_dir, host_read,
         assert seen["edgeaug_loaded"] == []
     else:
         assert "edgeaug.loader" in seen["edgeaug_loaded"]
-        assert set(seen["edgeaug_loaded"]) <= {"edgeaug", "edgeaug.loader", "edgeaug.device", "edgeaug.device.format", "edgeaug.device.loader", "edgeaug.device.lmdbpure"}
+        assert set(seen["edgeaug_loaded"]) <= {
+            "edgeaug",
+            "edgeaug.loader",
+            "edgeaug.device",
+            "edgeaug.device.format",
+            "edgeaug.device.loader",
+            "edgeaug.device.lmdbpure",
+        }
     for target, path in packs.items():
         got, ref = seen["packs"][str(path)], host_read["packs"][str(path)]
         # 32-bit liblmdb cannot read the 64-bit file: the loader must pick the pure reader.

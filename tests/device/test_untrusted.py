@@ -7,6 +7,7 @@ exercises ``Pack(...)``, ``pack[i]``, ``pack.record``, ``pack.batches``,
 line per file.  A file whose damage passes every check must hold exactly the
 original keys and values: nothing is ever silently corrupted.
 """
+
 import ast
 import hashlib
 import json
@@ -26,14 +27,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeaug.device import format as F
 from edgeaug.build.builder import build
+from edgeaug.device import format as F
 from edgeaug.device.loader import Pack, PackError
 
 REPO = Path(__file__).resolve().parents[2]
 BACKENDS = ("lmdb", "pure")
 
-CHILD = r'''
+CHILD = r"""
 import contextlib, hashlib, io, json, signal, sys
 from edgeaug.device import format as F
 from edgeaug.device.loader import Pack, PackError, main
@@ -99,22 +100,30 @@ for path in sys.stdin.read().split():
         out = {"name": path, "open": "EXC:" + type(e).__name__ + ":" + str(e)[:200]}
     signal.alarm(0)
     print(json.dumps(out), flush=True)
-'''
+"""
 
 
 def probe(paths, backend):
     """Run the child over ``paths``; return {path: result}. Fails if the child dies."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(REPO)
-    r = subprocess.run([sys.executable, "-c", CHILD, backend], input="\n".join(map(str, paths)),
-                       capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", CHILD, backend],
+        input="\n".join(map(str, paths)),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     results = {}
     for line in r.stdout.splitlines():
         d = json.loads(line)
         results[d["name"]] = d
     done = len(results)
-    assert r.returncode == 0, (f"child died with {r.returncode} on {paths[done] if done < len(paths) else '?'}",
-                               r.stderr[-2000:])
+    assert r.returncode == 0, (
+        f"child died with {r.returncode} on {paths[done] if done < len(paths) else '?'}",
+        r.stderr[-2000:],
+    )
     assert done == len(paths)
     return results
 
@@ -163,8 +172,14 @@ def packs(tmp_path_factory, shapes_dir):
     (d / "tiny.toml").write_text(TINY_TARGET)
     rows = []
     for i, f in enumerate(sorted(shapes_dir.rglob("*.png"))[:6]):
-        rows.append({"path": str(f.relative_to(shapes_dir)), "label": f.parent.name,
-                     "boxes": [[0, 10, 10, 60 + i, 50]], "keypoints": [[20, 30, 1], [40, 40, 1]]})
+        rows.append(
+            {
+                "path": str(f.relative_to(shapes_dir)),
+                "label": f.parent.name,
+                "boxes": [[0, 10, 10, 60 + i, 50]],
+                "keypoints": [[20, 30, 1], [40, 40, 1]],
+            }
+        )
     (shapes_dir / "tiny.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     tiny = d / "tiny.lmdb"
     build(shapes_dir / "tiny.jsonl", tiny, d / "tiny.toml", variants=2, seed=3, workers=1, val=0.3)
@@ -173,6 +188,7 @@ def packs(tmp_path_factory, shapes_dir):
 
 
 # --- truncation and bit flips --------------------------------------------------------------
+
 
 def test_truncated_at_many_offsets(packs, tmp_path):
     files = []
@@ -213,7 +229,7 @@ def test_random_bit_flips(packs, tmp_path):
                 b[pos] ^= 1 << rng.randrange(8)
             else:  # a run of random bytes
                 pos, n = rng.randrange(len(b)), rng.randint(2, 64)
-                b[pos:pos + n] = bytes(rng.randrange(256) for _ in range(n))[:len(b) - pos]
+                b[pos : pos + n] = bytes(rng.randrange(256) for _ in range(n))[: len(b) - pos]
             p = tmp_path / f"{name}-flip{t}.lmdb"
             p.write_bytes(bytes(b))
             files.append((p, name))
@@ -236,6 +252,7 @@ def test_random_bit_flips(packs, tmp_path):
 
 
 # --- crafted manifests and records --------------------------------------------------
+
 
 def read_kv(path: Path):
     env = lmdb.open(str(path), subdir=False, readonly=True, lock=False)
@@ -281,6 +298,7 @@ def _set(path, value):
             d = d[k]
         d[path[-1]] = value
         return m
+
     return f
 
 
@@ -291,6 +309,7 @@ def _drop(path):
             d = d[k]
         del d[path[-1]]
         return m
+
     return f
 
 
@@ -384,9 +403,17 @@ def test_crafted_index(packs, tmp_path):
         a = np.frombuffer(idx, F.INDEX_DTYPE).copy()
         a["source"][0], a["source"][-1] = a["source"][-1], a["source"][0]
         return a.tobytes()
-    files = {n: craft(packs["tiny"], tmp_path / f"{n}.lmdb", index=f) for n, f in
-             [("source-beyond", source_beyond), ("split-7", split_7), ("unordered", out_of_order),
-              ("short", lambda idx: idx[:-44]), ("odd-size", lambda idx: idx + b"x")]}
+
+    files = {
+        n: craft(packs["tiny"], tmp_path / f"{n}.lmdb", index=f)
+        for n, f in [
+            ("source-beyond", source_beyond),
+            ("split-7", split_7),
+            ("unordered", out_of_order),
+            ("short", lambda idx: idx[:-44]),
+            ("odd-size", lambda idx: idx + b"x"),
+        ]
+    }
     for backend in BACKENDS:
         res = probe(list(files.values()), backend)
         assert_no_crash(res, backend)
@@ -397,7 +424,7 @@ def _header(value: bytes, **fields) -> bytes:
     names = ["magic", "version", "hsize", "digest", "t", "l", "p", "label", "source", "variant", "split", "reserved"]
     vals = dict(zip(names, F.RECORD_HEADER.unpack_from(value, 0)))
     vals.update(fields)
-    return F.RECORD_HEADER.pack(*[vals[n] for n in names]) + value[F.RECORD_HEADER.size:]
+    return F.RECORD_HEADER.pack(*[vals[n] for n in names]) + value[F.RECORD_HEADER.size :]
 
 
 RECORD_CRAFTS = {
@@ -419,7 +446,7 @@ RECORD_CRAFTS = {
     "truncated-tail": lambda v, o: v[:-1],
     "extra-tail": lambda v, o: v + b"\0",
     "other-record": lambda v, o: o,  # a valid record from elsewhere in the pack
-    "labels-count-huge": lambda v, o: v[:64 + 64] + struct.pack("<I", 2**31) + v[64 + 64 + 4:],
+    "labels-count-huge": lambda v, o: v[: 64 + 64] + struct.pack("<I", 2**31) + v[64 + 64 + 4 :],
     "params-not-json": lambda v, o: v[:-3] + b"{{{",
     "params-deep": lambda v, o: None,  # built below
 }
@@ -435,12 +462,24 @@ def test_crafted_record_headers(packs, tmp_path):
             v = recs[r]
             h = F.RecordHeader(v)
             deep = b"[" * 50000 + b"]" * 50000
-            value = _header(v[:h.params_offset] + deep, p=len(deep))
+            value = _header(v[: h.params_offset] + deep, p=len(deep))
         else:
             value = fn(recs[r], recs[other])
         files[name] = craft(src, tmp_path / f"{name}.lmdb", records={r: value})
-    sizes = {"magic", "version-2", "header-32", "tensor-huge", "tensor-zero", "labels-huge", "params-short",
-             "empty", "ten-bytes", "header-only", "truncated-tail", "extra-tail"}
+    sizes = {
+        "magic",
+        "version-2",
+        "header-32",
+        "tensor-huge",
+        "tensor-zero",
+        "labels-huge",
+        "params-short",
+        "empty",
+        "ten-bytes",
+        "header-only",
+        "truncated-tail",
+        "extra-tail",
+    }
     ids = {"split-7", "reserved", "source-beyond", "variant", "other-record"}
     content = {"labels-count-huge", "params-not-json", "params-deep"}
     assert sizes | ids | content | {"label-flipped"} == set(RECORD_CRAFTS)
@@ -451,8 +490,9 @@ def test_crafted_record_headers(packs, tmp_path):
             d = res[str(path)]
             assert d["open"] == "ok", (name, d)
             # verify always names the record (digests cover every byte after the digest)
-            assert isinstance(d["verify"], list) and d["verify"] and all(
-                p.startswith("record 1:") for p in d["verify"]), (name, d)
+            assert (
+                isinstance(d["verify"], list) and d["verify"] and all(p.startswith("record 1:") for p in d["verify"])
+            ), (name, d)
             assert d["cli"] == 1, (name, d)
             # batches check magic, version and sizes; pack[i] also the ids against the index;
             # record() also parses labels and params
@@ -463,14 +503,19 @@ def test_crafted_record_headers(packs, tmp_path):
 
 # --- the digests catch every flipped payload byte --------------------------------------
 
+
 def test_digests_catch_every_flipped_byte_of_a_record(packs, tmp_path):
     src = packs["tiny"]
     _, _, recs = read_kv(src)
     key = F.record_key(2)
     value = recs[key]
     h = F.RecordHeader(value)
-    classes = {"header": range(0, 64), "tensor": range(64, h.labels_offset),
-               "labels": range(h.labels_offset, h.params_offset), "params": range(h.params_offset, len(value))}
+    classes = {
+        "header": range(0, 64),
+        "tensor": range(64, h.labels_offset),
+        "labels": range(h.labels_offset, h.params_offset),
+        "params": range(h.params_offset, len(value)),
+    }
     assert all(len(r) for r in classes.values())
     path = tmp_path / "flip.lmdb"
     shutil.copy(src, path)
@@ -493,6 +538,7 @@ def test_digests_catch_every_flipped_byte_of_a_record(packs, tmp_path):
 
 
 # --- property tests: the parsers never fail with anything but FormatError ----------------
+
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(min_size=0, max_size=200))
@@ -517,11 +563,23 @@ def test_labels_parser_on_arbitrary_bytes(data, h, w):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.floats(-1e6, 1e6, width=32), st.floats(-1e6, 1e6, width=32),
-                          st.floats(-1e6, 1e6, width=32), st.floats(-1e6, 1e6, width=32),
-                          st.floats(-1e6, 1e6, width=32)), max_size=20),
-       st.lists(st.tuples(st.floats(-1e3, 1e3, width=32), st.floats(-1e3, 1e3, width=32),
-                          st.sampled_from([0.0, 1.0])), max_size=20), st.booleans())
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(-1e6, 1e6, width=32),
+            st.floats(-1e6, 1e6, width=32),
+            st.floats(-1e6, 1e6, width=32),
+            st.floats(-1e6, 1e6, width=32),
+            st.floats(-1e6, 1e6, width=32),
+        ),
+        max_size=20,
+    ),
+    st.lists(
+        st.tuples(st.floats(-1e3, 1e3, width=32), st.floats(-1e3, 1e3, width=32), st.sampled_from([0.0, 1.0])),
+        max_size=20,
+    ),
+    st.booleans(),
+)
 def test_labels_roundtrip(boxes, kps, with_mask):
     b = np.array(boxes, np.float32).reshape(-1, 5)
     k = np.array(kps, np.float32).reshape(-1, 3)
@@ -531,9 +589,11 @@ def test_labels_roundtrip(boxes, kps, with_mask):
     assert (out["mask"] is None) == (m is None)
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
-                    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
-                    max_leaves=20)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+    max_leaves=20,
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -585,10 +645,12 @@ def test_manifest_validation_on_mutated_manifests(valid_manifest, data):
 
 # --- several readers, read-only media ------------------------------------------------
 
+
 def _digest_all(path: str) -> list:
     with Pack(path) as p:
-        return [hashlib.sha256(bytes(p.record_at(r)["x"].tobytes())).hexdigest() for r in range(p.records)] + \
-            [str(p.verify())]
+        return [hashlib.sha256(bytes(p.record_at(r)["x"].tobytes())).hexdigest() for r in range(p.records)] + [
+            str(p.verify())
+        ]
 
 
 def test_several_processes_read_one_pack_at_once(packs):
@@ -602,6 +664,7 @@ def test_several_processes_read_one_pack_at_once(packs):
 def test_read_only_pack_opens_without_a_lock_file(packs):
     """chmod 0444 pack in a 0555 folder, read by a user who may not write there (root: 'nobody')."""
     from edgeaug.device import lmdbpure  # noqa: F401  (imported before dropping privileges)
+
     base = Path(tempfile.mkdtemp(prefix="edgeaug-ro-"))
     ro = base / "ro"
     try:
@@ -623,7 +686,9 @@ def test_read_only_pack_opens_without_a_lock_file(packs):
                 except PermissionError:
                     for be in ("lmdb", "pure"):
                         with Pack(str(ro / "p.lmdb"), backend=be) as p:
-                            assert p.verify() == [] and sum(len(x) for x, _ in p.batches(8, all_variants=True)) == len(p)
+                            assert p.verify() == [] and sum(len(x) for x, _ in p.batches(8, all_variants=True)) == len(
+                                p
+                            )
                     code = 0
             except BaseException as e:  # report it: the parent asserts on the exit code
                 os.write(2, f"read-only child: {e!r}\n".encode())
@@ -659,15 +724,16 @@ def test_no_pickle_eval_or_exec_in_the_package():
                     hits.append(f"{path.name}:{node.lineno}: np.load(allow_pickle=...)")
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-                hits += [f"{path.name}:{node.lineno}: import {m}" for m in mods
-                         if m.split(".")[0] in FORBIDDEN_MODULES]
+                hits += [f"{path.name}:{node.lineno}: import {m}" for m in mods if m.split(".")[0] in FORBIDDEN_MODULES]
     assert hits == []
 
 
 def test_manifest_paths_cannot_leave_the_source_root(packs, tmp_path, shapes_dir):
     """A crafted (re-signed) pack naming ../ or absolute source paths is refused by the loader and verify."""
     from typer.testing import CliRunner
+
     from edgeaug.cli import app
+
     secret = shapes_dir.parent / "secret.png"
     shutil.copy(next(shapes_dir.rglob("*.png")), secret)
     for bad in ("../secret.png", str(secret), "circle/../../secret.png"):

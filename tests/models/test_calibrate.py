@@ -1,27 +1,41 @@
 """Calibrating quantize_static on a pack: the reader, and de-quantizing the stored tensor."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from edgeaug.build.builder import build
-from edgeaug.models.calibrate import PackCalibrationReader, dequantize
-from edgeaug.device.loader import Pack
 from edgeaug.config.targets import QRANGE, parse_target, quantize
+from edgeaug.device.loader import Pack
+from edgeaug.models.calibrate import PackCalibrationReader, dequantize
 
 DEVICE = {"name": "test", "arch": "any", "word_size": 64}
 
 
 def target(dtype, layout, scale=None, zp=None, mean=(0.5, 0.4, 0.3), std=(0.25, 0.2, 0.3), size=12):
-    inp = {"name": "img", "height": size, "width": size, "channels": 3, "layout": layout,
-           "color": "RGB", "dtype": dtype, "mean": list(mean), "std": list(std)}
+    inp = {
+        "name": "img",
+        "height": size,
+        "width": size,
+        "channels": 3,
+        "layout": layout,
+        "color": "RGB",
+        "dtype": dtype,
+        "mean": list(mean),
+        "std": list(std),
+    }
     if scale is not None:
         inp.update(scale=scale, zero_point=zp)
     return parse_target({"device": DEVICE, "input": inp}, f"t_{dtype}_{layout}")
 
 
-TARGETS = [target("uint8", "NHWC", 4 / 255, 128), target("int8", "NCHW", 0.02, -3),
-           target("float32", "NCHW"), target("float16", "NHWC")]
+TARGETS = [
+    target("uint8", "NHWC", 4 / 255, 128),
+    target("int8", "NCHW", 0.02, -3),
+    target("float32", "NCHW"),
+    target("float16", "NHWC"),
+]
 
 
 @pytest.mark.parametrize("t", TARGETS, ids=lambda t: t.name)
@@ -42,8 +56,11 @@ def test_dequantize_inverts_the_stored_tensor(t):
         bound = 1e-3 * std  # float16 rounding
     p = images.astype(np.float64) / 255
     p = p.transpose(0, 3, 1, 2) if t.layout == "NCHW" else p
-    lo, hi = ((QRANGE[t.dtype][0] - t.zero_point) * t.scale, (QRANGE[t.dtype][1] - t.zero_point) * t.scale) \
-        if t.dtype in QRANGE else (-np.inf, np.inf)
+    lo, hi = (
+        ((QRANGE[t.dtype][0] - t.zero_point) * t.scale, (QRANGE[t.dtype][1] - t.zero_point) * t.scale)
+        if t.dtype in QRANGE
+        else (-np.inf, np.inf)
+    )
     unclipped = ((p - mean) / std >= lo) & ((p - mean) / std <= hi)  # inside the integer range
     assert unclipped.mean() > 0.5
     err = np.abs(pix - p) - (bound + 1e-6)
@@ -76,8 +93,9 @@ def test_reader_serves_the_split_in_batches_and_rewinds(pack8):
 
 
 def test_reader_limit_dequantize_and_input_name(pack8):
-    with PackCalibrationReader(str(pack8), split="val", input_name="x", limit=5, batch_size=2,
-                               dequantize="normalized") as r:
+    with PackCalibrationReader(
+        str(pack8), split="val", input_name="x", limit=5, batch_size=2, dequantize="normalized"
+    ) as r:
         batches = list(r)
         assert len(r) == 3
     assert [len(b["x"]) for b in batches] == [2, 2, 1]
@@ -105,10 +123,13 @@ def test_quantize_static_calibrates_on_the_pack(pack8, tmp_path):
     """MinMax calibration on the de-quantized pack gives the input exactly the pack's range."""
     pytest.importorskip("onnx")
     cal = pytest.importorskip("onnxruntime.quantization")
-    from edgeaug.models.onnx_io import target_from_onnx
     from onnx_models import conv_classifier
+
+    from edgeaug.models.onnx_io import target_from_onnx
+
     f = conv_classifier(tmp_path / "f.onnx", size=12)
     import onnx
+
     m = onnx.load(str(f))
     m.graph.input[0].name = "img"
     m.graph.node[0].input[0] = "img"
@@ -116,8 +137,14 @@ def test_quantize_static_calibrates_on_the_pack(pack8, tmp_path):
     with PackCalibrationReader(str(pack8), split="train", dequantize="normalized") as r:
         xs = np.concatenate([b["img"] for b in r])
         r.rewind()
-        cal.quantize_static(str(f), str(tmp_path / "q.onnx"), r, quant_format=cal.QuantFormat.QDQ,
-                            activation_type=cal.QuantType.QUInt8, weight_type=cal.QuantType.QInt8)
+        cal.quantize_static(
+            str(f),
+            str(tmp_path / "q.onnx"),
+            r,
+            quant_format=cal.QuantFormat.QDQ,
+            activation_type=cal.QuantType.QUInt8,
+            weight_type=cal.QuantType.QInt8,
+        )
     t = target_from_onnx(tmp_path / "q.onnx")["input"]
     lo, hi = min(float(xs.min()), 0.0), max(float(xs.max()), 0.0)
     assert t["dtype"] == "uint8"

@@ -1,4 +1,5 @@
 """Pack -> onnxruntime with no conversion: eval, and the loader's bench --model."""
+
 from __future__ import annotations
 
 import os
@@ -13,15 +14,16 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime.quantization")
 
+from onnx_models import ArrayReader, conv_classifier, quantize  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from edgeaug.build.builder import build  # noqa: E402
 from edgeaug.cli import app  # noqa: E402
-from edgeaug.models.evaluate import evaluate  # noqa: E402
-from edgeaug.device.loader import Pack, main as loader_main  # noqa: E402
+from edgeaug.device.loader import Pack  # noqa: E402
+from edgeaug.device.loader import main as loader_main  # noqa: E402
 from edgeaug.models.adapt import adapt_model  # noqa: E402
+from edgeaug.models.evaluate import evaluate  # noqa: E402
 from edgeaug.models.onnx_io import ModelError, write_target  # noqa: E402
-from onnx_models import ArrayReader, conv_classifier, quantize  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,8 +61,9 @@ def test_eval_accuracy_matches_a_record_by_record_count(setup):
     r = evaluate(setup["pack"], setup["adapted"], batch_size=5)
     sess = session(setup["adapted"])
     with Pack(str(setup["pack"]), "val") as pack:
-        correct = sum(int(np.argmax(sess.run(None, {"x": pack[i][0][None]})[0])) == pack[i][1]
-                      for i in range(len(pack)))
+        correct = sum(
+            int(np.argmax(sess.run(None, {"x": pack[i][0][None]})[0])) == pack[i][1] for i in range(len(pack))
+        )
         n = len(pack)
     assert r["split"] == "val" and r["samples"] == r["labelled"] == n == 8  # 2 of 6 per class
     assert r["correct"] == correct and r["accuracy"] == pytest.approx(correct / n)
@@ -84,8 +87,9 @@ def test_cli_eval(setup):
 
 
 def test_loader_bench_runs_the_model(setup, capsys):
-    rc = loader_main(["bench", str(setup["pack"]), "--model", str(setup["adapted"]),
-                      "--seconds", "0.2", "--batch", "4"])
+    rc = loader_main(
+        ["bench", str(setup["pack"]), "--model", str(setup["adapted"]), "--seconds", "0.2", "--batch", "4"]
+    )
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert "samples/s through cq_u8.onnx" in out.out
@@ -94,9 +98,11 @@ def test_loader_bench_runs_the_model(setup, capsys):
 
 
 def test_loader_bench_without_onnxruntime_says_so(setup):
-    code = ("import sys; sys.modules['onnxruntime'] = None\n"  # makes `import onnxruntime` fail
-            "from edgeaug.loader import main\n"
-            f"sys.exit(main(['bench', {str(setup['pack'])!r}, '--model', {str(setup['adapted'])!r}]))\n")
+    code = (
+        "import sys; sys.modules['onnxruntime'] = None\n"  # makes `import onnxruntime` fail
+        "from edgeaug.loader import main\n"
+        f"sys.exit(main(['bench', {str(setup['pack'])!r}, '--model', {str(setup['adapted'])!r}]))\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(REPO)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)

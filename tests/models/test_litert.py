@@ -4,6 +4,7 @@ The fixtures in tests/fixtures/tflite are written by scripts/make_tflite_fixture
 (flatbuffers, no TensorFlow).  Reading them needs nothing but numpy; running them
 needs ai-edge-litert, and those tests skip without it.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -31,8 +32,9 @@ from edgeaug.models.litert import (
 
 REPO = Path(__file__).resolve().parents[2]
 FIX = REPO / "tests" / "fixtures" / "tflite"
-INT8, UINT8, FLOAT, PER_CHANNEL = (FIX / n for n in ("int8_gray.tflite", "uint8_edgetpu.tflite",
-                                                     "float32_rgb.tflite", "int8_per_channel.tflite"))
+INT8, UINT8, FLOAT, PER_CHANNEL = (
+    FIX / n for n in ("int8_gray.tflite", "uint8_edgetpu.tflite", "float32_rgb.tflite", "int8_per_channel.tflite")
+)
 RECIPE = 'variants = 0\ninclude_original = true\nresize = "squash"\n'  # originals only: known answers
 
 
@@ -61,6 +63,7 @@ def fixture_script():
 def interpreter(path):
     pytest.importorskip("ai_edge_litert")
     from ai_edge_litert.interpreter import Interpreter
+
     it = Interpreter(model_path=str(path))
     it.allocate_tensors()
     return it
@@ -68,14 +71,18 @@ def interpreter(path):
 
 # --- reading the flatbuffer (no interpreter) ---------------------------------------------
 
+
 def test_fixtures_are_small_and_regenerable(tmp_path):
     for p in (INT8, UINT8, FLOAT, PER_CHANNEL):
         assert p.is_file() and p.stat().st_size < 100_000
     pytest.importorskip("flatbuffers")
     for p in fixture_script().write_fixtures(tmp_path):  # the script still writes what is committed
         fresh, committed = inspect_tflite(p), inspect_tflite(FIX / p.name)
-        assert (fresh.inputs, fresh.outputs, fresh.metadata) == (committed.inputs, committed.outputs,
-                                                                 committed.metadata)
+        assert (fresh.inputs, fresh.outputs, fresh.metadata) == (
+            committed.inputs,
+            committed.outputs,
+            committed.metadata,
+        )
 
 
 def test_inspect_reads_input_quantization_and_metadata():
@@ -107,20 +114,49 @@ def test_inspect_agrees_with_the_interpreter():
 
 def test_target_from_int8_model():
     t = target_from_tflite(INT8)
-    assert t == {"name": "int8_gray", "device": {"name": "int8_gray", "arch": "any", "word_size": 64},
-                 "input": {"name": "serving_default_image:0", "height": 8, "width": 8, "channels": 1,
-                           "layout": "NHWC", "color": "GRAY", "dtype": "int8", "scale": pytest.approx(1 / 255),
-                           "zero_point": -128, "mean": [0.0], "std": [1.0]}}
-    assert list(t["input"]) == ["name", "height", "width", "channels", "layout", "color", "dtype", "scale",
-                                "zero_point", "mean", "std"]  # target from-onnx's order
+    assert t == {
+        "name": "int8_gray",
+        "device": {"name": "int8_gray", "arch": "any", "word_size": 64},
+        "input": {
+            "name": "serving_default_image:0",
+            "height": 8,
+            "width": 8,
+            "channels": 1,
+            "layout": "NHWC",
+            "color": "GRAY",
+            "dtype": "int8",
+            "scale": pytest.approx(1 / 255),
+            "zero_point": -128,
+            "mean": [0.0],
+            "std": [1.0],
+        },
+    }
+    assert list(t["input"]) == [
+        "name",
+        "height",
+        "width",
+        "channels",
+        "layout",
+        "color",
+        "dtype",
+        "scale",
+        "zero_point",
+        "mean",
+        "std",
+    ]  # target from-onnx's order
 
 
 def test_target_normalization_from_metadata_and_flags():
     f = target_from_tflite(FLOAT, name="cam")
     assert f["name"] == "cam" and f["input"]["dtype"] == "float32" and "scale" not in f["input"]
     assert f["input"]["mean"] == f["input"]["std"] == [0.5] * 3 and f["input"]["color"] == "RGB"
-    g = target_from_tflite(FLOAT, mean=[123.675, 116.28, 103.53], std=[0.229, 0.224, 0.225], color="BGR",
-                           device={"arch": "aarch64", "name": "pi"})
+    g = target_from_tflite(
+        FLOAT,
+        mean=[123.675, 116.28, 103.53],
+        std=[0.229, 0.224, 0.225],
+        color="BGR",
+        device={"arch": "aarch64", "name": "pi"},
+    )
     assert g["input"]["mean"] == pytest.approx([0.485, 0.456, 0.406]) and g["input"]["std"] == [0.229, 0.224, 0.225]
     assert g["input"]["color"] == "BGR" and g["device"] == {"name": "pi", "arch": "aarch64", "word_size": 64}
 
@@ -171,15 +207,29 @@ def test_unreadable_files(tmp_path):
 
 
 def test_range_normalization_of_integer_inputs():
-    assert range_normalization("int8", 1 / 255, -128) == (0.0, 1.0, True)   # Keras converter, [0, 1]
+    assert range_normalization("int8", 1 / 255, -128) == (0.0, 1.0, True)  # Keras converter, [0, 1]
     assert range_normalization("uint8", 1 / 255, 0) == (0.0, 1.0, True)
     assert range_normalization("uint8", 1 / 128, 128) == (0.5, 0.5, True)  # Edge TPU, [-1, 1)
     assert range_normalization("int8", 1 / 128, 0) == (0.5, 0.5, True)
     mean, std, standard = range_normalization("uint8", 0.02, 10)  # [-0.2, 4.9]: pixels onto the range
     assert not standard
-    t = {"name": "x", "device": {"name": "d", "arch": "any", "word_size": 64},
-         "input": {"name": "x", "height": 2, "width": 2, "channels": 1, "layout": "NHWC", "color": "GRAY",
-                   "dtype": "uint8", "scale": 0.02, "zero_point": 10, "mean": [mean], "std": [std]}}
+    t = {
+        "name": "x",
+        "device": {"name": "d", "arch": "any", "word_size": 64},
+        "input": {
+            "name": "x",
+            "height": 2,
+            "width": 2,
+            "channels": 1,
+            "layout": "NHWC",
+            "color": "GRAY",
+            "dtype": "uint8",
+            "scale": 0.02,
+            "zero_point": 10,
+            "mean": [mean],
+            "std": [std],
+        },
+    }
     parse = _first("edgeaug.config.targets:parse_target", "edgeaug.targets:parse_target")
     lut = _first("edgeaug.config.targets:quantization_lut", "edgeaug.targets:quantization_lut")
     assert np.array_equal(lut(parse({k: v for k, v in t.items() if k != "name"}, "x"))[:, 0], np.arange(256))
@@ -196,6 +246,7 @@ def test_missing_interpreter_says_how_to_install(monkeypatch):
 
 def test_module_imports_only_numpy_and_the_standard_library():
     import ast
+
     if not hasattr(sys, "stdlib_module_names"):  # Python < 3.10
         pytest.skip("needs sys.stdlib_module_names")
     tree = ast.parse((REPO / "edgeaug" / "models" / "litert.py").read_text())
@@ -205,6 +256,7 @@ def test_module_imports_only_numpy_and_the_standard_library():
 
 
 # --- running models on packs --------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def packs(tmp_path_factory):
@@ -284,8 +336,14 @@ def test_eval_warns_when_the_pack_was_quantized_otherwise(packs, tmp_path):
     t.pop("name")
     (tmp_path / "other.toml").write_text(litert.target_toml(t))
     build = _first("edgeaug.build.builder:build", "edgeaug.build:build")
-    build(packs["uint8"].parent / "rgb", tmp_path / "other.lmdb", load_target(tmp_path / "other.toml"),
-          packs["uint8"].parent / "recipe.toml", seed=1, workers=1)
+    build(
+        packs["uint8"].parent / "rgb",
+        tmp_path / "other.lmdb",
+        load_target(tmp_path / "other.toml"),
+        packs["uint8"].parent / "recipe.toml",
+        seed=1,
+        workers=1,
+    )
     with pytest.warns(UserWarning, match="differs from the pack target's"):
         evaluate_tflite(tmp_path / "other.lmdb", UINT8)
 
@@ -324,7 +382,7 @@ def test_representative_dataset_dequantizes_as_the_calibration_reader(packs):
     with pytest.raises(ValueError, match="converter wants floats"):
         representative_dataset(packs["uint8"], dequantize=None)
     # a float pack: the stored floats as they are
-    (x,), = list(representative_dataset(packs["float"], limit=1))
+    ((x,),) = list(representative_dataset(packs["float"], limit=1))
     with _pack(packs["float"]) as pack:
         assert any(np.array_equal(x[0], pack[i][0]) for i in range(len(pack)))
 

@@ -1,4 +1,5 @@
 """Targets from ONNX models (from-onnx) and models adapted to take the pack's tensor."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,13 +10,13 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxruntime.quantization")
 
 from onnx import numpy_helper  # noqa: E402
+from onnx_models import ArrayReader, conv_classifier, nhwc_mlp, quantize  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from edgeaug.cli import app  # noqa: E402
+from edgeaug.config.targets import QRANGE, load_target  # noqa: E402
 from edgeaug.models.adapt import adapt_model  # noqa: E402
 from edgeaug.models.onnx_io import ModelError, find_input_quant, target_from_onnx, write_target  # noqa: E402
-from edgeaug.config.targets import QRANGE, load_target  # noqa: E402
-from onnx_models import ArrayReader, conv_classifier, nhwc_mlp, quantize  # noqa: E402
 
 IMAGENET = {"mean": "123.675,116.28,103.53", "std": "[58.395, 57.12, 57.375]"}
 
@@ -58,21 +59,29 @@ def run(path, feed, int8_allowed=None, optimized=None):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
-    out = {"conv": conv_classifier(d / "conv.onnx", meta=IMAGENET),
-           "mlp": nhwc_mlp(d / "mlp.onnx")}
+    out = {"conv": conv_classifier(d / "conv.onnx", meta=IMAGENET), "mlp": nhwc_mlp(d / "mlp.onnx")}
     out["conv_q"] = quantize(out["conv"], d / "conv_q.onnx", ArrayReader("x", calib((1, 3, 8, 8), lo=-2, hi=2)))
-    out["conv_q8"] = quantize(out["conv"], d / "conv_q8.onnx",
-                              ArrayReader("x", calib((1, 3, 8, 8), lo=-2, hi=2.5)), activation="int8")
+    out["conv_q8"] = quantize(
+        out["conv"], d / "conv_q8.onnx", ArrayReader("x", calib((1, 3, 8, 8), lo=-2, hi=2.5)), activation="int8"
+    )
     out["mlp_q"] = quantize(out["mlp"], d / "mlp_q.onnx", ArrayReader("x", calib((1, 8, 8, 1))))
     return out
 
 
 # --- from-onnx ------------------------------------------------------------------
 
+
 def test_float_model_target_reads_shape_layout_and_metadata_normalization(models, tmp_path):
     t = write_target(models["conv"], tmp_path / "conv.toml")
-    assert (t.input_name, t.dtype, t.layout, t.height, t.width, t.channels, t.color) == \
-        ("x", "float32", "NCHW", 8, 8, 3, "RGB")
+    assert (t.input_name, t.dtype, t.layout, t.height, t.width, t.channels, t.color) == (
+        "x",
+        "float32",
+        "NCHW",
+        8,
+        8,
+        3,
+        "RGB",
+    )
     # metadata in 0-255 units becomes fractions of full scale
     assert t.mean == pytest.approx((0.485, 0.456, 0.406)) and t.std == pytest.approx((0.229, 0.224, 0.225))
     assert load_target(tmp_path / "conv.toml") == t
@@ -104,6 +113,7 @@ def test_quantizer_behind_cast_and_reshape_is_found(models):
 
 def test_dynamic_size_needs_size_flag(tmp_path):
     import onnx_models
+
     m = onnx_models.image_model(tmp_path / "dyn.onnx", "invert")  # (N, 3, H, W)
     with pytest.raises(ModelError, match="--size"):
         target_from_onnx(m)
@@ -126,8 +136,9 @@ def test_ambiguous_layout_and_bad_files_are_clear_errors(tmp_path):
 
 def test_cli_from_onnx_writes_a_loadable_profile(models, tmp_path):
     out = tmp_path / "t" / "mine.toml"
-    r = CliRunner().invoke(app, ["target", "from-onnx", str(models["conv_q"]), "-o", str(out),
-                                 "--arch", "aarch64", "--device", "Pi 5"])
+    r = CliRunner().invoke(
+        app, ["target", "from-onnx", str(models["conv_q"]), "-o", str(out), "--arch", "aarch64", "--device", "Pi 5"]
+    )
     assert r.exit_code == 0, r.output
     t = load_target(out)
     assert t.name == "mine" and t.dtype == "uint8" and t.device.arch == "aarch64" and t.device.name == "Pi 5"
@@ -138,14 +149,14 @@ def test_cli_from_onnx_writes_a_loadable_profile(models, tmp_path):
 
 # --- adapt-model ------------------------------------------------------------------
 
+
 def prequantize(x, scale, zp):
     lo, hi = QRANGE[zp.dtype.name]
     return np.clip(np.rint(x / np.float32(scale)) + int(zp), lo, hi).astype(zp.dtype)
 
 
 @pytest.mark.parametrize("int8_allowed", ["0", "1"])
-@pytest.mark.parametrize("key,shape", [("conv_q", (16, 3, 8, 8)), ("conv_q8", (16, 3, 8, 8)),
-                                       ("mlp_q", (16, 8, 8, 1))])
+@pytest.mark.parametrize("key,shape", [("conv_q", (16, 3, 8, 8)), ("conv_q8", (16, 3, 8, 8)), ("mlp_q", (16, 8, 8, 1))])
 def test_adapted_qdq_model_is_bit_identical_to_the_float_path(models, key, shape, int8_allowed, tmp_path):
     out = tmp_path / f"{key}_u8.onnx"
     res = adapt_model(models[key], out)
@@ -160,7 +171,7 @@ def test_adapted_qdq_model_is_bit_identical_to_the_float_path(models, key, shape
     assert q.min() == QRANGE[zp.dtype.name][0] and q.max() == QRANGE[zp.dtype.name][1]
     y_float, y_adapted = run(models[key], x, int8_allowed), run(out, q, int8_allowed)
     assert y_float.dtype == y_adapted.dtype and np.array_equal(y_float, y_adapted)
-    with pytest.raises(Exception):  # the unmodified model refuses the integer tensor
+    with pytest.raises(Exception, match="Unexpected input data type"):  # the original refuses integers
         run(models[key], q, int8_allowed)
 
 
@@ -229,6 +240,7 @@ def test_cli_adapt_model(models, tmp_path):
 def test_input_that_also_feeds_float_nodes_is_not_adapted(models, tmp_path):
     """A QDQ model whose float input has a second consumer cannot take integers: say so."""
     from onnx import TensorProto, helper
+
     m = onnx.load(str(models["conv_q"]))
     m.graph.node.append(helper.make_node("Shape", ["x"], ["x_shape"]))
     m.graph.output.append(helper.make_tensor_value_info("x_shape", TensorProto.INT64, [4]))

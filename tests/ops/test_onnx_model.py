@@ -1,4 +1,5 @@
 """The ``onnx`` recipe op: a user's image-to-image model as a seeded augmentation."""
+
 from __future__ import annotations
 
 import hashlib
@@ -19,7 +20,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_importing_ops_does_not_import_onnxruntime():
-    code = "import sys, edgeaug.ops.registry, edgeaug.config.recipe; print('onnxruntime' in sys.modules, 'onnx' in sys.modules)"
+    code = (
+        "import sys, edgeaug.ops.registry, edgeaug.config.recipe; "
+        "print('onnxruntime' in sys.modules, 'onnx' in sys.modules)"
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(REPO)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
@@ -30,12 +34,13 @@ def test_importing_ops_does_not_import_onnxruntime():
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+from onnx_models import image_model  # noqa: E402
+
 from edgeaug.build.augment import Augmenter, Labels  # noqa: E402
 from edgeaug.build.builder import build  # noqa: E402
-from edgeaug.device.loader import Pack  # noqa: E402
 from edgeaug.config.targets import load_target  # noqa: E402
+from edgeaug.device.loader import Pack  # noqa: E402
 from edgeaug.verify import verify_pack  # noqa: E402
-from onnx_models import image_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +79,18 @@ def test_model_path_resolves_against_the_recipe_folder(recipe_dir, tmp_path, mon
     assert back.ops[0].build().options["model"].path == op.options["model"].path
 
 
-@pytest.mark.parametrize("table,field", [
-    ({"model": "models/nope.onnx"}, "ops[0].model: 'models/nope.onnx': no such file"),
-    ({"model": "models/invert.onnx", "sha256": "ab" * 32}, "ops[0].sha256: the recipe pins"),
-    ({"model": "models/invert.onnx", "input_range": "0-2"}, "ops[0].input_range:"),
-    ({"model": "models/invert.onnx", "layout": "CHW"}, "ops[0].layout:"),
-    ({"model": "models/noisy.onnx", "noise_input": "z"}, "ops[0].model: models/noisy.onnx: no input named 'z'"),
-    ({"model": "models/noisy.onnx"}, "ops[0].model: models/noisy.onnx: expected one image input"),
-    ({}, "ops[0].model: missing required field"),
-])
+@pytest.mark.parametrize(
+    "table,field",
+    [
+        ({"model": "models/nope.onnx"}, "ops[0].model: 'models/nope.onnx': no such file"),
+        ({"model": "models/invert.onnx", "sha256": "ab" * 32}, "ops[0].sha256: the recipe pins"),
+        ({"model": "models/invert.onnx", "input_range": "0-2"}, "ops[0].input_range:"),
+        ({"model": "models/invert.onnx", "layout": "CHW"}, "ops[0].layout:"),
+        ({"model": "models/noisy.onnx", "noise_input": "z"}, "ops[0].model: models/noisy.onnx: no input named 'z'"),
+        ({"model": "models/noisy.onnx"}, "ops[0].model: models/noisy.onnx: expected one image input"),
+        ({}, "ops[0].model: missing required field"),
+    ],
+)
 def test_bad_onnx_ops_name_file_and_field(recipe_dir, table, field):
     with pytest.raises(ConfigError) as e:
         parse_recipe({"ops": [{"op": "onnx", **table}]}, "r.toml", base=recipe_dir)
@@ -105,10 +113,12 @@ def test_invert_model_output(recipe_dir):
 
 def test_input_ranges_scale_in_and_out(recipe_dir):
     img = image().astype(np.float64)
-    out = {r: one_op(recipe_dir, input_range=r).apply(image(), None, {"strength": 1.0})[0].astype(np.float64)
-           for r in ("0-1", "0-255", "-1-1")}
-    assert np.array_equal(out["0-1"], 255 - img)                      # 1 - p/255, back * 255
-    assert np.array_equal(out["0-255"], np.clip(1 - img, 0, 255))     # 1 - p on raw values
+    out = {
+        r: one_op(recipe_dir, input_range=r).apply(image(), None, {"strength": 1.0})[0].astype(np.float64)
+        for r in ("0-1", "0-255", "-1-1")
+    }
+    assert np.array_equal(out["0-1"], 255 - img)  # 1 - p/255, back * 255
+    assert np.array_equal(out["0-255"], np.clip(1 - img, 0, 255))  # 1 - p on raw values
     assert np.abs(out["-1-1"] - np.clip(382.5 - img, 0, 255)).max() <= 0.5  # 1 - (p/127.5 - 1)
 
 
@@ -123,8 +133,7 @@ def test_fixed_size_model_is_resized_in_and_out(recipe_dir):
 
 
 def test_noise_seed_is_sampled_stored_and_deterministic(recipe_dir):
-    op = one_op(recipe_dir, model="models/noisy.onnx", noise_input="noise", layout="NHWC",
-                strength=[0.5, 1.0])
+    op = one_op(recipe_dir, model="models/noisy.onnx", noise_input="noise", layout="NHWC", strength=[0.5, 1.0])
     p1 = op.sample(np.random.default_rng(4), (20, 24))
     assert set(p1) == {"strength", "seed"} and 0.5 <= p1["strength"] <= 1.0
     assert p1 == op.sample(np.random.default_rng(4), (20, 24))
@@ -136,12 +145,14 @@ def test_noise_seed_is_sampled_stored_and_deterministic(recipe_dir):
 
 def test_changed_model_file_is_refused_at_build(recipe_dir, tmp_path):
     import shutil
+
     d = tmp_path / "r"
     shutil.copytree(recipe_dir, d)
     r = parse_recipe({"ops": [{"op": "onnx", "model": "models/invert.onnx"}]}, "r.toml", base=d)
     image_model(d / "models" / "invert.onnx", "blur")  # replaced after the recipe pinned it
     op = r.ops[0].build()
     from edgeaug.ops import onnx_model as ops_onnx
+
     ops_onnx._SESSIONS.clear()
     with pytest.raises(ValueError, match="changed since the recipe pinned"):
         op.apply(image(), None, {"strength": 1.0})
@@ -184,8 +195,7 @@ def test_builds_are_identical_across_runs_and_workers(recipe_dir, shapes_dir, tm
 
 
 def test_augmenter_applies_the_op_on_rgb(recipe_dir):
-    r = parse_recipe({"variants": 1, "ops": [{"op": "onnx", "model": "models/invert.onnx"}]},
-                     "r.toml", base=recipe_dir)
+    r = parse_recipe({"variants": 1, "ops": [{"op": "onnx", "model": "models/invert.onnx"}]}, "r.toml", base=recipe_dir)
     aug = Augmenter(r, load_target("rpi4"))
     img = image(224, 224)
     params = aug.sample(np.random.default_rng(0), (224, 224))
@@ -195,7 +205,12 @@ def test_augmenter_applies_the_op_on_rgb(recipe_dir):
 
 def test_inside_one_of_the_model_path_still_resolves(recipe_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    r = load_recipe(write_recipe(recipe_dir, '[[ops]]\nop = "one_of"\nops = [{op = "hflip"}, '
-                                 '{op = "onnx", model = "models/invert.onnx"}]\n', "nested.toml"))
+    r = load_recipe(
+        write_recipe(
+            recipe_dir,
+            '[[ops]]\nop = "one_of"\nops = [{op = "hflip"}, {op = "onnx", model = "models/invert.onnx"}]\n',
+            "nested.toml",
+        )
+    )
     child = r.to_dict()["ops"][0]["ops"][1]
     assert child["model"] == "models/invert.onnx" and len(child["sha256"]) == 64

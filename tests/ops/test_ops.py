@@ -1,25 +1,40 @@
 """Every op from ONE table x several seeds: shape/dtype, zero magnitude = identity, determinism."""
+
 import json
 
 import numpy as np
 import pytest
 
 from edgeaug.build.augment import Augmenter, Labels, record_rng
+from edgeaug.config.recipe import parse_recipe
+from edgeaug.config.targets import Device, Target
 from edgeaug.device.format import canonical_json
 from edgeaug.ops.geometric import homography
 from edgeaug.ops.photometric import motion_kernel
 from edgeaug.ops.registry import OPS
-from edgeaug.config.recipe import parse_recipe
-from edgeaug.config.targets import Device, Target
 
 SRC_W, SRC_H = 160, 120
-TARGET = Target("t", Device("test", "any", 64), "input", 48, 64, 3, "NHWC", "RGB", "uint8",
-                (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 1 / 255)
+TARGET = Target(
+    "t",
+    Device("test", "any", 64),
+    "input",
+    48,
+    64,
+    3,
+    "NHWC",
+    "RGB",
+    "uint8",
+    (0.0, 0.0, 0.0),
+    (1.0, 1.0, 1.0),
+    1 / 255,
+)
 SEEDS = (0, 1, 2, 3)
-CHILDREN = [{"op": "rotate", "degrees": [-30, 30]}, {"op": "brightness", "delta": [-0.3, 0.3]},
-            {"op": "vflip"}]
-ZERO_CHILDREN = [{"op": "rotate", "degrees": 0}, {"op": "brightness", "delta": 0},
-                 {"op": "perspective", "distortion": 0}]
+CHILDREN = [{"op": "rotate", "degrees": [-30, 30]}, {"op": "brightness", "delta": [-0.3, 0.3]}, {"op": "vflip"}]
+ZERO_CHILDREN = [
+    {"op": "rotate", "degrees": 0},
+    {"op": "brightness", "delta": 0},
+    {"op": "perspective", "distortion": 0},
+]
 
 # op -> (parameters of a typical use, parameters of zero magnitude).  Ops with
 # no magnitude (flips, grayscale, equalize, CLAHE, JPEG) have None: for them
@@ -29,8 +44,10 @@ TABLE = {
     "vflip": ({}, None),
     "rot90": ({"k": [1, 3]}, {"k": 0}),
     "rotate": ({"degrees": [-40, 40]}, {"degrees": 0}),
-    "affine": ({"scale": [0.7, 1.3], "translate": [-0.2, 0.2], "shear": [-15, 15]},
-               {"scale": 1, "translate": 0, "shear": 0}),
+    "affine": (
+        {"scale": [0.7, 1.3], "translate": [-0.2, 0.2], "shear": [-15, 15]},
+        {"scale": 1, "translate": 0, "shear": 0},
+    ),
     "perspective": ({"distortion": [0.05, 0.2]}, {"distortion": 0}),
     "random_resized_crop": ({"scale": [0.2, 0.9]}, {"scale": 1, "ratio": SRC_W / SRC_H}),
     "brightness": ({"delta": [-0.3, 0.3]}, {"delta": 0}),
@@ -149,26 +166,44 @@ def test_geometric_helpers():
     np.testing.assert_allclose(m @ [160, 0, 1], [0, 0, 1])  # top-right corner -> top-left
 
 
-@pytest.mark.parametrize("table,field", [
-    ({"op": "rot90", "k": [1.2, 1.8]}, "ops[0].k: [1.2, 1.8] contains no integer"),
-    ({"op": "clahe", "tile_grid": 0}, "ops[0].tile_grid: 0 is outside"),
-    ({"op": "one_of"}, "ops[0].ops: missing required field"),
-    ({"op": "one_of", "ops": []}, "ops[0].ops: expected a non-empty array"),
-    ({"op": "some_of", "ops": [{"op": "rotate"}, {"op": "one_of", "ops": [{"op": "rotate", "degrees": 999}]}]},
-     "ops[0].ops[1].ops[0].degrees: 999 is above"),
-    ({"op": "one_of", "ops": [{"op": "twirl"}]}, "ops[0].ops[0].op: unknown op"),
-    ({"op": "hflip", "ops": [{"op": "vflip"}]}, "ops[0].ops: unknown field"),
-])
+@pytest.mark.parametrize(
+    "table,field",
+    [
+        ({"op": "rot90", "k": [1.2, 1.8]}, "ops[0].k: [1.2, 1.8] contains no integer"),
+        ({"op": "clahe", "tile_grid": 0}, "ops[0].tile_grid: 0 is outside"),
+        ({"op": "one_of"}, "ops[0].ops: missing required field"),
+        ({"op": "one_of", "ops": []}, "ops[0].ops: expected a non-empty array"),
+        (
+            {"op": "some_of", "ops": [{"op": "rotate"}, {"op": "one_of", "ops": [{"op": "rotate", "degrees": 999}]}]},
+            "ops[0].ops[1].ops[0].degrees: 999 is above",
+        ),
+        ({"op": "one_of", "ops": [{"op": "twirl"}]}, "ops[0].ops[0].op: unknown op"),
+        ({"op": "hflip", "ops": [{"op": "vflip"}]}, "ops[0].ops: unknown field"),
+    ],
+)
 def test_nested_recipe_errors_name_the_path(table, field):
     from edgeaug.config.fields import ConfigError
+
     with pytest.raises(ConfigError) as e:
         parse_recipe({"ops": [table]}, "r.toml")
     assert str(e.value).startswith(f"r.toml: {field}")
 
 
 def test_nested_recipe_round_trips():
-    r = parse_recipe({"ops": [{"op": "some_of", "n": [1, 2], "ops": [
-        {"op": "one_of", "p": 0.3, "ops": [{"op": "jpeg"}, {"op": "motion_blur"}]}, {"op": "rot90"}]}]})
+    r = parse_recipe(
+        {
+            "ops": [
+                {
+                    "op": "some_of",
+                    "n": [1, 2],
+                    "ops": [
+                        {"op": "one_of", "p": 0.3, "ops": [{"op": "jpeg"}, {"op": "motion_blur"}]},
+                        {"op": "rot90"},
+                    ],
+                }
+            ]
+        }
+    )
     d = r.to_dict()
     assert parse_recipe(json.loads(canonical_json(d))).to_dict() == d
     assert d["ops"][0]["ops"][0]["ops"][1]["length"] == [3.0, 9.0]
@@ -178,6 +213,7 @@ def test_shipped_recipes_parse():
     from pathlib import Path
 
     from edgeaug.config.recipe import DEFAULT_RECIPE, load_recipe
+
     for p in sorted(Path(DEFAULT_RECIPE).parent.glob("*.toml")):
         r = load_recipe(p)
         assert r.ops and parse_recipe(r.to_dict()).to_dict() == r.to_dict(), p.name
@@ -185,6 +221,7 @@ def test_shipped_recipes_parse():
 
 def test_noise_depends_only_on_its_stored_seed():
     import cv2
+
     aug = augmenter([{"op": "gaussian_noise", "sigma": 0.05}])
     out, params = render(aug, 0)
     cv2.setRNGSeed(777)
@@ -197,6 +234,7 @@ def test_noise_depends_only_on_its_stored_seed():
 
 def test_gaussian_noise_has_the_requested_spread_and_only_depends_on_its_seed():
     from edgeaug.ops.photometric import GaussianNoise
+
     img = np.full((128, 128, 3), 128, np.uint8)
     op = GaussianNoise(1.0, sigma=(0.05, 0.05))
     out, _ = op.apply(img, None, {"sigma": 0.05, "seed": 7})

@@ -4,6 +4,7 @@ A table of files (corrupt, truncated, empty, not images, decompression bombs,
 special files, odd depths and layouts, EXIF-rotated, duplicates) goes through
 one build; the manifest and the CLI summary must account for every row.
 """
+
 import json
 import os
 import shutil
@@ -21,10 +22,10 @@ from typer.testing import CliRunner
 
 import edgeaug.build.render as render
 from edgeaug.build.builder import BuildError, build
-from edgeaug.cli import app
-from edgeaug.sources.imagefile import exif_orientation, jpeg_complete, orient, sniff
-from edgeaug.device.loader import Pack
 from edgeaug.build.render import SourceDecodeError, decode
+from edgeaug.cli import app
+from edgeaug.device.loader import Pack
+from edgeaug.sources.imagefile import exif_orientation, jpeg_complete, orient, sniff
 
 RNG = np.random.default_rng(0)
 PHOTO = (RNG.random((48, 64, 3)) * 255).astype(np.uint8)
@@ -43,7 +44,7 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
 def palette_png(w: int, h: int, transparent: bool) -> bytes:
     """An 8-bit palette PNG (OpenCV cannot write one): index 0 red, 1 blue; tRNS makes 1 clear."""
     idx = np.zeros((h, w), np.uint8)
-    idx[:, w // 2:] = 1
+    idx[:, w // 2 :] = 1
     raw = b"".join(b"\x00" + row.tobytes() for row in idx)
     out = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
     out += png_chunk(b"PLTE", bytes([255, 0, 0, 0, 0, 255]))
@@ -61,14 +62,18 @@ def exif_jpeg(img: np.ndarray, orientation: int) -> bytes:
 
 
 def bomb_png(w: int, h: int) -> bytes:
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def bomb_jpeg(w: int, h: int) -> bytes:
     jpg = bytearray(enc(".jpg", PHOTO))
     sof = jpg.index(b"\xff\xc0")
-    jpg[sof + 5:sof + 9] = struct.pack(">HH", h, w)
+    jpg[sof + 5 : sof + 9] = struct.pack(">HH", h, w)
     return bytes(jpg)
 
 
@@ -124,9 +129,9 @@ TABLE = [
     ("bad/empty.jpg", b"", "empty file"),
     ("bad/empty.png", b"", "empty file"),
     ("bad/trunc-10.jpg", enc(".jpg", PHOTO)[:200], "not a decodable image"),
-    ("bad/trunc-50.jpg", enc(".jpg", PHOTO)[:len(enc(".jpg", PHOTO)) // 2], "truncated JPEG"),
+    ("bad/trunc-50.jpg", enc(".jpg", PHOTO)[: len(enc(".jpg", PHOTO)) // 2], "truncated JPEG"),
     ("bad/trunc-99.jpg", enc(".jpg", PHOTO)[:-3], "truncated JPEG"),
-    ("bad/trunc-50.png", enc(".png", PHOTO)[:len(enc(".png", PHOTO)) // 2], "corrupt, truncated or unsupported PNG"),
+    ("bad/trunc-50.png", enc(".png", PHOTO)[: len(enc(".png", PHOTO)) // 2], "corrupt, truncated or unsupported PNG"),
     ("bad/trunc-99.png", enc(".png", PHOTO)[:-14], "corrupt, truncated or unsupported PNG"),
     ("bad/trunc.webp", enc(".webp", PHOTO)[:60], "corrupt, truncated or unsupported WebP"),
     ("bad/trunc.tiff", enc(".tiff", PHOTO)[:100], "corrupt, truncated or unsupported TIFF"),
@@ -188,7 +193,8 @@ def test_every_source_is_used_or_skipped_with_its_reason(table_pack):
         else:
             assert e["records"] == 0 and reason in e["skipped"], (name, e)
     assert {s["path"]: s["reason"] for s in m["skipped"]} == {
-        e["path"]: e["skipped"] for e in m["sources"] if "skipped" in e}
+        e["path"]: e["skipped"] for e in m["sources"] if "skipped" in e
+    }
     assert res.skipped == m["skipped"]
     assert by_path["good/zz-copy-of-photo.png"]["duplicate_of"] == "good/photo.png"
     assert m["records"] == 2 * sum(1 for *_, r in TABLE if r is None)
@@ -196,8 +202,9 @@ def test_every_source_is_used_or_skipped_with_its_reason(table_pack):
 
 def test_cli_summary_lists_every_skipped_source(table_pack, tmp_path):
     csv, _, _ = table_pack
-    r = CliRunner().invoke(app, ["build", str(csv), "-o", str(tmp_path / "p.lmdb"), "-t", "rpi-zero2w",
-                                 "-k", "1", "-w", "1", "-q"])
+    r = CliRunner().invoke(
+        app, ["build", str(csv), "-o", str(tmp_path / "p.lmdb"), "-t", "rpi-zero2w", "-k", "1", "-w", "1", "-q"]
+    )
     assert r.exit_code == 0, r.output
     for name, _, reason in TABLE:
         if reason is not None:
@@ -231,6 +238,7 @@ def test_duplicates_never_leak_across_splits(tmp_path):
 
 # --- decoding details ------------------------------------------------------------
 
+
 def test_exif_orientation_matches_opencv_for_all_eight():
     for o in range(1, 9):
         data = exif_jpeg(PHOTO, o)
@@ -245,8 +253,9 @@ def test_labels_are_in_the_displayed_frame_of_a_rotated_photo(tmp_path):
     stored = np.zeros((40, 80, 3), np.uint8)
     stored[:10, :20] = 255  # stored top-left -> displayed top-right
     (tmp_path / "phone.jpg").write_bytes(exif_jpeg(stored, 6))
-    (tmp_path / "list.jsonl").write_text(json.dumps(
-        {"path": "phone.jpg", "label": "x", "boxes": [[0, 30, 0, 40, 20]]}) + "\n")
+    (tmp_path / "list.jsonl").write_text(
+        json.dumps({"path": "phone.jpg", "label": "x", "boxes": [[0, 30, 0, 40, 20]]}) + "\n"
+    )
     (tmp_path / "plain.toml").write_text("variants = 0\ninclude_original = true\n")
     out = tmp_path / "p.lmdb"
     build(tmp_path / "list.jsonl", out, "rpi4", recipe=tmp_path / "plain.toml", workers=1)
@@ -255,17 +264,19 @@ def test_labels_are_in_the_displayed_frame_of_a_rotated_photo(tmp_path):
         x = rec["x"].astype(int)  # copies: the record's views die with the Pack
         x0, y0, x1, y1 = rec["boxes"][0, 1:].tolist()
     assert np.allclose([x0, y0, x1, y1], [30 * 224 / 40, 0, 224, 20 * 224 / 80])
-    inside = x[int(y0) + 3:int(y1) - 3, int(x0) + 3:int(x1) - 3]
+    inside = x[int(y0) + 3 : int(y1) - 3, int(x0) + 3 : int(x1) - 3]
     assert inside.min() > 200 and x[100:, :100].max() < 40  # the white block is where the box is
 
 
 def test_alpha_is_composited_over_the_background():
     img = decode(enc(".png", rgba()), background=77)
-    assert img[0, 0].tolist() == [77, 77, 77]                      # fully transparent
-    assert img[0, 25].tolist() == [100, 200, 0]                    # opaque (BGR 0,200,100)
-    assert img[0, 15].tolist() == [int(np.rint(100 * 128 / 255 + 77 * 127 / 255)),
-                                   int(np.rint(200 * 128 / 255 + 77 * 127 / 255)),
-                                   int(np.rint(77 * 127 / 255))]
+    assert img[0, 0].tolist() == [77, 77, 77]  # fully transparent
+    assert img[0, 25].tolist() == [100, 200, 0]  # opaque (BGR 0,200,100)
+    assert img[0, 15].tolist() == [
+        int(np.rint(100 * 128 / 255 + 77 * 127 / 255)),
+        int(np.rint(200 * 128 / 255 + 77 * 127 / 255)),
+        int(np.rint(77 * 127 / 255)),
+    ]
     pal = decode(palette_png(16, 8, True), background=9)
     assert pal[0, 0].tolist() == [255, 0, 0] and pal[0, 15].tolist() == [9, 9, 9]
     assert decode(palette_png(16, 8, False))[0, 15].tolist() == [0, 0, 255]
@@ -348,8 +359,19 @@ def test_unreadable_file_is_skipped_with_its_reason():
         shutil.rmtree(base, ignore_errors=True)
 
 
-HEADS = [b"", b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", b"GIF89a", b"BM", b"RIFF\0\0\0\0WEBPVP8X",
-         b"RIFF\0\0\0\0WEBPVP8L", b"II*\x00", b"MM\x00*", b"Exif\x00\x00II*\x00", b"P6"]
+HEADS = [
+    b"",
+    b"\xff\xd8\xff",
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+    b"GIF89a",
+    b"BM",
+    b"RIFF\0\0\0\0WEBPVP8X",
+    b"RIFF\0\0\0\0WEBPVP8L",
+    b"II*\x00",
+    b"MM\x00*",
+    b"Exif\x00\x00II*\x00",
+    b"P6",
+]
 
 
 @settings(max_examples=400, deadline=None)

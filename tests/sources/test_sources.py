@@ -1,4 +1,5 @@
 """Sources: class folders, CSV and JSONL manifests, odd names, bad rows."""
+
 import json
 import shutil
 
@@ -23,26 +24,35 @@ def test_folders_with_spaces_and_non_ascii(shapes_dir, tmp_path):
 def test_csv_and_jsonl_manifests(shapes_dir, tmp_path):
     files = sorted(shapes_dir.rglob("*.png"))[:4]
     csv = shapes_dir.parent / "m.csv"
-    csv.write_text("path,label\n" + "".join(f"\"{f.relative_to(shapes_dir.parent)}\",{i % 2}\n" for i, f in enumerate(files)))
+    csv.write_text(
+        "path,label\n" + "".join(f'"{f.relative_to(shapes_dir.parent)}",{i % 2}\n' for i, f in enumerate(files))
+    )
     s = scan(csv)
     assert s.classes == ("0", "1") and len(s.sources) == 4 and s.kind == "csv"
     jl = shapes_dir.parent / "m.jsonl"
-    jl.write_text("".join(json.dumps({"path": str(f.relative_to(shapes_dir.parent)), "label": "dog" if i else "cat"}) + "\n"
-                          for i, f in enumerate(files)))
+    jl.write_text(
+        "".join(
+            json.dumps({"path": str(f.relative_to(shapes_dir.parent)), "label": "dog" if i else "cat"}) + "\n"
+            for i, f in enumerate(files)
+        )
+    )
     s = scan(jl)
     assert s.classes == ("cat", "dog") and s.kind == "jsonl"
     assert s.sources[0].key == scan(jl).sources[0].key  # identity is stable
 
 
-@pytest.mark.parametrize("body,msg", [
-    ("file,label\na.png,1\n", "header must have 'path' and 'label'"),
-    ("path,label\n,1\n", "m.csv:2: path: missing"),
-    ("path,label\na.png,\n", "m.csv:2: label: missing"),
-    ("path,label\n../escape.png,1\n", "m.csv:2: path: '../escape.png' escapes"),
-    ("path,label\n/etc/passwd,1\n", "m.csv:2: path: '/etc/passwd' escapes"),
-    ("path,label\na.png,1\na.png,2\n", "m.csv:3: path: 'a.png' is listed twice"),
-    ("path,label\n", "lists no images"),
-])
+@pytest.mark.parametrize(
+    "body,msg",
+    [
+        ("file,label\na.png,1\n", "header must have 'path' and 'label'"),
+        ("path,label\n,1\n", "m.csv:2: path: missing"),
+        ("path,label\na.png,\n", "m.csv:2: label: missing"),
+        ("path,label\n../escape.png,1\n", "m.csv:2: path: '../escape.png' escapes"),
+        ("path,label\n/etc/passwd,1\n", "m.csv:2: path: '/etc/passwd' escapes"),
+        ("path,label\na.png,1\na.png,2\n", "m.csv:3: path: 'a.png' is listed twice"),
+        ("path,label\n", "lists no images"),
+    ],
+)
 def test_bad_csv_rows(tmp_path, body, msg):
     p = tmp_path / "m.csv"
     p.write_text(body)

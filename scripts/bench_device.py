@@ -1,0 +1,731 @@
+#!/usr/bin/env python3
+"""Device benchmark: shuffled batches from a pack larger than memory, on a simulated Raspberry Pi card.
+
+Imposes a Pi's limits with a cgroup (needs root): a memory limit that includes the
+page cache (cgroup v2 ``memory.max``, v1 ``memory.limit_in_bytes``), and a read
+throttle in bytes/s and IO/s on the block device that holds the pack (v2 ``io.max``
+rbps/riops, v1 ``blkio.throttle.read_{bps,iops}_device``): about an A1-class
+microSD card.  When it cannot impose them it says so and exits 3 ("not measured");
+it never measures something else instead.
+
+In one run, in one child process placed in that cgroup, with the page cache
+dropped before each cold measurement, it measures:
+
+  card     the card's limit: random whole-record preads (same sizes, same offsets,
+           same order as the loader's epochs), POSIX_FADV_RANDOM, measured twice
+           (first and last) to show the noise
+  default  Pack.batches(32, shuffle=True) with the default backend
+  pure     the same with backend="pure" (the 32-bit path)
+
+and prints records/s, the ratios default/card and pure/card, cold Pack open
+times, peak anonymous memory while streaming (RssAnon and the cgroup's anon),
+and how many bytes the cgroup read from the device per delivered byte.
+
+Packs: by default it synthesizes one per case with random tensors, in the pack
+format (LMDB written in key order with append, then a compacting copy, like the
+builder), at least twice the memory limit:
+
+  rpi4        224x224x3 uint8 (~150 KB records), memory 512M, pack >= 1 GiB
+  rpi-zero2w  96x96x1 int8 (~9 KB records),      memory 128M, pack >= 256 MiB
+
+``--pack PATH`` measures an existing pack instead (e.g. from ``edgeaug build``).
+Synthesizing needs the ``lmdb`` package; measuring needs only edgeaug's loader.
+
+    sudo python scripts/bench_device.py [--case rpi4|rpi-zero2w|both] [--pack PATH]
+        [--mem 512M] [--rbps 40M] [--riops 1500] [--seconds 20] [--quick]
+        [--workdir DIR] [--keep] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+NOT_MEASURED = 3
+CASES = {
+    "rpi4": {
+        "shape": (224, 224, 3),
+        "dtype": "uint8",
+        "mem": "512M",
+        "channels": 3,
+        "color": "RGB",
+        "device": {"arch": "aarch64", "name": "Raspberry Pi 4 Model B", "word_size": 64},
+    },
+    "rpi-zero2w": {
+        "shape": (96, 96, 1),
+        "dtype": "int8",
+        "mem": "128M",
+        "channels": 1,
+        "color": "GRAY",
+        "device": {"arch": "armv7l", "name": "Raspberry Pi Zero 2 W", "word_size": 32},
+    },
+}
+VARIANTS = 9  # records per source, like --variants 8 with the original
+HEADER = 64
+
+
+class NotMeasured(Exception):
+    """The limits cannot be imposed (or did not hold): nothing is measured."""
+
+
+def parse_size(text: str) -> int:
+    """``512M``, ``40M``, ``1G`` (powers of 1024, like numfmt --from=iec) or plain bytes."""
+    text = text.strip().upper().rstrip("B").rstrip("I")
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(text[-1:], 1)
+    try:
+        return int(float(text[:-1] if mult > 1 else text) * mult)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}") from None
+
+
+# --- the cgroup -----------------------------------------------------------------------------------
+
+
+def block_device(path: str) -> tuple[str, str]:
+    """``(maj:min, name)`` of the whole disk holding ``path`` (throttles apply to disks, not partitions)."""
+    st = os.stat(path)
+    majmin = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    sysdir = Path("/sys/dev/block") / majmin
+    if os.major(st.st_dev) == 0 or not sysdir.exists():
+        raise NotMeasured(
+            f"{path} is not on a block device (dev {majmin}: tmpfs, overlay, btrfs or NFS?); "
+            f"use --workdir on the disk to measure"
+        )
+    sysdir = sysdir.resolve()
+    if (sysdir / "partition").exists():
+        sysdir = sysdir.parent
+    majmin = (sysdir / "dev").read_text().strip()
+    if (sysdir / "slaves").is_dir() and any((sysdir / "slaves").iterdir()):
+        print(f"note: {sysdir.name} is a stacked device (dm/md); the throttle applies to it", file=sys.stderr)
+    return majmin, sysdir.name
+
+
+def _own_cgroup(controller: str | None) -> str:
+    """This process's cgroup path for a v1 controller, or the v2 path when ``controller`` is None."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        if (controller is None and ctrls == "") or (controller and controller in ctrls.split(",")):
+            return path.lstrip("/")
+    return ""
+
+
+def _write(path: Path, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+class Cgroup:
+    """A fresh cgroup with the Pi's limits; ``enter_fn`` moves the calling process into it."""
+
+    def __init__(self, mem: int, rbps: int, riops: int, majmin: str) -> None:
+        if os.geteuid() != 0:
+            raise NotMeasured("needs root (cgroup limits and dropping the page cache)")
+        self.mem, self.rbps, self.riops, self.majmin = mem, rbps, riops, majmin
+        self.dirs: list[Path] = []
+        name = f"edgeaug-bench.{os.getpid()}"
+        try:
+            if Path("/sys/fs/cgroup/cgroup.controllers").exists():
+                self._v2(name)
+            elif Path("/sys/fs/cgroup/memory").is_dir() and Path("/sys/fs/cgroup/blkio").is_dir():
+                self._v1(name)
+            else:
+                raise NotMeasured("neither cgroup v2 (memory+io) nor v1 memory and blkio hierarchies are mounted")
+        except OSError as e:
+            self.remove()
+            raise NotMeasured(f"cannot set the cgroup limits: {e}") from None
+
+    def _v2(self, name: str) -> None:
+        self.version, root = 2, Path("/sys/fs/cgroup")
+        errors = []
+        # Nested under our own cgroup when it can delegate (no processes of its own), else at the root.
+        for parent in dict.fromkeys([root / _own_cgroup(None), root]):
+            try:
+                have = (parent / "cgroup.subtree_control").read_text().split()
+                for c in ("memory", "io"):
+                    if c not in have:
+                        _write(parent / "cgroup.subtree_control", f"+{c}")
+            except OSError as e:
+                errors.append(f"{parent}: {e.strerror or e}")
+                continue
+            g = parent / name
+            g.mkdir()
+            self.dirs = [g]
+            _write(g / "memory.max", str(self.mem))
+            if (g / "memory.swap.max").exists():
+                _write(g / "memory.swap.max", "0")
+            _write(g / "io.max", f"{self.majmin} rbps={self.rbps} riops={self.riops}")
+            self.procs = [g / "cgroup.procs"]
+            self.where = str(g)
+            return
+        raise NotMeasured("cgroup v2: cannot enable the memory and io controllers: " + "; ".join(errors))
+
+    def _v1(self, name: str) -> None:
+        self.version = 1
+        m = Path("/sys/fs/cgroup/memory") / _own_cgroup("memory") / name
+        b = Path("/sys/fs/cgroup/blkio") / _own_cgroup("blkio") / name
+        m.mkdir()
+        self.dirs.append(m)
+        b.mkdir()
+        self.dirs.append(b)
+        _write(m / "memory.limit_in_bytes", str(self.mem))
+        if (m / "memory.memsw.limit_in_bytes").exists():  # no swapping out of the limit either
+            _write(m / "memory.memsw.limit_in_bytes", str(self.mem))
+        _write(b / "blkio.throttle.read_bps_device", f"{self.majmin} {self.rbps}")
+        _write(b / "blkio.throttle.read_iops_device", f"{self.majmin} {self.riops}")
+        self.procs = [m / "cgroup.procs", b / "cgroup.procs"]
+        self.where = f"{m} + {b}"
+
+    def enter_fn(self):
+        procs = [str(p) for p in self.procs]
+
+        def enter() -> None:  # runs in the child between fork and exec
+            for p in procs:
+                with open(p, "w") as f:
+                    f.write("0")
+
+        return enter
+
+    def describe(self) -> str:
+        return (
+            f"cgroup v{self.version} {self.where}: memory {self.mem >> 20} MiB incl. page cache, "
+            f"reads {self.rbps / 1e6:.1f} MB/s and {self.riops} IO/s on {self.majmin}"
+        )
+
+    def remove(self) -> None:
+        for d in reversed(self.dirs):
+            for _ in range(50):  # the child's exit may still be in flight
+                try:
+                    d.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+        self.dirs = []
+
+
+# --- reading the cgroup from inside (child) ---------------------------------------------------------
+
+
+class CgroupStats:
+    """Anonymous memory and device bytes read, from the cgroup files the child was placed in."""
+
+    def __init__(self, dirs: list[str], majmin: str) -> None:
+        self.dirs, self.majmin = [Path(d) for d in dirs], majmin
+
+    def anon(self) -> int:
+        for d in self.dirs:
+            for name in ("memory.stat",):
+                if (d / name).exists():
+                    stat = dict(line.split() for line in (d / name).read_text().splitlines())
+                    return int(stat.get("anon", stat.get("total_rss", stat.get("rss", 0))))
+        return 0
+
+    def read_bytes(self) -> int:
+        for d in self.dirs:
+            if (d / "io.stat").exists():
+                for line in (d / "io.stat").read_text().splitlines():
+                    if line.startswith(self.majmin + " "):
+                        return int(dict(kv.split("=") for kv in line.split()[1:]).get("rbytes", 0))
+                return 0
+            if (d / "blkio.throttle.io_service_bytes").exists():
+                for line in (d / "blkio.throttle.io_service_bytes").read_text().splitlines():
+                    parts = line.split()
+                    if len(parts) == 3 and parts[0] == self.majmin and parts[1] == "Read":
+                        return int(parts[2])
+                return 0
+        return 0
+
+
+def rss_anon() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) << 10
+    return 0
+
+
+def drop_cache(path: str) -> None:
+    """Drop the pack's pages from the page cache (all clean pages, like simpi), or refuse to measure."""
+    os.sync()
+    try:
+        _write(Path("/proc/sys/vm/drop_caches"), "1")
+    except OSError as e:
+        raise NotMeasured(f"cannot drop the page cache: {e.strerror or e}") from None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+# --- record offsets: a minimal walk of the LMDB B-tree (64-bit LMDB 0.9 layout) ---------------------
+
+
+def record_extents(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """File offset and size of every record value (keys b"r" + u64 BE), from the B-tree.
+
+    Page header 16 bytes (pgno u64, pad u16, flags u16, lower u16, upper u16); node pointers (u16)
+    follow; node = lo u16, hi u16, flags u16, ksize u16, key, data.  A branch node's child is
+    lo | hi << 16 | flags << 32; a leaf node's data size is lo | hi << 16, and with F_BIGDATA its data
+    is the u64 number of the first overflow page, whose value starts after that page's 16-byte header.
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+
+        def page(pgno: int, psize: int) -> bytes:
+            f.seek(pgno * psize)
+            raw = f.read(psize)
+            if len(raw) != psize:
+                raise ValueError(f"{path}: page {pgno} past the end of the file")
+            return raw
+
+        metas: list[tuple[int, ...]] = []
+        for _ in range(2):  # meta pages 0 and 1; page 1 starts one page in
+            f.seek(metas[0][1] if metas else 0)
+            raw = f.read(16 + 136)
+            if len(raw) < 152 or struct.unpack_from("<I", raw, 16)[0] != 0xBEEFC0DE:
+                raise ValueError(f"{path}: not a 64-bit LMDB 0.9 file (bad meta page)")
+            psize = struct.unpack_from("<I", raw, 40)[0]  # the free DB's md_pad
+            depth, root = struct.unpack_from("<H", raw, 94)[0], struct.unpack_from("<Q", raw, 128)[0]
+            last_pgno, txnid = struct.unpack_from("<QQ", raw, 136)
+            if psize < 512 or psize & (psize - 1):
+                raise ValueError(f"{path}: bad page size {psize}")
+            metas.append((txnid, psize, root, depth, last_pgno))
+        _, psize, root, depth, last = max(metas)
+        if (last + 1) * psize > size:
+            raise ValueError(f"{path}: truncated")
+        offs: dict[int, tuple[int, int]] = {}
+        stack = [(root, 1)]
+        while stack:
+            pgno, level = stack.pop()
+            if not 2 <= pgno <= last or level > depth:
+                raise ValueError(f"{path}: bad page {pgno}")
+            raw = page(pgno, psize)
+            _pg, _pad, flags, lower, _upper = struct.unpack_from("<QHHHH", raw)
+            ptrs = struct.unpack_from(f"<{(lower - 16) // 2}H", raw, 16)
+            children = []
+            for p in ptrs:
+                lo, hi, nflags, ksize = struct.unpack_from("<HHHH", raw, p)
+                key = raw[p + 8 : p + 8 + ksize]
+                if flags & 0x01:  # branch
+                    children.append((lo | hi << 16 | nflags << 32, level + 1))
+                elif key[:1] == b"r" and ksize == 9:
+                    dsize, doff = lo | hi << 16, p + 8 + ksize
+                    if nflags & 0x01:  # F_BIGDATA: overflow pages
+                        ov = struct.unpack_from("<Q", raw, doff)[0]
+                        offs[int.from_bytes(key[1:], "big")] = (ov * psize + 16, dsize)
+                    else:
+                        offs[int.from_bytes(key[1:], "big")] = (pgno * psize + doff, dsize)
+            stack.extend(reversed(children))
+    n = len(offs)
+    if sorted(offs) != list(range(n)):
+        raise ValueError(f"{path}: record keys are not 0..{n - 1}")
+    ext = np.array([offs[i] for i in range(n)], np.int64).reshape(n, 2)
+    if np.any(ext[:, 0] + ext[:, 1] > size):
+        raise ValueError(f"{path}: a record runs past the end of the file")
+    return ext[:, 0].copy(), ext[:, 1].copy()
+
+
+# --- synthesizing a pack -----------------------------------------------------------------------------
+
+
+def _canon(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def synthesize(out: Path, case: str, min_bytes: int, seed: int = 1) -> int:
+    """A valid pack of random tensors, >= ``min_bytes``, ``VARIANTS`` records per source; returns records."""
+    import lmdb
+
+    spec = CASES[case]
+    shape, dtype = spec["shape"], spec["dtype"]
+    nbytes = int(np.prod(shape))
+    labels = struct.pack("<III", 0, 0, 0)  # no boxes, no keypoints, no mask
+    # Parameters of a realistic size (a real build stores ~400 bytes of sampled op parameters).
+    params = _canon({"ops": [{"on": False, "op": f"synthetic_{k}", "value": 0.123456789} for k in range(8)]})
+    per_record = -(-(HEADER + nbytes + len(labels) + len(params) + 16) // 4096) * 4096
+    sources = -(-min_bytes // (per_record * VARIANTS))
+    records = sources * VARIANTS
+    rng = np.random.default_rng(seed)
+    partial = out.with_name(out.name + ".partial")
+    env = lmdb.open(
+        str(partial),
+        subdir=False,
+        map_size=records * per_record * 2 + (64 << 20),
+        lock=False,
+        readahead=False,
+        writemap=False,
+    )
+    index = np.zeros(
+        records,
+        np.dtype(
+            [
+                ("source", "<u4"),
+                ("variant", "<u2"),
+                ("split", "u1"),
+                ("pad", "u1"),
+                ("label", "<i4"),
+                ("digest", "u1", (32,)),
+            ]
+        ),
+    )
+    src_entries, counts = [], {"c0": 0, "c1": 0, "c2": 0, "c3": 0}
+    r, chunk = 0, max(1, (64 << 20) // per_record)
+    while r < records:
+        with env.begin(write=True) as txn:
+            n = min(chunk, records - r)
+            blob = rng.bytes(n * nbytes)
+            for j in range(n):
+                s, v = divmod(r, VARIANTS)
+                label = s % 4
+                body = struct.pack("<IIIiIHBB", nbytes, len(labels), len(params), label, s, v, 0, 0)
+                body += b"\0" * (HEADER - 40 - len(body)) + blob[j * nbytes : (j + 1) * nbytes] + labels + params
+                digest = hashlib.sha256(body).digest()
+                value = struct.pack("<4sHH32s", b"EAR1", 1, HEADER, digest) + body
+                if not txn.put(b"r" + r.to_bytes(8, "big"), value, append=True):
+                    raise RuntimeError("lmdb refused an append")
+                index[r] = (s, v, 0, 0, label, np.frombuffer(digest, np.uint8))
+                r += 1
+    for s in range(sources):
+        src_entries.append(
+            {
+                "label": s % 4,
+                "path": f"c{s % 4}/synthetic {s:06d}.png",
+                "records": VARIANTS,
+                "sha256": hashlib.sha256(b"%d" % s).hexdigest(),
+                "split": "train",
+            }
+        )
+        counts[f"c{s % 4}"] += VARIANTS
+    h, w, c = shape
+    manifest = {
+        "format_version": 1,
+        "generator": "edgeaug scripts/bench_device.py (synthetic random tensors)",
+        "versions": {"numpy": np.__version__, "python": sys.version.split()[0]},
+        "target": {
+            "name": case,
+            "device": spec["device"],
+            "input_name": "input",
+            "height": h,
+            "width": w,
+            "channels": c,
+            "layout": "NHWC",
+            "color": spec["color"],
+            "dtype": dtype,
+        },
+        "recipe": {"variants": VARIANTS - 1, "include_original": True, "ops": []},
+        "seed": seed,
+        "val_fraction": 0.0,
+        "source_kind": "folders",
+        "classes": ["c0", "c1", "c2", "c3"],
+        "sources": src_entries,
+        "skipped": [],
+        "splits": {"train": {"start": 0, "count": records}, "val": {"start": records, "count": 0}},
+        "counts": {"train": counts, "val": {}},
+        "tensor": {"shape": list(shape), "dtype": dtype},
+        "records": records,
+    }
+    fp = hashlib.sha256(_canon(manifest) + index.tobytes()).hexdigest()
+    manifest["fingerprint"] = fp
+    with env.begin(write=True) as txn:
+        for k, v in ((b"~index", index.tobytes()), (b"~manifest", _canon(manifest))):
+            if not txn.put(k, v, append=True):
+                raise RuntimeError("lmdb refused an append")
+    tmp = out.with_name(out.name + ".tmp")
+    env.copy(str(tmp), compact=True)  # like the builder: the layout a real pack has
+    env.close()
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, out)
+    for p in (partial, partial.with_name(partial.name + "-lock")):
+        if p.exists():
+            p.unlink()
+    return records
+
+
+# --- the measurements (child, inside the cgroup) ---------------------------------------------------------
+
+
+def _rate(n: int, dt: float) -> float:
+    return n / dt if dt > 0 else 0.0
+
+
+def measure_card(path: str, offs: np.ndarray, sizes: np.ndarray, orders, seconds: float, stats) -> dict:
+    """Random whole-record preads at the records' offsets, in the loader's epoch order: the card's limit."""
+    drop_cache(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # exactly the record, no readahead
+        buf = memoryview(bytearray(int(sizes.max())))
+        n, rb0, c0, t0 = 0, stats.read_bytes(), time.process_time(), time.perf_counter()
+        for order in orders():
+            for r in order.tolist():
+                size = int(sizes[r])
+                if os.preadv(fd, [buf[:size]], int(offs[r])) != size:
+                    raise RuntimeError(f"short read of record {r}")
+                n += 1
+                if n % 16 == 0 and time.perf_counter() - t0 >= seconds:
+                    break
+            else:
+                continue
+            break
+        dt = time.perf_counter() - t0
+    finally:
+        os.close(fd)
+    nb = int(sizes.mean() * n)
+    return {
+        "records_per_s": _rate(n, dt),
+        "records": n,
+        "seconds": dt,
+        "mb_per_s": nb / dt / 1e6,
+        "cpu_s": time.process_time() - c0,
+        "device_read_mb": (stats.read_bytes() - rb0) / 1e6,
+        "delivered_mb": nb / 1e6,
+    }
+
+
+def measure_loader(path: str, backend: str, batch: int, seconds: float, stats, record_bytes: int) -> dict:
+    from edgeaug.loader import Pack
+
+    drop_cache(path)
+    rb0, t0 = stats.read_bytes(), time.perf_counter()
+    pack = Pack(path, backend=backend)
+    open_s = time.perf_counter() - t0
+    peak = {"rss_anon": rss_anon(), "cg_anon": stats.anon()}
+    n, epoch, c0, t0, tick = 0, 0, time.process_time(), time.perf_counter(), 0.0
+    try:
+        while True:
+            for x, _ in pack.batches(batch, epoch=epoch, shuffle=True):
+                n += len(x)
+                now = time.perf_counter()
+                if now - tick > 0.2:
+                    tick = now
+                    peak["rss_anon"] = max(peak["rss_anon"], rss_anon())
+                    peak["cg_anon"] = max(peak["cg_anon"], stats.anon())
+                if now - t0 >= seconds:
+                    break
+            else:
+                epoch += 1
+                continue
+            break
+        dt = time.perf_counter() - t0
+        name = pack.backend_name()
+    finally:
+        pack.close()
+    return {
+        "records_per_s": _rate(n, dt),
+        "records": n,
+        "seconds": dt,
+        "open_s": open_s,
+        "backend": name,
+        "cpu_s": time.process_time() - c0,
+        "device_read_mb": (stats.read_bytes() - rb0) / 1e6,
+        "delivered_mb": n * record_bytes / 1e6,
+        "peak_rss_anon_mb": peak["rss_anon"] / 2**20,
+        "peak_cgroup_anon_mb": peak["cg_anon"] / 2**20,
+    }
+
+
+def child(args) -> int:
+    from edgeaug.loader import Pack
+
+    stats = CgroupStats(args.cg_dirs, args.majmin)
+    path = args.pack
+    offs, sizes = record_extents(path)
+    with Pack(path) as pack:
+        order_of = pack.epoch_order
+        tensor_bytes = pack.nbytes
+
+    def orders():
+        e = 0
+        while True:
+            yield order_of(e, shuffle=True)
+            e += 1
+
+    out: dict[str, Any] = {"in_cgroup": Path("/proc/self/cgroup").read_text().split()}
+    out["card_first"] = measure_card(path, offs, sizes, orders, args.seconds, stats)
+    out["default"] = measure_loader(path, "auto", args.batch, args.seconds, stats, tensor_bytes)
+    out["pure"] = measure_loader(path, "pure", args.batch, args.seconds, stats, tensor_bytes)
+    out["card_last"] = measure_card(path, offs, sizes, orders, args.seconds, stats)
+    print(json.dumps(out))
+    return 0
+
+
+# --- the parent ---------------------------------------------------------------------------------------------
+
+
+def run_case(label: str, pack: Path, mem: int, args) -> dict[str, Any]:
+    majmin, disk = block_device(str(pack))
+    cg = Cgroup(mem, args.rbps, args.riops, majmin)
+    try:
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child",
+            "--pack",
+            str(pack),
+            "--majmin",
+            majmin,
+            "--seconds",
+            str(args.seconds),
+            "--batch",
+            str(args.batch),
+            "--cg-dirs",
+            *map(str, cg.dirs),
+        ]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        try:
+            proc = subprocess.run(cmd, check=False, capture_output=True, text=True, preexec_fn=cg.enter_fn(), env=env)
+        except subprocess.SubprocessError as e:
+            raise NotMeasured(f"cannot place the measuring process in the cgroup: {e}") from None
+        if proc.returncode == NOT_MEASURED:
+            raise NotMeasured(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "child refused")
+        if proc.returncode != 0:
+            hint = " (killed: out of memory under the limit?)" if proc.returncode in (-9, 137) else ""
+            raise RuntimeError(f"{label}: measuring child failed with rc {proc.returncode}{hint}:\n{proc.stderr}")
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+    finally:
+        cg.remove()
+    res.update(label=label, pack=str(pack), pack_mb=pack.stat().st_size / 1e6, cgroup=cg.describe(), disk=disk)
+    try:
+        res["read_ahead_kb"] = int(Path(f"/sys/block/{disk}/queue/read_ahead_kb").read_text())
+    except OSError:
+        res["read_ahead_kb"] = None
+    card = (res["card_first"]["records_per_s"] + res["card_last"]["records_per_s"]) / 2
+    res["card"] = card
+    # The throttle must have held: a "card" faster than the throttle means we measured something else.
+    for key in ("card_first", "card_last"):
+        m = res[key]
+        if m["mb_per_s"] > 1.5 * args.rbps / 1e6 or m["records_per_s"] > 1.5 * args.riops:
+            raise NotMeasured(
+                f"{label}: whole-record reads ran at {m['mb_per_s']:.0f} MB/s and "
+                f"{m['records_per_s']:.0f} reads/s, above the {args.rbps / 1e6:.0f} MB/s, "
+                f"{args.riops} IO/s throttle: the limits did not hold (page cache?)"
+            )
+        if m["device_read_mb"] < 0.9 * m["delivered_mb"]:
+            raise NotMeasured(
+                f"{label}: the cgroup read {m['device_read_mb']:.0f} MB from /dev/{disk} for "
+                f"{m['delivered_mb']:.0f} MB of records: reads did not reach the throttled device"
+            )
+    return res
+
+
+def report(res: dict[str, Any]) -> None:
+    card = res["card"]
+    print(f"\n## {res['label']}: {res['pack']} ({res['pack_mb']:.0f} MB)")
+    print(f"{res['cgroup']}; /dev/{res['disk']} read_ahead_kb={res['read_ahead_kb']}")
+    if (res["read_ahead_kb"] or 0) > 128:
+        print(
+            f"note: read_ahead_kb {res['read_ahead_kb']} is larger than the kernel's usual 128 for an SD card: "
+            f"readers that do not disable readahead (mmap faults, small preads) read more here than on a Pi"
+        )
+    print(
+        "\n| measurement | records/s | MB/s delivered | device MB read / delivered | CPU s / wall s "
+        "| x card | open s | peak RssAnon / cgroup anon MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for key, name in (
+        ("card_first", "card limit (1st)"),
+        ("default", "Pack.batches, default backend"),
+        ("pure", "Pack.batches, pure backend"),
+        ("card_last", "card limit (2nd)"),
+    ):
+        m = res[key]
+        amp = m["device_read_mb"] / m["delivered_mb"] if m["delivered_mb"] else float("nan")
+        mem = f"{m['peak_rss_anon_mb']:.0f} / {m['peak_cgroup_anon_mb']:.0f}" if "open_s" in m else ""
+        name = f"{name} ({m['backend']})" if "backend" in m else name
+        print(
+            f"| {name} | {m['records_per_s']:,.1f} | {m['delivered_mb'] / m['seconds']:.1f} | {amp:.2f} "
+            f"| {m['cpu_s']:.1f} / {m['seconds']:.1f} | {m['records_per_s'] / card:.2f} "
+            f"| {m.get('open_s', float('nan')):.2f} | {mem} |"
+        )
+    print(
+        f"\nratios against the card limit (mean of 1st and 2nd, {card:,.1f} records/s): "
+        f"default/card = {res['default']['records_per_s'] / card:.2f}, "
+        f"pure/card = {res['pure']['records_per_s'] / card:.2f} (goal >= 0.8)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", choices=(*CASES, "both"), default="both", help="which synthetic pack(s) to measure")
+    ap.add_argument("--pack", help="measure this pack instead of synthesizing one")
+    ap.add_argument("--mem", type=parse_size, help="memory limit incl. page cache (default 512M; 128M rpi-zero2w)")
+    ap.add_argument("--rbps", type=parse_size, default=parse_size("40M"), help="read bytes/s (default 40M)")
+    ap.add_argument("--riops", type=int, default=1500, help="read IO/s (default 1500)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="time per measurement (default 20)")
+    ap.add_argument("--quick", action="store_true", help="5 s per measurement")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument(
+        "--workdir",
+        help="where synthetic packs go (must be on the disk to simulate; default: a temporary directory under $TMPDIR)",
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the synthetic packs")
+    ap.add_argument("--json", action="store_true", help="also print the raw results as JSON")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--majmin", help=argparse.SUPPRESS)
+    ap.add_argument("--cg-dirs", nargs="*", default=[], help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.seconds = min(args.seconds, 5.0)
+    try:
+        if args.child:
+            return child(args)
+        if os.geteuid() != 0:
+            raise NotMeasured("needs root (cgroup limits and dropping the page cache)")
+        results = []
+        if args.pack:
+            pack, mem = Path(args.pack), args.mem or parse_size("512M")
+            if not pack.is_file():
+                print(f"error: {pack}: no such file", file=sys.stderr)
+                return 2
+            if pack.stat().st_size < 2 * mem:
+                print(
+                    f"warning: {pack} is smaller than twice the memory limit ({2 * mem >> 20} MiB): "
+                    f"part of it can stay in the page cache",
+                    file=sys.stderr,
+                )
+            results.append(run_case("pack", pack, mem, args))
+        else:
+            work = Path(tempfile.mkdtemp(prefix="edgeaug-device-", dir=args.workdir))
+            try:
+                block_device(str(work))  # fail before building anything
+                for case in CASES if args.case == "both" else [args.case]:
+                    mem = args.mem or parse_size(CASES[case]["mem"])
+                    out = work / f"{case}.lmdb"
+                    t0 = time.perf_counter()
+                    n = synthesize(out, case, 2 * mem)
+                    print(
+                        f"{case}: synthesized {n} records, {out.stat().st_size / 1e6:.0f} MB "
+                        f"(>= 2 x {mem >> 20} MiB) in {time.perf_counter() - t0:.1f}s",
+                        flush=True,
+                    )
+                    results.append(run_case(case, out, mem, args))
+                    report(results[-1])
+            finally:
+                if args.keep:
+                    print(f"packs kept in {work}")
+                else:
+                    shutil.rmtree(work, ignore_errors=True)
+        if args.pack:
+            report(results[0])
+        if args.json:
+            print(json.dumps(results, indent=1))
+    except NotMeasured as e:
+        print(f"not measured: {e}", file=sys.stderr)
+        return NOT_MEASURED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -236,7 +236,7 @@ app.add_typer(target_app, name="target")
 
 @contextmanager
 def _model_errors() -> Iterator[None]:
-    from edgeaug.models.onnx_io import ModelError
+    from edgeaug.models.profile import ModelError
 
     with _errors():
         try:
@@ -246,7 +246,7 @@ def _model_errors() -> Iterator[None]:
 
 
 def _numbers(text: Optional[str], flag: str):
-    from edgeaug.models.onnx_io import parse_numbers
+    from edgeaug.models.profile import parse_numbers
 
     return None if text is None else parse_numbers(text, flag)
 
@@ -275,7 +275,7 @@ def target_from_onnx(
     word_size: int = typer.Option(64, "--word-size", help="32 or 64 (the device OS)."),
 ) -> None:
     """Write a target profile read from the model: input name, shape, dtype, layout, quantization."""
-    from edgeaug.models.onnx_io import write_target
+    from edgeaug.models.from_model import write_target
 
     with _model_errors():
         hw = None

@@ -22,6 +22,7 @@ the eval throughput (samples/s, reading batches + inference, same run).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import tempfile
@@ -111,7 +112,7 @@ def run(work: Path, seed: int = 0, val: float = 0.2, seconds: float = 0.0) -> Di
     from edgeaug.models.adapt import adapt_model
     from edgeaug.models.calibrate import PackCalibrationReader
     from edgeaug.models.evaluate import evaluate
-    from edgeaug.models.onnx_io import write_target
+    from edgeaug.models.from_model import write_target
 
     data = work / "digits"
     write_digits(data)
@@ -149,7 +150,13 @@ def run(work: Path, seed: int = 0, val: float = 0.2, seconds: float = 0.0) -> Di
         for key, pack, model in (("float", "digits_f32.lmdb", float_model), ("quantized", "digits_u8.lmdb", adapted)):
             with Pack(str(work / pack)) as p:
                 bench[key] = bench_model(p, str(model), 32, seconds)["records_per_s"]
+    tflite = None
+    if importlib.util.find_spec("ai_edge_litert") or importlib.util.find_spec("tflite_runtime"):
+        from make_tflite_fixtures import digits_tflite  # beside this script: float and int8 .tflite, no TensorFlow
+
+        tflite = digits_tflite(work, clf, data, seed, val)
     return {
+        "tflite": tflite,
         "bench_samples_per_s": bench,
         "val_samples": r_float["samples"],
         "sklearn_accuracy": float(clf.score(Xva, yva)),
@@ -194,7 +201,19 @@ def main() -> int:
             f"uint8 {b['quantized']:.0f} samples/s (ratio {b['quantized'] / b['float']:.2f})"
         )
     print(f"gap {gap:+.2f} points; target {r['target']}")
-    return 0 if abs(gap) <= 1.0 else 1
+    ok = abs(gap) <= 1.0
+    if r["tflite"]:
+        t = r["tflite"]
+        tgap = 100 * (t["float_accuracy"] - t["int8_accuracy"])
+        print(
+            f"LiteRT float {100 * t['float_accuracy']:.2f}%, int8 {100 * t['int8_accuracy']:.2f}% "
+            f"(gap {tgap:+.2f} points; int8 target {t['target']['dtype']} scale {t['target']['scale']:.6g} "
+            f"zero point {t['target']['zero_point']})"
+        )
+        ok = ok and abs(tgap) <= 1.0
+    else:
+        print("LiteRT: not checked (pip install 'edgeaug[litert]')")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -88,6 +88,19 @@ def load_target(name_or_path: str | Path) -> Target:
     return parse_target(load_toml(p), p.stem, p.name)
 
 
+def target_toml(target: dict, comment: str = "") -> str:
+    """A target table (``device`` and ``input``, no name) as TOML text that :func:`load_target` reads.
+
+    Written with tomli-w, so any string (quotes, control or non-BMP characters
+    in a model's input name) comes out as valid TOML.
+    """
+    import tomli_w  # the [build] extra; only writing targets needs it
+
+    head = "".join(f"# {line}\n" for line in comment.splitlines())
+    body = {"device": dict(target["device"]), "input": dict(target["input"])}
+    return head + tomli_w.dumps(body)
+
+
 def parse_target(data: dict, name: str, where: str = "<target>") -> Target:
     """Validate a parsed TOML table into a Target; errors name file and field."""
     top = Fields(data, where)

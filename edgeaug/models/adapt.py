@@ -18,19 +18,9 @@ from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edgeaug.models.onnx_io import (
-    ADAPT_HEAD,
-    DTYPE_ELEMS,
-    ModelError,
-    channel_values,
-    find_input_quant,
-    graph_input,
-    infer_layout,
-    input_signature,
-    load_model,
-    meta_numbers,
-    require,
-)
+from edgeaug.models.from_model import meta_numbers
+from edgeaug.models.onnx_io import ADAPT_HEAD, DTYPE_ELEMS, find_input_quant, graph_input, input_signature, load_model
+from edgeaug.models.profile import ModelError, channel_values, infer_layout, require
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from edgeaug.device.loader import Pack
-from edgeaug.models.onnx_io import ModelError, session
+from edgeaug.models.onnx_io import session
+from edgeaug.models.profile import ModelError
 
 ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
 

@@ -37,259 +37,37 @@ numpy and the standard library only.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
-import mmap
-import struct
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edgeaug.config.targets import QRANGE
+from edgeaug.device.loader import Pack
+from edgeaug.models.calibrate import PackCalibrationReader
+from edgeaug.models.profile import (
+    DEFAULT_RAW_QUANT,
+    ModelError,
+    channel_values,
+    infer_layout,
+    spatial,
+    write_target_file,
+)
+from edgeaug.models.tflite_file import TFLiteInfo, TFLiteTensor, inspect_tflite
+
 INSTALL_HINT = "pip install 'edgeaug[litert]' (ai-edge-litert), or on a device pip install tflite-runtime"
 #: TFLite TensorType ids a pack can hold, and the others by name for messages.
-TENSOR_TYPES = {0: "float32", 1: "float16", 3: "uint8", 9: "int8"}
-OTHER_TYPES = {2: "int32", 4: "int64", 5: "string", 6: "bool", 7: "int16", 8: "complex64", 10: "float64"}
-QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
-DEFAULT_RAW_QUANT = {"uint8": (1 / 255, 0), "int8": (1 / 255, -128)}  # integer input without quantization
-METADATA_NAME = "TFLITE_METADATA"
-COLOR_SPACES = {1: "RGB", 2: "GRAY"}  # metadata_schema.fbs ColorSpaceType
 
 
-class LiteRTError(ValueError):
+class LiteRTError(ModelError):
     """A ``.tflite`` model cannot be used as asked; the message names the file and the reason."""
 
 
 class InterpreterMissing(LiteRTError, ImportError):
     """Neither ai-edge-litert nor tflite-runtime is installed (also an ImportError)."""
-
-
-# --- reading the flatbuffer ------------------------------------------------------------
-
-
-class _Table:
-    """One flatbuffer table: ``pos`` is its offset in ``buf``; fields are read by schema slot id."""
-
-    __slots__ = ("_vt", "_vt_len", "buf", "pos")
-
-    def __init__(self, buf: Any, pos: int) -> None:
-        self.buf, self.pos = buf, pos
-        self._vt = pos - _unpack(buf, "<i", pos)
-        self._vt_len = _unpack(buf, "<H", self._vt)
-
-    def _offset(self, slot: int) -> int:
-        o = 4 + 2 * slot
-        return _unpack(self.buf, "<H", self._vt + o) if o < self._vt_len else 0
-
-    def scalar(self, slot: int, fmt: str, default: Any = 0) -> Any:
-        o = self._offset(slot)
-        return _unpack(self.buf, fmt, self.pos + o) if o else default
-
-    def _indirect(self, slot: int) -> Optional[int]:
-        o = self._offset(slot)
-        return None if not o else self.pos + o + _unpack(self.buf, "<I", self.pos + o)
-
-    def table(self, slot: int) -> Optional[_Table]:
-        p = self._indirect(slot)
-        return None if p is None else _Table(self.buf, p)
-
-    def _vector(self, slot: int, size: int) -> Tuple[int, int]:
-        p = self._indirect(slot)
-        if p is None:
-            return 0, 0
-        n = _unpack(self.buf, "<I", p)
-        if p + 4 + n * size > len(self.buf):
-            raise _Corrupt(f"vector of {n} at {p} runs past the end")
-        return p + 4, n
-
-    def numbers(self, slot: int, dtype: str) -> np.ndarray:
-        dt = np.dtype(dtype)
-        start, n = self._vector(slot, dt.itemsize)
-        return np.frombuffer(self.buf, dt, n, start).copy() if n else np.zeros(0, dt)
-
-    def tables(self, slot: int) -> List[_Table]:
-        start, n = self._vector(slot, 4)
-        return [_Table(self.buf, start + 4 * i + _unpack(self.buf, "<I", start + 4 * i)) for i in range(n)]
-
-    def string(self, slot: int) -> Optional[str]:
-        start, n = self._vector(slot, 1)
-        return None if self._indirect(slot) is None else bytes(self.buf[start : start + n]).decode("utf-8", "replace")
-
-    def raw(self, slot: int) -> bytes:
-        start, n = self._vector(slot, 1)
-        return bytes(self.buf[start : start + n])
-
-
-class _Corrupt(Exception):
-    pass
-
-
-def _unpack(buf: Any, fmt: str, pos: int) -> Any:
-    if pos < 0 or pos + struct.calcsize(fmt) > len(buf):
-        raise _Corrupt(f"offset {pos} outside the {len(buf)}-byte file")
-    return struct.unpack_from(fmt, buf, pos)[0]
-
-
-def _root(buf: Any, ident: bytes, where: str, what: str) -> _Table:
-    if len(buf) < 8 or bytes(buf[4:8]) != ident:
-        raise LiteRTError(f"{where}: not a {what} (no {ident.decode()} file identifier)")
-    return _Table(buf, _unpack(buf, "<I", 0))
-
-
-@dataclass(frozen=True)
-class TFLiteTensor:
-    """A subgraph input or output as the flatbuffer declares it.
-
-    ``shape`` is the static shape with -1 where ``shape_signature`` says the
-    dim is dynamic (usually the batch).  ``scale``/``zero_point`` are empty for
-    an unquantized tensor and have one entry per channel of
-    ``quantized_dimension`` when it is quantized per channel.
-    """
-
-    index: int
-    name: str
-    shape: Tuple[int, ...]
-    dtype: str
-    scale: Tuple[float, ...] = ()
-    zero_point: Tuple[int, ...] = ()
-    quantized_dimension: int = 0
-
-    @property
-    def quantized(self) -> bool:
-        return bool(self.scale) and any(s != 0 for s in self.scale)
-
-    @property
-    def per_channel(self) -> bool:
-        return len(set(self.scale)) > 1 or len(set(self.zero_point)) > 1
-
-
-@dataclass(frozen=True)
-class TFLiteInfo:
-    """What :func:`inspect_tflite` reads: the main subgraph's inputs/outputs and per-input metadata.
-
-    ``metadata[i]`` holds the TFLite Support metadata of input ``i``: ``mean``
-    and ``std`` (tuples, in the schema's 0-255 input units) and ``color``
-    ("RGB"/"GRAY"), each only when present.
-    """
-
-    path: str
-    inputs: Tuple[TFLiteTensor, ...]
-    outputs: Tuple[TFLiteTensor, ...]
-    metadata: Tuple[Dict[str, Any], ...] = field(default=())
-    description: str = ""
-
-
-def inspect_tflite(path: str | Path) -> TFLiteInfo:
-    """Read a ``.tflite`` file's main subgraph inputs, outputs and input metadata (no interpreter)."""
-    where = str(path)
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, 2)
-            if size < 8:
-                raise LiteRTError(f"{where}: not a TFLite model ({size} bytes)")
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                return _inspect(buf, where)
-    except OSError as e:
-        raise LiteRTError(f"{where}: cannot read: {e.strerror or e}") from None
-    except (_Corrupt, UnicodeDecodeError) as e:
-        raise LiteRTError(f"{where}: not a readable TFLite flatbuffer: {e}") from None
-
-
-def _inspect(buf: Any, where: str) -> TFLiteInfo:
-    # schema.fbs -- Model: subgraphs 2, description 3, buffers 4, metadata 6;
-    # SubGraph: tensors 0, inputs 1, outputs 2
-    model = _root(buf, b"TFL3", where, "TFLite model")
-    subgraphs = model.tables(2)
-    if not subgraphs:
-        raise LiteRTError(f"{where}: the model has no subgraph")
-    sg = subgraphs[0]
-    tensors = sg.tables(0)
-
-    def tensor(i: int) -> TFLiteTensor:
-        if not 0 <= i < len(tensors):
-            raise _Corrupt(f"tensor index {i} of {len(tensors)}")
-        return _tensor(tensors[i], i, where)
-
-    inputs = tuple(tensor(int(i)) for i in sg.numbers(1, "<i4"))
-    outputs = tuple(tensor(int(i)) for i in sg.numbers(2, "<i4"))
-    meta: Tuple[Dict[str, Any], ...] = tuple({} for _ in inputs)
-    buffers = model.tables(4)
-    for m in model.tables(6):  # Metadata {name 0, buffer 1}
-        if m.string(0) == METADATA_NAME and m.scalar(1, "<I") < len(buffers):
-            data = _buffer_bytes(buf, buffers[m.scalar(1, "<I")])
-            try:
-                meta = _input_metadata(data, len(inputs), where)
-            except _Corrupt as e:
-                warnings.warn(f"{where}: unreadable {METADATA_NAME} ignored ({e})", stacklevel=3)
-    return TFLiteInfo(where, inputs, outputs, meta, model.string(3) or "")
-
-
-def _tensor(t: _Table, index: int, where: str) -> TFLiteTensor:
-    # Tensor {shape 0, type:byte 1, buffer 2, name 3, quantization 4, ..., shape_signature 7}
-    # QuantizationParameters {min 0, max 1, scale 2, zero_point:[long] 3, ..., quantized_dimension 6}
-    shape = [int(d) for d in t.numbers(0, "<i4")]
-    sig = [int(d) for d in t.numbers(7, "<i4")]
-    if len(sig) == len(shape):
-        shape = [-1 if s == -1 else d for d, s in zip(shape, sig)]
-    code = t.scalar(1, "<b", 0)
-    dtype = TENSOR_TYPES.get(code) or OTHER_TYPES.get(code, f"type {code}")
-    scale: Tuple[float, ...] = ()
-    zps: Tuple[int, ...] = ()
-    qdim = 0
-    q = t.table(4)
-    if q is not None:
-        scale = tuple(float(s) for s in q.numbers(2, "<f4"))
-        zps = tuple(int(z) for z in q.numbers(3, "<i8"))
-        qdim = q.scalar(6, "<i", 0)
-        if scale and not zps:
-            zps = (0,) * len(scale)
-    return TFLiteTensor(index, t.string(3) or f"tensor_{index}", tuple(shape), dtype, scale, zps, qdim)
-
-
-def _buffer_bytes(buf: Any, b: _Table) -> bytes:
-    """Buffer {data 0, offset:ulong 1, size:ulong 2}: inline data, or (models > 2 GB) bytes at ``offset``."""
-    data = b.raw(0)
-    offset, size = b.scalar(1, "<Q", 0), b.scalar(2, "<Q", 0)
-    if not data and offset > 1 and offset + size <= len(buf):
-        data = bytes(buf[offset : offset + size])
-    return data
-
-
-def _input_metadata(data: bytes, n_inputs: int, where: str) -> Tuple[Dict[str, Any], ...]:
-    """NormalizationOptions and colour of each input from a TFLite Support ``M001`` buffer."""
-    # metadata_schema.fbs -- ModelMetadata: subgraph_metadata 3; SubGraphMetadata: input_tensor_metadata 2;
-    # TensorMetadata: content 3, process_units 4; Content: content_properties_type 0, content_properties 1;
-    # ImageProperties: color_space 0; ProcessUnit: options_type 0, options 1 (NormalizationOptions = 1);
-    # NormalizationOptions: mean 0, std 1.
-    out: List[Dict[str, Any]] = [{} for _ in range(n_inputs)]
-    if len(data) < 8 or data[4:8] != b"M001":
-        return tuple(out)
-    subgraphs = _root(data, b"M001", where, "metadata").tables(3)
-    if not subgraphs:
-        return tuple(out)
-    for i, tm in enumerate(subgraphs[0].tables(2)[:n_inputs]):
-        content = tm.table(3)
-        if content is not None and content.scalar(0, "<B", 0) == 2:  # ImageProperties
-            props = content.table(1)
-            color = COLOR_SPACES.get(props.scalar(0, "<b", 0)) if props is not None else None
-            if color:
-                out[i]["color"] = color
-        for unit in tm.tables(4):
-            opts = unit.table(1)
-            if unit.scalar(0, "<B", 0) == 1 and opts is not None:
-                mean, std = opts.numbers(0, "<f4"), opts.numbers(1, "<f4")
-                if mean.size:
-                    out[i]["mean"] = tuple(float(v) for v in mean)
-                if std.size:
-                    out[i]["std"] = tuple(float(v) for v in std)
-    return tuple(out)
-
-
-# --- the target -----------------------------------------------------------------------
 
 
 def model_input(info: TFLiteInfo, input_name: Optional[str] = None) -> Tuple[int, TFLiteTensor]:
@@ -316,39 +94,6 @@ def input_quantization(t: TFLiteTensor, where: str) -> Optional[Tuple[float, int
             f"a target has one scale and zero point"
         )
     return t.scale[0], t.zero_point[0]
-
-
-def infer_layout(dims: Sequence[int], layout: Optional[str], where: str) -> str:
-    """NCHW if dim 1 is 1 or 3 and the last dim is not; else NHWC (TFLite's own layout); ``layout`` overrides."""
-    if len(dims) != 4:
-        raise LiteRTError(f"{where}: input has rank {len(dims)} {list(dims)}; a target needs a 4-d image tensor")
-    if layout is not None:
-        if layout not in ("NCHW", "NHWC"):
-            raise LiteRTError(f"--layout: {layout!r} is not NCHW or NHWC")
-        return layout
-    return "NCHW" if dims[1] in (1, 3) and dims[3] not in (1, 3) else "NHWC"
-
-
-def channel_values(
-    values: Optional[Sequence[float]], channels: int, default: float, what: str, pixel_units: Optional[bool] = None
-) -> Tuple[float, ...]:
-    """Broadcast to every channel, in [0, 1] units.
-
-    ``pixel_units`` True divides by 255 (TFLite metadata); None divides only
-    when some value is above 1 (flags, as ``target from-onnx`` reads them).
-    """
-    if values is None:
-        return (default,) * channels
-    vals = tuple(float(v) for v in values)
-    if len(vals) == 1:
-        vals = vals * channels
-    if len(vals) != channels:
-        raise LiteRTError(f"{what}: {len(vals)} values for {channels} channels")
-    if not all(np.isfinite(vals)):
-        raise LiteRTError(f"{what}: {list(vals)} are not finite numbers")
-    if pixel_units or (pixel_units is None and max(abs(v) for v in vals) > 1.0):
-        vals = tuple(v / 255.0 for v in vals)
-    return vals
 
 
 def range_normalization(dtype: str, scale: float, zero_point: int) -> Tuple[float, float, bool]:
@@ -393,14 +138,14 @@ def target_from_tflite(
     if t.dtype not in ("float32", "float16", "uint8", "int8"):
         raise LiteRTError(f"{where}: input {t.name!r} is {t.dtype}; a pack holds float32, float16, uint8 or int8")
     dims = list(t.shape)
-    lay = infer_layout(dims, layout, where)
+    lay = infer_layout(dims, layout, where, default="NHWC")  # TFLite's own layout when ambiguous
     c_ax, h_ax, w_ax = (1, 2, 3) if lay == "NCHW" else (3, 1, 2)
     channels = dims[c_ax]
     if channels not in (1, 3):
         raise LiteRTError(
             f"{where}: input {t.name!r} {list(t.shape)} has {channels} channels ({lay}); a target needs 1 or 3"
         )
-    height, width = _spatial(dims[h_ax], dims[w_ax], size, where)
+    height, width = spatial(dims[h_ax], dims[w_ax], size, where)
     meta = info.metadata[pos] if pos < len(info.metadata) else {}
     meta_color = meta.get("color") if {"RGB": 3, "GRAY": 1}.get(meta.get("color", ""), 0) == channels else None
     inp: Dict[str, Any] = {
@@ -442,65 +187,13 @@ def target_from_tflite(
     return {"name": name or Path(path).stem, "device": dev, "input": inp}
 
 
-def _spatial(h: int, w: int, size: Optional[Tuple[int, int]], where: str) -> Tuple[int, int]:
-    if size is None:
-        if h < 1 or w < 1:
-            raise LiteRTError(f"{where}: input height/width are dynamic ({h}, {w}); pass --size HxW")
-        return h, w
-    for dim, want, what in ((h, size[0], "height"), (w, size[1], "width")):
-        if dim > 0 and dim != want:
-            raise LiteRTError(f"--size: the model's {what} is fixed at {dim}, not {want}")
-    return int(size[0]), int(size[1])
-
-
-def _first(*specs: str) -> Any:
-    """The first importable ``module:attr`` of edgeaug's own modules (old and new package layout)."""
-    for spec in specs:
-        mod, attr = spec.split(":")
-        try:
-            return getattr(importlib.import_module(mod), attr)
-        except (ImportError, AttributeError):
-            continue
-    raise ImportError(f"cannot import any of {specs}")
-
-
-def target_toml(target: Dict[str, Any], comment: str = "") -> str:
-    """A target dict (without its name) as the TOML ``load_target`` reads; as ``target from-onnx`` writes."""
-    lines = [f"# {c}" for c in comment.splitlines()] + ["[device]"]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in target["device"].items()]
-    lines += ["", "[input]"] + [f"{k} = {_toml_value(v)}" for k, v in target["input"].items()]
-    return "\n".join(lines) + "\n"
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(int(v) if isinstance(v, int) else float(v))
-    if isinstance(v, str):
-        return json.dumps(v)
-    return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-
-
 def write_tflite_target(model_path: str | Path, out: str | Path, **kw: Any) -> Any:
     """Derive the target from a ``.tflite`` model, validate it, write ``out`` and return the Target.
 
     ``kw`` are :func:`target_from_tflite`'s arguments.  Validation errors of the
     derived profile are edgeaug's ``ConfigError``.
     """
-    parse_target = _first("edgeaug.config.targets:parse_target", "edgeaug.targets:parse_target")
-    load_target = _first("edgeaug.config.targets:load_target", "edgeaug.targets:load_target")
-    t = target_from_tflite(model_path, **kw)
-    name = t.pop("name")
-    parse_target(t, name, str(out))  # fail before writing anything invalid
-    h = hashlib.sha256()
-    with open(model_path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    comment = f"Target derived by `edgeaug target from-tflite` from {Path(model_path).name}\n(sha256 {h.hexdigest()})."
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(target_toml(t, comment), encoding="utf-8")
-    return load_target(out)
+    return write_target_file(target_from_tflite(model_path, **kw), out, "target from-tflite", model_path)
 
 
 # --- running the model ----------------------------------------------------------------
@@ -613,10 +306,6 @@ def predictions(y: np.ndarray) -> np.ndarray:
     return np.argmax(y.reshape(len(y), -1), axis=1)
 
 
-def _pack_class() -> Any:
-    return _first("edgeaug.loader:Pack", "edgeaug.device.loader:Pack")
-
-
 def evaluate_tflite(
     pack_path: str | Path,
     model_path: str | Path,
@@ -632,7 +321,6 @@ def evaluate_tflite(
     samples_per_s (reading batches plus inference) and model_samples_per_s
     (inference alone).  Output index ``i`` is the pack's class ``i``.
     """
-    Pack = _pack_class()
     with Pack(str(pack_path), "train") as probe:
         has_val = probe.manifest["splits"]["val"]["count"] > 0
     split = split or ("val" if has_val else "train")
@@ -719,8 +407,7 @@ class RepresentativeDataset:
         self.pack_path, self.split, self.limit, self.mode = str(pack_path), split, limit, dequantize
 
     def __call__(self) -> Iterator[List[np.ndarray]]:
-        reader_cls = _first("edgeaug.models.calibrate:PackCalibrationReader", "edgeaug.calibrate:PackCalibrationReader")
-        with reader_cls(
+        with PackCalibrationReader(
             self.pack_path, self.split, limit=self.limit, batch_size=1, dequantize=self.mode, dtype=np.float32
         ) as reader:
             for item in reader:

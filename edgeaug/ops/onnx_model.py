@@ -112,7 +112,8 @@ def _load(path: str, sha256: str, noise: str) -> Tuple[Any, Dict[str, Any]]:
     """The process's cached session for a model, checked against its pinned sha256."""
     key = (path, sha256)
     if key not in _SESSIONS:
-        from edgeaug.models.onnx_io import ModelError, session
+        from edgeaug.models.onnx_io import session
+        from edgeaug.models.profile import ModelError
 
         try:
             data = Path(path).read_bytes()

@@ -125,7 +125,7 @@ def test_quantize_static_calibrates_on_the_pack(pack8, tmp_path):
     cal = pytest.importorskip("onnxruntime.quantization")
     from onnx_models import conv_classifier
 
-    from edgeaug.models.onnx_io import target_from_onnx
+    from edgeaug.models.from_model import target_from_onnx
 
     f = conv_classifier(tmp_path / "f.onnx", size=12)
     import onnx

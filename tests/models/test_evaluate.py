@@ -23,7 +23,8 @@ from edgeaug.device.loader import Pack  # noqa: E402
 from edgeaug.device.loader import main as loader_main  # noqa: E402
 from edgeaug.models.adapt import adapt_model  # noqa: E402
 from edgeaug.models.evaluate import evaluate  # noqa: E402
-from edgeaug.models.onnx_io import ModelError, write_target  # noqa: E402
+from edgeaug.models.from_model import write_target  # noqa: E402
+from edgeaug.models.profile import ModelError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,20 +7,18 @@ needs ai-edge-litert, and those tests skip without it.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import json
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from edgeaug.build.builder import build
+from edgeaug.config.targets import load_target, parse_target, quantization_lut, target_toml
+from edgeaug.device.loader import Pack
 from edgeaug.models import litert
 from edgeaug.models.litert import (
     InterpreterMissing,
-    LiteRTError,
     bench_tflite,
     evaluate_tflite,
     inspect_tflite,
@@ -29,6 +27,7 @@ from edgeaug.models.litert import (
     target_from_tflite,
     write_tflite_target,
 )
+from edgeaug.models.profile import ModelError
 
 REPO = Path(__file__).resolve().parents[2]
 FIX = REPO / "tests" / "fixtures" / "tflite"
@@ -38,26 +37,10 @@ INT8, UINT8, FLOAT, PER_CHANNEL = (
 RECIPE = 'variants = 0\ninclude_original = true\nresize = "squash"\n'  # originals only: known answers
 
 
-def _first(*specs):
-    """edgeaug's module names move in the package refactor: take the first that imports."""
-    for spec in specs:
-        mod, attr = spec.split(":")
-        try:
-            return getattr(importlib.import_module(mod), attr)
-        except (ImportError, AttributeError):
-            continue
-    raise ImportError(specs)
-
-
-def load_target(name):
-    return _first("edgeaug.config.targets:load_target", "edgeaug.targets:load_target")(name)
-
-
 def fixture_script():
-    spec = importlib.util.spec_from_file_location("make_tflite_fixtures", REPO / "scripts" / "make_tflite_fixtures.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    import make_tflite_fixtures  # scripts/ is on pytest's pythonpath
+
+    return make_tflite_fixtures
 
 
 def interpreter(path):
@@ -167,42 +150,42 @@ def test_coral_edgetpu_target_matches_an_edgetpu_style_model(tmp_path):
     for k in ("dtype", "scale", "zero_point", "layout", "color", "channels", "mean", "std"):
         assert getattr(t, k) == getattr(coral, k), k
     # the bytes a pack stores for it are the same for every pixel value
-    lut = _first("edgeaug.config.targets:quantization_lut", "edgeaug.targets:quantization_lut")
+    lut = quantization_lut
     assert np.array_equal(lut(t), lut(coral))
     text = (tmp_path / "tpu.toml").read_text()
     assert "edgeaug target from-tflite" in text and "uint8_edgetpu.tflite" in text
 
 
 def test_per_channel_input_is_a_clear_error(tmp_path):
-    with pytest.raises(LiteRTError, match=r"int8_per_channel\.tflite: input 'input' is quantized per channel"):
+    with pytest.raises(ModelError, match=r"int8_per_channel\.tflite: input 'input' is quantized per channel"):
         target_from_tflite(PER_CHANNEL)
-    with pytest.raises(LiteRTError, match="per channel"):
+    with pytest.raises(ModelError, match="per channel"):
         write_tflite_target(PER_CHANNEL, tmp_path / "pc.toml")
     assert not (tmp_path / "pc.toml").exists()
 
 
 def test_size_layout_and_input_errors():
-    with pytest.raises(LiteRTError, match="fixed at 8, not 16"):
+    with pytest.raises(ModelError, match="fixed at 8, not 16"):
         target_from_tflite(INT8, size=(16, 16))
     assert target_from_tflite(INT8, size=(8, 8))["input"]["height"] == 8
-    with pytest.raises(LiteRTError, match="no input named 'x'"):
+    with pytest.raises(ModelError, match="no input named 'x'"):
         target_from_tflite(INT8, input_name="x")
-    with pytest.raises(LiteRTError, match="is not NCHW or NHWC"):
+    with pytest.raises(ModelError, match="is not NCHW or NHWC"):
         target_from_tflite(INT8, layout="CHW")
-    with pytest.raises(LiteRTError, match="3 values for 1 channels"):
+    with pytest.raises(ModelError, match="3 values for 1 channels"):
         target_from_tflite(INT8, mean=[0.1, 0.2, 0.3])
 
 
 def test_unreadable_files(tmp_path):
     bad = tmp_path / "model.onnx.tflite"
     bad.write_bytes(b"\x08\x07\x12\x04this is not a flatbuffer at all")
-    with pytest.raises(LiteRTError, match="not a TFLite model"):
+    with pytest.raises(ModelError, match="not a TFLite model"):
         target_from_tflite(bad)
     cut = tmp_path / "cut.tflite"
     cut.write_bytes(FLOAT.read_bytes()[:200])
-    with pytest.raises(LiteRTError, match="cut.tflite: not a readable TFLite flatbuffer"):
+    with pytest.raises(ModelError, match="cut.tflite: not a readable TFLite flatbuffer"):
         inspect_tflite(cut)
-    with pytest.raises(LiteRTError, match="cannot read"):
+    with pytest.raises(ModelError, match="cannot read"):
         inspect_tflite(tmp_path / "missing.tflite")
 
 
@@ -230,8 +213,8 @@ def test_range_normalization_of_integer_inputs():
             "std": [std],
         },
     }
-    parse = _first("edgeaug.config.targets:parse_target", "edgeaug.targets:parse_target")
-    lut = _first("edgeaug.config.targets:quantization_lut", "edgeaug.targets:quantization_lut")
+    parse = parse_target
+    lut = quantization_lut
     assert np.array_equal(lut(parse({k: v for k, v in t.items() if k != "name"}, "x"))[:, 0], np.arange(256))
 
 
@@ -244,15 +227,16 @@ def test_missing_interpreter_says_how_to_install(monkeypatch):
     assert "tflite-runtime" in str(e.value)
 
 
-def test_module_imports_only_numpy_and_the_standard_library():
-    import ast
+def test_importing_the_module_loads_no_interpreter_or_heavy_library():
+    import subprocess
 
-    if not hasattr(sys, "stdlib_module_names"):  # Python < 3.10
-        pytest.skip("needs sys.stdlib_module_names")
-    tree = ast.parse((REPO / "edgeaug" / "models" / "litert.py").read_text())
-    top = {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names}
-    top |= {n.module.split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom) and n.module}
-    assert top - set(sys.stdlib_module_names) == {"numpy"}
+    code = (
+        "import sys; import edgeaug.models.litert; "
+        "print(sorted(m for m in ('ai_edge_litert', 'tflite_runtime', 'tensorflow', 'onnxruntime', 'onnx', 'cv2') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"
 
 
 # --- running models on packs --------------------------------------------------------------
@@ -263,7 +247,6 @@ def packs(tmp_path_factory):
     """Packs of plain dark/mid/bright images built with each fixture's own target."""
     pytest.importorskip("ai_edge_litert")
     pytest.importorskip("cv2")
-    build = _first("edgeaug.build.builder:build", "edgeaug.build:build")
     mk = fixture_script()
     d = tmp_path_factory.mktemp("litert")
     (d / "recipe.toml").write_text(RECIPE)
@@ -278,7 +261,7 @@ def packs(tmp_path_factory):
 
 
 def _pack(path, split="train"):
-    return _first("edgeaug.loader:Pack", "edgeaug.device.loader:Pack")(str(path), split)
+    return Pack(str(path), split)
 
 
 def test_pack_holds_tflites_own_input_quantization(packs):
@@ -310,22 +293,21 @@ def test_eval_accuracy_matches_a_record_by_record_count(packs):
 
 
 def test_eval_refuses_a_model_that_does_not_take_the_pack(packs):
-    with pytest.raises(LiteRTError, match="is float32 but the pack holds uint8.*target from-tflite"):
+    with pytest.raises(ModelError, match="is float32 but the pack holds uint8.*target from-tflite"):
         evaluate_tflite(packs["uint8"], FLOAT)
-    with pytest.raises(LiteRTError, match=r"shape \[-1, 8, 8, 1\]; the pack's records are \[8, 8, 3\]"):
+    with pytest.raises(ModelError, match=r"shape \[-1, 8, 8, 1\]; the pack's records are \[8, 8, 3\]"):
         evaluate_tflite(_int8_rgb_pack(packs), INT8)
 
 
 def _int8_rgb_pack(packs):
     """An int8 pack of 3-channel records (a target made by hand) for the shape check."""
-    build = _first("edgeaug.build.builder:build", "edgeaug.build:build")
     d = packs["int8"].parent
     out = d / "int8_rgb.lmdb"
     if not out.exists():
         t = target_from_tflite(INT8)
         t["input"].update(channels=3, color="RGB", mean=[0.0] * 3, std=[1.0] * 3)
         t.pop("name")
-        (d / "int8_rgb.toml").write_text(litert.target_toml(t))
+        (d / "int8_rgb.toml").write_text(target_toml(t))
         build(d / "rgb", out, load_target(d / "int8_rgb.toml"), d / "recipe.toml", seed=1, workers=1)
     return out
 
@@ -334,8 +316,7 @@ def test_eval_warns_when_the_pack_was_quantized_otherwise(packs, tmp_path):
     t = target_from_tflite(UINT8)
     t["input"].update(zero_point=0, scale=1 / 255)  # a hand-written uint8 target that is not the model's
     t.pop("name")
-    (tmp_path / "other.toml").write_text(litert.target_toml(t))
-    build = _first("edgeaug.build.builder:build", "edgeaug.build:build")
+    (tmp_path / "other.toml").write_text(target_toml(t))
     build(
         packs["uint8"].parent / "rgb",
         tmp_path / "other.lmdb",
@@ -359,7 +340,8 @@ def test_bench_runs_the_model(packs):
 
 
 def test_representative_dataset_dequantizes_as_the_calibration_reader(packs):
-    dequantize = _first("edgeaug.models.calibrate:dequantize", "edgeaug.calibrate:dequantize")
+    from edgeaug.models.calibrate import dequantize
+
     gen = representative_dataset(packs["uint8"], limit=5)
     samples = list(gen())
     again = list(gen)  # callable (the converter calls it) or iterable; the same seeded order each time
@@ -385,23 +367,3 @@ def test_representative_dataset_dequantizes_as_the_calibration_reader(packs):
     ((x,),) = list(representative_dataset(packs["float"], limit=1))
     with _pack(packs["float"]) as pack:
         assert any(np.array_equal(x[0], pack[i][0]) for i in range(len(pack)))
-
-
-def test_digits_int8_within_one_point_of_float(tmp_path):
-    """The digits check's LiteRT path: sklearn MLP -> float and int8 .tflite (no TensorFlow) -> packs -> eval."""
-    pytest.importorskip("ai_edge_litert")
-    pytest.importorskip("sklearn")
-    pytest.importorskip("cv2")
-    pytest.importorskip("flatbuffers")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # both targets come out without guessing
-        r = fixture_script().run_digits(tmp_path, seed=0, val=0.2)
-    print(json.dumps(r, indent=1))
-    assert r["val_samples"] == 359
-    assert r["float_accuracy"] > 0.9
-    assert abs(r["float_accuracy"] - r["sklearn_accuracy"]) <= 1 / r["val_samples"] + 1e-12
-    assert abs(r["float_accuracy"] - r["int8_accuracy"]) <= 0.01
-    assert r["float_target"] == {"dtype": "float32", "mean": [0.0], "std": [1.0], "color": "GRAY"}
-    t = r["target"]
-    assert (t["dtype"], t["zero_point"], t["shape"], t["mean"], t["std"]) == ("int8", -128, [8, 8, 1], [0.0], [1.0])
-    assert t["scale"] == pytest.approx(1 / 255)

@@ -16,7 +16,9 @@ from typer.testing import CliRunner  # noqa: E402
 from edgeaug.cli import app  # noqa: E402
 from edgeaug.config.targets import QRANGE, load_target  # noqa: E402
 from edgeaug.models.adapt import adapt_model  # noqa: E402
-from edgeaug.models.onnx_io import ModelError, find_input_quant, target_from_onnx, write_target  # noqa: E402
+from edgeaug.models.from_model import target_from_onnx, write_target  # noqa: E402
+from edgeaug.models.onnx_io import find_input_quant  # noqa: E402
+from edgeaug.models.profile import ModelError  # noqa: E402
 
 IMAGENET = {"mean": "123.675,116.28,103.53", "std": "[58.395, 57.12, 57.375]"}
 
@@ -250,3 +252,12 @@ def test_input_that_also_feeds_float_nodes_is_not_adapted(models, tmp_path):
         assert target_from_onnx(path)["input"]["dtype"] == "float32"
     with pytest.raises(ModelError, match="no input QuantizeLinear to remove .*feeds 2 nodes"):
         adapt_model(path, tmp_path / "two_u8.onnx")
+
+
+def test_written_target_is_valid_toml_for_any_model_file_name(models, tmp_path):
+    # Non-BMP characters, quotes and backslashes in the name end up in the profile's name and comment.
+    odd = tmp_path / 'cat \U0001f431 "q" \\ model.onnx'
+    odd.write_bytes(models["conv"].read_bytes())
+    t = write_target(odd, tmp_path / "t.toml")
+    assert t.device.name == 'cat \U0001f431 "q" \\ model'
+    assert load_target(tmp_path / "t.toml") == t

@@ -112,21 +112,30 @@ def _load(path: str, sha256: str, noise: str) -> Tuple[Any, Dict[str, Any]]:
     """The process's cached session for a model, checked against its pinned sha256."""
     key = (path, sha256)
     if key not in _SESSIONS:
-        from edgeaug.models.onnx_io import session
-        from edgeaug.models.profile import ModelError
-
         try:
             data = Path(path).read_bytes()
         except OSError as e:
             raise ValueError(f"cannot read {path}: {e.strerror or e}") from None
         if sha256 and hashlib.sha256(data).hexdigest() != sha256:
             raise ValueError(f"{path} changed since the recipe pinned sha256 {sha256}")
-        try:
-            sess = session(data, threads=1)  # single-threaded: same bytes whatever the scheduling
-        except ModelError as e:
-            raise ValueError(str(e)) from None
+        sess = _session(path, data)
         _SESSIONS[key] = (sess, _signature(sess, noise))
     return _SESSIONS[key]
+
+
+def _session(path: str, data: bytes) -> Any:
+    """A single-threaded CPU session: the same output bytes whatever the scheduling."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ValueError("the onnx op needs onnxruntime: pip install 'edgeaug[onnx]'") from None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    try:
+        return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise ValueError(f"{path}: onnxruntime cannot load it: {e}") from None
 
 
 def _signature(sess: Any, noise: str) -> Dict[str, Any]:

@@ -1,0 +1,106 @@
+"""The package's shape: no import cycle between modules or subpackages, and every module imports on its own."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Set
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PKG = REPO / "edgeaug"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+
+
+def imported(name: str, path: Path) -> Set[str]:
+    """edgeaug modules that ``name`` imports anywhere in its file (functions included), resolved to modules."""
+    out = set()
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        targets: List[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
+            targets = [f"{base}.{a.name}" for a in node.names] + [base]
+        for t in targets:
+            while t and t not in MODULES:  # "pkg.mod.Name" -> "pkg.mod"
+                t = t.rpartition(".")[0]
+            if t.startswith("edgeaug") and t != name:
+                out.add(t)
+    return out
+
+
+GRAPH: Dict[str, Set[str]] = {n: imported(n, p) for n, p in MODULES.items()}
+
+
+def unit(module: str) -> str:
+    """The subpackage (edgeaug.build, ...) or top-level module a module belongs to."""
+    return ".".join(module.split(".")[:2])
+
+
+def find_cycle(graph: Dict[str, Set[str]]) -> List[str]:
+    """One cycle as a list of nodes, or [] (depth-first search with colours)."""
+    state: Dict[str, int] = {}
+    stack: List[str] = []
+
+    def visit(n: str) -> List[str]:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph.get(n, ())):
+            if state.get(m) == 1:
+                return stack[stack.index(m) :] + [m]
+            if m not in state and (c := visit(m)):
+                return c
+        stack.pop()
+        state[n] = 2
+        return []
+
+    for n in sorted(graph):
+        if n not in state and (c := visit(n)):
+            return c
+    return []
+
+
+def test_no_import_cycle_between_modules():
+    # Package __init__ files import nothing of ours, so a module's import of a sibling
+    # never runs another module's code first.
+    assert find_cycle(GRAPH) == []
+
+
+def test_no_import_cycle_between_subpackages():
+    units: Dict[str, Set[str]] = {}
+    for n, deps in GRAPH.items():
+        if n == "edgeaug":
+            continue
+        units.setdefault(unit(n), set()).update(unit(d) for d in deps if unit(d) not in (unit(n), "edgeaug"))
+    assert find_cycle(units) == []
+
+
+def test_package_inits_import_nothing_of_ours():
+    assert {n: sorted(GRAPH[n]) for n, p in MODULES.items() if p.name == "__init__.py" and GRAPH[n]} == {}
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) == []
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_every_module_imports_on_its_own(name):
+    r = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]

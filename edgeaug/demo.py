@@ -7,6 +7,10 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from edgeaug.build.builder import build
+from edgeaug.device.loader import Pack
+from edgeaug.verify import verify_pack
+
 CLASSES = ("circle", "square", "triangle", "stripes")
 
 
@@ -64,9 +68,6 @@ def run_demo(
     say: Callable[[str], None] = print,
 ) -> Dict[str, object]:
     """Generate data, build ``demo-rpi4.lmdb``, verify it, load batches; return a summary."""
-    from edgeaug.build.builder import build
-    from edgeaug.device.loader import Pack
-    from edgeaug.verify import verify_pack
 
     out.mkdir(parents=True, exist_ok=True)
     data = make_dataset(out / "shapes")

@@ -1,0 +1,299 @@
+"""Online flip and shift on the device: exact, deterministic, numpy and stdlib only.
+
+The hybrid: the pack holds the expensive augmentations (K precomputed variants);
+the loader adds a horizontal mirror and an integer translation per record and
+epoch.  Both only move stored values, so the output equals the stored tensor
+mirrored and/or translated, with the target's quantized fill value in the
+exposed border.  Nothing is resampled and nothing depends on the dtype.
+
+The draws are a pure function of (pack seed, epoch, record index): a
+counter-based hash (splitmix64 in uint64 numpy arithmetic), so they do not
+depend on batch size, shuffling, call order or the numpy build::
+
+    flips, shifts = online_params(pack.seed, epoch, idx, hflip=0.5, shift=4)
+    fill = fill_value(pack.manifest)
+    apply_online(X, layout, flips, shifts, fill)        # X: a batch, in place
+    boxes = transform_boxes(rec["boxes"], w, h, flips[0], shifts[0])
+
+Coordinates follow the builder: boxes ``[class, x0, y0, x1, y1]`` and
+keypoints ``[x, y, visible]`` in pixels of the tensor, pixel ``i`` spanning
+``[i, i + 1)``, so a mirror maps ``x`` to ``W - x``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+_UINT64 = np.uint64
+_GOLDEN = _UINT64(0x9E3779B97F4A7C15)
+_M1, _M2 = _UINT64(0xBF58476D1CE4E5B9), _UINT64(0x94D049BB133111EB)
+_STREAMS = 3  # per record: flip, dx, dy
+_QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
+
+
+def _splitmix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer on a uint64 array (wrapping arithmetic, no warnings on arrays)."""
+    z = (z ^ (z >> _UINT64(30))) * _M1
+    z = (z ^ (z >> _UINT64(27))) * _M2
+    return z ^ (z >> _UINT64(31))
+
+
+def _uniform(seed: int, epoch: int, records: np.ndarray) -> np.ndarray:
+    """(n, 3) float64 in [0, 1): one independent draw per (record, stream)."""
+    for name, v in (("seed", seed), ("epoch", epoch)):
+        if not 0 <= int(v) < 1 << 64:
+            raise ValueError(f"online_params: {name} {v} must be in [0, 2**64)")
+    key = _splitmix(np.array([int(seed)], _UINT64) + _GOLDEN)
+    key = _splitmix(key ^ np.array([int(epoch)], _UINT64))
+    r = np.asarray(records)
+    if r.ndim != 1 or (r.size and (r.dtype.kind not in "iu" or int(r.min()) < 0)):
+        raise ValueError("online_params: records must be a 1-d array of non-negative integer indices")
+    counter = r.astype(_UINT64)[:, None] * _UINT64(_STREAMS) + np.arange(_STREAMS, dtype=_UINT64)
+    h = _splitmix(_splitmix(key + counter * _GOLDEN))
+    return (h >> _UINT64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def online_params(seed: int, epoch: int, records, hflip: float, shift: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Per-record mirror flags ``(n,) bool`` and shifts ``(n, 2) int64`` as ``(dx, dy)``.
+
+    A record is mirrored with probability ``hflip``; ``dx`` and ``dy`` are
+    uniform integers in ``[-shift, shift]``.  A pure function of
+    ``(seed, epoch, record)``: each record's draw ignores the other indices.
+    """
+    if not 0.0 <= float(hflip) <= 1.0:
+        raise ValueError(f"hflip {hflip} must be a probability in [0, 1]")
+    if int(shift) != shift or shift < 0:
+        raise ValueError(f"shift {shift} must be a non-negative integer (pixels)")
+    u = _uniform(seed, epoch, records)
+    flips = u[:, 0] < float(hflip)
+    shifts = np.floor(u[:, 1:] * (2 * int(shift) + 1)).astype(np.int64) - int(shift)
+    return flips, shifts
+
+
+# --- the fill value ---------------------------------------------------------------
+
+
+def quantized_value(target: Dict[str, Any], pixel: int) -> np.ndarray:
+    """The stored tensor value, per channel, of a uint8 pixel ``(p, p, p)``.
+
+    The same arithmetic as the builder's quantization table
+    (``edgeaug.config.targets.quantization_lut``); a gray pixel of equal
+    R, G and B converts to itself, so colour order does not matter.
+    """
+    if not 0 <= int(pixel) <= 255:
+        raise ValueError(f"fill pixel {pixel} must be in [0, 255]")
+    c, dtype = int(target["channels"]), str(target["dtype"])
+    mean = np.asarray(target.get("mean", [0.0] * c), np.float64)
+    std = np.asarray(target.get("std", [1.0] * c), np.float64)
+    x = (np.full(c, float(pixel)) / 255.0 - mean) / std
+    if dtype in _QRANGE:
+        lo, hi = _QRANGE[dtype]
+        x = np.clip(np.rint(x / float(target["scale"])) + int(target.get("zero_point", 0)), lo, hi)
+    return x.astype({"uint8": "|u1", "int8": "|i1", "float16": "<f2", "float32": "<f4"}[dtype])
+
+
+def fill_value(manifest: Dict[str, Any]) -> np.ndarray:
+    """The target's quantized value of the recipe's ``fill`` pixel: what the builder pads with."""
+    recipe = manifest.get("recipe") or {}
+    return quantized_value(manifest["target"], int(recipe.get("fill", 0)))
+
+
+# --- tensors ------------------------------------------------------------------------
+
+
+def _spans(n: int, d: int, flip: bool) -> Tuple[slice, slice]:
+    """Destination and source ranges along one axis of length ``n`` shifted by ``d``."""
+    if not -n < d < n:
+        raise ValueError(f"shift {d} is not smaller than the image side {n}")
+    a, b = max(0, d), n + min(0, d)
+    src = slice(n - (b - d), n - (a - d)) if flip else slice(a - d, b - d)
+    return slice(a, b), src
+
+
+def _units(a: np.ndarray, layout: str) -> Optional[np.ndarray]:
+    """A whole contiguous record as pixel units: (H, W) for NHWC, (C, H, W) for NCHW.
+
+    An NHWC pixel of C channels becomes one element (an unsigned int when it
+    is 1, 2, 4 or 8 bytes, else a fixed-size byte string), so a reversed copy
+    keeps the channel order and moves one element per pixel, several times
+    faster than reversing an axis with a short contiguous inner run.  None
+    when ``a`` is not contiguous (numpy < 1.23 cannot re-view that).
+    """
+    if not a.flags.c_contiguous:
+        return None
+    size = a.shape[-1] * a.itemsize if layout == "NHWC" else a.itemsize
+    u = a.view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}.get(size, np.dtype(f"S{size}")))
+    return u[..., 0] if layout == "NHWC" else u
+
+
+def fill_online(dst: np.ndarray, src: np.ndarray, layout: str, flip: bool, dx: int, dy: int, fill: np.ndarray) -> None:
+    """Write record ``src`` mirrored and/or shifted into ``dst`` (same shape, no overlap).
+
+    The copy the loader does anyway, done with the transform: one strided copy
+    of the part that stays inside, then the exposed border set to ``fill``.
+    """
+    ha, wa = (0, 1) if layout == "NHWC" else (1, 2)
+    h, w = dst.shape[ha], dst.shape[wa]
+    rd, rs = _spans(h, int(dy), False)
+    cd, cs = _spans(w, int(dx), bool(flip))
+    pre = (slice(None),) * ha
+    ud, us = (_units(dst, layout), _units(src, layout)) if flip else (None, None)
+    if ud is not None and us is not None:
+        ud[pre + (rd, cd)] = us[pre + (rs, cs)][..., ::-1]
+    elif flip:
+        dst[pre + (rd, cd)] = np.flip(src[pre + (rs, cs)], axis=wa)
+    else:
+        dst[pre + (rd, cd)] = src[pre + (rs, cs)]
+    f = fill if layout == "NHWC" else np.reshape(fill, (-1, 1, 1))
+    if rd.start:
+        dst[pre + (slice(0, rd.start),)] = f
+    if rd.stop < h:
+        dst[pre + (slice(rd.stop, h),)] = f
+    if cd.start:
+        dst[pre + (rd, slice(0, cd.start))] = f
+    if cd.stop < w:
+        dst[pre + (rd, slice(cd.stop, w))] = f
+
+
+def apply_online(
+    batch: np.ndarray,
+    layout: str,
+    flips,
+    shifts,
+    fill,
+    scratch: Optional[np.ndarray] = None,
+) -> None:
+    """Mirror and/or shift each record of ``batch`` (N, *record shape) in place.
+
+    ``fill`` is a scalar or one value per channel (see :func:`fill_value`).
+    Records that neither flip nor move are not touched.  ``scratch``, an
+    optional array of the batch's shape and dtype, saves an allocation per call.
+    """
+    if layout not in ("NHWC", "NCHW") or batch.ndim != 4:
+        raise ValueError(f"apply_online: expected a 4-d NHWC or NCHW batch, got {layout} {batch.shape}")
+    flips = np.asarray(flips, bool).reshape(-1)
+    shifts = np.asarray(shifts, np.int64).reshape(-1, 2)
+    if len(flips) != len(batch) or len(shifts) != len(batch):
+        raise ValueError(f"apply_online: {len(flips)} flips / {len(shifts)} shifts for {len(batch)} records")
+    c = batch.shape[3] if layout == "NHWC" else batch.shape[1]
+    fill = np.broadcast_to(np.asarray(fill).astype(batch.dtype), (c,))
+    h, w = (batch.shape[1], batch.shape[2]) if layout == "NHWC" else (batch.shape[2], batch.shape[3])
+    if len(shifts) and (np.abs(shifts[:, 0]).max() >= w or np.abs(shifts[:, 1]).max() >= h):
+        raise ValueError(f"apply_online: a shift reaches {np.abs(shifts).max()} px, the image is {w}x{h}")
+    moved = np.flatnonzero(flips | (shifts != 0).any(axis=1))
+    if not len(moved):
+        return
+    if scratch is None or scratch.shape[1:] != batch.shape[1:] or scratch.dtype != batch.dtype:
+        scratch = np.empty((len(moved),) + batch.shape[1:], batch.dtype)
+    tmp = scratch[: len(moved)]
+    np.take(batch, moved, axis=0, out=tmp)  # one gather of whole records: a memcpy each
+    for k, j in enumerate(moved.tolist()):
+        fill_online(batch[j], tmp[k], layout, flips[j], shifts[j, 0], shifts[j, 1], fill)
+
+
+# --- labels -------------------------------------------------------------------------
+
+
+def transform_boxes(
+    boxes: np.ndarray, width: int, height: int, flip: bool, shift, min_visibility: float = 0.0
+) -> np.ndarray:
+    """Boxes ``(n, 5) [class, x0, y0, x1, y1]`` after the record's flip and shift.
+
+    Boxes are clipped to the frame; a box is dropped when nothing of it is
+    left, or less than ``min_visibility`` of its area (the builder's rule).
+    """
+    b = np.array(boxes, np.float32).reshape(-1, 5)
+    dx, dy = (int(v) for v in shift)
+    if flip:
+        b[:, [1, 3]] = width - b[:, [3, 1]]
+    b[:, [1, 3]] += dx
+    b[:, [2, 4]] += dy
+    area = (b[:, 3] - b[:, 1]) * (b[:, 4] - b[:, 2])
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, width)
+    b[:, [2, 4]] = np.clip(b[:, [2, 4]], 0, height)
+    kept = (b[:, 3] - b[:, 1]) * (b[:, 4] - b[:, 2])
+    return b[(kept > 0) & (kept >= min_visibility * np.maximum(area, 1e-12))]
+
+
+def flip_permutation(flip_pairs, n: int) -> np.ndarray:
+    """Index array ``p`` with ``mirrored[i] = keypoints[p[i]]`` for ``n`` keypoints.
+
+    ``flip_pairs`` is either a list of ``(a, b)`` pairs (indices into one
+    instance) or YOLO pose's ``flip_idx`` (a permutation of one instance's
+    keypoints).  Instances of K keypoints repeat: ``n`` must be a multiple
+    of K, where K is ``len(flip_idx)`` (or ``n`` for pairs).
+    """
+    if flip_pairs is None or not len(flip_pairs):
+        return np.arange(n)
+    first = flip_pairs[0]
+    if np.ndim(first) == 1:  # pairs
+        k = n
+        p = np.arange(k)
+        for a, b in flip_pairs:
+            if not (0 <= int(a) < k and 0 <= int(b) < k):
+                raise ValueError(f"flip pair ({a}, {b}) outside {k} keypoints")
+            p[int(a)], p[int(b)] = int(b), int(a)
+    else:
+        p = np.asarray(flip_pairs, np.int64)
+        k = len(p)
+        if sorted(p.tolist()) != list(range(k)):
+            raise ValueError(f"flip_idx {p.tolist()} is not a permutation of 0..{k - 1}")
+    if k == 0 or n % k:
+        raise ValueError(f"{n} keypoints are not whole instances of {k}")
+    return (np.arange(0, n, k)[:, None] + p[None, :]).reshape(-1)
+
+
+def transform_keypoints(
+    keypoints: np.ndarray, width: int, height: int, flip: bool, shift, flip_pairs: Optional[Sequence] = None
+) -> np.ndarray:
+    """Keypoints ``(n, 3) [x, y, visible]`` after the flip and shift.
+
+    On a mirror the left/right pairs swap places (``flip_pairs``, see
+    :func:`flip_permutation`); points that leave the frame keep their
+    coordinates with ``visible`` set to 0, as the builder does.
+    """
+    k = np.array(keypoints, np.float32).reshape(-1, 3)
+    dx, dy = (int(v) for v in shift)
+    if flip:
+        k[:, 0] = width - k[:, 0]
+        k = k[flip_permutation(flip_pairs, len(k))]
+    k[:, 0] += dx
+    k[:, 1] += dy
+    inside = (k[:, 0] >= 0) & (k[:, 0] < width) & (k[:, 1] >= 0) & (k[:, 1] < height)
+    k[:, 2] = np.where(inside, k[:, 2], 0)
+    return k
+
+
+def transform_mask(mask: Optional[np.ndarray], flip: bool, shift, fill: int = 0) -> Optional[np.ndarray]:
+    """A new (H, W) mask after the flip and shift; the exposed border is ``fill`` (0 or an ignore value)."""
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    out = np.empty_like(m)
+    fill_online(out[:, :, None], m[:, :, None], "NHWC", flip, int(shift[0]), int(shift[1]), np.asarray([fill], m.dtype))
+    return out
+
+
+def transform_record(
+    rec: Dict[str, Any],
+    layout: str,
+    flip: bool,
+    shift,
+    fill,
+    flip_pairs: Optional[Sequence] = None,
+    min_visibility: float = 0.0,
+    mask_fill: int = 0,
+) -> Dict[str, Any]:
+    """A copy of a loader record dict (``Pack.record``) with tensor and labels transformed alike."""
+    x = np.ascontiguousarray(rec["x"]).copy()
+    apply_online(x[None], layout, [flip], [shift], fill)
+    h, w = (x.shape[0], x.shape[1]) if layout == "NHWC" else (x.shape[1], x.shape[2])
+    out = dict(rec, x=x)
+    if rec.get("boxes") is not None:
+        out["boxes"] = transform_boxes(rec["boxes"], w, h, flip, shift, min_visibility)
+    if rec.get("keypoints") is not None:
+        out["keypoints"] = transform_keypoints(rec["keypoints"], w, h, flip, shift, flip_pairs)
+    out["mask"] = transform_mask(rec.get("mask"), flip, shift, mask_fill)
+    return out

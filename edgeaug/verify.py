@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -52,15 +52,37 @@ class VerifyReport:
         return s + (" — OK" if self.ok else " — FAILED")
 
 
-def verify_pack(path: str | Path, source: str | Path | None = None, sample: Optional[int] = None) -> VerifyReport:
-    """Check digests; with ``source``, regenerate all (or ``sample``) records and compare."""
+def verify_pack(
+    path: str | Path,
+    source: str | Path | None = None,
+    sample: Optional[int] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> VerifyReport:
+    """Check digests; with ``source``, regenerate all (or ``sample``) records and compare.
+
+    ``progress(done, total)`` is called after each regenerated record.
+    """
     rep = VerifyReport()
     with Pack(str(path)) as pack:
         rep.records = pack.records
         rep.digest_problems = pack.verify()
         if source is not None:
-            _regenerate(pack, Path(source), sample, rep)
+            _regenerate(pack, Path(source), sample, rep, progress)
     return rep
+
+
+def record_sources(manifest: Dict[str, Any], records: int) -> np.ndarray:
+    """The source index of every record, from the manifest alone.
+
+    Records are train sources in manifest order, then val sources, each
+    source's records together (docs/FORMAT.md); each entry says how many.
+    """
+    src = manifest["sources"]
+    order = [i for split in ("train", "val") for i, e in enumerate(src) if e["split"] == split]
+    out = np.repeat(np.asarray(order, np.int64), [int(src[i]["records"]) for i in order])
+    if len(out) != records:
+        raise PackError(f"manifest: sources list {len(out)} records in all, but the pack has {records}")
+    return out
 
 
 def _pick(n: int, sample: Optional[int], fp: str) -> np.ndarray:
@@ -70,69 +92,69 @@ def _pick(n: int, sample: Optional[int], fp: str) -> np.ndarray:
     return np.sort(rng.choice(n, size=max(0, sample), replace=False))
 
 
-def _regenerate(pack: Pack, source: Path, sample: Optional[int], rep: VerifyReport) -> None:
-    import hashlib
-
+def _regenerate(
+    pack: Pack, source: Path, sample: Optional[int], rep: VerifyReport, progress: Optional[Callable[[int, int], None]]
+) -> None:
     from edgeaug.build.augment import Augmenter
-    from edgeaug.build.render import (
-        SourceDecodeError,
-        decode,
-        load_mask,
-        read_source,
-        render_variant,
-        source_labels,
-        working_image,
-    )
     from edgeaug.config.recipe import parse_recipe
-    from edgeaug.device.format import pack_labels
+    from edgeaug.config.targets import target_from_dict
     from edgeaug.sources.scan import scan
 
     m = pack.manifest
-    from edgeaug.config.targets import target_from_dict
-
     try:
         tgt = target_from_dict(m["target"])
     except (TypeError, ValueError, KeyError) as e:  # a crafted manifest
         raise PackError(f"{pack.path}: manifest target is malformed: {e}") from None
     aug = Augmenter(parse_recipe(m["recipe"], "manifest.recipe"), tgt)
-    by_rel = {s.rel: s for s in scan(source).sources}
+    sset = scan(source)
+    built_from = m.get("source_kind")
+    if built_from is not None and sset.kind != built_from:
+        rep.source_problems.append(
+            f"{source}: reads as a {sset.kind} dataset, but the pack was built from a {built_from} dataset"
+        )
+        return
+    by_rel = {s.rel: s for s in sset.sources}
     chosen = _pick(pack.records, sample, m["fingerprint"])
-    rows = pack._index[chosen]
-    for src_idx in np.unique(rows["source"]):
+    owner = record_sources(m, pack.records)[chosen]
+    done = 0
+    for src_idx in np.unique(owner):
+        records = chosen[owner == src_idx]
         entry = m["sources"][int(src_idx)]
         src = by_rel.get(entry["path"])
         if src is None:
             rep.source_problems.append(f"{entry['path']}: missing from {source}")
-            continue
-        try:
-            data = read_source(src.path)
-        except SourceDecodeError as e:
-            rep.source_problems.append(f"{entry['path']}: {e}")
-            continue
-        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-            rep.source_problems.append(f"{entry['path']}: content differs from the build's")
-            continue
-        try:
-            image = decode(data, aug.recipe.fill)
-            labels = source_labels(src, image.shape[1::-1])
-            labels.mask = load_mask(src)
-        except SourceDecodeError as e:
-            rep.source_problems.append(f"{entry['path']}: {e}")
-            continue
-        work = working_image(image, aug)
-        for r in chosen[rows["source"] == src_idx]:
-            stored = pack.record_at(int(r))
-            tensor, lab, params = render_variant(
-                aug, work, labels, (image.shape[1], image.shape[0]), int(m["seed"]), src, int(stored["variant"])
-            )
-            rep.regenerated += 1
-            diff = _compare(stored, tensor, pack_labels(lab.boxes, lab.keypoints, lab.mask), params)
-            if diff is not None:
-                rep.mismatches.append(Mismatch(int(r), entry["path"], int(stored["variant"]), *diff))
+        else:
+            _regenerate_source(pack, aug, src, int(src_idx), records, rep)
+        done += len(records)
+        if progress:
+            progress(done, len(chosen))
 
 
-def _compare(stored: Dict[str, Any], tensor: np.ndarray, labels: bytes, params: List[Dict]) -> Any:
-    """None if identical; else (which op, max abs tensor difference)."""
+def _regenerate_source(pack: Pack, aug: Any, src: Any, src_idx: int, records: np.ndarray, rep: VerifyReport) -> None:
+    """Render ``records`` of one source again, through the build's own read-decode-labels path, and compare."""
+    from edgeaug.build.render import load_source, render_variant, working_image
+
+    entry, seed = pack.manifest["sources"][src_idx], int(pack.manifest["seed"])
+    loaded = load_source(src, aug.recipe.fill, entry["sha256"])
+    if loaded.error:
+        rep.source_problems.append(f"{entry['path']}: {loaded.error}")
+        return
+    size, work = loaded.image.shape[1::-1], working_image(loaded.image, aug)
+    for r in records:
+        stored = pack.record_at(int(r))
+        if stored["source"] != src_idx:
+            rep.digest_problems.append(f"record {r}: names source {stored['source']}, the manifest {src_idx}")
+            continue
+        v = int(stored["variant"])
+        tensor, lab, params = render_variant(aug, work, loaded.labels, size, seed, src, v)
+        rep.regenerated += 1
+        diff = _compare(stored, tensor, lab, params)
+        if diff is not None:
+            rep.mismatches.append(Mismatch(int(r), entry["path"], v, *diff))
+
+
+def _compare(stored: Dict[str, Any], tensor: np.ndarray, lab: Any, params: List[Dict]) -> Any:
+    """None if identical; else (what differs, max abs tensor difference)."""
     from edgeaug.device.format import pack_labels
 
     x = stored["x"]
@@ -147,8 +169,31 @@ def _compare(stored: Dict[str, Any], tensor: np.ndarray, labels: bytes, params: 
             if a != b:
                 return f"params of op {i} ({b.get('op')}) differ: stored {a} vs {b}", d
         return "the op list differs", d
-    if d == 0 and pack_labels(stored["boxes"], stored["keypoints"], stored["mask"]) == labels:
+    same_labels = pack_labels(stored["boxes"], stored["keypoints"], stored["mask"]) == pack_labels(
+        lab.boxes, lab.keypoints, lab.mask
+    )
+    if d == 0 and same_labels:
         return None
-    ops = [p["op"] for p in params if p.get("on")] or ["resize only"]
-    what = "pixels" if d else "labels"
-    return f"{what} differ after ops {', '.join(ops)}", d
+    ops = ", ".join(p["op"] for p in params if p.get("on")) or "resize only"
+    if d == 0:
+        return f"labels differ after ops {ops} ({_label_diff(stored, lab)}); the pixels are identical", d
+    return f"pixels differ after ops {ops}" + (
+        "" if same_labels else f"; labels differ too ({_label_diff(stored, lab)})"
+    ), d
+
+
+def _label_diff(stored: Dict[str, Any], lab: Any) -> str:
+    """Which labels differ: counts, or the largest coordinate difference."""
+    parts = []
+    for name in ("boxes", "keypoints"):
+        a, b = np.asarray(stored[name], np.float64), np.asarray(getattr(lab, name), np.float64)
+        if a.shape != b.shape:
+            parts.append(f"{name}: stored {len(a)}, regenerated {len(b)}")
+        elif a.size and not np.array_equal(a, b):
+            parts.append(f"{name}: max |diff| {float(np.max(np.abs(a - b))):g}")
+    sm, rm = stored["mask"], lab.mask
+    if (sm is None) != (rm is None):
+        parts.append(f"mask: stored {'none' if sm is None else 'one'}, regenerated {'none' if rm is None else 'one'}")
+    elif sm is not None and not np.array_equal(sm, rm):
+        parts.append(f"mask: {int(np.count_nonzero(sm != rm))} pixels")
+    return "; ".join(parts) or "label bytes"

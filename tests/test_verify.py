@@ -51,3 +51,82 @@ def test_param_mismatch_names_the_op(shapes_dir, tmp_path, monkeypatch):
     assert rep.mismatches and all("params of op 0 (rotate) differ" in m.op for m in rep.mismatches)
     assert {m.variant for m in rep.mismatches} == {1, 2}
     assert np.isfinite([m.max_abs_diff for m in rep.mismatches]).all()
+
+
+def test_verify_reports_progress_per_regenerated_record(shapes_dir, tmp_path):
+    out = tmp_path / "p.lmdb"
+    build(shapes_dir, out, "rpi4", RECIPE, seed=2, workers=1)
+    seen = []
+    rep = verify_pack(out, source=shapes_dir, sample=7, progress=lambda done, total: seen.append((done, total)))
+    assert rep.ok and seen[-1] == (7, 7)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and {t for _, t in seen} == {7}
+
+
+def test_verify_uses_the_builds_mask_size_check(tmp_path):
+    import cv2
+
+    root = tmp_path / "seg"
+    for grey, name in ((100, "a"), (150, "b")):
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        (root / "masks").mkdir(exist_ok=True)
+        cv2.imwrite(str(root / "images" / f"{name}.png"), np.full((40, 60, 3), grey, np.uint8))
+        cv2.imwrite(str(root / "masks" / f"{name}.png"), np.ones((40, 60), np.uint8))
+    out = tmp_path / "p.lmdb"
+    build(root, out, "rpi4", variants=1, seed=0, workers=1)
+    assert verify_pack(out, source=root).ok
+    cv2.imwrite(str(root / "masks" / "b.png"), np.ones((10, 10), np.uint8))  # the image is unchanged
+    rep = verify_pack(out, source=root)
+    assert rep.source_problems == ["images/b.png: mask: size (10, 10) differs from the image's (60, 40)"]
+
+
+def test_verify_names_a_source_read_as_another_kind(tmp_path):
+    import json
+
+    import cv2
+
+    (tmp_path / "c" / "images").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "c" / "images" / "a.png"), np.full((40, 60, 3), 100, np.uint8))
+    json_path = tmp_path / "c" / "instances.json"
+    coco = {
+        "images": [{"id": 1, "file_name": "a.png"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [5, 5, 20, 20]}],
+        "categories": [{"id": 3, "name": "cat"}],
+    }
+    json_path.write_text(json.dumps(coco))
+    out = tmp_path / "p.lmdb"
+    build(json_path, out, "rpi4", variants=1, seed=0, workers=1)
+    assert verify_pack(out, source=tmp_path / "c").ok  # the folder reads as the same COCO set
+    json_path.rename(tmp_path / "c" / "instances.bak")
+    rep = verify_pack(out, source=tmp_path / "c")
+    assert not rep.ok and rep.source_problems == [
+        f"{tmp_path / 'c'}: reads as a folders dataset, but the pack was built from a coco dataset"
+    ]
+
+
+def test_label_mismatch_says_which_labels_and_that_pixels_match(shapes_dir, tmp_path, monkeypatch):
+    from edgeaug.build import render
+
+    out = tmp_path / "p.lmdb"
+    build(shapes_dir, out, "rpi4", RECIPE, seed=2, workers=1)
+    orig = render.source_labels
+
+    def with_a_box(source, size=None):
+        lab = orig(source, size)
+        lab.boxes = np.array([[0, 1, 1, 30, 30]], np.float32)
+        return lab
+
+    monkeypatch.setattr(render, "source_labels", with_a_box)
+    rep = verify_pack(out, source=shapes_dir, sample=3)
+    assert len(rep.mismatches) == 3
+    assert all("boxes: stored 0, regenerated 1); the pixels are identical" in m.op for m in rep.mismatches)
+
+
+def test_verify_reads_the_pack_through_its_public_api():
+    import ast
+    from pathlib import Path
+
+    import edgeaug.verify as v
+
+    tree = ast.parse(Path(v.__file__).read_text())
+    private = [n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr.startswith("_")]
+    assert private == [], private

@@ -25,11 +25,14 @@ class Labels:
 
     ``boxes`` (n, 5) float32 ``[class, x0, y0, x1, y1]``; ``keypoints`` (n, 3)
     float32 ``[x, y, visible]``; ``mask`` (h, w) uint8 class ids, or None.
+    ``flip`` (n,) int: after a mirror, keypoint ``i`` is the old keypoint
+    ``flip[i]`` (left/right pairs swap names); None when there are no pairs.
     """
 
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), np.float32))
     keypoints: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
     mask: Optional[np.ndarray] = None
+    flip: Optional[np.ndarray] = None
 
 
 def record_rng(seed: int, source_key: Tuple[int, ...], variant: int) -> np.random.Generator:
@@ -139,6 +142,8 @@ class Augmenter:
         tw, th = self.target.width, self.target.height
         mask = None if labels.mask is None else self._warp(labels.mask, m, linear=False)
         kp = labels.keypoints.copy()
+        if len(kp) and labels.flip is not None and mirrors(m):
+            kp = kp[labels.flip]  # a mirrored left eye is the right eye
         if len(kp):
             kp[:, :2] = _transform(m, kp[:, :2])
             inside = (kp[:, 0] >= 0) & (kp[:, 0] < tw) & (kp[:, 1] >= 0) & (kp[:, 1] < th)
@@ -190,6 +195,14 @@ def _as_resize(img: np.ndarray, m: np.ndarray, size: Tuple[int, int], linear: bo
     if fx or fy:
         out = cv2.flip(out, -1 if fx and fy else (1 if fx else 0))
     return out.reshape(size[1], size[0], *img.shape[2:])
+
+
+def mirrors(m: np.ndarray) -> bool:
+    """Whether a geometry mirrors: its linear part has a negative determinant.
+
+    hflip, vflip, or a flip with any rotation do; a 180 degree rotation (two flips) does not.
+    """
+    return float(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]) < 0
 
 
 def _sample_op(

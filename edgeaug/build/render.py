@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from typing import Any, Dict, List, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -127,7 +128,47 @@ def source_labels(source: Any, size: Tuple[int, int] | None = None) -> Labels:
         k = np.asarray(source.keypoints, np.float64).reshape(-1, 3)
         k[:, :2] *= f
         lab.keypoints = k.astype(np.float32)
+        flip = getattr(source, "keypoint_flip", None)
+        if flip is not None:
+            if len(flip) != len(k):
+                raise ValueError(f"{source.rel}: keypoint_flip has {len(flip)} entries for {len(k)} keypoints")
+            lab.flip = np.asarray(flip, np.intp)
     return lab
+
+
+@dataclass
+class LoadedSource:
+    """One source read, hashed, decoded and labelled; ``error`` says why not (``sha256`` is kept once read)."""
+
+    sha256: str = ""
+    image: Optional[np.ndarray] = None  # RGB uint8 (H, W, 3), as displayed
+    labels: Optional[Labels] = None  # in ``image``'s pixel coordinates
+    error: Optional[str] = None
+
+
+def load_source(source: Any, fill: int = 0, expect_sha256: Optional[str] = None) -> LoadedSource:
+    """Read, hash, decode and label one source: the one path shared by the build and ``verify --source``.
+
+    With ``expect_sha256``, a file whose content changed is refused before decoding.
+    """
+    out = LoadedSource()
+    try:
+        data = read_source(source.path)
+        out.sha256 = hashlib.sha256(data).hexdigest()
+        if expect_sha256 is not None and out.sha256 != expect_sha256:
+            raise SourceDecodeError("content differs from the build's")
+        image = decode(data, fill)
+        labels = source_labels(source, image.shape[1::-1])
+        labels.mask = load_mask(source)
+        if labels.mask is not None and labels.mask.shape != image.shape[:2]:
+            raise SourceDecodeError(
+                f"mask: size {labels.mask.shape[::-1]} differs from the image's {image.shape[1::-1]}"
+            )
+    except SourceDecodeError as e:
+        out.error = str(e)
+        return out
+    out.image, out.labels = image, labels
+    return out
 
 
 def render_variant(
@@ -157,23 +198,11 @@ def render_variant(
 def render_source(task: Task, aug: Augmenter, seed: int) -> SourceResult:
     """All records of one planned task, or the reason it was skipped."""
     res = SourceResult(task.index)
-    try:
-        data = read_source(task.source.path)
-    except SourceDecodeError as e:
-        res.error = str(e)
+    loaded = load_source(task.source, aug.recipe.fill)
+    res.sha256, res.error = loaded.sha256, loaded.error
+    if loaded.error:
         return res
-    res.sha256 = hashlib.sha256(data).hexdigest()
-    try:
-        image = decode(data, aug.recipe.fill)
-        labels = source_labels(task.source, image.shape[1::-1])
-        labels.mask = load_mask(task.source)
-        if labels.mask is not None and labels.mask.shape != image.shape[:2]:
-            raise SourceDecodeError(
-                f"mask: size {labels.mask.shape[::-1]} differs from the image's {image.shape[1::-1]}"
-            )
-    except SourceDecodeError as e:
-        res.error = str(e)
-        return res
+    image, labels = loaded.image, loaded.labels
     src_size = (image.shape[1], image.shape[0])
     work = working_image(image, aug)
     res.hist = np.zeros((aug.target.channels, 256), np.int64)

@@ -394,6 +394,8 @@ def manifest_for(sset, tasks, results, recipe, target, seed: int, val: float) ->
         "splits": splits,
         "counts": counts,
         "tensor": {"shape": list(target.shape), "dtype": target.dtype},
+        # Optional: per-instance keypoint i is keypoint_flip_idx[i] after a mirror (for online flips on the device).
+        **({"keypoint_flip_idx": list(sset.keypoint_flip)} if getattr(sset, "keypoint_flip", None) else {}),
     }
 
 

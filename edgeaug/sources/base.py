@@ -32,6 +32,8 @@ class Source:
     mask: Optional[str] = None  # path of a PNG of class ids
     keypoints: Optional[Tuple[Tuple[float, ...], ...]] = None  # [x, y, visible]
     normalized: bool = False  # box/keypoint coordinates are fractions of the image size
+    # After a mirror, keypoint i is the old keypoint keypoint_flip[i] (left/right pairs swap); None: no pairs.
+    keypoint_flip: Optional[Tuple[int, ...]] = None
 
     @property
     def key(self) -> Tuple[int, ...]:
@@ -46,6 +48,8 @@ class SourceSet:
     sources: Tuple[Source, ...]
     classes: Tuple[str, ...]
     kind: str
+    # Per-instance keypoint flip permutation (YOLO pose flip_idx), when one holds for the whole dataset.
+    keypoint_flip: Optional[Tuple[int, ...]] = None
 
 
 def inside(root: Path, rel: str, where: str, field: str) -> Tuple[str, Path]:
@@ -112,3 +116,11 @@ def majority(boxes: Sequence[Sequence[float]]) -> int:
         return -1
     counts = Counter(int(b[0]) for b in boxes)
     return min(counts, key=lambda c: (-counts[c], c))
+
+
+def tiled_flip(flip: Optional[Sequence[int]], instances: int) -> Optional[Tuple[int, ...]]:
+    """A per-instance flip permutation repeated over ``instances`` consecutive keypoint groups."""
+    if flip is None or instances == 0:
+        return None
+    k = len(flip)
+    return tuple(j + i * k for i in range(instances) for j in flip)

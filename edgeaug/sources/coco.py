@@ -5,18 +5,21 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from edgeaug.sources.base import Source, SourceError, SourceSet, majority
 
 
-def scan_coco(p: Path) -> SourceSet:
+def scan_coco(p: Path, root: Optional[Path] = None) -> SourceSet:
     """A COCO instances JSON: ``images``, ``annotations`` (``bbox`` xywh, ``keypoints``), ``categories``.
 
-    Image ``file_name`` resolves against the JSON's folder, then its
-    ``images/`` subfolder.  Categories sort by id into class indices.
-    ``iscrowd`` annotations are skipped.  A category with K keypoint names
-    contributes exactly K keypoints per annotation, in annotation order.
+    Image ``file_name`` resolves against the JSON's folder, then ``root`` (the
+    dataset folder; default: the JSON's folder) and its ``images/`` subfolder;
+    source paths are relative to ``root``.  Categories sort by id into class
+    indices.  ``iscrowd`` annotations are skipped.  A category with K keypoint
+    names contributes exactly K keypoints per annotation, in annotation order;
+    names ``left_X`` and ``right_X`` make a pair that swaps when the image is
+    mirrored.
     """
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
@@ -26,11 +29,13 @@ def scan_coco(p: Path) -> SourceSet:
         raise SourceError(f"{p}: expected a JSON object with images, annotations, categories")
     cats = sorted(_coco_categories(p, _list(p, data, "categories")), key=lambda c: c[0])
     index = {cid: i for i, (cid, _, _) in enumerate(cats)}
-    nkp = {cid: k for cid, _, k in cats}
-    root = p.parent.resolve()
+    nkp = {cid: len(kp) for cid, _, kp in cats}
+    pairs = {cid: flip_pairs(kp) for cid, _, kp in cats}
+    root = (root or p.parent).resolve()
     images = _coco_images(p, root, _list(p, data, "images"))
     boxes: Dict[Any, List[tuple]] = {i: [] for i in images}
     kps: Dict[Any, List[tuple]] = {i: [] for i in images}
+    flips: Dict[Any, List[int]] = {i: [] for i in images}
     anns = data.get("annotations", [])
     if not isinstance(anns, list):
         raise SourceError(f"{p.name}: annotations: expected a list")
@@ -52,12 +57,36 @@ def scan_coco(p: Path) -> SourceSet:
         if k:
             raw = a.get("keypoints", [0.0] * 3 * k)
             v = _coco_nums(raw, 3 * k, f"{where}.keypoints")
+            flips[a["image_id"]] += [len(kps[a["image_id"]]) + j for j in pairs[a["category_id"]]]
             kps[a["image_id"]] += [tuple(v[i : i + 3]) for i in range(0, 3 * k, 3)]
     sources = [
-        Source(rel, full, majority(boxes[i]), tuple(boxes[i]) or None, None, tuple(kps[i]) or None)
+        Source(
+            rel,
+            full,
+            majority(boxes[i]),
+            tuple(boxes[i]) or None,
+            None,
+            tuple(kps[i]) or None,
+            keypoint_flip=tuple(flips[i]) if flips[i] != list(range(len(flips[i]))) else None,
+        )
         for i, (rel, full) in images.items()
     ]
-    return SourceSet(root, tuple(sorted(sources, key=lambda s: s.rel)), tuple(name for _, name, _ in cats), "coco")
+    with_kp = [pairs[cid] for cid, _, kp in cats if kp]
+    same = with_kp[0] if len(with_kp) == 1 and with_kp[0] != list(range(len(with_kp[0]))) else None
+    classes = tuple(name for _, name, _ in cats)
+    return SourceSet(root, tuple(sorted(sources, key=lambda s: s.rel)), classes, "coco", tuple(same) if same else None)
+
+
+def flip_pairs(names: List[str]) -> List[int]:
+    """The flip permutation of one category's keypoint names: ``left_X`` and ``right_X`` swap."""
+    pos = {n.casefold(): i for i, n in enumerate(names)}
+    out = list(range(len(names)))
+    for i, n in enumerate(names):
+        low = n.casefold()
+        for a, b in (("left_", "right_"), ("right_", "left_")):
+            if low.startswith(a) and b + low[len(a) :] in pos:
+                out[i] = pos[b + low[len(a) :]]
+    return out
 
 
 def _list(p: Path, data: dict, key: str) -> list:
@@ -67,7 +96,7 @@ def _list(p: Path, data: dict, key: str) -> list:
     return v
 
 
-def _coco_categories(p: Path, cats: list) -> List[Tuple[int, str, int]]:
+def _coco_categories(p: Path, cats: list) -> List[Tuple[int, str, List[str]]]:
     out, seen = [], set()
     for i, c in enumerate(cats):
         where = f"{p.name}: categories[{i}]"
@@ -77,7 +106,9 @@ def _coco_categories(p: Path, cats: list) -> List[Tuple[int, str, int]]:
             raise SourceError(f"{where}: needs a string name and a unique id")
         seen.add(c["id"])
         kp = c.get("keypoints", [])
-        out.append((c["id"], c["name"], len(kp) if isinstance(kp, list) else 0))
+        if not isinstance(kp, list) or not all(isinstance(n, str) for n in kp):
+            raise SourceError(f"{where}.keypoints: expected a list of keypoint names")
+        out.append((c["id"], c["name"], kp))
     return out
 
 
@@ -90,12 +121,13 @@ def _coco_images(p: Path, root: Path, imgs: list) -> Dict[Any, Tuple[str, Path]]
             raise SourceError(f"{where}.file_name: missing or not a string")
         if not _is_id(im.get("id")) or im["id"] in out:
             raise SourceError(f"{where}.id: missing, not an integer/string, or duplicate {im.get('id')!r}"[:160])
-        cands = [(root / im["file_name"]).resolve(), (root / "images" / im["file_name"]).resolve()]
+        names = (p.parent / im["file_name"], root / im["file_name"], root / "images" / im["file_name"])
+        cands = [c.resolve() for c in names]
         full = next((c for c in cands if c.is_file()), cands[0])
         try:
             rel = full.relative_to(root).as_posix()
         except ValueError:
-            raise SourceError(f"{where}.file_name: {im['file_name']!r} escapes the JSON's directory") from None
+            raise SourceError(f"{where}.file_name: {im['file_name']!r} escapes the dataset folder {root}") from None
         if rel in seen:
             raise SourceError(f"{where}.file_name: {im['file_name']!r} is listed twice")
         seen.add(rel)

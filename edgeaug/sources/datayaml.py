@@ -56,15 +56,22 @@ def names_list(value: Any, where: str) -> List[str]:
     return [str(n) for n in items]
 
 
-def class_names(root: Path) -> Tuple[Optional[List[str]], Optional[Tuple[int, int]]]:
-    """Class names (and YOLO pose ``kpt_shape``) from data.yaml or classes.txt, if present."""
+def data_yaml(root: Path) -> Tuple[Optional[Path], Dict[str, Any]]:
+    """The dataset's data.yaml (or its other usual names) and its top-level mapping; (None, {}) if absent."""
     for name in YAML_FILES:
         p = root / name
         if p.is_file():
-            data = load_yaml(read_text(p), str(p))
-            names = names_list(data["names"], str(p)) if data.get("names") is not None else None
-            kpt = data.get("kpt_shape")
-            return names, kpt_shape(kpt, p) if kpt is not None else None
+            return p, load_yaml(read_text(p), str(p))
+    return None, {}
+
+
+def class_names(root: Path) -> Tuple[Optional[List[str]], Optional[Tuple[int, int]]]:
+    """Class names (and YOLO pose ``kpt_shape``) from data.yaml or classes.txt, if present."""
+    p, data = data_yaml(root)
+    if p is not None:
+        names = names_list(data["names"], str(p)) if data.get("names") is not None else None
+        kpt = data.get("kpt_shape")
+        return names, kpt_shape(kpt, p) if kpt is not None else None
     for p in (root / "classes.txt", root / "labels" / "classes.txt"):
         if p.is_file():
             return [ln.strip() for ln in read_text(p).splitlines() if ln.strip()], None
@@ -80,3 +87,22 @@ def kpt_shape(v: Any, p: Path) -> Tuple[int, int]:
     if k < 1 or d not in (2, 3):
         raise SourceError(f"{p}: kpt_shape: expected [keypoints, 2 or 3], got {v!r}")
     return k, d
+
+
+def flip_idx(root: Path, k: int) -> Optional[Tuple[int, ...]]:
+    """YOLO pose ``flip_idx``: keypoint ``i`` of a mirrored image is keypoint ``flip_idx[i]``.
+
+    None when data.yaml has none (or it maps every keypoint to itself).  It must
+    be a permutation of ``0..k-1`` that swaps pairs (applying it twice gives
+    the identity), as Ultralytics requires.
+    """
+    p, data = data_yaml(root)
+    v = data.get("flip_idx")
+    if p is None or v is None:
+        return None
+    ok = isinstance(v, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in v)
+    if not ok or sorted(v) != list(range(k)):
+        raise SourceError(f"{p}: flip_idx: expected a permutation of 0..{k - 1} (kpt_shape has {k}), got {v!r}"[:200])
+    if any(v[v[i]] != i for i in range(k)):
+        raise SourceError(f"{p}: flip_idx: {v!r} must swap pairs: flip_idx[flip_idx[i]] == i for every i"[:200])
+    return None if v == list(range(k)) else tuple(v)

@@ -6,25 +6,43 @@ Coordinates stay normalized (``Source.normalized``) until the image is decoded a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from edgeaug.sources.base import Source, SourceError, SourceSet, images_under, majority, numbers, read_text
-from edgeaug.sources.datayaml import class_names
+from edgeaug.sources.base import (
+    Source,
+    SourceError,
+    SourceSet,
+    images_under,
+    majority,
+    numbers,
+    read_text,
+    tiled_flip,
+)
+from edgeaug.sources.datayaml import class_names, flip_idx
 from edgeaug.sources.masks import mask_of
+
+EPS = 1e-6  # exported coordinates are rounded; 1.0000001 is still the edge
 
 
 def scan_yolo(root: Path) -> SourceSet:
     """``root/images/**`` with ``root/labels/**.txt`` (``class cx cy w h`` normalized).
 
     Pose datasets declare ``kpt_shape: [K, 2|3]`` in data.yaml and append K
-    keypoints per line.  An image without a label file has no boxes.
+    keypoints per line; ``flip_idx`` there names the left/right pairs that
+    swap when an image is mirrored.  An image without a label file has no
+    boxes; a label file whose name differs from its image's only in case is
+    an error (it would be ignored on a case-sensitive file system).
     """
     names, kpt = class_names(root)
+    flip = flip_idx(root, kpt[0]) if kpt else None
     masks = root / "masks" if (root / "masks").is_dir() else None
+    folded = _labels_by_folded_name(root / "labels")
     sources, max_id = [], -1
     for img in images_under(root / "images"):
         rel = img.relative_to(root / "images")
         lab = root / "labels" / rel.with_suffix(".txt")
+        if not lab.is_file():
+            _refuse_case_mismatch(root, img, rel, folded)
         boxes, kps = _yolo_file(lab, kpt, names) if lab.is_file() else ((), ())
         max_id = max([max_id] + [int(b[0]) for b in boxes])
         sources.append(
@@ -36,10 +54,29 @@ def scan_yolo(root: Path) -> SourceSet:
                 mask_of(root, masks, rel),
                 kps or None,
                 normalized=True,
+                keypoint_flip=tiled_flip(flip, len(boxes)) if kps else None,
             )
         )
     classes = tuple(names) if names is not None else tuple(str(i) for i in range(max_id + 1))
-    return SourceSet(root, tuple(sorted(sources, key=lambda s: s.rel)), classes, "yolo")
+    return SourceSet(root, tuple(sorted(sources, key=lambda s: s.rel)), classes, "yolo", flip)
+
+
+def _labels_by_folded_name(labels: Path) -> Dict[str, Path]:
+    """Label files by their case-folded path (without suffix) under ``labels/``."""
+    return {
+        p.relative_to(labels).with_suffix("").as_posix().casefold(): p
+        for p in labels.rglob("*")
+        if p.suffix.lower() == ".txt" and p.is_file()
+    }
+
+
+def _refuse_case_mismatch(root: Path, img: Path, rel: Path, folded: Dict[str, Path]) -> None:
+    other = folded.get(rel.with_suffix("").as_posix().casefold())
+    if other is not None:
+        raise SourceError(
+            f"{other}: this label file's name differs only in case from its image "
+            f"{img.relative_to(root).as_posix()}, so its labels would be ignored: rename one to match"
+        )
 
 
 def _yolo_file(p: Path, kpt: Optional[Tuple[int, int]], names: Optional[List[str]]):
@@ -62,9 +99,20 @@ def _yolo_file(p: Path, kpt: Optional[Tuple[int, int]], names: Optional[List[str
             )
         if w < 0 or h < 0:
             raise SourceError(f"{where}: negative box size {w:g} x {h:g}")
+        _check_normalized(where, cx=cx, cy=cy, w=w, h=h)
         boxes.append((float(c), cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
         if kpt:
             k, d = kpt
             pts = [vals[5 + i * d : 5 + (i + 1) * d] for i in range(k)]
             kps += [(x[0], x[1], x[2] if d == 3 else 2.0) for x in pts]
     return tuple(boxes), tuple(kps)
+
+
+def _check_normalized(where: str, **coords: float) -> None:
+    """YOLO box centres and sizes are fractions of the image size: 0..1."""
+    for name, v in coords.items():
+        if not -EPS <= v <= 1 + EPS:
+            raise SourceError(
+                f"{where}: {name} {v:g} is outside 0..1 (YOLO coordinates are fractions of the image "
+                f"size; pixel coordinates must be divided by the image width and height)"
+            )

@@ -169,3 +169,29 @@ def test_fast_tensor_path_equals_quantize_for_every_target():
         fast, ref = aug.tensor(img), quantize(img, t)
         assert fast.dtype == ref.dtype and fast.shape == ref.shape == t.shape, path.stem
         assert fast.tobytes() == ref.tobytes() and fast.flags.c_contiguous, path.stem
+
+
+# Left/right keypoint pairs swap exactly when the composed geometry mirrors (negative determinant).
+MIRROR = {
+    "hflip": ([{"op": "hflip"}], True),
+    "vflip": ([{"op": "vflip"}], True),
+    "hflip+rot90": ([{"op": "hflip"}, {"op": "rot90", "k": 1}], True),
+    "rot90+vflip": ([{"op": "rot90", "k": 3}, {"op": "vflip"}], True),
+    "rot180": ([{"op": "rot90", "k": 2}], False),
+    "hflip+vflip": ([{"op": "hflip"}, {"op": "vflip"}], False),
+    "rotate": ([ROTATE], False),
+    "crop+hflip+affine": ([CROP, {"op": "hflip"}, AFFINE], True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MIRROR))
+def test_keypoint_pairs_swap_when_the_geometry_mirrors(name):
+    ops, mirrored = MIRROR[name]
+    aug = Augmenter(parse_recipe({"resize": "squash", "min_visibility": 0.0, "ops": ops}), TARGET)
+    params = aug.sample(record_rng(0, (1, 2, 3, 4), 1), (W, H))
+    rect, _, labels = scene()
+    plain = aug.render(rect, labels, params, (W, H))[1].keypoints
+    labels.flip = np.array([1, 0, 2, 3])  # keypoints 0 and 1 are a left/right pair
+    paired = aug.render(rect, labels, params, (W, H))[1].keypoints
+    want = plain[[1, 0, 2, 3]] if mirrored else plain
+    assert np.array_equal(paired, want)

@@ -150,8 +150,13 @@ class PureEnvironment:
     one environment may be shared between threads.
     """
 
-    def __init__(self, path: str, max_cached_pages: int = 256):
-        """Open ``path`` (the data file itself) and validate its meta pages and size."""
+    def __init__(self, path: str, max_cached_pages: int = 256, readahead: bool = True):
+        """Open ``path`` (the data file itself) and validate its meta pages and size.
+
+        ``readahead=False`` asks the kernel not to read ahead of each page
+        (``POSIX_FADV_RANDOM``), like py-lmdb's option: lookups and tree walks
+        on slow storage then read only the pages they need.
+        """
         self.path = os.fspath(path)
         self._fd: Optional[int] = None
         self._max_cached = max(0, int(max_cached_pages))
@@ -162,6 +167,8 @@ class PureEnvironment:
             raise LmdbFormatError(f"{self.path} is a directory; pass the data file (subdir=False)")
         self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         try:
+            if not readahead and hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)
             self._file_size = os.fstat(self._fd).st_size
             self._load_meta()
         except BaseException:
@@ -449,6 +456,28 @@ class PureEnvironment:
         rec, start = self._readable(db), None if start is None else _as_key(start)
         return ((page.keys[idx], self._value(page, idx)) for page, idx in self._walk(rec, start))
 
+    def extents(self, db=None, start: Optional[bytes] = None) -> Iterator[Tuple[bytes, int, int, int]]:
+        """Yield ``(key, offset, size, overflow_pgno)``: where each value's bytes lie in the file, in key order.
+
+        ``overflow_pgno`` is 0 for a value stored inside its leaf page.  Every
+        branch and leaf page on the way is validated and every overflow run is
+        checked to end at or before the last page, so ``offset + size`` never
+        passes the end of the (size-checked) file.  The overflow page's own
+        header is not read here: one read per value would be a card seek each.
+        """
+        rec, start = self._readable(db), None if start is None else _as_key(start)
+        psize, last = self._psize, self._last_pgno
+        for page, idx in self._walk(rec, start):
+            nflags, dsize, doff = page.nodes[idx]
+            if not nflags & F_BIGDATA:
+                yield page.keys[idx], page.pgno * psize + doff, dsize, 0
+                continue
+            pgno = _U64.unpack_from(page.raw, doff)[0]
+            need = (PAGEHDRSZ - 1 + dsize) // psize + 1  # OVPAGES() in mdb.c
+            if not 2 <= pgno or pgno + need - 1 > last:
+                raise LmdbFormatError(f"page {page.pgno}: {dsize}-byte value at page {pgno} runs past page {last}")
+            yield page.keys[idx], pgno * psize + PAGEHDRSZ, dsize, pgno
+
     def check(self, db=None) -> int:
         """Validate every branch and leaf page and every overflow extent; return the entry count.
 
@@ -456,18 +485,7 @@ class PureEnvironment:
         first on an untrusted file so damage raises here instead of making the
         native reader read past the end of the file (SIGBUS).
         """
-        rec, n = self._readable(db), 0
-        for page, idx in self._walk(rec, None):
-            nflags, dsize, doff = page.nodes[idx]
-            if nflags & F_BIGDATA:
-                pgno = _U64.unpack_from(page.raw, doff)[0]
-                need = (PAGEHDRSZ - 1 + dsize) // self._psize + 1  # OVPAGES() in mdb.c
-                if not 2 <= pgno or pgno + need - 1 > self._last_pgno:
-                    raise LmdbFormatError(
-                        f"page {page.pgno}: {dsize}-byte value at page {pgno} runs past page {self._last_pgno}"
-                    )
-            n += 1
-        return n
+        return sum(1 for _ in self.extents(db))
 
     def stat(self, db=None) -> dict:
         """Tree statistics with py-lmdb's ``stat()`` keys (main DB by default)."""

@@ -34,6 +34,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from .batchread import READERS, BatchReader, PackError, RecordTable, choose_reader, prefetched, reusable  # bundle: drop
 from .format import (  # bundle: drop
     FORMAT_VERSION,
     HEADER_SIZE,
@@ -43,8 +44,6 @@ from .format import (  # bundle: drop
     MAX_MANIFEST_BYTES,
     MAX_RECORDS,
     MAX_TENSOR_BYTES,
-    RECORD_MAGIC,
-    RECORD_PREFIX,
     SPLITS,
     FormatError,
     RecordHeader,
@@ -56,10 +55,6 @@ from .format import (  # bundle: drop
     unpack_labels,
     validate_manifest,
 )
-
-
-class PackError(FormatError):
-    """The pack cannot be used: truncated, incomplete, tampered or another version."""
 
 
 class _NativeBackend:
@@ -93,12 +88,13 @@ class _NativeBackend:
 
         liblmdb trusts node offsets and value sizes inside pages: a flipped byte
         there would make it read past the end of the file (SIGBUS).  The walk
-        reads branch and leaf pages only, about 1/150 of a pack of large records.
+        reads branch and leaf pages only, about 1/150 of a pack of large records,
+        and records where each value lies (the batch reader's table).
         """
         lmdbpure = _pure_module()
         try:
-            with lmdbpure.PureEnvironment(self.path) as pure:
-                pure.check()
+            with lmdbpure.PureEnvironment(self.path, readahead=False) as pure:
+                self.table = RecordTable(pure)
                 mine = (pure.info()["last_txnid"], pure.info()["last_pgno"], pure.stat()["psize"])
         except (lmdbpure.LmdbFormatError, NotImplementedError, OSError) as e:
             raise PackError(f"{self.path}: corrupt LMDB structure: {e}") from None
@@ -126,9 +122,14 @@ class _PureBackend:
         lmdbpure = _pure_module()
         self.path = path
         try:
-            self.env = lmdbpure.PureEnvironment(path)
+            self.env = lmdbpure.PureEnvironment(path, readahead=False)
         except (lmdbpure.LmdbFormatError, NotImplementedError, OSError) as e:
             raise PackError(f"{path}: {e}") from None
+        try:
+            self.table = RecordTable(self.env)
+        except (lmdbpure.LmdbFormatError, NotImplementedError, OSError) as e:
+            self.env.close()
+            raise PackError(f"{path}: corrupt LMDB structure: {e}") from None
 
     def get(self, key: bytes):
         try:
@@ -148,7 +149,6 @@ def _pure_module():
     return lmdbpure
 
 
-_HEAD = struct.Struct("<4sHH32xIII")  # magic, version, header size, then tensor/labels/params bytes
 _OPEN: Dict[Tuple[str, str], List[Any]] = {}  # (realpath, backend) -> [backend, users]
 
 
@@ -197,12 +197,21 @@ class Pack:
 
     ``pack[i]`` returns ``(x, y)``: the record's tensor (a read-only view into
     the file, valid until :meth:`close`) and its class label.
-    ``backend`` is ``"auto"``, ``"lmdb"`` or ``"pure"``.
+    ``backend`` is ``"auto"``, ``"lmdb"`` or ``"pure"``: how single records
+    and the manifest are read.  ``reader`` is how batches are read:
+    ``"pread"`` (one read per record, for packs larger than memory and 32-bit
+    processes), ``"mmap"`` (copies from a mapping, for packs that fit in the
+    page cache) or ``"auto"``, which picks by file size against
+    min(MemAvailable, the cgroup's memory limit).
     """
 
-    def __init__(self, path: str, split: str = "train", seed: Optional[int] = None, backend: str = "auto") -> None:
+    def __init__(
+        self, path: str, split: str = "train", seed: Optional[int] = None, backend: str = "auto", reader: str = "auto"
+    ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+        if reader not in READERS:
+            raise ValueError(f"reader must be one of {READERS}, got {reader!r}")
         self.path, self.split = str(path), split
         try:
             size = os.path.getsize(self.path)
@@ -215,12 +224,25 @@ class Pack:
             self.manifest = self._read_manifest()
             self._index = self._read_index()
             self._setup_split()
+            idx = self._index
+            self._reader = BatchReader(
+                self.path,
+                self._db.table,
+                self.records,
+                self.nbytes,
+                (idx["source"], idx["variant"], idx["split"]),
+                choose_reader(size, reader),
+            )
+        except OSError as e:
+            self._db.release()
+            raise PackError(f"{self.path}: cannot open for batch reads: {e.strerror or e}") from None
         except BaseException:
             self._db.release()
             raise
         self.seed = int(self.manifest["seed"]) if seed is None else int(seed)
         self._spare: List[np.ndarray] = []  # batch buffers to recycle, across epochs
         self._spare_lock = threading.Lock()
+        self.reader = self._reader.mode
 
     # --- opening and validation ---------------------------------------------------
 
@@ -380,46 +402,48 @@ class Pack:
         return order
 
     def batches(
-        self, batch_size: int, epoch: int = 0, shuffle: bool = True, drop_last: bool = False, all_variants: bool = False
+        self,
+        batch_size: int,
+        epoch: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        all_variants: bool = False,
+        prefetch: Optional[bool] = None,
     ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(X, Y)``: X one contiguous array (batch, *shape) of the target dtype."""
+        """Yield ``(X, Y)``: X one contiguous array (batch, *shape) of the target dtype.
+
+        ``prefetch`` reads the next batch on a background thread while the
+        caller works on this one (default: on with the ``pread`` reader, where
+        reads wait for storage; off with ``mmap``, where copies need the GIL).
+        Yielded arrays are never overwritten while the caller holds them.
+        """
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         order = self.epoch_order(epoch, shuffle, all_variants)
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
-        for b in range(0, stop, batch_size):
-            idx = order[b : b + batch_size]
+        chunks = (order[b : min(b + batch_size, stop)] for b in range(0, stop, batch_size))
+        if self._reader is None:
+            raise PackError(f"{self.path}: pack is closed")
+        read = self._read_batch
+        if prefetch or (prefetch is None and self._reader.mode == "pread"):
+            yield from prefetched(chunks, read)
+        else:
+            for idx in chunks:
+                yield read(idx)
+
+    def _read_batch(self, idx: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """The tensors and labels of split records ``idx``, every header checked (see batchread)."""
+        reader, recs = self._reader, idx + self._start
+        if reader.mode == "mmap" and reader.small:
+            x = reader.gather(recs).view(self.dtype).reshape((len(idx),) + self.shape)
+        else:
             with self._spare_lock:
-                x = _reusable(self._spare, (len(idx),) + self.shape, self.dtype)
-            self._fill(memoryview(x.reshape(-1).view(np.uint8)), idx.tolist())
-            yield x, self.labels[idx]
-
-    def _fill(self, dst: memoryview, idx: List[int]) -> None:
-        """Copy the tensors of split records ``idx`` back to back into ``dst``.
-
-        The hot path: a plain memory copy per record, no per-record numpy
-        objects.  Slice assignment between memoryviews checks that the sizes
-        match, so a short or odd-sized record raises instead of over-reading.
-        """
-        nb, get, start, end = self.nbytes, self._db.get, self._start, HEADER_SIZE + self.nbytes
-        head = _HEAD.unpack_from
-        for j, i in enumerate(idx):
-            value = get(RECORD_PREFIX + (start + i).to_bytes(8, "big"))  # record_key, inlined
-            try:
-                # Magic, version and section sizes: a damaged header never passes as data.
-                magic, version, hsize, t, nl, p = head(value, 0)
-                if (
-                    magic != RECORD_MAGIC
-                    or version != FORMAT_VERSION
-                    or hsize != HEADER_SIZE
-                    or t != nb
-                    or end + nl + p != len(value)
-                ):
-                    raise ValueError
-                dst[j * nb : (j + 1) * nb] = value[HEADER_SIZE:end]
-            except (TypeError, ValueError, struct.error):
-                self._tensor(self._value(i), start + i)  # raises the precise PackError
-                raise PackError(f"{self.path}: record {start + i} is malformed") from None
+                x = reusable(self._spare, (len(idx),) + self.shape, self.dtype)
+            if reader.mode == "mmap":
+                reader.fill_mapped(x, recs)
+            else:
+                reader.fill_pread(x, recs)
+        return x, self.labels[idx]
 
     # --- checks -------------------------------------------------------------------
 
@@ -491,6 +515,9 @@ class Pack:
 
     def close(self) -> None:
         """Release the file; tensors returned earlier become invalid once no Pack uses it."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._db is not None:
             self._db.release()
             self._db = None
@@ -500,25 +527,6 @@ class Pack:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _reusable(spare: List[np.ndarray], shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """A batch array: a recycled one if nobody else holds it any more, else a new one.
-
-    A fresh multi-megabyte ``np.empty`` per batch can cost as much as the
-    copy itself (page faults, depending on the allocator's state).  Arrays the
-    caller (or a view, or a session) still references are never recycled:
-    ``sys.getrefcount`` is 2 only for the ``spare`` list's reference plus the
-    call's own argument.
-    """
-    for k in range(len(spare)):
-        if spare[k].shape == shape and sys.getrefcount(spare[k]) == 2:
-            spare.append(spare.pop(k))
-            return spare[-1]
-    spare.append(np.empty(shape, dtype))
-    if len(spare) > 4:  # the caller's batch, the one before, one to fill, a short last one
-        spare.pop(0)
-    return spare[-1]
 
 
 def _arch_family(arch: str) -> str:

@@ -1,0 +1,342 @@
+"""Batch reads at file offsets: one walk of the B-tree at open, then plain copies per batch.
+
+The open-time walk (:meth:`PureEnvironment.extents`, bounds-checked) records
+where every record's value lies in the file.  A batch then needs no B-tree
+lookups, and each record is one read of its page header, record header and
+tensor, straight into the batch buffer.  Two ways to do that read, chosen per
+regime when the pack is opened (measured in ``scripts/bench_device.py`` and
+``scripts/bench_loader.py``):
+
+``pread``  one ``os.preadv`` per record, sorted by offset, with
+           ``POSIX_FADV_RANDOM`` so the kernel reads exactly the record.  For
+           packs larger than memory (most of an epoch comes from the card) and
+           for 32-bit processes.  A short read is an error, never a signal; the
+           GIL is released during the read, so a thread can prefetch.
+``mmap``   copies out of a read-only mapping when the pack fits in the page
+           cache (64-bit only): per-record copies into a recycled buffer for
+           large tensors, one numpy gather for small ones, where per-record
+           Python work would dominate.  Headers are checked once per record
+           (a bitmap), not on every epoch.
+
+Every header read is checked against what the walk and the index say: the
+overflow page's number, type and length, the record's magic, version, sizes
+and ids.  A mismatch raises :class:`PackError` naming the record and the field.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import queue
+import struct
+import sys
+import threading
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from .format import (  # bundle: drop
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    RECORD_HEADER_DTYPE,
+    RECORD_MAGIC,
+    RECORD_PREFIX,
+    FormatError,
+    record_number,
+)
+from .lmdbpure import P_OVERFLOW, PAGEHDRSZ, PureEnvironment  # bundle: drop
+
+
+class PackError(FormatError):
+    """The pack cannot be used: truncated, incomplete, tampered or another version."""
+
+
+#: What one read puts in front of a tensor: the overflow page header, then the record header.
+SLOT_DTYPE = np.dtype(
+    [("pgno", "<u8"), ("pad", "<u2"), ("pflags", "<u2"), ("pages", "<u4"), ("head", RECORD_HEADER_DTYPE)]
+)
+SLOT_SIZE = SLOT_DTYPE.itemsize  # 16 + 64
+_PAGE_TYPES = 0x6F  # lmdbpure's page-type bits; P_DIRTY and friends are ignored
+_SMALL_RECORD = 64 << 10  # below this, one numpy gather beats per-record copies (scripts/bench_loader.py)
+READERS = ("auto", "pread", "mmap")
+
+
+class RecordTable:
+    """Where each record's value lies: offset, size and first overflow page (0: inside its leaf).
+
+    Built by walking the whole tree once; that walk is also the structure
+    check that must pass before the native (mmap) LMDB reader touches the file.
+    """
+
+    def __init__(self, env: PureEnvironment) -> None:
+        keys, offs, sizes, pgnos = [], [], [], []
+        n = 0
+        for key, off, size, pgno in env.extents():
+            n += 1
+            r = record_number(key) if key[:1] == RECORD_PREFIX else -1
+            if r >= 0:  # other keys (index, manifest) are read through the backend
+                keys.append(r)
+                offs.append(off)
+                sizes.append(size)
+                pgnos.append(pgno)
+        self.entries = n
+        self.keys = np.array(keys, np.int64)  # strictly increasing: the walk checks key order
+        self.offsets = np.array(offs, np.int64)
+        self.sizes = np.array(sizes, np.int64)
+        self.pgnos = np.array(pgnos, np.int64)
+        self.psize = env.stat()["psize"]
+
+    def dense(self, n: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Offsets, sizes and overflow pages of records ``0..n-1``; offset -1 where a record is missing."""
+        off, size, pgno = np.full(n, -1, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+        k = self.keys < n
+        off[self.keys[k]], size[self.keys[k]], pgno[self.keys[k]] = self.offsets[k], self.sizes[k], self.pgnos[k]
+        return off, size, pgno
+
+
+def _memory_budget() -> Optional[int]:
+    """Bytes the page cache can hold for us: min(MemAvailable, this cgroup's memory limit); None if unknown."""
+    values = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                values.append(int(line.split()[1]) << 10)
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, ctrls, rel = line.split(":", 2)
+            if ctrls == "":  # cgroup v2
+                f = Path("/sys/fs/cgroup") / rel.lstrip("/") / "memory.max"
+            elif "memory" in ctrls.split(","):
+                f = Path("/sys/fs/cgroup/memory") / rel.lstrip("/") / "memory.limit_in_bytes"
+            else:
+                continue
+            text = f.read_text().strip() if f.exists() else "max"
+            if text.isdigit():
+                values.append(int(text))
+    except (OSError, ValueError):
+        pass
+    return min(values) if values else None
+
+
+def choose_reader(file_size: int, wanted: str = "auto") -> str:
+    """``pread`` or ``mmap`` for a pack of ``file_size`` bytes in this process."""
+    if wanted not in READERS:
+        raise ValueError(f"reader must be one of {READERS}, got {wanted!r}")
+    if wanted != "auto":
+        return wanted
+    if struct.calcsize("P") < 8 or not hasattr(os, "preadv"):
+        return "pread" if hasattr(os, "preadv") else "mmap"
+    budget = _memory_budget()
+    # mmap pays one card read per 4 KB page fault when the pack does not stay cached: only when it fits easily.
+    return "mmap" if budget is not None and file_size <= budget * 3 // 4 else "pread"
+
+
+class BatchReader:
+    """Fills batches with the tensors of records, by record index into the whole pack.
+
+    ``expect`` holds, per record, the source, variant and split its header must
+    carry (from the fingerprinted index); ``nbytes`` is the target's tensor size.
+    """
+
+    def __init__(self, path: str, table: RecordTable, records: int, nbytes: int, expect, mode: str) -> None:
+        self.path, self.nbytes, self.mode, self.psize = path, nbytes, mode, table.psize
+        self.off, self.size, self.pgno = table.dense(records)
+        self.need = (PAGEHDRSZ - 1 + self.size) // self.psize + 1  # OVPAGES()
+        self.expect = expect
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._checked = np.zeros(records, bool)  # mmap: headers already validated
+        self._mm = None
+        try:
+            self.file_size = os.fstat(self._fd).st_size
+            # Each record's tensor must lie inside its value and the value inside the file.
+            self._fits = (self.off >= 0) & (self.size >= HEADER_SIZE + nbytes)
+            self._fits &= self.off + self.size <= self.file_size
+            if hasattr(os, "posix_fadvise"):  # a shuffle uses none of the kernel's readahead
+                os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)
+            if mode == "mmap":
+                self._map()
+        except BaseException:
+            self.close()
+            raise
+
+    def _map(self) -> None:
+        self._mm = mmap.mmap(self._fd, self.file_size, access=mmap.ACCESS_READ)
+        if hasattr(self._mm, "madvise"):
+            self._mm.madvise(mmap.MADV_RANDOM)
+        u8 = np.frombuffer(self._mm, np.uint8)
+        self._mv = memoryview(self._mm)
+        # Rows at every byte offset: row o is the nb bytes from o (indexing checks o against the shape).
+        stride = np.lib.stride_tricks.as_strided
+        self._rows = stride(u8, (self.file_size - self.nbytes + 1, self.nbytes), (1, 1), writeable=False)
+        self._slots = stride(u8, (self.file_size - SLOT_SIZE + 1, SLOT_SIZE), (1, 1), writeable=False)
+
+    def close(self) -> None:
+        if self._mm is not None:
+            self._mv.release()
+            self._rows = self._slots = self._mv = None
+            try:
+                self._mm.close()
+            except BufferError:  # a batch view still exports it: the mapping goes with the last view
+                pass
+            self._mm = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    # --- checks ---------------------------------------------------------------------------------
+
+    def _usable(self, recs: np.ndarray) -> None:
+        if not self._fits[recs].all():
+            r = int(recs[np.argmin(self._fits[recs])])
+            if self.off[r] < 0:
+                raise PackError(f"{self.path}: record {r} is missing")
+            raise PackError(
+                f"{self.path}: record {r}: value of {int(self.size[r])} bytes cannot hold a "
+                f"{HEADER_SIZE}-byte header and a {self.nbytes}-byte tensor"
+            )
+
+    def check(self, slots: np.ndarray, recs: np.ndarray) -> None:
+        """Page and record headers of ``recs`` (as read into ``slots``) against the walk and the index."""
+        h, ov = slots["head"], self.pgno[recs] != 0
+        src, var, split = self.expect
+        size = self.size[recs]
+        tests = (
+            ("overflow page number", ov & (slots["pgno"] != self.pgno[recs].astype(np.uint64))),
+            ("overflow page type", ov & ((slots["pflags"] & _PAGE_TYPES) != P_OVERFLOW)),
+            ("overflow page count", ov & (slots["pages"] < self.need[recs])),
+            ("magic", h["magic"] != RECORD_MAGIC),
+            ("format version", (h["version"] != FORMAT_VERSION) | (h["header_size"] != HEADER_SIZE)),
+            ("tensor size", h["tensor_nbytes"] != self.nbytes),
+            (
+                "section sizes",
+                HEADER_SIZE + h["tensor_nbytes"].astype(np.int64) + h["labels_nbytes"] + h["params_nbytes"] != size,
+            ),
+            ("source", h["source"] != src[recs]),
+            ("variant", h["variant"] != var[recs]),
+            ("split", (h["split"] != split[recs]) | (h["reserved"] != 0)),
+        )
+        for what, bad in tests:
+            if bad.any():
+                r = int(recs[np.argmax(bad)])
+                raise PackError(f"{self.path}: record {r}: {what} in its header does not match the pack")
+
+    # --- pread ----------------------------------------------------------------------------------
+
+    def fill_pread(self, x: np.ndarray, recs: np.ndarray) -> np.ndarray:
+        """One ``preadv`` per record (in file order): page header, record header and tensor into place."""
+        self._usable(recs)
+        b, nb, fd = len(recs), self.nbytes, self._fd
+        slots = np.zeros(b, SLOT_DTYPE)
+        srows, xrows = slots.view(np.uint8).reshape(b, SLOT_SIZE), x.reshape(b, -1).view(np.uint8)
+        off, pgno = self.off[recs], self.pgno[recs]
+        for j in np.argsort(off, kind="stable").tolist():
+            head = memoryview(srows[j]) if pgno[j] else memoryview(srows[j])[PAGEHDRSZ:]
+            at = int(off[j]) - (PAGEHDRSZ if pgno[j] else 0)
+            want = len(head) + nb
+            try:
+                got = os.preadv(fd, [head, memoryview(xrows[j])], at)
+            except OSError as e:
+                raise PackError(f"{self.path}: record {int(recs[j])}: read failed: {e.strerror or e}") from None
+            if got != want:
+                raise PackError(f"{self.path}: record {int(recs[j])}: short read, {got} of {want} bytes at {at}")
+        self.check(slots, recs)
+        return x
+
+    # --- mmap -----------------------------------------------------------------------------------
+
+    def _check_mapped(self, recs: np.ndarray) -> None:
+        """Validate headers of records not seen yet (once per record), and that the file kept its size."""
+        if os.fstat(self._fd).st_size < self.file_size:  # a later read past the new end would be SIGBUS
+            raise PackError(f"{self.path}: the file shrank while open (was {self.file_size} bytes)")
+        todo = recs[~self._checked[recs]]
+        if len(todo):
+            self._usable(todo)
+            # The 16 bytes before a value: its overflow page header (inline values: leaf bytes, not checked).
+            slots = self._slots[self.off[todo] - PAGEHDRSZ].view(SLOT_DTYPE)[:, 0]
+            self.check(slots, todo)
+            self._checked[todo] = True
+
+    def gather(self, recs: np.ndarray) -> np.ndarray:
+        """Small tensors: one numpy gather from the mapping into a new (len(recs), nbytes) uint8 array."""
+        self._check_mapped(recs)
+        return self._rows[self.off[recs] + HEADER_SIZE]
+
+    def fill_mapped(self, x: np.ndarray, recs: np.ndarray) -> np.ndarray:
+        """Large tensors: one copy per record from the mapping into the batch buffer, in file order."""
+        self._check_mapped(recs)
+        mv, nb = self._mv, self.nbytes
+        xrows = x.reshape(len(recs), -1).view(np.uint8)
+        starts = (self.off[recs] + HEADER_SIZE).tolist()
+        for j in np.argsort(starts, kind="stable").tolist():
+            s = starts[j]
+            memoryview(xrows[j])[:] = mv[s : s + nb]
+        return x
+
+    @property
+    def small(self) -> bool:
+        return self.nbytes < _SMALL_RECORD
+
+
+def prefetched(jobs: Iterable, fill: Callable, depth: int = 1) -> Iterator:
+    """``fill(job)`` for each job on a background thread, ``depth`` results ahead; yields them in order.
+
+    The reads release the GIL, so the next batch is read while the caller's
+    model runs.  An exception in ``fill`` is raised here, at the batch it
+    belongs to.  Closing the generator stops the thread before returning.
+    """
+    q: "queue.Queue" = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for job in jobs:
+                if stop.is_set() or not put((fill(job), None)):
+                    return
+            put((done, None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+            put((None, e))
+
+    t = threading.Thread(target=work, name="edgeaug-prefetch", daemon=True)
+    t.start()
+    try:
+        while True:
+            item, err = q.get()
+            if err is not None:
+                raise err
+            if item is done:
+                return
+            yield item
+            item = None
+    finally:
+        stop.set()
+        t.join()
+
+
+def reusable(spare: List[np.ndarray], shape: Tuple[int, ...], dtype: np.dtype, keep: int = 5) -> np.ndarray:
+    """A batch array: a recycled one if nobody else holds it any more, else a new one.
+
+    A fresh multi-megabyte ``np.empty`` per batch can cost as much as the copy
+    itself (page faults, depending on the allocator's state).  Arrays the
+    caller (or a view, a queue, a session) still references are never
+    recycled: ``sys.getrefcount`` is 2 only for the ``spare`` list's reference
+    plus the call's own argument.  ``keep`` bounds the list: the caller's
+    batch, the one before, one queued, one being filled, a short last one.
+    """
+    for k in range(len(spare)):
+        if spare[k].shape == shape and sys.getrefcount(spare[k]) == 2:
+            spare.append(spare.pop(k))
+            return spare[-1]
+    spare.append(np.empty(shape, dtype))
+    if len(spare) > keep:
+        spare.pop(0)
+    return spare[-1]

@@ -105,8 +105,6 @@ def fill_value(manifest: Dict[str, Any]) -> np.ndarray:
 
 def _spans(n: int, d: int, flip: bool) -> Tuple[slice, slice]:
     """Destination and source ranges along one axis of length ``n`` shifted by ``d``."""
-    if not -n < d < n:
-        raise ValueError(f"shift {d} is not smaller than the image side {n}")
     a, b = max(0, d), n + min(0, d)
     src = slice(n - (b - d), n - (a - d)) if flip else slice(a - d, b - d)
     return slice(a, b), src
@@ -128,33 +126,89 @@ def _units(a: np.ndarray, layout: str) -> Optional[np.ndarray]:
     return u[..., 0] if layout == "NHWC" else u
 
 
-def fill_online(dst: np.ndarray, src: np.ndarray, layout: str, flip: bool, dx: int, dy: int, fill: np.ndarray) -> None:
-    """Write record ``src`` mirrored and/or shifted into ``dst`` (same shape, no overlap).
+def border_pattern(shape: Tuple[int, ...], layout: str, fill, dtype) -> np.ndarray:
+    """What the exposed border is filled from: one image row for NHWC, (C, 1, 1) for NCHW.
 
-    The copy the loader does anyway, done with the transform: one strided copy
-    of the part that stays inside, then the exposed border set to ``fill``.
+    A row of whole pixels makes every border write a run of contiguous bytes,
+    whatever the channels' fill values; :func:`apply_online` builds it once
+    per batch, callers of :func:`fill_online` may too.
     """
-    ha, wa = (0, 1) if layout == "NHWC" else (1, 2)
-    h, w = dst.shape[ha], dst.shape[wa]
-    rd, rs = _spans(h, int(dy), False)
-    cd, cs = _spans(w, int(dx), bool(flip))
-    pre = (slice(None),) * ha
-    ud, us = (_units(dst, layout), _units(src, layout)) if flip else (None, None)
-    if ud is not None and us is not None:
-        ud[pre + (rd, cd)] = us[pre + (rs, cs)][..., ::-1]
-    elif flip:
-        dst[pre + (rd, cd)] = np.flip(src[pre + (rs, cs)], axis=wa)
+    dtype = np.dtype(dtype)
+    c = shape[-1] if layout == "NHWC" else shape[0]
+    f = np.broadcast_to(np.asarray(fill).astype(dtype), (c,))
+    if layout == "NCHW":
+        return np.ascontiguousarray(f).reshape(c, 1, 1)
+    row = np.empty((shape[1], c), dtype)
+    row[...] = f
+    return row
+
+
+def _borders(dst: np.ndarray, layout: str, dx: int, dy: int, pattern: np.ndarray) -> None:
+    """Set the rows and columns a shift by (dx, dy) exposed to the fill pattern."""
+    if layout == "NCHW":
+        h, w = dst.shape[1:]
+        rows, cols, pr, pc = (slice(None),), (slice(None), slice(None)), pattern, pattern
     else:
-        dst[pre + (rd, cd)] = src[pre + (rs, cs)]
-    f = fill if layout == "NHWC" else np.reshape(fill, (-1, 1, 1))
-    if rd.start:
-        dst[pre + (slice(0, rd.start),)] = f
-    if rd.stop < h:
-        dst[pre + (slice(rd.stop, h),)] = f
-    if cd.start:
-        dst[pre + (rd, slice(0, cd.start))] = f
-    if cd.stop < w:
-        dst[pre + (rd, slice(cd.stop, w))] = f
+        h, w = dst.shape[:2]
+        rows, cols, pr, pc = (), (slice(None),), pattern, None
+    if dy:
+        dst[rows + (slice(0, dy) if dy > 0 else slice(h + dy, h),)] = pr
+    if dx:
+        c = slice(0, dx) if dx > 0 else slice(w + dx, w)
+        dst[cols + (c,)] = pattern[c] if pc is None else pc
+
+
+def _flat_offset(dst: np.ndarray, layout: str, dx: int, dy: int) -> int:
+    """Bytes a (dx, dy) shift moves a C-contiguous record; what wraps lands in the filled border."""
+    w = dst.shape[-1] if layout == "NCHW" else dst.shape[1]
+    unit = dst.itemsize * (dst.shape[-1] if layout == "NHWC" else 1)
+    return (dy * w + dx) * unit
+
+
+def _move(dst_mv: memoryview, src_mv: memoryview, off: int) -> None:
+    """``dst = src`` moved by ``off`` bytes (memmove semantics: src may be dst)."""
+    n = len(dst_mv)
+    if off >= 0:
+        dst_mv[off:] = src_mv[: n - off]
+    else:
+        dst_mv[: n + off] = src_mv[-off:]
+
+
+def _check_shift(h: int, w: int, dx: int, dy: int) -> None:
+    if not (-w < dx < w and -h < dy < h):
+        raise ValueError(f"shift ({dx}, {dy}) is not smaller than the {w}x{h} image")
+
+
+def fill_online(dst: np.ndarray, src: np.ndarray, layout: str, flip: bool, dx: int, dy: int, fill) -> None:
+    """Write record ``src`` mirrored and/or shifted into ``dst`` (same shape; no overlap when ``flip``).
+
+    The copy the loader does anyway, done with the transform: a shift alone is
+    one memmove of the C-contiguous bytes (rows wrap into the border, which is
+    filled next); a mirror is one reversed copy of whole pixels.  ``fill`` is
+    one value per channel or a :func:`border_pattern`.
+    """
+    nchw = layout == "NCHW"
+    h, w = dst.shape[-2:] if nchw else dst.shape[:2]
+    dx, dy, flip = int(dx), int(dy), bool(flip)
+    _check_shift(h, w, dx, dy)
+    pattern = fill if np.ndim(fill) >= 2 else border_pattern(dst.shape, layout, fill, dst.dtype)
+    contiguous = dst.flags.c_contiguous and src.flags.c_contiguous
+    if not flip and contiguous:
+        _move(
+            memoryview(dst.reshape(-1).view(np.uint8)),
+            memoryview(src.reshape(-1).view(np.uint8)),
+            _flat_offset(dst, layout, dx, dy),
+        )
+    else:
+        rd, rs = _spans(h, dy, False)
+        cd, cs = _spans(w, dx, flip)
+        pre = (slice(None),) * int(nchw)
+        if flip and contiguous:
+            _units(dst, layout)[pre + (rd, cd)] = _units(src, layout)[pre + (rs, cs)][..., ::-1]
+        else:
+            part = src[pre + (rs, cs)]
+            dst[pre + (rd, cd)] = np.flip(part, axis=1 + int(nchw)) if flip else part
+    _borders(dst, layout, dx, dy, pattern)
 
 
 def apply_online(
@@ -168,8 +222,9 @@ def apply_online(
     """Mirror and/or shift each record of ``batch`` (N, *record shape) in place.
 
     ``fill`` is a scalar or one value per channel (see :func:`fill_value`).
-    Records that neither flip nor move are not touched.  ``scratch``, an
-    optional array of the batch's shape and dtype, saves an allocation per call.
+    Records that neither flip nor move are not touched; a shift alone moves
+    the record's bytes in place (one memmove); a mirror reads from a copy of
+    the record in ``scratch`` (optional: one record's shape and dtype).
     """
     if layout not in ("NHWC", "NCHW") or batch.ndim != 4:
         raise ValueError(f"apply_online: expected a 4-d NHWC or NCHW batch, got {layout} {batch.shape}")
@@ -177,20 +232,28 @@ def apply_online(
     shifts = np.asarray(shifts, np.int64).reshape(-1, 2)
     if len(flips) != len(batch) or len(shifts) != len(batch):
         raise ValueError(f"apply_online: {len(flips)} flips / {len(shifts)} shifts for {len(batch)} records")
-    c = batch.shape[3] if layout == "NHWC" else batch.shape[1]
-    fill = np.broadcast_to(np.asarray(fill).astype(batch.dtype), (c,))
-    h, w = (batch.shape[1], batch.shape[2]) if layout == "NHWC" else (batch.shape[2], batch.shape[3])
-    if len(shifts) and (np.abs(shifts[:, 0]).max() >= w or np.abs(shifts[:, 1]).max() >= h):
-        raise ValueError(f"apply_online: a shift reaches {np.abs(shifts).max()} px, the image is {w}x{h}")
+    h, w = batch.shape[-2:] if layout == "NCHW" else batch.shape[1:3]
+    if len(shifts):
+        _check_shift(h, w, int(np.abs(shifts[:, 0]).max()), int(np.abs(shifts[:, 1]).max()))
     moved = np.flatnonzero(flips | (shifts != 0).any(axis=1))
     if not len(moved):
         return
-    if scratch is None or scratch.shape[1:] != batch.shape[1:] or scratch.dtype != batch.dtype:
-        scratch = np.empty((len(moved),) + batch.shape[1:], batch.dtype)
-    tmp = scratch[: len(moved)]
-    np.take(batch, moved, axis=0, out=tmp)  # one gather of whole records: a memcpy each
-    for k, j in enumerate(moved.tolist()):
-        fill_online(batch[j], tmp[k], layout, flips[j], shifts[j, 0], shifts[j, 1], fill)
+    if not batch.flags.c_contiguous:
+        raise ValueError("apply_online: the batch must be C-contiguous (as Pack.batches yields it)")
+    pattern = border_pattern(batch.shape[1:], layout, fill, batch.dtype)
+    if flips.any() and (scratch is None or scratch.shape != batch.shape[1:] or scratch.dtype != batch.dtype):
+        scratch = np.empty(batch.shape[1:], batch.dtype)
+    flat = memoryview(batch.reshape(-1).view(np.uint8))
+    nb = batch[0].nbytes
+    for j in moved.tolist():
+        rec, (dx, dy) = batch[j], shifts[j].tolist()
+        if flips[j]:
+            memoryview(scratch.reshape(-1).view(np.uint8))[:] = flat[j * nb : (j + 1) * nb]
+            fill_online(rec, scratch, layout, True, dx, dy, pattern)
+        else:
+            mv = flat[j * nb : (j + 1) * nb]
+            _move(mv, mv, _flat_offset(rec, layout, dx, dy))
+            _borders(rec, layout, dx, dy, pattern)
 
 
 # --- labels -------------------------------------------------------------------------
@@ -270,9 +333,9 @@ def transform_mask(mask: Optional[np.ndarray], flip: bool, shift, fill: int = 0)
     """A new (H, W) mask after the flip and shift; the exposed border is ``fill`` (0 or an ignore value)."""
     if mask is None:
         return None
-    m = np.asarray(mask)
+    m = np.ascontiguousarray(mask)
     out = np.empty_like(m)
-    fill_online(out[:, :, None], m[:, :, None], "NHWC", flip, int(shift[0]), int(shift[1]), np.asarray([fill], m.dtype))
+    fill_online(out[:, :, None], m[:, :, None], "NHWC", flip, int(shift[0]), int(shift[1]), [fill])
     return out
 
 

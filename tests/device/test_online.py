@@ -156,7 +156,7 @@ def test_reuses_a_scratch_buffer():
     batch = _batch("NCHW", "float32", n=6)
     stored = batch.copy()
     flips, shifts = online_params(0, 0, np.arange(6), 1.0, 2)
-    scratch = np.empty_like(batch)
+    scratch = np.empty_like(batch[0])
     apply_online(batch, "NCHW", flips, shifts, 0.0, scratch=scratch)
     for j in range(6):
         assert np.array_equal(batch[j], _reference(stored[j], "NCHW", True, *shifts[j], np.float32(0)))

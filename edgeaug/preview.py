@@ -195,17 +195,37 @@ def contact_sheet(pack: Any, count: int = 16, start: int = 0, columns: int = 0) 
     return sheet
 
 
+#: Contact sheet formats by file suffix, with OpenCV's encoder options.
+SHEET_FORMATS = {
+    ".png": (),
+    ".jpg": ("JPEG_QUALITY", 95),
+    ".jpeg": ("JPEG_QUALITY", 95),
+    ".webp": ("WEBP_QUALITY", 95),
+    ".bmp": (),
+}
+
+
 def write_preview(pack_path: str | Path, out: str | Path, count: int = 16, start: int = 0) -> Path:
-    """Write the contact sheet as a PNG; returns its path."""
+    """Write the contact sheet in the format ``out``'s suffix names (PNG, JPEG, WebP, BMP); returns its path.
+
+    An unknown suffix or a missing folder is a ValueError, raised before any record is read.
+    """
     import cv2
 
     from edgeaug.device.loader import Pack
 
+    out = Path(out)
+    fmt = out.suffix.lower()
+    if fmt not in SHEET_FORMATS:
+        raise ValueError(f"{out}: unknown image format {out.suffix or '(no suffix)'!r}: use {', '.join(SHEET_FORMATS)}")
+    if not out.parent.is_dir():
+        raise ValueError(f"{out}: the folder {out.parent} does not exist")
+    opts = SHEET_FORMATS[fmt]
+    params = [getattr(cv2, f"IMWRITE_{opts[0]}"), opts[1]] if opts else []
     with Pack(str(pack_path)) as pack:
         sheet = contact_sheet(pack, count, start)
-    out = Path(out)
-    ok, buf = cv2.imencode(".png", sheet[..., ::-1])
+    ok, buf = cv2.imencode(fmt, sheet[..., ::-1], params)
     if not ok:
-        raise OSError(f"{out}: could not encode the PNG")
+        raise OSError(f"{out}: could not encode the {fmt[1:].upper()} image")
     out.write_bytes(buf.tobytes())
     return out

@@ -104,8 +104,9 @@ def test_explain_shows_the_ops_of_a_record(small_pack):
     assert f"record {r}: train" in out.output and repr(src) in out.output and "variant 2" in out.output
     for e in rec["params"]["ops"]:
         assert f"- {e['op']}: " + ("skipped" if not e["on"] else "") in out.output
-    js = runner.invoke(app, ["explain", str(small_pack), str(r), "--json"])
-    assert json.loads(js.output) == rec["params"]
+    js = json.loads(runner.invoke(app, ["explain", str(small_pack), str(r), "--json"]).output)
+    assert js["params"] == rec["params"] and (js["source"], js["variant"], js["record"]) == (src, 2, r)
+    assert js["split"] == "train" and js["source_index"] == rec["source"] and js["label"] == rec["label"]
     bad = runner.invoke(app, ["explain", str(small_pack), "100000"])
     assert bad.exit_code == 2 and "outside the pack's" in bad.output
 

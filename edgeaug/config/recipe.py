@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Tuple
+from typing import Any, List, Tuple
 
 from edgeaug.config.fields import _REQUIRED, ConfigError, Fields, load_toml
 from edgeaug.ops.registry import OPS
@@ -40,7 +40,8 @@ from edgeaug.ops.registry import OPS
 RESIZE_MODES = ("squash", "letterbox", "center_crop")
 BORDERS = ("constant", "reflect")
 MAX_NESTING = 8  # one_of inside some_of inside ...: a sane bound, not a recursion bomb
-DEFAULT_RECIPE = Path(__file__).resolve().parent / "recipes" / "default.toml"
+RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
+DEFAULT_RECIPE = RECIPE_DIR / "default.toml"
 
 
 @dataclass(frozen=True)
@@ -94,9 +95,40 @@ class Recipe:
         return Recipe(k, self.include_original, self.resize, self.border, self.fill, self.min_visibility, self.ops)
 
 
+def list_recipes() -> List[Path]:
+    """The shipped recipes (``default``, ``detection``, ...), by name."""
+    return sorted(RECIPE_DIR.glob("*.toml"))
+
+
+def recipe_path(name_or_path: str | Path | None = None) -> Path:
+    """A recipe file: an existing path, else a shipped recipe's name (``detection``), else the default."""
+    if name_or_path is None:
+        return DEFAULT_RECIPE
+    p = Path(name_or_path)
+    if p.is_file() or p.suffix == ".toml" or len(p.parts) > 1:
+        return p  # a path: load_toml names the problem if it cannot be read
+    shipped = RECIPE_DIR / f"{p.name}.toml"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(r.stem for r in list_recipes())
+    raise ConfigError(f"unknown recipe {str(name_or_path)!r}: not a file and not one of the shipped recipes: {names}")
+
+
+def describe_recipe(path: Path) -> str:
+    """The first sentence of a recipe file's leading comment (its description), or ''."""
+    words = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        words.append(line.lstrip("#").strip())
+    text = " ".join(w for w in words if w)
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
+
+
 def load_recipe(path: str | Path | None = None) -> Recipe:
-    """Load and validate a recipe file (the shipped default when ``path`` is None)."""
-    p = Path(path) if path is not None else DEFAULT_RECIPE
+    """Load and validate a recipe: a file path or a shipped recipe's name (the default when None)."""
+    p = recipe_path(path)
     return parse_recipe(load_toml(p), p.name, base=p.parent)
 
 

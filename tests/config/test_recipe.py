@@ -54,3 +54,17 @@ def test_toml_syntax_error_names_the_file(tmp_path):
         load_recipe(p)
     with pytest.raises(ConfigError, match="cannot read"):
         load_recipe(tmp_path / "missing.toml")
+
+
+def test_shipped_recipes_load_by_name(tmp_path, monkeypatch):
+    from edgeaug.config.recipe import list_recipes, recipe_path
+
+    names = [p.stem for p in list_recipes()]
+    assert {"default", "detection"} <= set(names)
+    assert load_recipe("detection") == load_recipe(recipe_path("detection")) and load_recipe("detection").variants == 8
+    assert load_recipe("default") == load_recipe()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "detection").write_text("variants = 1\ninclude_original = true\n")  # a file by that name wins
+    assert load_recipe("detection").variants == 1
+    with pytest.raises(ConfigError, match=r"unknown recipe 'detecton': not a file and not one of .*default, detection"):
+        load_recipe("detecton")

@@ -106,11 +106,11 @@ def write_digits(root: Path, limit: Optional[int] = None) -> int:
 
 def build_pack(work: Path, data: Path, k: int, seed: int, size: int = SIZE, color: str = "GRAY") -> Path:
     """A pack with ``k`` augmented variants per train source (``k == 0``: originals only)."""
+    out = work / f"digits_{color.lower()}{size}_k{k}.lmdb"
+    if out.exists():  # --work keeps packs between runs
+        return out
     from edgeaug.build.builder import build
 
-    out = work / f"digits_{color.lower()}{size}_k{k}.lmdb"
-    if out.exists():
-        return out
     target = work / f"target_{color.lower()}{size}.toml"
     target.write_text(TARGET.format(size=size, channels=1 if color == "GRAY" else 3, color=color))
     recipe = work / f"recipe_k{k}.toml"
@@ -181,10 +181,11 @@ def bench_online(pack_path: Path, hflip: float, shift: int, rounds: int = 5, bat
     them alike; each figure is the median over rounds.
     """
     from edgeaug.device.loader import Pack
-    from edgeaug.device.online import apply_online, fill_online, fill_value, online_params
+    from edgeaug.device.online import apply_online, border_pattern, fill_online, fill_value, online_params
 
     with Pack(str(pack_path), "train") as p:
         fill, layout = fill_value(p.manifest), p.manifest["target"]["layout"]
+        pattern = border_pattern(p.shape, layout, fill, p.dtype)  # built once, as a loader would
         scratch = np.empty(p.shape, p.dtype)
 
         def plain(e):
@@ -205,7 +206,7 @@ def bench_online(pack_path: Path, hflip: float, shift: int, rounds: int = 5, bat
                 f, s = online_params(p.seed, e, idx, hflip, shift)
                 for j, i in enumerate(idx.tolist()):
                     if transform:
-                        fill_online(out[j], p[i][0], layout, f[j], s[j, 0], s[j, 1], fill)
+                        fill_online(out[j], p[i][0], layout, f[j], s[j, 0], s[j, 1], pattern)
                     else:
                         out[j] = p[i][0]
 

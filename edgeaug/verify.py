@@ -25,9 +25,8 @@ class Mismatch:
     max_abs_diff: float
 
     def __str__(self) -> str:
-        return (
-            f"record {self.record} ({self.source}, variant {self.variant}): {self.op}; max |diff| {self.max_abs_diff:g}"
-        )
+        diff = f"; max |diff| {self.max_abs_diff:g}" if self.max_abs_diff else ""  # 0: the op says pixels match
+        return f"record {self.record} ({self.source}, variant {self.variant}): {self.op}{diff}"
 
 
 @dataclass

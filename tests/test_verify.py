@@ -119,6 +119,7 @@ def test_label_mismatch_says_which_labels_and_that_pixels_match(shapes_dir, tmp_
     rep = verify_pack(out, source=shapes_dir, sample=3)
     assert len(rep.mismatches) == 3
     assert all("boxes: stored 0, regenerated 1); the pixels are identical" in m.op for m in rep.mismatches)
+    assert "max |diff|" not in str(rep.mismatches[0])
 
 
 def test_verify_reads_the_pack_through_its_public_api():

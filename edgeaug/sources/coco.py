@@ -14,7 +14,8 @@ def scan_coco(p: Path, root: Optional[Path] = None) -> SourceSet:
     """A COCO instances JSON: ``images``, ``annotations`` (``bbox`` xywh, ``keypoints``), ``categories``.
 
     Image ``file_name`` resolves against the JSON's folder, then ``root`` (the
-    dataset folder; default: the JSON's folder) and its ``images/`` subfolder;
+    dataset folder; default: the JSON's folder, or the folder above it when that
+    is COCO's ``annotations/``) and its ``images/`` subfolder;
     source paths are relative to ``root``.  Categories sort by id into class
     indices.  ``iscrowd`` annotations are skipped.  A category with K keypoint
     names contributes exactly K keypoints per annotation, in annotation order;
@@ -31,7 +32,9 @@ def scan_coco(p: Path, root: Optional[Path] = None) -> SourceSet:
     index = {cid: i for i, (cid, _, _) in enumerate(cats)}
     nkp = {cid: len(kp) for cid, _, kp in cats}
     pairs = {cid: flip_pairs(kp) for cid, _, kp in cats}
-    root = (root or p.parent).resolve()
+    if root is None:  # coco/annotations/x.json names the same sources as coco/
+        root = p.parent.parent if p.parent.name == "annotations" else p.parent
+    root = root.resolve()
     images = _coco_images(p, root, _list(p, data, "images"))
     boxes: Dict[Any, List[tuple]] = {i: [] for i in images}
     kps: Dict[Any, List[tuple]] = {i: [] for i in images}

@@ -27,6 +27,7 @@ def test_a_folder_holding_a_coco_json_is_read_as_coco(tmp_path):
     (tmp_path / "c" / "annotations").mkdir()
     shutil.move(tmp_path / "c" / "instances.json", tmp_path / "c" / "annotations" / "instances_train.json")
     assert _boxes(scan(tmp_path / "c")) == want
+    assert _boxes(scan(tmp_path / "c" / "annotations" / "instances_train.json")) == want  # the same source paths
 
 
 def test_several_coco_files_are_refused_by_name(tmp_path):

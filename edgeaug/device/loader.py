@@ -425,6 +425,8 @@ class Pack:
         if self._reader is None:
             raise PackError(f"{self.path}: pack is closed")
         read = self._read_batch
+        if self._reader.mode == "mmap":
+            self._reader.precheck(order[:stop] + self._start)
         if prefetch or (prefetch is None and self._reader.mode == "pread"):
             yield from prefetched(chunks, read)
         else:

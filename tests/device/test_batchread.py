@@ -1,0 +1,258 @@
+"""Batches read at file offsets (batchread): same bytes as record by record, every damage a PackError.
+
+Covers both batch readers (pread, mmap) with both backends, values in overflow
+pages and values inline in leaf pages, short reads, offsets outside the file,
+page and record headers that disagree with the pack, and the prefetch thread.
+Damage that could make a reader touch unmapped memory runs in a child process,
+so a signal would fail the test instead of killing pytest.
+"""
+
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeaug.build.builder import build
+from edgeaug.device import batchread
+from edgeaug.device import format as F
+from edgeaug.device.lmdbpure import PureEnvironment
+from edgeaug.device.loader import Pack, PackError
+
+REPO = Path(__file__).resolve().parents[2]
+COMBOS = [(b, r) for b in ("lmdb", "pure") for r in ("pread", "mmap")]
+TINY_TARGET = """[device]
+name = "tiny"
+arch = "any"
+word_size = 64
+[input]
+height = 8
+width = 8
+channels = 1
+layout = "NHWC"
+color = "GRAY"
+dtype = "uint8"
+scale = 0.00392156862745098
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_pack(shapes_dir, tmp_path_factory) -> Path:
+    """A pack of ~0.5 KB records: values stored inside their leaf pages, not in overflow pages."""
+    d = tmp_path_factory.mktemp("tinypack")
+    (d / "tiny.toml").write_text(TINY_TARGET)
+    out = d / "tiny.lmdb"
+    build(shapes_dir, out, d / "tiny.toml", variants=2, seed=5, workers=1, val=0.25)
+    return out
+
+
+def _records(p: Pack, order) -> np.ndarray:
+    return np.stack([p[int(i)][0] for i in order])
+
+
+@pytest.mark.parametrize("backend,reader", COMBOS)
+@pytest.mark.parametrize("which", ["small_pack", "tiny_pack"])
+def test_batches_hold_the_same_bytes_as_single_records(request, which, backend, reader):
+    path = str(request.getfixturevalue(which))
+    for split in ("train", "val"):
+        with Pack(path, split, backend=backend, reader=reader) as p:
+            assert p.reader == reader
+            for epoch, prefetch in ((0, None), (1, True), (2, False)):
+                got = list(p.batches(5, epoch=epoch, prefetch=prefetch))
+                order = p.epoch_order(epoch)
+                assert np.array_equal(np.concatenate([x for x, _ in got]), _records(p, order))
+                assert np.array_equal(np.concatenate([y for _, y in got]), p.labels[order])
+                assert all(x.flags.c_contiguous and x.dtype == p.dtype for x, _ in got)
+
+
+def test_inline_values_really_are_inline(tiny_pack, small_pack):
+    for path, inline in ((tiny_pack, True), (small_pack, False)):
+        with PureEnvironment(str(path)) as env:
+            table = batchread.RecordTable(env)
+        assert len(table.keys) and bool((table.pgnos == 0).all()) == inline and bool((table.pgnos != 0).all()) != inline
+
+
+def test_reader_choice():
+    assert batchread.choose_reader(1, "pread") == "pread" and batchread.choose_reader(1 << 50, "mmap") == "mmap"
+    if struct.calcsize("P") == 8 and hasattr(os, "preadv"):
+        assert batchread.choose_reader(1 << 50) == "pread"  # larger than any memory: one read per record
+    with pytest.raises(ValueError, match="reader must be one of"):
+        batchread.choose_reader(1, "fast")
+    with pytest.raises(ValueError, match="reader must be one of"):
+        Pack("nonexistent.lmdb", reader="fast")
+
+
+# --- damage ------------------------------------------------------------------------------
+
+CHILD = r"""
+import json, os, sys
+from edgeaug.device.loader import Pack, PackError
+path, backend, reader, action = sys.argv[1:5]
+out = {}
+try:
+    p = Pack(path, backend=backend, reader=reader)
+except PackError as e:
+    print(json.dumps({"open": str(e)})); sys.exit(0)
+if action == "truncate":  # the file shrinks after the pack was opened
+    os.truncate(path, os.path.getsize(path) // 2)
+try:
+    for e in range(2):
+        for _ in p.batches(4, epoch=e, all_variants=True):
+            pass
+    out["batches"] = "ok"
+except PackError as e:
+    out["batches"] = "PackError: " + str(e)
+except Exception as e:
+    out["batches"] = "EXC " + type(e).__name__ + ": " + str(e)
+print(json.dumps(out))
+"""
+
+
+def run_child(path: Path, backend: str, reader: str, action: str = "") -> dict:
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(REPO)
+    r = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), backend, reader, action or "-"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert r.returncode == 0, (backend, reader, action, r.returncode, r.stderr[-2000:])  # never a signal
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("backend,reader", COMBOS)
+def test_file_truncated_after_open_is_an_error_not_a_signal(small_pack, tmp_path, backend, reader):
+    path = tmp_path / "cut.lmdb"
+    shutil.copy(small_pack, path)
+    res = run_child(path, backend, reader, "truncate")
+    # pread: a short read; mmap: the size check before each batch (a read past the end would be SIGBUS)
+    assert res["batches"].startswith("PackError"), res
+    assert ("short read" in res["batches"]) if reader == "pread" else ("shrank" in res["batches"]), res
+
+
+def _value_location(path: Path, r: int):
+    """(leaf page number, data offset in that page, overflow page number or 0) of record ``r``'s value."""
+    with PureEnvironment(str(path)) as env:
+        page, idx = env._lookup(env._meta.main, F.record_key(r))
+        nflags, _dsize, doff = page.nodes[idx]
+        ov = struct.unpack_from("<Q", page.raw, doff)[0] if nflags & 1 else 0
+        return page.pgno, doff, ov, env.stat()["psize"], env.info()["last_pgno"]
+
+
+def _patch(path: Path, offset: int, data: bytes) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+@pytest.mark.parametrize("backend,reader", COMBOS)
+def test_overflow_pointer_outside_the_file_fails_at_open(small_pack, tmp_path, backend, reader):
+    path = tmp_path / "far.lmdb"
+    shutil.copy(small_pack, path)
+    leaf, doff, ov, psize, last = _value_location(path, 2)
+    assert ov, "rpi4 records live in overflow pages"
+    _patch(path, leaf * psize + doff, struct.pack("<Q", last + 5))
+    res = run_child(path, backend, reader)
+    assert "open" in res and "runs past page" in res["open"], res
+
+
+@pytest.mark.parametrize("backend,reader", COMBOS)
+@pytest.mark.parametrize(
+    "field,offset,data,message",
+    [
+        ("overflow pgno", 0, struct.pack("<Q", 3), "overflow page number"),
+        ("overflow flags", 10, struct.pack("<H", 0x02), "overflow page type"),
+        ("overflow pages", 12, struct.pack("<I", 1), "overflow page count"),
+        ("magic", 16, b"XXXX", "magic"),
+        ("tensor size", 16 + 40, struct.pack("<I", 12), "tensor size"),
+        ("source", 16 + 56, struct.pack("<I", 77), "source"),
+    ],
+)
+def test_header_mismatch_is_a_pack_error(small_pack, tmp_path, backend, reader, field, offset, data, message):
+    path = tmp_path / "hdr.lmdb"
+    shutil.copy(small_pack, path)
+    _leaf, _doff, ov, psize, _last = _value_location(path, 1)
+    _patch(path, ov * psize + offset, data)
+    res = run_child(path, backend, reader)
+    assert res.get("batches", "").startswith("PackError") and "record 1:" in res["batches"], (field, res)
+    assert message in res["batches"], (field, res)
+
+
+def test_offsets_outside_the_file_and_missing_records_are_errors(small_pack):
+    with Pack(str(small_pack), backend="pure", reader="pread") as p, PureEnvironment(str(small_pack)) as env:
+        table = batchread.RecordTable(env)
+        size = os.path.getsize(small_pack)
+        expect = (p._index["source"], p._index["variant"], p._index["split"])
+        for reader in ("pread", "mmap"):
+            t = batchread.RecordTable(env)
+            t.offsets[3] = size - 100  # the value would run past the end of the file
+            t.keys, t.offsets, t.sizes, t.pgnos = (a[t.keys != 5] for a in (t.keys, t.offsets, t.sizes, t.pgnos))
+            br = batchread.BatchReader(str(small_pack), t, p.records, p.nbytes, expect, reader)
+            try:
+                x = np.empty((1,) + p.shape, p.dtype)
+                fill = br.fill_pread if reader == "pread" else br.fill_mapped
+                for r, what in ((3, "cannot hold"), (5, "missing")):
+                    with pytest.raises(PackError, match=f"record {r}.*{what}|record {r} is {what}"):
+                        fill(x, np.array([r]))
+                fill(x, np.array([4]))  # the others still read
+                assert np.array_equal(x[0], p.record_at(4)["x"])
+            finally:
+                br.close()
+        assert len(table.keys) == p.records
+
+
+# --- prefetch ----------------------------------------------------------------------------
+
+
+def _prefetch_threads():
+    return [t for t in threading.enumerate() if t.name == "edgeaug-prefetch"]
+
+
+def test_prefetch_reads_the_next_batch_while_the_caller_holds_this_one():
+    holding = threading.Event()
+    seen = []
+
+    def fill(job):
+        if job == 1:  # can only finish if it runs while the caller still holds batch 0
+            assert holding.wait(30), "batch 1 was not read while batch 0 was in use"
+        seen.append(job)
+        return job
+
+    it = batchread.prefetched(iter(range(3)), fill)
+    assert next(it) == 0
+    holding.set()
+    assert list(it) == [1, 2] and seen == [0, 1, 2]
+    assert _prefetch_threads() == []
+
+
+def test_prefetch_raises_at_the_failing_batch_and_stops_its_thread():
+    def fill(job):
+        if job == 2:
+            raise PackError("record 9: damaged")
+        return job
+
+    it = batchread.prefetched(iter(range(5)), fill)
+    assert [next(it), next(it)] == [0, 1]
+    with pytest.raises(PackError, match="record 9"):
+        next(it)
+    assert _prefetch_threads() == []
+    it = batchread.prefetched(iter(range(100)), lambda j: j)
+    next(it)
+    it.close()  # the caller stops early: the thread ends too
+    assert _prefetch_threads() == []
+
+
+def test_prefetched_batches_are_never_overwritten_while_held(small_pack):
+    with Pack(str(small_pack), reader="pread") as p:
+        kept = [x for x, _ in p.batches(3, epoch=1, prefetch=True)]
+        assert len({x.ctypes.data for x in kept}) == len(kept)
+        assert np.array_equal(np.concatenate(kept), _records(p, p.epoch_order(1)))

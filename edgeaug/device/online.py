@@ -22,7 +22,7 @@ keypoints ``[x, y, visible]`` in pixels of the tensor, pixel ``i`` spanning
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -221,8 +221,8 @@ def apply_online(
 ) -> None:
     """Mirror and/or shift each record of ``batch`` (N, *record shape) in place.
 
-    ``fill`` is a scalar or one value per channel (see :func:`fill_value`).
-    Records that neither flip nor move are not touched; a shift alone moves
+    ``fill`` is a scalar, one value per channel (see :func:`fill_value`) or a
+    :func:`border_pattern`.  Records that neither flip nor move are not touched; a shift alone moves
     the record's bytes in place (one memmove); a mirror reads from a copy of
     the record in ``scratch`` (optional: one record's shape and dtype).
     """
@@ -240,7 +240,7 @@ def apply_online(
         return
     if not batch.flags.c_contiguous:
         raise ValueError("apply_online: the batch must be C-contiguous (as Pack.batches yields it)")
-    pattern = border_pattern(batch.shape[1:], layout, fill, batch.dtype)
+    pattern = fill if np.ndim(fill) >= 2 else border_pattern(batch.shape[1:], layout, fill, batch.dtype)
     if flips.any() and (scratch is None or scratch.shape != batch.shape[1:] or scratch.dtype != batch.dtype):
         scratch = np.empty(batch.shape[1:], batch.dtype)
     flat = memoryview(batch.reshape(-1).view(np.uint8))
@@ -360,3 +360,48 @@ def transform_record(
         out["keypoints"] = transform_keypoints(rec["keypoints"], w, h, flip, shift, flip_pairs)
     out["mask"] = transform_mask(rec.get("mask"), flip, shift, mask_fill)
     return out
+
+
+# --- with a pack --------------------------------------------------------------------
+
+
+def online_batches(
+    pack,
+    batch_size: int,
+    epoch: int = 0,
+    hflip: float = 0.0,
+    shift: int = 0,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    all_variants: bool = False,
+) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    """``pack.batches(...)`` with each record mirrored/shifted for this epoch, in place.
+
+    ``pack`` is a loader ``Pack``; a record's transform depends on
+    ``(pack.seed, epoch, record index in the split)`` only.
+    """
+    layout = pack.manifest["target"]["layout"]
+    pattern = border_pattern(pack.shape, layout, fill_value(pack.manifest), pack.dtype)
+    order = pack.epoch_order(epoch, shuffle, all_variants)  # the records batches() serves, in order
+    scratch = np.empty(pack.shape, pack.dtype)
+    for b, (x, y) in enumerate(pack.batches(batch_size, epoch, shuffle, drop_last, all_variants)):
+        flips, shifts = online_params(pack.seed, epoch, order[b * batch_size : b * batch_size + len(x)], hflip, shift)
+        apply_online(x, layout, flips, shifts, pattern, scratch)
+        yield x, y
+
+
+def online_records(
+    pack, records, epoch: int, hflip: float, shift: int, flip_pairs: Optional[Sequence] = None, mask_fill: int = 0
+) -> List[Dict[str, Any]]:
+    """``pack.record(i)`` for each split index ``i``, tensor and labels transformed as the batches are.
+
+    Boxes are dropped by the recipe's ``min_visibility``, as the builder does.
+    """
+    idx = np.asarray(records, np.int64).reshape(-1)
+    flips, shifts = online_params(pack.seed, epoch, idx, hflip, shift)
+    layout, fill = pack.manifest["target"]["layout"], fill_value(pack.manifest)
+    min_vis = float((pack.manifest.get("recipe") or {}).get("min_visibility", 0.0))
+    return [
+        transform_record(pack.record(int(i)), layout, f, sh, fill, flip_pairs, min_vis, mask_fill)
+        for i, f, sh in zip(idx.tolist(), flips.tolist(), shifts.tolist())
+    ]

@@ -349,3 +349,28 @@ def test_bundles_into_the_single_file_loader(tmp_path, monkeypatch):
     ref = online_params(1, 2, np.arange(10), 0.5, 2)
     assert np.array_equal(f, ref[0]) and np.array_equal(s, ref[1])
     assert hasattr(mod, "apply_online") and hasattr(mod, "Pack")
+
+
+# --- with a real pack --------------------------------------------------------------
+
+
+def test_online_batches_do_not_depend_on_batch_size_and_match_the_records(small_pack):
+    from edgeaug.device.loader import Pack
+    from edgeaug.device.online import online_batches, online_records
+
+    with Pack(str(small_pack)) as p:
+        fill = fill_value(p.manifest)
+        runs = {bs: [x.copy() for x, _ in online_batches(p, bs, epoch=2, hflip=0.5, shift=20)] for bs in (1, 4, 7)}
+        whole = np.concatenate(runs[1])
+        for bs in (4, 7):
+            assert np.concatenate(runs[bs]).tobytes() == whole.tobytes()
+        order = p.epoch_order(2)
+        flips, shifts = online_params(p.seed, 2, order, 0.5, 20)
+        assert flips.any() and not flips.all()
+        for j, i in enumerate(order.tolist()):
+            ref = _reference(np.asarray(p[i][0]), "NHWC", flips[j], *shifts[j], fill)
+            assert whole[j].tobytes() == ref.tobytes()
+        recs = online_records(p, order[:5], 2, 0.5, 20)
+        assert all(r["x"].tobytes() == whole[j].tobytes() for j, r in enumerate(recs))
+        other = np.concatenate([x.copy() for x, _ in online_batches(p, 4, epoch=3, hflip=0.5, shift=20)])
+        assert other.tobytes() != whole.tobytes()  # a new epoch, new draws

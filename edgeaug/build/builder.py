@@ -1,10 +1,11 @@
-"""Building a pack: plan the records, render them in worker processes, write in order.
+"""Building a pack: plan the records, render them in chunks on any executor, merge in order.
 
-The plan is a pure function of (sources, recipe, seed, val fraction), so the
-pack's bytes never depend on the worker count or on timing.  Workers each
-decode one source once and render all its variants; one writer in the main
-process puts the records in plan order (``edgeaug.writer``) and finishes the
-pack atomically.
+The plan is a pure function of (sources, recipe, seed, val fraction), and its
+cut into chunks (:mod:`.chunks`) too, so the pack's bytes never depend on the
+worker count, the executor (local processes, a Dask cluster) or the number of
+shards.  Renderers write chunk files into ``OUT.partial/``; the build that
+seals reads them in plan order and puts each record once into the pack
+(:mod:`.writer`), then renames it into place.
 """
 
 from __future__ import annotations
@@ -16,26 +17,58 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
+from edgeaug.build import chunks
 from edgeaug.build.plan import ERROR_POLICIES, BuildError, SourceResult, Task, plan, val_sources  # noqa: F401
-from edgeaug.build.workers import run_tasks
 from edgeaug.config.recipe import Recipe, load_recipe
 from edgeaug.config.targets import Target, load_target
 from edgeaug.sources.base import SourceSet
 from edgeaug.sources.scan import scan
 
+MAX_LISTED = 20  # sources named in a "no usable source" error
+
 
 @dataclass
 class BuildResult:
-    path: Path
-    records: int
+    path: Path  # the pack; for a shard, the partial build folder
+    records: int  # records written; for a shard, records rendered by this run
     splits: Dict[str, int]
     skipped: List[Dict[str, str]]
     fingerprint: str
     seconds: float
     warnings: List[str] = field(default_factory=list)
     resumed: int = 0  # sources taken from an interrupted build instead of rendered again
+    shard: Optional[Tuple[int, int]] = None  # (I, N) of a --shard run, which writes no pack
+    chunks_done: int = 0  # for a shard: chunks of the whole plan now rendered
+    chunks_total: int = 0
+
+
+def parse_shard(shard: Union[str, Tuple[int, int], None]) -> Optional[Tuple[int, int]]:
+    """``"I/N"`` (0 <= I < N) as (I, N); None stays None."""
+    if shard is None or isinstance(shard, tuple):
+        i_n = shard
+    else:
+        try:
+            i_n = tuple(int(x) for x in str(shard).split("/"))
+        except ValueError:
+            i_n = ()
+    if i_n is not None and (len(i_n) != 2 or not 0 <= i_n[0] < i_n[1]):
+        raise BuildError(f"--shard: {shard!r} is not I/N with 0 <= I < N (e.g. 0/4 ... 3/4)")
+    return i_n
+
+
+def check_output(out: Path) -> None:
+    """Refuse an unusable output path before any rendering (a directory, a file as folder, no permission)."""
+    if out.is_dir():
+        raise BuildError(f"-o {out}: is a directory; give the pack's file name, e.g. {out / 'pack.lmdb'}")
+    folder = out.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise BuildError(f"-o {out}: {folder} is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BuildError(f"-o {out}: cannot write in {folder} (permission denied)")
 
 
 def build(
@@ -51,57 +84,270 @@ def build(
     progress: Callable[[int, int], None] | None = None,
     resume: Optional[bool] = None,
     max_map_size: Optional[int] = None,
+    dask_scheduler: Optional[str] = None,
+    shard: Union[str, Tuple[int, int], None] = None,
 ) -> BuildResult:
     """Build a pack at ``out``; it appears there only when complete.
 
     A build that is killed or fails (disk full, ``on_error="fail"``) keeps the
-    sources it finished in ``OUT.partial``; running the same build again
+    chunks it finished in ``OUT.partial/``; running the same build again
     resumes there and writes a byte-identical pack.  ``resume``: None resumes
     when the inputs match, True insists, False starts over.  Sources with the
-    same content as an earlier one are skipped as duplicates.
-    ``progress(done, total)`` is called after each source is written.
+    same content as an earlier one are skipped as duplicates.  A build with
+    no usable source raises :class:`BuildError` naming each source's problem.
+
+    ``dask_scheduler`` (``tcp://HOST:PORT``) renders on that Dask cluster.
+    ``shard="I/N"`` renders only shard I of N into ``OUT.partial/`` and writes
+    no pack; shards may run at once on machines sharing the folder, then the
+    same build without ``shard`` seals.  ``progress(done, total)`` counts sources.
     """
-    from edgeaug.build.writer import PackWriter
+    from edgeaug.build.writer import Partial
 
     t0 = time.monotonic()
     if on_error not in ERROR_POLICIES:
         raise BuildError(f"--on-error: {on_error!r} is not one of {ERROR_POLICIES}")
     if not 0 <= seed < 2**63:
         raise BuildError(f"--seed: {seed} must be in [0, 2**63)")
+    shard = parse_shard(shard)
+    out = Path(out)
+    check_output(out)
     tgt = target if isinstance(target, Target) else load_target(target)
     rcp = (recipe if isinstance(recipe, Recipe) else load_recipe(recipe)).with_variants(variants)
     sset = scan(source)
-    tasks = plan(sset, rcp, seed, val)
-    workers = max(1, workers or os.cpu_count() or 1)
-    key = plan_fingerprint(sset, tasks, rcp, tgt, seed, val)
-    writer = PackWriter(Path(out), tgt, sum(len(t.variants) for t in tasks), key, resume, max_map_size)
+    job = _Job(sset, plan(sset, rcp, seed, val), rcp, tgt, seed, val, on_error, progress)
+    job.key = plan_fingerprint(sset, job.tasks, rcp, tgt, seed, val)
+    job.workers, job.dask = max(1, workers or os.cpu_count() or 1), dask_scheduler
+    part = Partial(out, shared=shard is not None)
     try:
-        if writer.sealed is not None:  # killed while copying the finished pack out
-            writer.publish()
-            manifest, done = writer.sealed, len(tasks)
-        else:
-            results = _resumed_results(writer, tasks, key, resume, on_error)
-            done = len(results)
-            _render_rest(tasks, results, writer, sset, rcp, tgt, seed, workers, on_error, progress)
-            manifest = _manifest(sset, tasks, results, rcp, tgt, seed, val)
-            writer.finish(manifest)
-            manifest = writer.sealed
+        done, notes = _prepare(part, job, resume, shard)
+        if shard is not None:
+            return _run_shard(part, job, done, shard, notes, t0)
+        return _run_full(part, job, done, notes, max_map_size, t0)
     except BaseException:
-        writer.abort()  # keeps the partial build for a rerun
+        if shard is None and not any(part.dir.glob("chunk-*.bin")):
+            part.remove()  # nothing to resume: leave nothing behind
         raise
-    from edgeaug.build.audit import warnings_for
+    finally:
+        part.release()
 
-    notes = [writer.note] if writer.note else []
+
+@dataclass
+class _Job:
+    sset: SourceSet
+    tasks: List[Task]
+    recipe: Recipe
+    target: Target
+    seed: int
+    val: float
+    on_error: str
+    progress: Optional[Callable[[int, int], None]]
+    key: str = ""
+    workers: int = 1
+    dask: Optional[str] = None
+
+    @property
+    def ranges(self) -> List[Tuple[int, int]]:
+        if not hasattr(self, "_ranges"):
+            self._ranges = chunks.chunk_ranges(self.tasks, record_bytes(self.target))
+        return self._ranges
+
+    def chunk_tasks(self, k: int) -> List[Task]:
+        a, b = self.ranges[k]
+        return self.tasks[a:b]
+
+
+def record_bytes(target: Target) -> int:
+    """A record's tensor bytes (what bounds a chunk's size)."""
+    import math
+
+    from edgeaug.device.format import tensor_dtype
+
+    return math.prod(target.shape) * tensor_dtype(target.dtype).itemsize
+
+
+def _prepare(part, job: _Job, resume: Optional[bool], shard) -> Tuple[Set[int], List[str]]:
+    """The chunks already rendered for this plan and still valid, after starting over where needed."""
+    from edgeaug.build.writer import WriteError
+
+    notes = [part.note] if part.note else []
+    found = part.plan()
+    other = "the partial build was made from other sources, recipe, target, seed, val or versions"
+    if resume is False:
+        part.clear()
+    elif found is not None and found != job.key:
+        if resume:
+            raise WriteError(f"cannot resume {part.out}: {other}")
+        notes.append(f"started over: {other}")
+    elif resume and (found is None or not any(part.dir.glob("chunk-*.bin"))):
+        raise WriteError(f"cannot resume {part.out}: no partial build")
+    part.start(job.key)
+    if shard is None:
+        part.drop_stale_temporaries()
+    mine = [k for k in range(len(job.ranges)) if shard is None or k % shard[1] == shard[0]]
+    done: Set[int] = set()
+    for k in mine:
+        path = chunks.chunk_path(part.dir, k)
+        if not path.exists():
+            continue
+        why = _unusable(path, job, k)
+        if why is None:
+            done.add(k)
+        elif why.startswith("changed:") and shard is None:
+            if resume:
+                raise BuildError(
+                    f"cannot resume: {why[8:]} changed since the interrupted build "
+                    f"(run again without --resume to start over)"
+                )
+            part.clear()
+            part.start(job.key)
+            return set(), notes + [f"started over: {why[8:]} changed since the interrupted build"]
+        else:
+            path.unlink()  # damaged, or a source changed (a shard redoes only its own chunks)
+            notes.append(f"rendering {path.name} again: {why}")
+    return done, notes
+
+
+def _unusable(path: Path, job: _Job, k: int) -> Optional[str]:
+    """Why an existing chunk file cannot be used (``changed:REL`` for a changed source), or None."""
+    try:
+        results = chunks.Chunk(path, job.key, k, job.chunk_tasks(k)).results
+    except (chunks.ChunkError, OSError, ValueError, KeyError, TypeError) as e:
+        return f"the partial build is damaged ({e})"
+    changed = _changed_source(job.chunk_tasks(k), {r.index: r for r in results})
+    return f"changed:{changed}" if changed else None
+
+
+def _executor(job: _Job):
+    """The executor that renders (and where the merge runs): local processes or a Dask cluster."""
+    if job.dask:
+        from edgeaug.build.dask_exec import DaskExecutor
+
+        return DaskExecutor(job.dask)
+    from edgeaug.build.workers import LocalExecutor
+
+    return LocalExecutor(job.workers)
+
+
+def _rendered(part, job: _Job, ex, jobs) -> Iterator[int]:
+    """Chunk numbers of ``jobs`` as their files are written, in order; a failed chunk write is a WriteError."""
+    from edgeaug.build.writer import WriteError
+
+    if not jobs:
+        return
+    try:
+        yield from ex.render(jobs, job.recipe, job.target, job.seed, part.dir, job.key)
+    except OSError as e:  # disk full (ENOSPC), file too large (EFBIG), I/O errors
+        raise WriteError(
+            f"cannot write in {part.dir}: {e.strerror or e}; the sources rendered so far are kept in "
+            f"{part.dir.name}: free space and rerun the same command to resume"
+        ) from None
+
+
+def _run_shard(part, job: _Job, done: Set[int], shard: Tuple[int, int], notes: List[str], t0: float) -> BuildResult:
+    """Render this shard's missing chunks; no pack."""
+    mine = [k for k in range(len(job.ranges)) if k % shard[1] == shard[0]]
+    jobs = [(k, job.chunk_tasks(k)) for k in mine if k not in done]
+    total = sum(len(job.chunk_tasks(k)) for k in mine)
+    n = total - sum(len(t) for _, t in jobs)
+    records = 0
+    with _executor(job) as ex:
+        for k in _rendered(part, job, ex, jobs):
+            n += len(job.chunk_tasks(k))
+            records += sum(len(t.variants) for t in job.chunk_tasks(k))
+            if job.progress:
+                job.progress(n, total)
+    finished = sum(1 for k in range(len(job.ranges)) if chunks.chunk_path(part.dir, k).exists())
+    resumed = sum(len(job.chunk_tasks(k)) for k in done)
     return BuildResult(
-        Path(out),
+        part.dir, records, {}, [], job.key, time.monotonic() - t0, notes, resumed, shard, finished, len(job.ranges)
+    )
+
+
+def _run_full(part, job: _Job, done: Set[int], notes: List[str], max_map_size, t0: float) -> BuildResult:
+    """Render what is missing, merge every chunk in plan order, seal and publish."""
+    from edgeaug.build.audit import warnings_for
+    from edgeaug.build.writer import PackWriter
+
+    expected = sum(len(t.variants) for t in job.tasks)
+    with _executor(job) as ex:
+        writer = PackWriter(part.out, job.target, expected, max_map_size, ex.writer)
+        try:
+            results = _merge(part, job, done, ex, writer)
+            if writer.count == 0:
+                raise BuildError(_nothing_usable(job, results))
+            manifest = _manifest(job.sset, job.tasks, results, job.recipe, job.target, job.seed, job.val)
+            manifest = writer.finish(manifest)
+        except BuildError as e:
+            writer.abort()
+            if str(e).startswith("no usable source"):
+                part.remove()  # nothing worth resuming
+            raise
+        except BaseException:
+            writer.abort()  # the chunks stay for a rerun
+            raise
+    part.remove()
+    notes += warnings_for(manifest["quantization_audit"])
+    return BuildResult(
+        part.out,
         manifest["records"],
         {k: v["count"] for k, v in manifest["splits"].items()},
         manifest["skipped"],
         manifest["fingerprint"],
         time.monotonic() - t0,
-        notes + warnings_for(manifest["quantization_audit"]),
-        done,
+        notes,
+        sum(len(job.chunk_tasks(k)) for k in done),
     )
+
+
+def _merge(part, job: _Job, done: Set[int], ex, writer) -> Dict[int, SourceResult]:
+    """Every chunk, in plan order, to the writer: duplicates dropped, errors per ``on_error``.
+
+    Only the chunks' metadata is read here; the writer copies the records.
+    """
+    jobs = [(k, job.chunk_tasks(k)) for k in range(len(job.ranges)) if k not in done]
+    rendered = _rendered(part, job, ex, jobs)
+    results: Dict[int, SourceResult] = {}
+    seen: Dict[Tuple[str, str], str] = {}
+    for k, (a, b) in enumerate(job.ranges):
+        if k not in done and next(rendered) != k:
+            raise BuildError(f"internal error: chunk {k} out of order")
+        path = chunks.chunk_path(part.dir, k)
+        try:
+            ch = chunks.Chunk(path, job.key, k, job.tasks[a:b])
+        except (chunks.ChunkError, OSError, ValueError) as e:
+            raise BuildError(f"{part.dir}: chunk {k} is unusable ({e}); rerun the same command") from None
+        keep = []
+        for task, res, sizes in zip(job.tasks[a:b], ch.results, ch.sizes):
+            keep.append(_take(job, task, res, len(sizes), seen))
+            results[task.index] = res
+        records = sum(r.count for r in ch.results)
+        writer.add(path, job.key, k, [t.index for t in job.tasks[a:b]], keep, records)
+        if job.progress:
+            job.progress(b, len(job.tasks))
+    return results
+
+
+def _take(job: _Job, task: Task, res: SourceResult, n: int, seen: Dict[Tuple[str, str], str]) -> bool:
+    """Whether one source's ``n`` records go into the pack: not if it failed or repeats an earlier source."""
+    if res.error and not res.duplicate_of and job.on_error == "fail":
+        raise BuildError(f"{task.source.path}: {res.error}")
+    ident = (res.sha256, res.mask_sha256)
+    if not res.error and ident in seen:  # same image (and mask) twice: keep the first in plan order
+        res.duplicate_of, res.hist = seen[ident], None
+        res.error = f"duplicate of {res.duplicate_of} (same content)"
+    elif not res.error:
+        seen[ident] = task.source.rel
+    res.count = 0 if res.error else n
+    return res.count > 0
+
+
+def _nothing_usable(job: _Job, results: Dict[int, SourceResult]) -> str:
+    """The 'no usable source' error: every source and why it was not used."""
+    lines = [f"{t.source.rel}: {results[t.index].error}" for t in job.tasks if t.index in results]
+    if not job.tasks:
+        return "no usable source: the plan has no records (no sources, or 0 variants without the original)"
+    more = f"\n  ... and {len(lines) - MAX_LISTED} more" if len(lines) > MAX_LISTED else ""
+    return "no usable source; no pack written:\n  " + "\n  ".join(lines[:MAX_LISTED]) + more
 
 
 def _manifest(sset, tasks, results, rcp, tgt, seed, val) -> Dict[str, Any]:
@@ -112,56 +358,25 @@ def _manifest(sset, tasks, results, rcp, tgt, seed, val) -> Dict[str, Any]:
     return manifest
 
 
-def _render_rest(tasks, results, writer, sset, rcp, tgt, seed, workers, on_error, progress) -> None:
-    """Render the tasks not yet written, in plan order, and hand each source to the writer."""
-    seen = {r.sha256: sset.sources[r.index].rel for r in results.values() if not r.error}
-    done = len(results)
-    for n, res in enumerate(run_tasks(tasks[done:], rcp, tgt, seed, workers), done + 1):
-        if res.error and on_error == "fail":
-            raise BuildError(f"{sset.sources[res.index].path}: {res.error}")
-        if not res.error and res.sha256 in seen:  # same image twice: keep the first in plan order
-            res.duplicate_of, res.records, res.hist = seen[res.sha256], [], None
-            res.error = f"duplicate of {res.duplicate_of} (same content)"
-        elif not res.error:
-            seen[res.sha256] = sset.sources[res.index].rel
-        res.count = len(res.records)
-        writer.add(res.records, res.meta())
-        res.records = []  # written: do not hold every record in memory
-        results[res.index] = res
-        if progress:
-            progress(n, len(tasks))
-
-
-def _resumed_results(writer, tasks, key, resume, on_error) -> Dict[int, SourceResult]:
-    """The results of sources a previous run already wrote, if their files are unchanged."""
-    results = {t.index: SourceResult.from_meta(m) for t, m in zip(tasks, writer.resumed)}
-    changed = _changed_source(tasks[: len(results)], results)
-    if changed:
-        if resume:
-            raise BuildError(
-                f"cannot resume: {changed} changed since the interrupted build "
-                f"(run again without --resume to start over)"
-            )
-        writer.restart(key, f"started over: {changed} changed since the interrupted build")
-        return {}
-    for t in tasks[: len(results)]:
-        res = results[t.index]
-        if res.error and not res.duplicate_of and on_error == "fail":
-            raise BuildError(f"{t.source.path}: {res.error}")
-    return results
-
-
 def _changed_source(tasks: Sequence[Task], results: Dict[int, SourceResult]) -> Optional[str]:
-    """The first already-written source whose file no longer has the content it was built from."""
-    from edgeaug.build.render import SourceDecodeError, read_source
+    """The first already-rendered source whose image or mask no longer has the content it was built from."""
+    from edgeaug.build.render import SourceDecodeError, mask_digest, read_source
 
     for t in tasks:
+        res = results[t.index]
         try:
             sha = hashlib.sha256(read_source(t.source.path)).hexdigest()
         except SourceDecodeError:
             sha = ""
-        if sha != results[t.index].sha256:
+        if sha != res.sha256:
             return t.source.rel
+        if res.sha256:  # the mask is read only once the image was
+            try:
+                mask = mask_digest(t.source)
+            except SourceDecodeError:
+                mask = ""
+            if mask != res.mask_sha256:
+                return f"{t.source.rel} (its mask)"
     return None
 
 
@@ -191,6 +406,7 @@ def plan_fingerprint(
         "kind": sset.kind,
         "sources": srcs,
         "tasks": [[t.index, t.split, list(t.variants)] for t in tasks],
+        "chunk_records": chunks.CHUNK_RECORDS,
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -48,6 +48,7 @@ class SourceResult:
     hist: Any = None  # (channels, 256) pixel counts for the quantization audit
     count: int = 0  # records written; ``records`` is emptied once they are
     duplicate_of: Optional[str] = None  # skipped: same content as this earlier source
+    mask_sha256: str = ""  # of the mask file, when the source has one (a changed mask is a changed source)
 
     def meta(self) -> Dict[str, Any]:
         """The JSON-able fields, for the partial build's resume metadata."""

@@ -144,12 +144,16 @@ class LoadedSource:
     image: Optional[np.ndarray] = None  # RGB uint8 (H, W, 3), as displayed
     labels: Optional[Labels] = None  # in ``image``'s pixel coordinates
     error: Optional[str] = None
+    mask_sha256: str = ""  # of the mask file, if the source has one
 
 
-def load_source(source: Any, fill: int = 0, expect_sha256: Optional[str] = None) -> LoadedSource:
+def load_source(
+    source: Any, fill: int = 0, expect_sha256: Optional[str] = None, expect_mask_sha256: Optional[str] = None
+) -> LoadedSource:
     """Read, hash, decode and label one source: the one path shared by the build and ``verify --source``.
 
-    With ``expect_sha256``, a file whose content changed is refused before decoding.
+    With ``expect_sha256`` (``expect_mask_sha256``), an image (mask) file whose
+    content changed is refused before decoding.
     """
     out = LoadedSource()
     try:
@@ -159,7 +163,11 @@ def load_source(source: Any, fill: int = 0, expect_sha256: Optional[str] = None)
             raise SourceDecodeError("content differs from the build's")
         image = decode(data, fill)
         labels = source_labels(source, image.shape[1::-1])
-        labels.mask = load_mask(source)
+        mask_data = read_mask(source)
+        out.mask_sha256 = hashlib.sha256(mask_data).hexdigest() if mask_data is not None else ""
+        if expect_mask_sha256 is not None and out.mask_sha256 != expect_mask_sha256:
+            raise SourceDecodeError("mask: content differs from the build's")
+        labels.mask = load_mask(source, mask_data)
         if labels.mask is not None and labels.mask.shape != image.shape[:2]:
             raise SourceDecodeError(
                 f"mask: size {labels.mask.shape[::-1]} differs from the image's {image.shape[1::-1]}"
@@ -199,7 +207,7 @@ def render_source(task: Task, aug: Augmenter, seed: int) -> SourceResult:
     """All records of one planned task, or the reason it was skipped."""
     res = SourceResult(task.index)
     loaded = load_source(task.source, aug.recipe.fill)
-    res.sha256, res.error = loaded.sha256, loaded.error
+    res.sha256, res.error, res.mask_sha256 = loaded.sha256, loaded.error, loaded.mask_sha256
     if loaded.error:
         return res
     image, labels = loaded.image, loaded.labels
@@ -215,13 +223,30 @@ def render_source(task: Task, aug: Augmenter, seed: int) -> SourceResult:
     return res
 
 
-def load_mask(source: Any):
-    """The source's segmentation mask (class ids, uint8), or None."""
+def read_mask(source: Any) -> Optional[bytes]:
+    """The bytes of the source's mask file, or None when it has none."""
+    if not source.mask:
+        return None
+    try:
+        return read_source(source.mask)
+    except SourceDecodeError as e:
+        raise SourceDecodeError(f"mask: {e}") from None  # no absolute path into the manifest
+
+
+def mask_digest(source: Any) -> str:
+    """sha256 of the source's mask file ("" without a mask): a changed mask is a changed source."""
+    data = read_mask(source)
+    return hashlib.sha256(data).hexdigest() if data is not None else ""
+
+
+def load_mask(source: Any, data: Optional[bytes] = None):
+    """The source's segmentation mask (class ids, uint8), or None; ``data``: its file's bytes, if read."""
     if not source.mask:
         return None
     import cv2
 
-    m = cv2.imread(str(source.mask), cv2.IMREAD_UNCHANGED)
+    data = read_mask(source) if data is None else data
+    m = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if m is None:
         raise SourceDecodeError("mask: not a readable PNG")  # no absolute path into the manifest
     if m.ndim != 2 or m.dtype not in (np.uint8, np.uint16) or m.max(initial=0) > 255:

@@ -1,10 +1,22 @@
-"""Rendering tasks in worker processes, results yielded in plan order."""
+"""Rendering chunks on local worker processes, each writing its own chunk files.
+
+Workers send back only a chunk number, never records: the main process then
+reads the chunk file from the page cache when it merges (see
+:mod:`.writer`).  Workers are forked from a forkserver that has already
+imported numpy, OpenCV and edgeaug, and each watches the main process: when
+it dies (even by SIGKILL) they exit, and the forkserver and the resource
+tracker follow because nothing holds their pipes any more.
+"""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections import deque
-from typing import Any, Dict, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
+from edgeaug.build import chunks
 from edgeaug.build.augment import Augmenter
 from edgeaug.build.plan import BuildError, SourceResult, Task
 from edgeaug.build.render import render_source
@@ -12,47 +24,127 @@ from edgeaug.config.recipe import Recipe
 from edgeaug.config.targets import Target
 
 _STATE: Dict[str, Any] = {}
+Job = Tuple[int, Sequence[Task]]  # (chunk number, its tasks)
 
 
-def _init_worker(recipe: Recipe, target: Target, seed: int) -> None:
+def _init_worker(recipe: Recipe, target: Target, seed: int, folder: Path, plan: str, parent: int = 0) -> None:
     """Per-process setup: one OpenCV thread, so results never depend on threading."""
     import cv2
 
     cv2.setNumThreads(1)
-    _STATE.update(aug=Augmenter(recipe, target), seed=seed)
+    if parent:
+        exit_with(parent)
+    _STATE.update(aug=Augmenter(recipe, target), seed=seed, folder=folder, plan=plan)
 
 
-def _run_one(task: Task) -> SourceResult:
-    return render_source(task, _STATE["aug"], _STATE["seed"])
+def render_chunk(k: int, tasks: Sequence[Task], aug: Augmenter, seed: int, plan: str) -> List[bytes]:
+    """One chunk file's content: every source of the chunk rendered, in plan order."""
+    results: List[SourceResult] = [render_source(t, aug, seed) for t in tasks]
+    return chunks.encode(plan, k, results)
 
 
-def run_tasks(tasks: Sequence[Task], recipe: Recipe, target: Target, seed: int, workers: int) -> Iterator[SourceResult]:
-    """Render tasks on ``workers`` processes, yielding results in plan order."""
-    if workers == 1 or len(tasks) <= 1:
-        _init_worker(recipe, target, seed)
-        yield from map(_run_one, tasks)
-        return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+def _run_chunk(k: int, tasks: Sequence[Task]) -> int:
+    s = _STATE
+    chunks.write(s["folder"], k, render_chunk(k, tasks, s["aug"], s["seed"], s["plan"]))
+    return k
 
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    window = workers * 4  # bounded look-ahead keeps memory flat
-    with ProcessPoolExecutor(workers, mp.get_context(method), _init_worker, (recipe, target, seed)) as ex:
-        it = iter(tasks)
-        pending = deque((ex.submit(_run_one, t), t) for _, t in zip(range(window), it))
-        task = tasks[0]
+
+def exit_with(pid: int) -> None:
+    """Exit this process as soon as process ``pid`` ends (a daemon thread blocks on a pidfd)."""
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            os._exit(1)
+        except (AttributeError, OSError):  # no pidfd (Linux < 5.3, other systems): poll
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    os._exit(1)
+                except PermissionError:
+                    pass
+                threading.Event().wait(0.5)
+        import select
+
+        select.select([fd], [], [])  # readable when the process has exited
+        os._exit(1)
+
+    threading.Thread(target=watch, name="edgeaug-parent-watch", daemon=True).start()
+
+
+def _init_writer(parent: int) -> None:
+    exit_with(parent)
+
+
+class LocalExecutor:
+    """Worker processes that render chunks, and one writer process that merges them (see :mod:`.writer`).
+
+    ``workers == 1`` renders and merges in this process (``writer`` is None).
+    Use as a context manager; leaving it stops the processes.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.writer: Any = None
+        self._pool: Any = None
+
+    def __enter__(self) -> "LocalExecutor":
+        if self.workers > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.writer = ProcessPoolExecutor(1, _context(), _init_writer, (os.getpid(),))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for ex in (self._pool, self.writer):
+            if ex is not None:
+                ex.shutdown(wait=True, cancel_futures=True)
+
+    def render(
+        self, jobs: Sequence[Job], recipe: Recipe, target: Target, seed: int, folder: Path, plan: str
+    ) -> Iterator[int]:
+        """Render ``jobs``, yielding each chunk number, in order, once its file is written."""
+        if self.workers == 1 or len(jobs) <= 1:
+            _init_worker(recipe, target, seed, folder, plan)
+            for k, tasks in jobs:
+                yield _run_chunk(k, tasks)
+            return
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        args = (recipe, target, seed, folder, plan, os.getpid())
+        self._pool = ex = ProcessPoolExecutor(self.workers, _context(), _init_worker, args)
+        window = self.workers * 2  # bounded look-ahead
+        it = iter(jobs)
+        pending = deque((ex.submit(_run_chunk, k, t), t) for _, (k, t) in zip(range(window), it))
+        tasks = jobs[0][1]
         try:
             while pending:
-                fut, task = pending.popleft()
-                res = fut.result()
+                fut, tasks = pending.popleft()
+                k = fut.result()
                 nxt = next(it, None)
                 if nxt is not None:
-                    pending.append((ex.submit(_run_one, nxt), nxt))
-                yield res
+                    pending.append((ex.submit(_run_chunk, *nxt), nxt[1]))
+                yield k
         except BrokenProcessPool:  # e.g. the OOM killer, or a crash inside a decoder
             raise BuildError(
-                f"a worker process died while rendering {task.source.path} or one of "
+                f"a worker process died while rendering {tasks[0].source.path} or one of "
                 f"the sources after it; the sources before it are kept: rerun to "
                 f"resume"
             ) from None
+        finally:
+            for fut, _ in pending:
+                fut.cancel()
+
+
+def _context():
+    """A forkserver that has imported the heavy modules once (workers fork from it), else spawn."""
+    import multiprocessing as mp
+
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["cv2", "lmdb", "edgeaug.build.workers", "edgeaug.build.writer"])
+    return ctx

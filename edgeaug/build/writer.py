@@ -1,20 +1,21 @@
-"""The ordered pack writer and the manifest it seals the pack with.
+"""The partial build folder, the ordered pack writer, and the manifest the pack is sealed with.
 
-Records go into ``OUT.partial`` (a scratch LMDB) with ``append=True``, one
-transaction per batch of whole sources.  ``finish`` adds the index and the
-manifest, copies the database compacted to ``OUT.tmp``, fsyncs it and renames
-it to ``OUT``: a pack appears only when complete, and the same puts give the
-same bytes.
+``OUT.partial/`` holds the chunk files (:mod:`.chunks`) rendered so far, a
+``plan.json`` naming the plan they belong to, and a ``lock`` file: a build
+that merges and seals takes it exclusively, shards (``--shard I/N``) take it
+shared, so any number of shards run at once but never alongside a sealing
+build.  A build killed at any point keeps every finished chunk; the same
+command resumes there.
 
-Crash safety and resume.  Each transaction also stores, under ``!t`` + task
-number (keys that sort before the records), what the build needs to write the
-manifest for those sources later; ``OUT.partial.json`` holds the plan
-fingerprint and is the build's lock.  A build killed at any point resumes from
-the last committed batch when the same command runs again.  The environment is
-reopened for every transaction: LMDB leaves uninitialised padding in reused
-page buffers, so only a fresh environment per transaction makes a resumed
-build byte-identical to an uninterrupted one.  A failure (disk or map full)
-raises :class:`WriteError` and keeps the partial for the rerun.
+:class:`PackWriter` merges the chunks, in plan order, straight into
+``OUT.tmp``: each record is put once with ``append=True`` and one
+transaction commits each chunk (chunks are part of the plan), so the file's
+bytes depend only on the plan and the records.  ``OUT.tmp`` is always written from
+its start in one environment (never resumed), which keeps it byte-identical
+whatever was interrupted before.  ``finish`` adds the index and the
+manifest, fsyncs once and renames ``OUT.tmp`` to ``OUT``: a pack appears only
+when complete.  Scratch space is the chunk files: at most the pack's size.
+A failure (disk or map full) raises :class:`WriteError` and keeps the chunks.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -34,7 +36,6 @@ from edgeaug.device.format import (
     INDEX_KEY,
     MANIFEST_KEY,
     SPLITS,
-    FormatError,
     RecordHeader,
     canonical_json,
     fingerprint,
@@ -43,298 +44,260 @@ from edgeaug.device.format import (
     validate_manifest,
 )
 
-BATCH_BYTES = 64 << 20
 PAGE_SLACK = 4096
 MAX_MAP_SIZE: Optional[int] = None  # cap on map growth (None: until the disk is full)
-TASK_PREFIX = b"!t"  # resume metadata; sorts before the b"r" records, removed when sealing
-SIDECAR_VERSION = 1
+PLAN_VERSION = 2
 
 
 class WriteError(RuntimeError):
     """The pack could not be written (disk or map full, out-of-order key, locked)."""
 
 
-class PackWriter:
-    """Writes whole sources' records in order, resumably, and finishes the pack atomically.
+class Partial:
+    """The partial build folder next to the output: its lock, its plan, its chunk files.
 
-    ``plan`` fingerprints everything the bytes depend on; a partial build is
-    resumed only when it matches.  ``resume``: None resumes a matching partial
-    and otherwise starts over, True insists on resuming, False starts over.
-    After construction ``resumed`` holds the metadata of the sources already
-    written (in plan order) and ``sealed`` the manifest of a partial that was
-    killed while being copied out (call :meth:`publish`).
+    ``shared=True`` (a shard) takes the lock shared; otherwise exclusively,
+    and a second build of the same output is refused.
     """
 
-    def __init__(
-        self,
-        out: Path,
-        target: Any,
-        expected_records: int,
-        plan: str = "",
-        resume: Optional[bool] = None,
-        max_map_size: Optional[int] = None,
-    ) -> None:
+    def __init__(self, out: Path, shared: bool = False) -> None:
         self.out = out
-        self.partial = out.with_name(out.name + ".partial")
-        self.sidecar = out.with_name(out.name + ".partial.json")
-        self.tmp = out.with_name(out.name + ".tmp")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        per = int(np.prod(target.shape)) * tensor_dtype(target.dtype).itemsize
-        per += target.width * target.height + PAGE_SLACK * 2  # mask, header, params, pages
-        self.base_map_size = max(64 << 20, int(expected_records * per * 1.25) + (64 << 20))
-        self.max_map_size = max_map_size if max_map_size is not None else MAX_MAP_SIZE
-        self.map_size = min(self.base_map_size, self.max_map_size or self.base_map_size)
-        self.count = 0  # records committed
-        self.tasks = 0  # sources committed
-        self.index: List[tuple] = []
-        self.batch: List[bytes] = []
-        self.metas: List[bytes] = []
-        self.batch_bytes = 0
-        self.resumed: List[Dict[str, Any]] = []
-        self.sealed: Optional[Dict[str, Any]] = None
-        self.note = ""  # why an existing partial was not resumed
-        self._lock_fd = _lock(self.sidecar, out)
+        self.dir = out.with_name(out.name + ".partial")
+        self.note = ""
+        if self.dir.is_file() or self.dir.with_name(self.dir.name + ".json").exists():
+            self._drop_old_format()
         try:
-            self._start(plan, resume)
-        except BaseException:
-            if not self.partial.exists():
-                _unlink(self.sidecar)  # names no partial build: do not leave it behind
-            self._release()
-            raise
-
-    # --- starting and resuming ------------------------------------------------
-
-    def _start(self, plan: str, resume: Optional[bool]) -> None:
-        why = "resuming was not requested" if resume is False else self._load(plan)
-        if why is None:
-            return
-        if resume:
-            raise WriteError(f"cannot resume {self.out}: {why}")
-        if why not in ("resuming was not requested", "no partial build"):
-            self.note = f"started over: {why}"
-        _unlink(self.partial)  # before the sidecar names the new plan
-        _unlink(self.tmp)
-        header = canonical_json({"edgeaug_partial": SIDECAR_VERSION, "plan": plan})
-        try:
-            os.ftruncate(self._lock_fd, 0)
-            os.pwrite(self._lock_fd, header, 0)
-            os.fsync(self._lock_fd)
+            self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise WriteError(f"{self.sidecar}: cannot write: {e.strerror or e}") from None
+            raise WriteError(f"{self.dir}: cannot create the partial build folder: {e.strerror or e}") from None
+        self._lock_fd = _lock(self.dir / "lock", out, shared)
 
-    def restart(self, plan: str, note: str) -> None:
-        """Discard the partial build (e.g. a source changed since) and start over."""
-        self._reset()
-        self._start(plan, False)
-        self.note = note
+    def _drop_old_format(self) -> None:
+        """An interrupted build of an older edgeaug (one LMDB file): it cannot be resumed."""
+        side = self.dir.with_name(self.dir.name + ".json")
+        for p in (self.dir, side, self.dir.with_name(self.dir.name + "-lock")):
+            if p.is_file():
+                p.unlink()
+        self.note = "started over: the interrupted build was made by an older edgeaug"
 
-    def _load(self, plan: str) -> Optional[str]:
-        """Reopen a matching partial build; None on success, else the reason it cannot be used."""
+    def plan(self) -> Optional[str]:
+        """The plan fingerprint the folder's chunks belong to, or None."""
         try:
-            side = json.loads(os.pread(self._lock_fd, 1 << 16, 0) or b"null")
+            side = json.loads((self.dir / "plan.json").read_bytes())
         except (OSError, ValueError):
-            side = None
-        if not isinstance(side, dict) or not self.partial.exists():
-            return "no partial build"
-        if side.get("edgeaug_partial") != SIDECAR_VERSION or side.get("plan") != plan:
-            return "the partial build was made from other sources, recipe, target, seed, val or versions"
-        import lmdb
+            return None
+        return side.get("plan") if isinstance(side, dict) and side.get("version") == PLAN_VERSION else None
 
-        try:
-            self._read_partial()
-        except (lmdb.Error, FormatError, ValueError, KeyError, TypeError, OSError, NotImplementedError) as e:
-            self._reset()
-            return f"the partial build is damaged ({e})"
-        return None
-
-    def _reset(self) -> None:
-        self.count = self.tasks = 0
-        self.index, self.resumed, self.sealed = [], [], None
-
-    def _read_partial(self) -> None:
-        import lmdb
-
-        from edgeaug.device.lmdbpure import PureEnvironment
-
-        with PureEnvironment(str(self.partial)) as pure:  # bounds-checked walk: no SIGBUS on damage
-            pure.check()
-        size = self.partial.stat().st_size
-        env = lmdb.open(str(self.partial), subdir=False, readonly=True, lock=False, readahead=False)
-        try:
-            if (env.info()["last_pgno"] + 1) * env.stat()["psize"] > size:
-                raise ValueError("truncated")
-            with env.begin(buffers=True) as txn:
-                cur = txn.cursor()
-                for key, value in cur.iternext():
-                    key = bytes(key)
-                    if key.startswith(TASK_PREFIX):
-                        if key != _task_key(self.tasks):
-                            raise ValueError(f"task key {key!r} out of sequence")
-                        meta = json.loads(bytes(value))
-                        if not isinstance(meta, dict):
-                            raise ValueError("task metadata is not an object")
-                        self.resumed.append(meta)
-                        self.tasks += 1
-                    elif key == record_key(self.count):
-                        self._index_row(RecordHeader(value))
-                        self.count += 1
-                    elif key == MANIFEST_KEY and not self.resumed:
-                        self.sealed = json.loads(bytes(value))
-                    elif key != INDEX_KEY:
-                        raise ValueError(f"unexpected key {key!r}")
-        finally:
-            env.close()
-        if self.sealed is None and self.count != sum(int(m["count"]) for m in self.resumed):
-            raise ValueError(f"{self.count} records but the sources account for a different number")
-
-    # --- writing --------------------------------------------------------------
-
-    def add(self, records: List[bytes], meta: Optional[Dict[str, Any]] = None) -> None:
-        """Queue all records of one source (already encoded, plan order) and its resume metadata.
-
-        Commits happen only between sources, so a source is either fully in
-        the partial build or not at all.
-        """
-        for value in records:
-            self._index_row(RecordHeader(value))
-            self.batch.append(value)
-            self.batch_bytes += len(value)
-        self.metas.append(canonical_json(meta or {}))
-        if self.batch_bytes >= BATCH_BYTES:
-            self.flush()
-
-    def _index_row(self, h: RecordHeader) -> None:
-        self.index.append((h.source, h.variant, h.split, 0, h.label, np.frombuffer(h.digest, np.uint8)))
-
-    def flush(self) -> None:
-        """Commit the queued sources in one transaction."""
-        if not self.metas:
+    def start(self, plan: str) -> None:
+        """Make the folder this plan's: drop every chunk of another plan."""
+        if self.plan() == plan:
             return
-        items = [(_task_key(self.tasks + j), m, False) for j, m in enumerate(self.metas)]
-        items += [(record_key(self.count + i), v, True) for i, v in enumerate(self.batch)]
-        self._commit(items)
-        self.count += len(self.batch)
-        self.tasks += len(self.metas)
-        self.batch, self.metas, self.batch_bytes = [], [], 0
-
-    def _commit(self, items: List[tuple], deletes: List[bytes] = ()) -> None:
-        """One transaction in a freshly opened environment; grow the map when full."""
-        import lmdb
-
-        while True:
-            try:
-                env = lmdb.open(
-                    str(self.partial),
-                    subdir=False,
-                    map_size=self.map_size,
-                    lock=False,
-                    readahead=False,
-                    max_spare_txns=0,
-                )
-                try:
-                    with env.begin(write=True) as txn:
-                        for k in deletes:
-                            txn.delete(k)
-                        for k, v, append in items:
-                            # append=True silently drops an out-of-order key: check it.
-                            if not txn.put(k, v, append=append):
-                                raise WriteError(f"LMDB refused key {k!r} (out of order)")
-                finally:
-                    env.close()
-                return
-            except lmdb.MapFullError:
-                if self.max_map_size and self.map_size >= self.max_map_size:
-                    raise WriteError(self._kept(f"map full at {self.map_size} bytes (the maximum map size)")) from None
-                self.map_size = min(self.map_size * 2, self.max_map_size or self.map_size * 2)
-            except lmdb.Error as e:  # disk full (ENOSPC, EFBIG), I/O errors
-                raise WriteError(self._kept(f"cannot write {self.partial}: {e}")) from None
-
-    def _kept(self, what: str) -> str:
-        return (
-            f"{what}; the {self.count} records of {self.tasks} sources already written are kept "
-            f"in {self.partial.name}: free space and rerun the same command to resume"
-        )
-
-    # --- finishing ------------------------------------------------------------
-
-    def finish(self, manifest: Dict[str, Any]) -> str:
-        """Write index and manifest, compact, fsync, rename. Returns the fingerprint."""
-        self.flush()
-        index = np.array(self.index, dtype=INDEX_DTYPE).reshape(-1).tobytes()
-        manifest = dict(manifest, records=self.count)
-        fp = fingerprint(manifest, index)
-        manifest["fingerprint"] = fp
-        validate_manifest(manifest)  # the reader will insist on it
-        self.seal(index, manifest)
-        self.publish()
-        return fp
-
-    def seal(self, index: bytes, manifest: Dict[str, Any]) -> None:
-        """Drop the resume metadata and add index and manifest, in one transaction."""
-        self._commit(
-            [(INDEX_KEY, index, True), (MANIFEST_KEY, canonical_json(manifest), True)],
-            [_task_key(t) for t in range(self.tasks)],
-        )
-        self.sealed = manifest
-
-    def publish(self) -> None:
-        """Copy the sealed partial compacted to ``OUT.tmp``, fsync, rename to ``OUT``, clean up."""
-        import lmdb
-
-        _unlink(self.tmp)
+        self.clear()
+        tmp = self.dir / f"plan.json.tmp-{os.getpid()}"
         try:
-            # A fixed map size: the copy records it in its meta pages.
-            env = lmdb.open(str(self.partial), subdir=False, map_size=self.base_map_size, lock=False, readahead=False)
-            try:
-                env.copy(str(self.tmp), compact=True)
-            finally:
-                env.close()
-            with open(self.tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(self.tmp, self.out)
-        except (lmdb.Error, OSError) as e:
-            _unlink(self.tmp)
-            raise WriteError(
-                f"cannot write {self.tmp}: {e}; the finished build is kept in "
-                f"{self.partial.name}: free space and rerun the same command"
-            ) from None
-        _fsync_dir(self.out.parent)
-        _unlink(self.partial)
-        _unlink(self.sidecar)
-        self._release()
+            tmp.write_bytes(canonical_json({"version": PLAN_VERSION, "plan": plan}))
+            os.replace(tmp, self.dir / "plan.json")
+        except OSError as e:
+            raise WriteError(f"{self.dir / 'plan.json'}: cannot write: {e.strerror or e}") from None
 
-    def abort(self, keep: bool = True) -> None:
-        """Stop: nothing appears at the output path; the partial stays for a rerun unless ``keep`` is False."""
-        _unlink(self.tmp)
-        if not keep:
-            _unlink(self.partial)
-        if not self.partial.exists():
-            _unlink(self.sidecar)  # nothing committed yet: nothing to resume
-        self._release()
+    def clear(self) -> None:
+        """Delete every chunk (and half-written chunk) file."""
+        for p in self.dir.iterdir():
+            if p.name.startswith("chunk-") or p.name.startswith("plan.json"):
+                p.unlink()
 
-    def _release(self) -> None:
+    def drop_stale_temporaries(self) -> None:
+        """Half-written chunks of killed renderers (only when no shard can be writing: exclusive lock)."""
+        for p in self.dir.glob("chunk-*.bin.tmp-*"):
+            p.unlink()
+
+    def remove(self) -> None:
+        """The build is published: delete the folder (while still holding its lock)."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.release()
+
+    def release(self) -> None:
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
 
 
-def _task_key(t: int) -> bytes:
-    return TASK_PREFIX + t.to_bytes(8, "big")
+class PackWriter:
+    """Merges chunks in plan order into ``OUT.tmp`` and finishes the pack atomically (main-process side).
+
+    The records themselves are copied by :func:`merge_chunk`, inline or on
+    ``executor`` (one writer process, so merges run in order while the main
+    process only keeps the books).  ``add(...)`` queues one chunk;
+    ``finish(manifest)`` seals and publishes; ``abort()`` removes ``OUT.tmp``.
+    """
+
+    def __init__(
+        self, out: Path, target: Any, expected_records: int, max_map_size: Optional[int] = None, executor: Any = None
+    ) -> None:
+        self.out = out
+        self.tmp = out.with_name(out.name + ".tmp")
+        per = int(np.prod(target.shape)) * tensor_dtype(target.dtype).itemsize
+        per += target.width * target.height + PAGE_SLACK * 2  # mask, header, params, pages
+        base = max(64 << 20, int(expected_records * per * 1.25) + (64 << 20))
+        cap = max_map_size if max_map_size is not None else MAX_MAP_SIZE
+        self.limits = (min(base, cap or base), cap)  # (starting map size, maximum)
+        self.executor = executor
+        self.count = 0  # records queued
+        self.rows: List[Any] = []  # index rows per chunk (bytes, or futures of them), in plan order
+        _unlink(self.tmp)
+
+    def add(self, chunk: Path, plan: str, k: int, indices: List[int], keep: List[bool], records: int) -> None:
+        """Queue chunk ``k``'s records of the sources marked in ``keep`` (``records`` of them)."""
+        args = (str(self.tmp), str(chunk), plan, k, indices, keep, self.count, self.limits)
+        self.count += records
+        if self.executor is None:
+            self.rows.append(merge_chunk(*args))
+            return
+        self.rows.append(self.executor.submit(merge_chunk, *args))
+        for r in self.rows:  # a failure (disk full) surfaces now, not at the end
+            if hasattr(r, "done") and r.done() and r.exception() is not None:
+                r.result()
+
+    def finish(self, manifest: Dict[str, Any]) -> Dict[str, Any]:
+        """Write index and manifest, fsync, rename. Returns the manifest with its fingerprint."""
+        index = b"".join(r.result() if hasattr(r, "result") else r for r in self.rows)
+        manifest = dict(manifest, records=self.count)
+        manifest["fingerprint"] = fingerprint(manifest, index)
+        validate_manifest(manifest)  # the reader will insist on it
+        args = (str(self.tmp), index, canonical_json(manifest), self.limits)
+        if self.executor is None:
+            seal(*args)
+        else:
+            self.executor.submit(seal, *args).result()
+        try:
+            os.replace(self.tmp, self.out)
+        except OSError as e:
+            raise WriteError(_kept(f"cannot write {self.out}: {e.strerror or e}", self.out)) from None
+        _fsync_dir(self.out.parent)
+        return manifest
+
+    def abort(self) -> None:
+        """Stop: nothing appears at the output path."""
+        for r in self.rows:
+            if hasattr(r, "cancel"):
+                r.cancel()
+                try:
+                    r.exception()  # wait: the writer must not be writing when OUT.tmp goes
+                except BaseException:
+                    pass
+        _unlink(self.tmp)
 
 
-def _lock(path: Path, out: Path) -> int:
-    """Open and exclusively lock the sidecar: one build per output at a time."""
+# --- the writer's side: stateless calls, one environment per transaction ----------------------
+
+_MAP_SIZE: Dict[str, int] = {}  # per process: the map size each OUT.tmp has grown to
+
+
+def merge_chunk(
+    tmp: str, chunk: str, plan: str, k: int, indices: List[int], keep: List[bool], first: int, limits: tuple
+) -> bytes:
+    """Put chunk ``k``'s records of the kept sources into ``tmp`` with keys from ``first``; their index rows.
+
+    One transaction in a freshly opened environment, always in plan order and
+    from one process, so the file's bytes depend only on the records (LMDB
+    reuses page buffers without clearing them within an environment).
+    """
+    from edgeaug.build.chunks import Chunk, ChunkError
+
+    tasks = [_Index(i) for i in indices]
+    try:
+        ch = Chunk(Path(chunk), plan, k, tasks, _BUF.get("buf", bytearray()))
+    except (ChunkError, OSError, ValueError) as e:
+        raise WriteError(f"{chunk}: unusable ({e}); rerun the same command") from None
+    _BUF["buf"] = ch.buffer
+    if len(ch.records) != len(keep):
+        raise WriteError(f"{chunk}: holds {len(ch.records)} sources, the plan {len(keep)}")
+    items, rows = [], []
+    for values, kept in zip(ch.records, keep):
+        for value in values if kept else ():
+            h = RecordHeader(value)
+            rows.append((h.source, h.variant, h.split, 0, h.label, np.frombuffer(h.digest, np.uint8)))
+            items.append((record_key(first + len(items)), value))
+    _commit(tmp, items, limits)
+    return np.array(rows, dtype=INDEX_DTYPE).reshape(-1).tobytes()
+
+
+def seal(tmp: str, index: bytes, manifest: bytes, limits: tuple) -> None:
+    """Add the index and the manifest, then fsync: the pack is complete under its temporary name."""
+    _commit(tmp, [(INDEX_KEY, index), (MANIFEST_KEY, manifest)], limits)
+    try:
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise WriteError(_kept(f"cannot write {tmp}: {e.strerror or e}", Path(tmp))) from None
+    _MAP_SIZE.pop(tmp, None)
+
+
+def _commit(tmp: str, items: List[tuple], limits: tuple) -> None:
+    """One transaction in a fresh environment; grow the map and replay when it is full."""
+    import lmdb
+
+    size, cap = max(_MAP_SIZE.get(tmp, 0), limits[0]), limits[1]
+    while True:
+        try:
+            # No sync per commit: one fsync when sealing; a crash before that rebuilds OUT.tmp anyway.
+            env = lmdb.open(tmp, subdir=False, map_size=size, lock=False, sync=False, metasync=False, readahead=False)
+            try:
+                with env.begin(write=True) as txn:
+                    for k, v in items:
+                        # append=True silently drops an out-of-order key: check it.
+                        if not txn.put(k, v, append=True):
+                            raise WriteError(f"LMDB refused key {k!r} (out of order)")
+            finally:
+                env.close()
+            break
+        except lmdb.MapFullError:
+            if cap and size >= cap:
+                raise WriteError(_kept(f"map full at {size} bytes (the maximum map size)", Path(tmp))) from None
+            size = min(size * 2, cap or size * 2)
+        except lmdb.Error as e:  # disk full (ENOSPC, EFBIG), I/O errors
+            raise WriteError(_kept(f"cannot write {tmp}: {e}", Path(tmp))) from None
+    _MAP_SIZE[tmp] = size
+
+
+_BUF: Dict[str, bytearray] = {}  # per process: the chunk read buffer, reused (no fresh pages per chunk)
+
+
+class _Index:
+    """Just a task's source index, for validating a chunk in the writer."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+def _kept(what: str, path: Path) -> str:
+    name = path.name
+    for suffix in (".tmp",):
+        name = name[: -len(suffix)] if name.endswith(suffix) else name
+    return f"{what}; the rendered sources are kept in {name}.partial: free space and rerun the same command to resume"
+
+
+def _lock(path: Path, out: Path, shared: bool) -> int:
+    """Open and lock ``path``: exclusively for a build, shared for a shard."""
     for _ in range(3):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise WriteError(f"{path}: cannot create: {e.strerror or e}") from None
         try:
             import fcntl
         except ImportError:  # not POSIX: no lock
             return fd
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            raise WriteError(f"{out}: another build is writing it (it holds {path.name})") from None
+            raise WriteError(
+                f"{out}: another build is writing it (it holds {path.parent.name}/{path.name}); "
+                + ("shards can run together, but not alongside the build that seals" if shared else "wait for it")
+            ) from None
         try:
             if os.stat(path).st_ino == os.fstat(fd).st_ino:
                 return fd
@@ -361,6 +324,8 @@ def manifest_for(sset, tasks, results, recipe, target, seed: int, val: float) ->
             "sha256": res.sha256 if res else "",
             "records": res.count if res else 0,
         }
+        if res is not None and res.mask_sha256:
+            entry["mask_sha256"] = res.mask_sha256
         if res is None or res.error:
             entry["skipped"] = res.error if res else "not processed"
             skipped.append({"path": s.rel, "reason": entry["skipped"]})

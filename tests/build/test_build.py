@@ -120,7 +120,7 @@ def test_manifest_contents(small_pack):
     assert m["counts"]["train"] == {c: 16 for c in m["classes"]}
 
 
-def test_failed_build_leaves_nothing(shapes_dir, tmp_path):
+def test_failed_build_writes_no_pack(shapes_dir, tmp_path):
     bad = tmp_path / "data"
     import shutil
 
@@ -129,8 +129,9 @@ def test_failed_build_leaves_nothing(shapes_dir, tmp_path):
     out = tmp_path / "out.lmdb"
     with pytest.raises(BuildError, match="zz broken.png"):
         build(bad, out, "rpi4", variants=1, workers=1, on_error="fail")
-    assert list(tmp_path.glob("out.lmdb*")) == []
+    assert not out.exists()  # no pack; the rendered chunks are kept for the rerun
     res = build(bad, out, "rpi4", variants=1, workers=1)  # skip is the default
+    assert res.resumed > 0
     assert [s["path"] for s in res.skipped] == ["circle/zz broken.png"]
     with Pack(str(out)) as p:
         assert p.manifest["skipped"][0]["reason"].startswith("not a decodable image")

@@ -31,6 +31,7 @@ import queue
 import struct
 import sys
 import threading
+from array import array
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, List, Optional, Tuple
 
@@ -70,7 +71,8 @@ class RecordTable:
     """
 
     def __init__(self, env: PureEnvironment) -> None:
-        keys, offs, sizes, pgnos = [], [], [], []
+        # Compact arrays, not lists of ints: a list costs ~36 bytes per number, kept by the allocator.
+        keys, offs, sizes, pgnos = array("q"), array("q"), array("q"), array("q")
         n = 0
         for key, off, size, pgno in env.extents():
             n += 1
@@ -81,10 +83,10 @@ class RecordTable:
                 sizes.append(size)
                 pgnos.append(pgno)
         self.entries = n
-        self.keys = np.array(keys, np.int64)  # strictly increasing: the walk checks key order
-        self.offsets = np.array(offs, np.int64)
-        self.sizes = np.array(sizes, np.int64)
-        self.pgnos = np.array(pgnos, np.int64)
+        self.keys = np.frombuffer(keys, np.int64)  # strictly increasing: the walk checks key order
+        self.offsets = np.frombuffer(offs, np.int64)
+        self.sizes = np.frombuffer(sizes, np.int64)
+        self.pgnos = np.frombuffer(pgnos, np.int64)
         self.psize = env.stat()["psize"]
 
     def dense(self, n: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:

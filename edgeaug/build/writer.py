@@ -156,11 +156,11 @@ class PackWriter:
         self.rows.append(self.executor.submit(merge_chunk, *args))
         for r in self.rows:  # a failure (disk full) surfaces now, not at the end
             if hasattr(r, "done") and r.done() and r.exception() is not None:
-                r.result()
+                _result(r)
 
     def finish(self, manifest: Dict[str, Any]) -> Dict[str, Any]:
         """Write index and manifest, fsync, rename. Returns the manifest with its fingerprint."""
-        index = b"".join(r.result() if hasattr(r, "result") else r for r in self.rows)
+        index = b"".join(_result(r) if hasattr(r, "result") else r for r in self.rows)
         manifest = dict(manifest, records=self.count)
         manifest["fingerprint"] = fingerprint(manifest, index)
         validate_manifest(manifest)  # the reader will insist on it
@@ -168,7 +168,7 @@ class PackWriter:
         if self.executor is None:
             seal(*args)
         else:
-            self.executor.submit(seal, *args).result()
+            _result(self.executor.submit(seal, *args))
         try:
             os.replace(self.tmp, self.out)
         except OSError as e:
@@ -186,6 +186,17 @@ class PackWriter:
                 except BaseException:
                     pass
         _unlink(self.tmp)
+
+
+def _result(fut: Any) -> Any:
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return fut.result()
+    except BrokenProcessPool:
+        raise WriteError(
+            "the writer process died (out of memory?); the rendered sources are kept: rerun to resume"
+        ) from None
 
 
 # --- the writer's side: stateless calls, one environment per transaction ----------------------

@@ -1,11 +1,12 @@
 """Crash-safe builds: SIGKILL at any point, rerun, and get the same bytes without redoing work.
 
 Kill points run in forked children (cheap: no re-import), each hooked to
-SIGKILL itself at one place: after the N-th commit, inside a transaction,
-while rendering, after sealing, after the compacted copy, after the rename.
+SIGKILL itself at one place: after the N-th chunk file, while rendering,
+inside a transaction of the pack, before and after sealing, after the rename.
 The rerun happens in this process and must give the uninterrupted build's
-sha256 while rendering only the sources no commit had covered.  A few kills
-at random times hit the real CLI (with worker processes) in a subprocess.
+sha256 while rendering only the sources no chunk file had covered.  Kills of
+the real CLI (with worker processes) at exact points run in a subprocess.
+Chunks hold one source each here (``CHUNK_RECORDS = 1``): many kill points.
 """
 
 import hashlib
@@ -17,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
+import edgeaug.build.chunks as chunks
 import edgeaug.build.workers as workers
 import edgeaug.build.writer as writer
 from edgeaug.build.builder import BuildError, build, plan
-from edgeaug.build.writer import PackWriter, WriteError
+from edgeaug.build.writer import Partial, WriteError
 from edgeaug.config.recipe import load_recipe
 from edgeaug.demo import make_dataset
 from edgeaug.sources.scan import scan
@@ -40,10 +42,10 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def baseline(data, tmp_path_factory) -> str:
-    """The uninterrupted build, committing after every source (as the kill runs do)."""
+    """The uninterrupted build, one source per chunk (as the kill runs do)."""
     out = tmp_path_factory.mktemp("base") / "pack.lmdb"
     mp = pytest.MonkeyPatch()
-    mp.setattr(writer, "BATCH_BYTES", 1)
+    mp.setattr(chunks, "CHUNK_RECORDS", 1)
     build(data, out, **ARGS)
     mp.undo()
     return sha(out)
@@ -51,7 +53,7 @@ def baseline(data, tmp_path_factory) -> str:
 
 @pytest.fixture
 def small_batches(monkeypatch):
-    monkeypatch.setattr(writer, "BATCH_BYTES", 1)  # one commit per source: many commit points
+    monkeypatch.setattr(chunks, "CHUNK_RECORDS", 1)  # one source per chunk: many kill points
 
 
 @pytest.fixture
@@ -137,10 +139,10 @@ def _kill_inside_txn(n: int) -> None:
 
 
 KILL_POINTS = (  # 12 sources, 28 records
-    [("commit", n) for n in range(1, 13)]  # after the n-th committed source
+    [("commit", n) for n in range(1, 13)]  # after the n-th chunk file
     + [("render", n) for n in range(1, 13, 2)]  # while rendering source n
-    + [("txn", n) for n in range(1, 43, 3)]  # after the n-th put, transaction uncommitted
-    + [("seal", 1), ("copy", 1), ("replaced", 1)]  # during finishing
+    + [("txn", n) for n in range(1, 31, 3)]  # after the n-th put, transaction uncommitted
+    + [("seal", 1), ("sealed", 1), ("replaced", 1)]  # during finishing
 )
 
 
@@ -149,17 +151,17 @@ def _killed_build(data: Path, out: Path, point: str, n: int) -> int:
     pid = os.fork()
     if pid == 0:  # child: never return into pytest
         try:
-            writer.BATCH_BYTES = 1
+            chunks.CHUNK_RECORDS = 1
             if point == "commit":
-                _after_nth(PackWriter, "_commit", n)
+                _after_nth(chunks, "write", n)
             elif point == "render":
                 _after_nth(workers, "render_source", n, before=True)
             elif point == "txn":
                 _kill_inside_txn(n)
             elif point == "seal":
-                _after_nth(PackWriter, "seal", n)
-            elif point == "copy":
-                _after_nth(writer.os, "replace", n, before=True)
+                _after_nth(writer, "seal", n, before=True)
+            elif point == "sealed":
+                _after_nth(writer, "seal", n)
             elif point == "replaced":
                 _after_nth(writer, "_fsync_dir", n, before=True)
             build(data, out, **ARGS)
@@ -181,7 +183,7 @@ def test_sigkill_then_rerun_gives_the_same_bytes(data, baseline, tmp_path, small
     assert renders == [t.index for t in tasks[res.resumed :]]  # finished sources are not redone
     if point == "commit":
         assert res.resumed == n
-    if point in ("seal", "copy", "replaced"):
+    if point in ("seal", "sealed", "replaced"):
         assert res.resumed == len(tasks) and renders == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pack.lmdb"]
 
@@ -233,29 +235,24 @@ def test_a_source_edited_between_runs_is_not_mixed_in(data, tmp_path, small_batc
 def test_no_resume_starts_over_and_a_second_build_is_locked_out(data, baseline, tmp_path, small_batches, renders):
     out = tmp_path / "pack.lmdb"
     _killed_build(data, out, "commit", 6)
-    w = PackWriter(out, _target(), 10, "another plan", resume=None)  # holds the lock
+    w = Partial(out)  # holds the lock
     try:
         with pytest.raises(WriteError, match="another build is writing it"):
             build(data, out, **ARGS)
     finally:
-        w.abort()
+        w.release()
     res = build(data, out, resume=False, **ARGS)
     assert res.resumed == 0 and len(renders) == 12 and sha(out) == baseline
 
 
-def _target():
-    from edgeaug.config.targets import load_target
-
-    return load_target("rpi-zero2w")
-
-
-# The CLI with a kill hook: after the writer has taken N sources (N from argv[1], 0 = never), the
-# whole process group (main process and workers) gets SIGKILL from inside, at an exact point of the
-# build instead of after a random sleep.
+# The CLI with a kill hook: after the writer has taken N chunks (N from argv[1], 0 = never), the
+# whole process group (main process, writer and workers) gets SIGKILL from inside, at an exact point
+# of the build instead of after a random sleep.
 CLI = """
 import os, signal, sys
+import edgeaug.build.chunks as c
 import edgeaug.build.writer as w
-w.BATCH_BYTES = 1
+c.CHUNK_RECORDS = 1
 n, seen, add = int(sys.argv.pop(1)), [0], w.PackWriter.add
 def add_then_die(self, *a, **k):
     add(self, *a, **k)
@@ -327,7 +324,7 @@ BIG = dict(target="rpi4", variants=2, seed=7, workers=1, val=0.25)  # 150 KB rec
 def big_baseline(data, tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("bigbase") / "pack.lmdb"
     mp = pytest.MonkeyPatch()
-    mp.setattr(writer, "BATCH_BYTES", 1)
+    mp.setattr(chunks, "CHUNK_RECORDS", 1)
     build(data, out, **BIG)
     mp.undo()
     return sha(out)
@@ -341,7 +338,7 @@ def test_map_full_keeps_the_work_for_a_rerun(data, big_baseline, tmp_path, small
     first = len(renders)
     res = build(data, out, **BIG)
     assert 0 < res.resumed < 12 and sha(out) == big_baseline
-    assert len(renders) - first == 12 - res.resumed  # only the sources not yet written
+    assert len(renders) - first == 12 - res.resumed  # only the sources not yet rendered
 
 
 def test_file_size_limit_efbig_is_a_clean_error(data, big_baseline, tmp_path, small_batches, renders):
@@ -372,7 +369,7 @@ def _enospc():
     raise lmdb.Error("mdb_txn_commit: No space left on device")  # as liblmdb reports it
 
 
-@pytest.mark.parametrize("n", [1, 9, 25, 41])
+@pytest.mark.parametrize("n", [1, 9, 25, 30])  # 28 records, then index and manifest
 def test_enospc_at_any_put_then_rerun(data, baseline, tmp_path, small_batches, renders, monkeypatch, n):
     import lmdb
 
@@ -388,39 +385,31 @@ def test_enospc_at_any_put_then_rerun(data, baseline, tmp_path, small_batches, r
     assert sha(out) == baseline and len(renders) - first == 12 - res.resumed
 
 
-def test_disk_full_while_copying_out(data, baseline, tmp_path, small_batches, renders, monkeypatch):
-    import lmdb
+def test_disk_full_while_sealing(data, baseline, tmp_path, small_batches, renders, monkeypatch):
+    """The pack's one fsync fails (ENOSPC): no pack, every chunk kept, the rerun only merges again."""
+    import errno
 
-    out = tmp_path / "pack.lmdb"
-    real = lmdb.open
+    out, real = tmp_path / "pack.lmdb", os.fsync
 
-    class NoCopy:
-        def __init__(self, env):
-            self.env = env
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-        def copy(self, *a, **k):
-            raise lmdb.Error("mdb_env_copy2: No space left on device")
-
-        def __getattr__(self, name):
-            return getattr(self.env, name)
-
-    monkeypatch.setattr(lmdb, "open", lambda *a, **k: NoCopy(real(*a, **k)))
-    with pytest.raises(WriteError, match="finished build is kept"):
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(WriteError, match="No space left on device.*kept in pack.lmdb.partial.*rerun"):
         build(data, out, **ARGS)
-    monkeypatch.setattr(lmdb, "open", real)
+    monkeypatch.setattr(os, "fsync", real)
     assert not out.exists() and not (tmp_path / "pack.lmdb.tmp").exists()
     n = len(renders)
     res = build(data, out, **ARGS)
     assert res.resumed == 12 and len(renders) == n and sha(out) == baseline
 
 
-def test_cli_reports_a_write_error_with_exit_code_2(data, tmp_path, monkeypatch):
+def test_cli_reports_a_write_error_with_exit_code_2(data, tmp_path, monkeypatch, small_batches):
     from typer.testing import CliRunner
 
     from edgeaug.cli import app
 
     monkeypatch.setattr(writer, "MAX_MAP_SIZE", 1 << 20)
-    monkeypatch.setattr(writer, "BATCH_BYTES", 1)
     r = CliRunner().invoke(
         app, ["build", str(data), "-o", str(tmp_path / "p.lmdb"), "-t", "rpi4", "-k", "2", "-w", "1", "-q"]
     )
@@ -464,25 +453,40 @@ def test_cli_resume_flags(data, baseline, tmp_path, small_batches, renders):
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "sidecar"])
 def test_a_damaged_partial_build_is_rebuilt(data, baseline, tmp_path, small_batches, renders, damage):
+    """A torn or corrupted chunk file is rendered again (only it); an unreadable plan.json starts over."""
     out = tmp_path / "pack.lmdb"
     _killed_build(data, out, "commit", 6)
-    partial, side = tmp_path / "pack.lmdb.partial", tmp_path / "pack.lmdb.partial.json"
-    raw = bytearray(partial.read_bytes())
+    folder = tmp_path / "pack.lmdb.partial"
+    victim = chunks.chunk_path(folder, 2)
+    raw = bytearray(victim.read_bytes())
     if damage == "truncate":
-        partial.write_bytes(raw[: len(raw) // 2])
-    elif damage == "flip":  # a node pointer of the B-tree's root page
-        from edgeaug.device.lmdbpure import PureEnvironment
-
-        with PureEnvironment(str(partial)) as env:
-            root = env._meta.main.root
-        raw[root * 4096 + 17] ^= 0xFF
-        partial.write_bytes(bytes(raw))
+        victim.write_bytes(raw[: len(raw) // 2])
+    elif damage == "flip":  # a byte of its metadata
+        raw[40] ^= 0xFF
+        victim.write_bytes(bytes(raw))
     else:
-        side.write_bytes(b"\x00garbage")
+        (folder / "plan.json").write_bytes(b"\x00garbage")
     res = build(data, out, **ARGS)
-    assert res.resumed == 0 and len(renders) == 12 and sha(out) == baseline
-    if damage != "sidecar":
+    assert sha(out) == baseline
+    tasks = plan(scan(data), load_recipe().with_variants(2), 7, 0.25)
+    if damage == "sidecar":
+        assert res.resumed == 0 and len(renders) == 12
+    else:
+        assert renders == [tasks[2].index] + [t.index for t in tasks[6:]]
         assert any("partial build is damaged" in w for w in res.warnings)
+
+
+def test_a_half_written_chunk_is_never_used(data, baseline, tmp_path, small_batches, renders):
+    """A renderer killed while writing leaves only a temporary name: ignored, removed, rendered again."""
+    out = tmp_path / "pack.lmdb"
+    _killed_build(data, out, "commit", 4)
+    folder = tmp_path / "pack.lmdb.partial"
+    done = chunks.chunk_path(folder, 3)
+    half = done.with_name(done.name + ".tmp-otherhost-123")
+    half.write_bytes(done.read_bytes()[:1000])
+    done.unlink()
+    res = build(data, out, **ARGS)
+    assert res.resumed == 3 and sha(out) == baseline and not folder.exists()
 
 
 def _children(pid: int) -> list:
@@ -511,11 +515,12 @@ def test_a_killed_worker_is_a_clear_error_and_the_rerun_completes(tmp_path, smal
 
     def add_then_kill_a_worker(self, *a, **k):
         add(self, *a, **k)
-        # The pool's workers are the forkserver's children (this process's grandchildren).
+        # The pool's workers are the forkserver's children (this process's grandchildren); the render
+        # workers start before the writer process (which starts with the first merge): the lowest pid.
         workers = [w for c in _children(os.getpid()) for w in _children(c) if w not in stale]
         if workers and not errors:
             errors.append("killed")
-            os.kill(max(workers), signal.SIGKILL)
+            os.kill(min(workers), signal.SIGKILL)
 
     monkeypatch.setattr(writer.PackWriter, "add", add_then_kill_a_worker)
     with pytest.raises(BuildError) as e:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -145,8 +146,13 @@ def prepare(work: Path, case: str, mb: int) -> Path:
             b += len(x)
         raw.flush()
         del raw
-    for f in (path, path.with_suffix(".tensors")):  # into the page cache
+    # Both files into the page cache the same way, by reading them (as from a device's storage): pages
+    # left by the writers (lmdb's copy, a memmap) come in other sizes and map with different fault costs.
+    for f in (path, path.with_suffix(".tensors")):
         with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
             while fh.read(8 << 20):
                 pass
     return path

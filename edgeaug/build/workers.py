@@ -11,6 +11,7 @@ tracker follow because nothing holds their pipes any more.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections import deque
 from pathlib import Path
@@ -32,7 +33,8 @@ def _init_worker(recipe: Recipe, target: Target, seed: int, folder: Path, plan: 
     import cv2
 
     cv2.setNumThreads(1)
-    if parent:
+    if parent:  # a pool process
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it stops and reports
         exit_with(parent)
     _STATE.update(aug=Augmenter(recipe, target), seed=seed, folder=folder, plan=plan)
 
@@ -75,6 +77,7 @@ def exit_with(pid: int) -> None:
 
 
 def _init_writer(parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as the workers: Ctrl-C is the main process's
     exit_with(parent)
 
 

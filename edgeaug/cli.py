@@ -140,6 +140,18 @@ def build(
         help="An interrupted build of OUTPUT resumes by default when the inputs match; "
         "--resume insists, --no-resume starts over.",
     ),
+    dask_scheduler: Optional[str] = typer.Option(
+        None,
+        "--dask-scheduler",
+        help="Render on the Dask cluster at tcp://HOST:PORT (pip install 'edgeaug[dask]'); its workers must "
+        "see SOURCE at the same path. Same pack, byte for byte.",
+    ),
+    shard: Optional[str] = typer.Option(
+        None,
+        "--shard",
+        help="I/N: render only shard I of N (0-based) into OUTPUT.partial, e.g. one per Slurm array task on "
+        "machines sharing the folder; then the same command without --shard seals the pack.",
+    ),
 ) -> None:
     """Build a pack: K seeded augmented variants of every image, as the target's exact tensors.
 
@@ -156,7 +168,8 @@ def build(
         typer.echo("note: 0 variants: building the originals only (no augmented variants)", err=True)
     with _errors(), _progress("rendering", not quiet) as progress:
         try:
-            res = run_build(source, output, target, rcp, None, seed, workers, val, on_error, progress, resume=resume)
+            more = dict(resume=resume, dask_scheduler=dask_scheduler, shard=shard)
+            res = run_build(source, output, target, rcp, None, seed, workers, val, on_error, progress, **more)
         except KeyboardInterrupt:
             _interrupted(output)
     _report_build(res)
@@ -174,6 +187,14 @@ def _interrupted(output: Path) -> None:
 
 
 def _report_build(res) -> None:
+    if res.shard is not None:
+        i, n = res.shard
+        typer.echo(
+            f"rendered shard {i}/{n}: {res.records} records into {res.path}; {res.chunks_done} of "
+            f"{res.chunks_total} chunks of the build are done; when all are, run the same command "
+            f"without --shard to seal the pack"
+        )
+        return
     if res.resumed:
         typer.echo(f"resumed an interrupted build: {res.resumed} sources were already written")
     typer.echo(

@@ -134,7 +134,7 @@ def _regenerate_source(pack: Pack, aug: Any, src: Any, src_idx: int, records: np
     from edgeaug.build.render import load_source, render_variant, working_image
 
     entry, seed = pack.manifest["sources"][src_idx], int(pack.manifest["seed"])
-    loaded = load_source(src, aug.recipe.fill, entry["sha256"])
+    loaded = load_source(src, aug.recipe.fill, entry["sha256"], entry.get("mask_sha256"))  # older packs: no mask hash
     if loaded.error:
         rep.source_problems.append(f"{entry['path']}: {loaded.error}")
         return

@@ -10,6 +10,10 @@ The draws are a pure function of (pack seed, epoch, record index): a
 counter-based hash (splitmix64 in uint64 numpy arithmetic), so they do not
 depend on batch size, shuffling, call order or the numpy build::
 
+    for X, Y in online_batches(pack, 32, epoch=e, hflip=0.5, shift=4):  # Pack.batches + flip/shift
+        ...
+    recs = online_records(pack, [0, 1], epoch=e, hflip=0.5, shift=4)   # labels transformed alike
+
     flips, shifts = online_params(pack.seed, epoch, idx, hflip=0.5, shift=4)
     fill = fill_value(pack.manifest)
     apply_online(X, layout, flips, shifts, fill)        # X: a batch, in place
@@ -382,9 +386,10 @@ def online_batches(
     """
     layout = pack.manifest["target"]["layout"]
     pattern = border_pattern(pack.shape, layout, fill_value(pack.manifest), pack.dtype)
-    order = pack.epoch_order(epoch, shuffle, all_variants)  # the records batches() serves, in order
+    order = pack.epoch_order(epoch, shuffle=shuffle, all_variants=all_variants)  # what batches() serves, in order
     scratch = np.empty(pack.shape, pack.dtype)
-    for b, (x, y) in enumerate(pack.batches(batch_size, epoch, shuffle, drop_last, all_variants)):
+    batches = pack.batches(batch_size, epoch=epoch, shuffle=shuffle, drop_last=drop_last, all_variants=all_variants)
+    for b, (x, y) in enumerate(batches):
         flips, shifts = online_params(pack.seed, epoch, order[b * batch_size : b * batch_size + len(x)], hflip, shift)
         apply_online(x, layout, flips, shifts, pattern, scratch)
         yield x, y

@@ -62,7 +62,7 @@ def test_verify_reports_progress_per_regenerated_record(shapes_dir, tmp_path):
     assert [d for d, _ in seen] == sorted(d for d, _ in seen) and {t for _, t in seen} == {7}
 
 
-def test_verify_uses_the_builds_mask_size_check(tmp_path):
+def test_verify_refuses_a_changed_mask_through_the_builds_path(tmp_path):
     import cv2
 
     root = tmp_path / "seg"
@@ -76,7 +76,12 @@ def test_verify_uses_the_builds_mask_size_check(tmp_path):
     assert verify_pack(out, source=root).ok
     cv2.imwrite(str(root / "masks" / "b.png"), np.ones((10, 10), np.uint8))  # the image is unchanged
     rep = verify_pack(out, source=root)
-    assert rep.source_problems == ["images/b.png: mask: size (10, 10) differs from the image's (60, 40)"]
+    # the build's own checks: the mask's sha256 where the pack records it, else its size against the image's
+    assert not rep.ok and len(rep.source_problems) == 1
+    assert rep.source_problems[0] in (
+        "images/b.png: mask: content differs from the build's",
+        "images/b.png: mask: size (10, 10) differs from the image's (60, 40)",
+    )
 
 
 def test_verify_names_a_source_read_as_another_kind(tmp_path):

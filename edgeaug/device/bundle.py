@@ -32,7 +32,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set
 
-SOURCES = ("format.py", "lmdbpure.py", "batchread.py", "loader.py")  # the device modules, in dependency order
+# The device modules, in dependency order.
+SOURCES = ("format.py", "lmdbpure.py", "batchread.py", "online.py", "runners.py", "loader.py")
 DROP_MARK = "# bundle: drop"
 _PKG = Path(__file__).resolve().parent
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import operator
 import os
 import platform
 import struct
@@ -55,6 +56,8 @@ from .format import (  # bundle: drop
     unpack_labels,
     validate_manifest,
 )
+from .online import apply_online, border_pattern, fill_value, online_params, transform_record  # bundle: drop
+from .runners import bench_model  # bundle: drop  # noqa: F401  (re-exported)
 
 
 class _NativeBackend:
@@ -323,6 +326,7 @@ class Pack:
         return len(self._first)
 
     def _value(self, i: int):
+        i = operator.index(i)  # numpy integers too (e.g. from epoch_order)
         if not -self._count <= i < self._count:
             raise IndexError(f"record {i} out of range for {self._count} records in split {self.split}")
         i = i % self._count if i < 0 else i
@@ -350,13 +354,28 @@ class Pack:
         value = self._value(i)  # bounds-checked
         return self._tensor(value, self._start + i % self._count), int(self.labels[i])
 
-    def record(self, i: int) -> Dict[str, Any]:
-        """Everything stored for record ``i`` of this split: tensor, labels, params, ids."""
+    def record(self, i: int, epoch: int = 0, hflip: float = 0.0, shift: int = 0) -> Dict[str, Any]:
+        """Everything stored for record ``i`` of this split: tensor, labels, params, ids.
+
+        With ``hflip``/``shift``, the tensor, boxes, keypoints (left/right pairs
+        swapped on a mirror, from the manifest's ``keypoint_flip_idx``) and mask
+        come transformed exactly as :meth:`batches` transforms record ``i`` in
+        ``epoch`` (a copy; the stored record is not touched).
+        """
         self._value(i)  # bounds check against the split
-        return self.record_at(self._start + (i % self._count))
+        i = operator.index(i) % self._count
+        rec = self.record_at(self._start + i)
+        if not (hflip or shift):
+            return rec
+        (flip,), (sh,) = online_params(self.seed, epoch, np.array([i]), float(hflip), int(shift))
+        pairs = self.manifest.get("keypoint_flip_idx")
+        min_vis = float((self.manifest.get("recipe") or {}).get("min_visibility", 0.0))
+        layout = self.manifest["target"]["layout"]
+        return transform_record(rec, layout, bool(flip), sh.tolist(), fill_value(self.manifest), pairs, min_vis)
 
     def record_at(self, r: int) -> Dict[str, Any]:
         """Like :meth:`record`, by index into the whole pack (both splits)."""
+        r = operator.index(r)
         if not 0 <= r < self.records:
             raise IndexError(f"record {r} out of range for {self.records} records")
         value = self._db.get(record_key(r))
@@ -409,13 +428,24 @@ class Pack:
         drop_last: bool = False,
         all_variants: bool = False,
         prefetch: Optional[bool] = None,
-    ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+        hflip: float = 0.0,
+        shift: int = 0,
+        with_index: bool = False,
+    ) -> Iterator[Tuple[np.ndarray, ...]]:
         """Yield ``(X, Y)``: X one contiguous array (batch, *shape) of the target dtype.
 
         ``prefetch`` reads the next batch on a background thread while the
         caller works on this one (default: on with the ``pread`` reader, where
         reads wait for storage; off with ``mmap``, where copies need the GIL).
         Yielded arrays are never overwritten while the caller holds them.
+
+        Online augmentation (the hybrid): ``hflip`` mirrors each record with
+        that probability and ``shift`` translates it by up to that many pixels
+        in x and y (pad-and-crop, the target's quantized fill in the border),
+        as a function of (pack seed, epoch, record) only (see
+        :mod:`edgeaug.device.online`).  ``with_index`` also yields the split
+        record indices: ``pack.record(i, epoch=, hflip=, shift=)`` gives a
+        record's boxes, keypoints and mask transformed the same way.
         """
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -425,15 +455,35 @@ class Pack:
         if self._reader is None:
             raise PackError(f"{self.path}: pack is closed")
         read = self._read_batch
+        if hflip or shift:
+            read = self._online_reader(epoch, float(hflip), int(shift))
         if self._reader.mode == "mmap":
             self._reader.precheck(order[:stop] + self._start)
         if prefetch or (prefetch is None and self._reader.mode == "pread"):
-            yield from prefetched(chunks, read)
+            batches = prefetched(chunks, read)
         else:
-            for idx in chunks:
-                yield read(idx)
+            batches = map(read, chunks)
+        for x, y, idx in batches:
+            yield (x, y, idx) if with_index else (x, y)
 
-    def _read_batch(self, idx: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def _online_reader(self, epoch: int, hflip: float, shift: int):
+        """``_read_batch`` followed by this epoch's flips and shifts, in place (in the prefetch thread too)."""
+        layout = self.manifest["target"]["layout"]
+        pattern = border_pattern(self.shape, layout, fill_value(self.manifest), self.dtype)
+        h, w = (self.shape[1], self.shape[2]) if layout == "NCHW" else (self.shape[0], self.shape[1])
+        if not 0.0 <= hflip <= 1.0 or not 0 <= shift < min(h, w):
+            raise ValueError(f"hflip must be in [0, 1] and shift in [0, {min(h, w) - 1}], got {hflip}, {shift}")
+        scratch = np.empty(self.shape, self.dtype)
+
+        def read(idx: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+            x, y, idx = self._read_batch(idx)
+            flips, shifts = online_params(self.seed, epoch, idx, hflip, shift)
+            apply_online(x, layout, flips, shifts, pattern, scratch)
+            return x, y, idx
+
+        return read
+
+    def _read_batch(self, idx: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The tensors and labels of split records ``idx``, every header checked (see batchread)."""
         reader, recs = self._reader, idx + self._start
         if reader.mode == "mmap" and reader.small:
@@ -445,7 +495,7 @@ class Pack:
                 reader.fill_mapped(x, recs)
             else:
                 reader.fill_pread(x, recs)
-        return x, self.labels[idx]
+        return x, self.labels[idx], idx
 
     # --- checks -------------------------------------------------------------------
 
@@ -552,48 +602,6 @@ def bench(pack: Pack, batch_size: int = 32, seconds: float = 3.0) -> Dict[str, f
     return {"records_per_s": n / dt, "mb_per_s": n * pack.nbytes / dt / 1e6, "epochs": epoch}
 
 
-_ORT_TYPES = {
-    "tensor(float)": "float32",
-    "tensor(float16)": "float16",
-    "tensor(uint8)": "uint8",
-    "tensor(int8)": "int8",
-}
-
-
-def bench_model(pack: Pack, model: str, batch_size: int = 32, seconds: float = 3.0) -> Dict[str, Any]:
-    """Batches straight into an onnxruntime session for about ``seconds``: samples/s.
-
-    onnxruntime is optional and imported here only (ImportError when absent).
-    """
-    import onnxruntime as ort
-
-    try:
-        sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime's own exception types
-        raise ValueError(f"{model}: onnxruntime cannot load it: {e}") from None
-    inp = sess.get_inputs()[0]
-    dims = list(inp.shape)[1:]
-    if (
-        _ORT_TYPES.get(inp.type, inp.type) != pack.dtype.name
-        or len(dims) != len(pack.shape)
-        or any(isinstance(d, int) and d != s for d, s in zip(dims, pack.shape))
-    ):
-        raise ValueError(
-            f"{model}: input {inp.name!r} is {inp.type} {list(inp.shape)}, the pack holds "
-            f"{pack.dtype.name} {list(pack.shape)} (edgeaug adapt-model and "
-            f"edgeaug target from-onnx make them agree)"
-        )
-    n, epoch, t0 = 0, 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for x, _ in pack.batches(batch_size, epoch=epoch):
-            sess.run(None, {inp.name: x})  # the pack's bytes are the input: no conversion
-            n += len(x)
-            if time.perf_counter() - t0 >= seconds:
-                break
-        epoch += 1
-    return {"records_per_s": n / (time.perf_counter() - t0), "input": inp.name, "epochs": epoch}
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m edgeaug.loader info|verify|bench PACK``."""
     ap = argparse.ArgumentParser(
@@ -609,7 +617,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--batch", type=int, default=32, help="bench: batch size")
     ap.add_argument("--seconds", type=float, default=3.0, help="bench: how long to run")
     ap.add_argument("--backend", default="auto", choices=("auto", "lmdb", "pure"))
-    ap.add_argument("--model", help="bench: also run this ONNX model on every batch (needs onnxruntime)")
+    ap.add_argument(
+        "--model",
+        help="bench: also run this model on every batch: .onnx (needs onnxruntime) or .tflite "
+        "(needs ai-edge-litert or tflite-runtime)",
+    )
     args = ap.parse_args(argv)
     try:
         with Pack(args.pack, args.split, backend=args.backend) as pack:
@@ -629,12 +641,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             elif args.model:
                 try:
                     r = bench_model(pack, args.model, args.batch, args.seconds)
-                except ImportError:
-                    print(
-                        "error: --model needs onnxruntime (pip install onnxruntime); "
-                        "without --model, bench measures loading only",
-                        file=sys.stderr,
-                    )
+                except ImportError as e:
+                    hint = str(e) if "LiteRT" in str(e) else "--model needs onnxruntime (pip install onnxruntime)"
+                    print(f"error: {hint}; without --model, bench measures loading only", file=sys.stderr)
                     return 2
                 except ValueError as e:
                     print(f"error: {e}", file=sys.stderr)
@@ -652,6 +661,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except PackError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -10,9 +10,9 @@ The draws are a pure function of (pack seed, epoch, record index): a
 counter-based hash (splitmix64 in uint64 numpy arithmetic), so they do not
 depend on batch size, shuffling, call order or the numpy build::
 
-    for X, Y in online_batches(pack, 32, epoch=e, hflip=0.5, shift=4):  # Pack.batches + flip/shift
+    for X, Y in pack.batches(32, epoch=e, hflip=0.5, shift=4):       # Pack.batches + flip/shift
         ...
-    recs = online_records(pack, [0, 1], epoch=e, hflip=0.5, shift=4)   # labels transformed alike
+    rec = pack.record(i, epoch=e, hflip=0.5, shift=4)                # labels transformed alike
 
     flips, shifts = online_params(pack.seed, epoch, idx, hflip=0.5, shift=4)
     fill = fill_value(pack.manifest)
@@ -26,7 +26,7 @@ keypoints ``[x, y, visible]`` in pixels of the tensor, pixel ``i`` spanning
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -364,49 +364,3 @@ def transform_record(
         out["keypoints"] = transform_keypoints(rec["keypoints"], w, h, flip, shift, flip_pairs)
     out["mask"] = transform_mask(rec.get("mask"), flip, shift, mask_fill)
     return out
-
-
-# --- with a pack --------------------------------------------------------------------
-
-
-def online_batches(
-    pack,
-    batch_size: int,
-    epoch: int = 0,
-    hflip: float = 0.0,
-    shift: int = 0,
-    shuffle: bool = True,
-    drop_last: bool = False,
-    all_variants: bool = False,
-) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-    """``pack.batches(...)`` with each record mirrored/shifted for this epoch, in place.
-
-    ``pack`` is a loader ``Pack``; a record's transform depends on
-    ``(pack.seed, epoch, record index in the split)`` only.
-    """
-    layout = pack.manifest["target"]["layout"]
-    pattern = border_pattern(pack.shape, layout, fill_value(pack.manifest), pack.dtype)
-    order = pack.epoch_order(epoch, shuffle=shuffle, all_variants=all_variants)  # what batches() serves, in order
-    scratch = np.empty(pack.shape, pack.dtype)
-    batches = pack.batches(batch_size, epoch=epoch, shuffle=shuffle, drop_last=drop_last, all_variants=all_variants)
-    for b, (x, y) in enumerate(batches):
-        flips, shifts = online_params(pack.seed, epoch, order[b * batch_size : b * batch_size + len(x)], hflip, shift)
-        apply_online(x, layout, flips, shifts, pattern, scratch)
-        yield x, y
-
-
-def online_records(
-    pack, records, epoch: int, hflip: float, shift: int, flip_pairs: Optional[Sequence] = None, mask_fill: int = 0
-) -> List[Dict[str, Any]]:
-    """``pack.record(i)`` for each split index ``i``, tensor and labels transformed as the batches are.
-
-    Boxes are dropped by the recipe's ``min_visibility``, as the builder does.
-    """
-    idx = np.asarray(records, np.int64).reshape(-1)
-    flips, shifts = online_params(pack.seed, epoch, idx, hflip, shift)
-    layout, fill = pack.manifest["target"]["layout"], fill_value(pack.manifest)
-    min_vis = float((pack.manifest.get("recipe") or {}).get("min_visibility", 0.0))
-    return [
-        transform_record(pack.record(int(i)), layout, f, sh, fill, flip_pairs, min_vis, mask_fill)
-        for i, f, sh in zip(idx.tolist(), flips.tolist(), shifts.tolist())
-    ]

@@ -37,7 +37,6 @@ numpy and the standard library only.
 
 from __future__ import annotations
 
-import importlib
 import time
 import warnings
 from pathlib import Path
@@ -47,6 +46,7 @@ import numpy as np
 
 from edgeaug.config.targets import QRANGE
 from edgeaug.device.loader import Pack
+from edgeaug.device.runners import ModelInputError, TFLiteRunner, tflite_interpreter_class
 from edgeaug.models.calibrate import PackCalibrationReader
 from edgeaug.models.profile import (
     DEFAULT_RAW_QUANT,
@@ -58,7 +58,6 @@ from edgeaug.models.profile import (
 )
 from edgeaug.models.tflite_file import TFLiteInfo, TFLiteTensor, inspect_tflite
 
-INSTALL_HINT = "pip install 'edgeaug[litert]' (ai-edge-litert), or on a device pip install tflite-runtime"
 #: TFLite TensorType ids a pack can hold, and the others by name for messages.
 
 
@@ -201,102 +200,21 @@ def write_tflite_target(model_path: str | Path, out: str | Path, **kw: Any) -> A
 
 def interpreter_class() -> Any:
     """``ai_edge_litert``'s Interpreter, else ``tflite_runtime``'s; :class:`InterpreterMissing` when neither."""
-    for mod in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"):
-        try:
-            return importlib.import_module(mod).Interpreter
-        except ImportError:
-            continue
-    raise InterpreterMissing(f"running a .tflite model needs the LiteRT interpreter: {INSTALL_HINT}")
-
-
-def load_interpreter(model: str | Path, threads: Optional[int] = None) -> Any:
-    """An Interpreter for ``model`` (tensors not yet allocated); unloadable files raise LiteRTError."""
-    cls = interpreter_class()
-    if not Path(model).is_file():
-        raise LiteRTError(f"{model}: no such file")
     try:
-        return cls(model_path=str(model), num_threads=threads)
-    except Exception as e:  # the interpreter raises ValueError / RuntimeError with its own text
-        raise LiteRTError(f"{model}: the LiteRT interpreter cannot load it: {e}") from None
+        return tflite_interpreter_class()
+    except ImportError as e:
+        raise InterpreterMissing(str(e)) from None
 
 
-class PackRunner:
-    """Runs a ``.tflite`` model on pack batches: ``runner(x)`` -> the first output for every row of ``x``.
-
-    The input is checked against the pack (dtype and record shape).  A model
-    whose batch dim is dynamic (shape_signature -1) is resized once to
-    ``batch_size``; a fixed-batch model (Edge TPU models have batch 1) runs
-    its own batch at a time.  Short batches are zero-padded, so the input is
-    never reallocated while running.  A pack target whose scale/zero point
-    differ from the model's input quantization gives a warning.
-    """
+class PackRunner(TFLiteRunner):
+    """The device's :class:`~edgeaug.device.runners.TFLiteRunner`, with errors as :class:`LiteRTError`."""
 
     def __init__(self, model: str | Path, pack: Any, batch_size: int = 32, threads: Optional[int] = None) -> None:
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        self.where = str(model)
-        self.interpreter = it = load_interpreter(model, threads)
-        ins = it.get_input_details()
-        if len(ins) != 1:
-            raise LiteRTError(f"{model}: {len(ins)} inputs; a pack feeds one ({[d['name'] for d in ins]})")
-        inp = ins[0]
-        self.input_name = inp["name"]
-        sig = [int(d) for d in inp.get("shape_signature", inp["shape"])]
-        shape = [int(d) for d in inp["shape"]]
-        dtype = np.dtype(inp["dtype"]).name
-        dims = [-1 if s == -1 else d for d, s in zip(shape, sig)] if len(sig) == len(shape) else shape
-        if dtype != pack.dtype.name:
-            raise LiteRTError(
-                f"{model}: input {self.input_name!r} is {dtype} but the pack holds {pack.dtype.name}; "
-                f"build the pack with the model's target (edgeaug target from-tflite)"
-            )
-        if len(dims) != len(pack.shape) + 1 or any(d not in (-1, s) for d, s in zip(dims[1:], pack.shape)):
-            raise LiteRTError(
-                f"{model}: input {self.input_name!r} has shape {dims}; the pack's records are {list(pack.shape)}"
-            )
-        self._check_quant(inp, pack)
-        self.fixed = dims[0] != -1
-        self.batch = shape[0] if self.fixed else batch_size
-        if not self.fixed or any(d == -1 for d in dims[1:]):
-            it.resize_tensor_input(inp["index"], [self.batch, *pack.shape])
+        interpreter_class()  # InterpreterMissing, with the install hint, before anything else
         try:
-            it.allocate_tensors()
-        except Exception as e:
-            raise LiteRTError(f"{model}: cannot allocate tensors for batch {self.batch}: {e}") from None
-        self._in, self._out = inp["index"], it.get_output_details()[0]["index"]
-        self._pad = np.zeros((self.batch, *pack.shape), pack.dtype)
-        self.run_batch(self._pad)  # warm-up (and any delegate's first-run setup), untimed by callers
-
-    def _check_quant(self, inp: Dict[str, Any], pack: Any) -> None:
-        target = pack.manifest.get("target", {})
-        scale, zp = inp.get("quantization", (0.0, 0))
-        if target.get("dtype") in QRANGE and scale:
-            ts, tz = float(target.get("scale", 0.0)), int(target.get("zero_point", 0))
-            if abs(ts - scale) > 1e-6 * scale or tz != zp:
-                warnings.warn(
-                    f"{self.where}: input quantization (scale {scale!r}, zero point {zp}) differs from "
-                    f"the pack target's (scale {ts!r}, zero point {tz}): the model reads other values "
-                    f"than the pack meant",
-                    stacklevel=3,
-                )
-
-    def run_batch(self, x: np.ndarray) -> np.ndarray:
-        """One interpreter call on exactly ``self.batch`` rows."""
-        self.interpreter.set_tensor(self._in, x)
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._out)
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        outs = []
-        for i in range(0, len(x), self.batch):
-            chunk = x[i : i + self.batch]
-            k = len(chunk)
-            if k < self.batch:
-                self._pad[:k] = chunk
-                self._pad[k:] = 0
-                chunk = self._pad
-            outs.append(self.run_batch(np.ascontiguousarray(chunk))[:k])
-        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+            super().__init__(str(model), pack, batch_size, threads)
+        except ModelInputError as e:
+            raise LiteRTError(str(e)) from None
 
 
 def predictions(y: np.ndarray) -> np.ndarray:

@@ -171,7 +171,8 @@ def _fake_package(tmp_path: Path, loader_text: str, extra: str = "") -> Path:
     pkg.mkdir()
     (pkg / "format.py").write_text('"""f."""\nfrom __future__ import annotations\nA = 1\n' + extra)
     (pkg / "lmdbpure.py").write_text('"""p."""\nfrom __future__ import annotations\n__all__ = ["B"]\nB = 2\n')
-    (pkg / "batchread.py").write_text('"""b."""\nfrom __future__ import annotations\n')
+    for name in bundle.SOURCES[2:-1]:  # the modules between lmdbpure and the loader: empty here
+        (pkg / name).write_text(f'"""{name}."""\nfrom __future__ import annotations\n')
     (pkg / "loader.py").write_text(loader_text)
     return pkg
 

@@ -331,17 +331,14 @@ def test_imports_only_numpy_and_the_standard_library():
     assert "numpy" in roots
 
 
-def test_bundles_into_the_single_file_loader(tmp_path, monkeypatch):
-    """online.py follows the bundle's rules: appended to the loader it makes one importable file."""
+def test_bundles_into_the_single_file_loader(tmp_path):
+    """online.py is part of the single-file loader, and works from it."""
     import importlib.util
 
     from edgeaug.device import bundle
 
-    src = Path(online.__file__).parent
-    for name in (*bundle.SOURCES, "online.py"):
-        (tmp_path / name).write_text((src / name).read_text())
-    monkeypatch.setattr(bundle, "SOURCES", (*bundle.SOURCES, "online.py"))
-    out = bundle.write_bundle(tmp_path / "edgeaug_loader_online.py", tmp_path)
+    assert "online.py" in bundle.SOURCES
+    out = bundle.write_bundle(tmp_path / "edgeaug_loader_online.py")
     spec = importlib.util.spec_from_file_location("edgeaug_loader_online", out)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -354,13 +351,16 @@ def test_bundles_into_the_single_file_loader(tmp_path, monkeypatch):
 # --- with a real pack --------------------------------------------------------------
 
 
-def test_online_batches_do_not_depend_on_batch_size_and_match_the_records(small_pack):
+@pytest.mark.parametrize("reader,prefetch", [("mmap", False), ("pread", True)])
+def test_online_batches_do_not_depend_on_batch_size_and_match_the_records(small_pack, reader, prefetch):
     from edgeaug.device.loader import Pack
-    from edgeaug.device.online import online_batches, online_records
 
-    with Pack(str(small_pack)) as p:
+    with Pack(str(small_pack), reader=reader) as p:
         fill = fill_value(p.manifest)
-        runs = {bs: [x.copy() for x, _ in online_batches(p, bs, epoch=2, hflip=0.5, shift=20)] for bs in (1, 4, 7)}
+        runs = {
+            bs: [x.copy() for x, _ in p.batches(bs, epoch=2, hflip=0.5, shift=20, prefetch=prefetch)]
+            for bs in (1, 4, 7)
+        }
         whole = np.concatenate(runs[1])
         for bs in (4, 7):
             assert np.concatenate(runs[bs]).tobytes() == whole.tobytes()
@@ -370,7 +370,13 @@ def test_online_batches_do_not_depend_on_batch_size_and_match_the_records(small_
         for j, i in enumerate(order.tolist()):
             ref = _reference(np.asarray(p[i][0]), "NHWC", flips[j], *shifts[j], fill)
             assert whole[j].tobytes() == ref.tobytes()
-        recs = online_records(p, order[:5], 2, 0.5, 20)
+        recs = [p.record(i, epoch=2, hflip=0.5, shift=20) for i in order[:5].tolist()]
         assert all(r["x"].tobytes() == whole[j].tobytes() for j, r in enumerate(recs))
-        other = np.concatenate([x.copy() for x, _ in online_batches(p, 4, epoch=3, hflip=0.5, shift=20)])
+        other = np.concatenate([x.copy() for x, _ in p.batches(4, epoch=3, hflip=0.5, shift=20)])
         assert other.tobytes() != whole.tobytes()  # a new epoch, new draws
+        seen = [idx for _, _, idx in p.batches(4, epoch=2, hflip=0.5, shift=20, with_index=True)]
+        assert np.concatenate(seen).tolist() == order.tolist()
+        plain = np.concatenate([x.copy() for x, _ in p.batches(4, epoch=2)])
+        assert plain.tobytes() == np.concatenate([np.asarray(p[i][0])[None] for i in order]).tobytes()
+        with pytest.raises(ValueError, match="shift"):
+            next(p.batches(4, epoch=2, shift=10_000))

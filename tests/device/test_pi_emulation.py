@@ -159,6 +159,8 @@ def test_every_record_byte_identical_to_x86(roots, packs, device_dir, host_read,
             "edgeaug.device.format",
             "edgeaug.device.loader",
             "edgeaug.device.lmdbpure",
+            "edgeaug.device.online",
+            "edgeaug.device.runners",
         }
     for target, path in packs.items():
         got, ref = seen["packs"][str(path)], host_read["packs"][str(path)]

@@ -4,7 +4,7 @@ Usage on the device::
 
     from edgeaug.device.loader import Pack
     pack = Pack("flowers-rpi4.lmdb")              # split="train" or "val"
-    x, y = pack[0]                                 # zero-copy, read-only view
+    x, y = pack[0]                                 # one record (a copy), its class
     for X, Y in pack.batches(32, epoch=e):         # X is the model's input
         session.run(None, {pack.input_name: X})
 
@@ -198,8 +198,8 @@ def _new_backend(path: str, size: int, backend: str):
 class Pack:
     """A read-only view of one split of a pack.
 
-    ``pack[i]`` returns ``(x, y)``: the record's tensor (a read-only view into
-    the file, valid until :meth:`close`) and its class label.
+    ``pack[i]`` returns ``(x, y)``: a copy of the record's tensor (safe to keep
+    after :meth:`close`) and its class label; :meth:`batches` is the fast path.
     ``backend`` is ``"auto"``, ``"lmdb"`` or ``"pure"``: how single records
     and the manifest are read.  ``reader`` is how batches are read:
     ``"pread"`` (one read per record, for packs larger than memory and 32-bit
@@ -348,7 +348,8 @@ class Pack:
             row["split"],
         ):
             raise PackError(f"{self.path}: record {r}: header does not match the target or the index")
-        return np.frombuffer(value, self.dtype, int(np.prod(self.shape)), HEADER_SIZE).reshape(self.shape)
+        # A copy: a view into py-lmdb's map would crash the process if read after close().
+        return np.frombuffer(value, self.dtype, int(np.prod(self.shape)), HEADER_SIZE).reshape(self.shape).copy()
 
     def __getitem__(self, i: int) -> Tuple[np.ndarray, int]:
         value = self._value(i)  # bounds-checked

@@ -16,13 +16,16 @@ each build in its own subprocess whose ``PYTHONPATH`` selects the tree.
   ``getrusage(RUSAGE_SELF)``; the whole build is this script's
   ``RUSAGE_CHILDREN`` delta (this script is a child subreaper and reaps
   every orphan, so forkservers, resource trackers and pool workers count).
-  Workers = whole - main.
+  Workers = whole - main (render workers, and on the new tree the writer
+  process, the forkserver and the resource tracker).
 * **records per CPU-second**: records / whole-build CPU seconds.
 * **scaling**: wall time of ``--workers 1`` / ``--workers 2`` (the best of
   ``--repeat`` runs; wall time is noisy on a shared machine, CPU is not).
 * **cost growth**: records/s of the 18k build / records/s of the 1.8k build
-  (both ``--workers 2``), main process peak anonymous memory (RssAnon,
-  sampled every 50 ms) and peak scratch space beyond the pack.
+  (both ``--workers 2``; the median 1.8k run), and the same with records per
+  CPU-second (steadier on a shared machine), main process peak anonymous memory (RssAnon,
+  sampled every 50 ms) and peak scratch space beyond the pack (everything in
+  the output folder but the pack, under its final or ``.tmp`` name).
 * **same bytes**: both trees' packs carry the same fingerprint (sha256 of
   the manifest and of the index, which holds every record's digest).
 
@@ -66,7 +69,7 @@ def sample():
         for root, _, files in os.walk(out.parent):
             for f in files:
                 p = os.path.join(root, f)
-                if p != str(out):
+                if p not in (str(out), str(out) + ".tmp"):  # the pack itself, under its final or temporary name
                     try:
                         size += os.stat(p).st_blocks * 512
                     except OSError:
@@ -163,9 +166,9 @@ def run(tree: Path, src: Path, workdir: Path, workers: int) -> dict:
 
 
 def best(runs: list) -> dict:
-    """The run with the least wall time, with the median CPU figures of all runs."""
+    """The run with the least wall time, with the median CPU figures (and median rate) of all runs."""
     b = dict(min(runs, key=lambda r: r["wall"]))
-    for k in ("main_cpu", "total_cpu", "main_share", "rec_per_cpu_s"):
+    for k in ("main_cpu", "total_cpu", "main_share", "rec_per_cpu_s", "rec_per_s"):
         b[k] = sorted(r[k] for r in runs)[len(runs) // 2]
     return b
 
@@ -211,9 +214,12 @@ def report(r: dict, big: bool) -> None:
     row("scaling -w 1 -> -w 2 (wall)", lambda t: r[(t, 1)]["wall"] / r[(t, 2)]["wall"])
     if big:
         row("18k records -w 2: wall s", lambda t: r[(t, "big")]["wall"], "{:.1f}")
-        row("cost growth: rec/s at 18k / at 1.8k", lambda t: r[(t, "big")]["rec_per_s"] / r[(t, 2)]["rec_per_s"])
+        for what in ("rec_per_s", "rec_per_cpu_s"):
+            unit = "records/s" if what == "rec_per_s" else "records/CPU-s"
+            row(f"cost growth: {unit} at 18k / at 1.8k", lambda t, w=what: r[(t, "big")][w] / r[(t, 2)][w])
         row("18k: main peak anon MB", lambda t: r[(t, "big")]["anon_mb"], "{:.0f}")
-        row("18k: peak scratch / pack", lambda t: r[(t, "big")]["scratch_mb"] / r[(t, "big")]["pack_mb"])
+        scratch = lambda t: r[(t, "big")]["scratch_mb"] / r[(t, "big")]["pack_mb"]  # noqa: E731
+        row("18k: peak scratch beyond the pack / pack", scratch)
         row("18k: main share of CPU %", lambda t: 100 * r[(t, "big")]["main_share"], "{:.1f}")
     row("1.8k -w 2: main peak anon MB", lambda t: r[(t, 2)]["anon_mb"], "{:.0f}")
     same = {r[(t, w)]["fingerprint"] for t in ("base", "new") for w in (1, 2)}

@@ -9,10 +9,10 @@ command resumes there.
 
 :class:`PackWriter` merges the chunks, in plan order, straight into
 ``OUT.tmp``: each record is put once with ``append=True`` and one
-transaction commits each chunk (chunks are part of the plan), so the file's
-bytes depend only on the plan and the records.  ``OUT.tmp`` is always written from
-its start in one environment (never resumed), which keeps it byte-identical
-whatever was interrupted before.  ``finish`` adds the index and the
+transaction commits each chunk (chunks are part of the plan).  ``OUT.tmp`` is
+always written from its start by one environment in one process (never
+resumed), so its bytes depend only on the plan and the records, whatever was
+interrupted before.  ``finish`` adds the index and the
 manifest, fsyncs once and renames ``OUT.tmp`` to ``OUT``: a pack appears only
 when complete.  Scratch space is the chunk files: at most the pack's size.
 A failure (disk or map full) raises :class:`WriteError` and keeps the chunks.
@@ -144,6 +144,7 @@ class PackWriter:
         self.executor = executor
         self.count = 0  # records queued
         self.rows: List[Any] = []  # index rows per chunk (bytes, or futures of them), in plan order
+        close(str(self.tmp))
         _unlink(self.tmp)
 
     def add(self, chunk: Path, plan: str, k: int, indices: List[int], keep: List[bool], records: int) -> None:
@@ -185,6 +186,7 @@ class PackWriter:
                     r.exception()  # wait: the writer must not be writing when OUT.tmp goes
                 except BaseException:
                     pass
+        close(str(self.tmp))
         _unlink(self.tmp)
 
 
@@ -201,7 +203,10 @@ def _result(fut: Any) -> Any:
 
 # --- the writer's side: stateless calls, one environment per transaction ----------------------
 
-_MAP_SIZE: Dict[str, int] = {}  # per process: the map size each OUT.tmp has grown to
+# Per process: the open environment of each OUT.tmp.  OUT.tmp is always written from its start by
+# one environment in one process, so the page buffers LMDB reuses (without clearing them) hold the
+# same bytes in every build of the same plan: the file's bytes depend only on the records.
+_ENVS: Dict[str, Any] = {}
 
 
 def merge_chunk(
@@ -209,9 +214,7 @@ def merge_chunk(
 ) -> bytes:
     """Put chunk ``k``'s records of the kept sources into ``tmp`` with keys from ``first``; their index rows.
 
-    One transaction in a freshly opened environment, always in plan order and
-    from one process, so the file's bytes depend only on the records (LMDB
-    reuses page buffers without clearing them within an environment).
+    One transaction; called in plan order, from one process (see ``_ENVS``).
     """
     from edgeaug.build.chunks import Chunk, ChunkError
 
@@ -236,39 +239,52 @@ def merge_chunk(
 def seal(tmp: str, index: bytes, manifest: bytes, limits: tuple) -> None:
     """Add the index and the manifest, then fsync: the pack is complete under its temporary name."""
     _commit(tmp, [(INDEX_KEY, index), (MANIFEST_KEY, manifest)], limits)
+    close(tmp)
     try:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
     except OSError as e:
         raise WriteError(_kept(f"cannot write {tmp}: {e.strerror or e}", Path(tmp))) from None
-    _MAP_SIZE.pop(tmp, None)
 
 
 def _commit(tmp: str, items: List[tuple], limits: tuple) -> None:
-    """One transaction in a fresh environment; grow the map and replay when it is full."""
+    """One transaction in this process's environment of ``tmp``; grow the map and replay when it is full."""
     import lmdb
 
-    size, cap = max(_MAP_SIZE.get(tmp, 0), limits[0]), limits[1]
-    while True:
-        try:
+    env = _ENVS.get(tmp)
+    try:
+        if env is None:
+            size = limits[0]
             # No sync per commit: one fsync when sealing; a crash before that rebuilds OUT.tmp anyway.
-            env = lmdb.open(tmp, subdir=False, map_size=size, lock=False, sync=False, metasync=False, readahead=False)
+            env = _ENVS[tmp] = lmdb.open(
+                tmp, subdir=False, map_size=size, lock=False, sync=False, metasync=False, readahead=False
+            )
+        while True:
             try:
                 with env.begin(write=True) as txn:
                     for k, v in items:
                         # append=True silently drops an out-of-order key: check it.
                         if not txn.put(k, v, append=True):
                             raise WriteError(f"LMDB refused key {k!r} (out of order)")
-            finally:
-                env.close()
-            break
-        except lmdb.MapFullError:
-            if cap and size >= cap:
-                raise WriteError(_kept(f"map full at {size} bytes (the maximum map size)", Path(tmp))) from None
-            size = min(size * 2, cap or size * 2)
-        except lmdb.Error as e:  # disk full (ENOSPC, EFBIG), I/O errors
-            raise WriteError(_kept(f"cannot write {tmp}: {e}", Path(tmp))) from None
-    _MAP_SIZE[tmp] = size
+                return
+            except lmdb.MapFullError:
+                size, cap = env.info()["map_size"], limits[1]
+                if cap and size >= cap:
+                    raise WriteError(_kept(f"map full at {size} bytes (the maximum map size)", Path(tmp))) from None
+                env.set_mapsize(min(size * 2, cap or size * 2))
+    except lmdb.Error as e:  # disk full (ENOSPC, EFBIG), I/O errors
+        close(tmp)
+        raise WriteError(_kept(f"cannot write {tmp}: {e}", Path(tmp))) from None
+    except BaseException:
+        close(tmp)
+        raise
+
+
+def close(tmp: str) -> None:
+    """Close this process's environment of ``tmp``, if open."""
+    env = _ENVS.pop(tmp, None)
+    if env is not None:
+        env.close()
 
 
 _BUF: Dict[str, bytearray] = {}  # per process: the chunk read buffer, reused (no fresh pages per chunk)

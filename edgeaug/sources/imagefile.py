@@ -183,8 +183,11 @@ def to_rgb8(raw: np.ndarray, background: int = 0) -> np.ndarray:
         raise ValueError(f"unsupported layout {raw.shape}")
     ch = img.shape[2]
     if img.dtype == np.uint8 and ch in (1, 3):  # the common case: no arithmetic
-        rgb = np.repeat(img, 3, axis=2) if ch == 1 else img[:, :, ::-1]
-        return np.ascontiguousarray(rgb)
+        if ch == 3:
+            import cv2
+
+            return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)  # the same bytes as img[:, :, ::-1], ~10x faster
+        return np.ascontiguousarray(np.repeat(img, 3, axis=2))
     x = _as_255(img)
     color = np.repeat(x[:, :, :1], 3, axis=2) if ch <= 2 else x[:, :, 2::-1]
     if ch in (2, 4):

@@ -172,7 +172,10 @@ def _prepare(part, job: _Job, resume: Optional[bool], shard) -> Tuple[Set[int], 
     notes = [part.note] if part.note else []
     found = part.plan()
     other = "the partial build was made from other sources, recipe, target, seed, val or versions"
-    if resume is False:
+    if resume is False and shard is not None:
+        for k in range(shard[0], len(job.ranges), shard[1]):  # only this shard's: others may be running
+            chunks.chunk_path(part.dir, k).unlink(missing_ok=True)
+    elif resume is False:
         part.clear()
     elif found is not None and found != job.key:
         if resume:
@@ -272,10 +275,10 @@ def _run_full(part, job: _Job, done: Set[int], notes: List[str], max_map_size, t
     with _executor(job) as ex:
         writer = PackWriter(part.out, job.target, expected, max_map_size, ex.writer)
         try:
-            results = _merge(part, job, done, ex, writer)
+            results, hist = _merge(part, job, done, ex, writer)
             if writer.count == 0:
                 raise BuildError(_nothing_usable(job, results))
-            manifest = _manifest(job.sset, job.tasks, results, job.recipe, job.target, job.seed, job.val)
+            manifest = _manifest(job.sset, job.tasks, results, job.recipe, job.target, job.seed, job.val, hist)
             manifest = writer.finish(manifest)
         except BuildError as e:
             writer.abort()
@@ -299,15 +302,17 @@ def _run_full(part, job: _Job, done: Set[int], notes: List[str], max_map_size, t
     )
 
 
-def _merge(part, job: _Job, done: Set[int], ex, writer) -> Dict[int, SourceResult]:
+def _merge(part, job: _Job, done: Set[int], ex, writer) -> Tuple[Dict[int, SourceResult], Any]:
     """Every chunk, in plan order, to the writer: duplicates dropped, errors per ``on_error``.
 
     Only the chunks' metadata is read here; the writer copies the records.
+    Returns every source's result and the sum of the kept records' histograms.
     """
     jobs = [(k, job.chunk_tasks(k)) for k in range(len(job.ranges)) if k not in done]
     rendered = _rendered(part, job, ex, jobs)
     results: Dict[int, SourceResult] = {}
     seen: Dict[Tuple[str, str], str] = {}
+    hist = _Hist()  # summed as chunks arrive: memory stays flat however many sources
     for k, (a, b) in enumerate(job.ranges):
         if k not in done and next(rendered) != k:
             raise BuildError(f"internal error: chunk {k} out of order")
@@ -319,12 +324,13 @@ def _merge(part, job: _Job, done: Set[int], ex, writer) -> Dict[int, SourceResul
         keep = []
         for task, res, sizes in zip(job.tasks[a:b], ch.results, ch.sizes):
             keep.append(_take(job, task, res, len(sizes), seen))
+            hist.add(res)
             results[task.index] = res
         records = sum(r.count for r in ch.results)
         writer.add(path, job.key, k, [t.index for t in job.tasks[a:b]], keep, records)
         if job.progress:
             job.progress(b, len(job.tasks))
-    return results
+    return results, hist.total
 
 
 def _take(job: _Job, task: Task, res: SourceResult, n: int, seen: Dict[Tuple[str, str], str]) -> bool:
@@ -350,11 +356,28 @@ def _nothing_usable(job: _Job, results: Dict[int, SourceResult]) -> str:
     return "no usable source; no pack written:\n  " + "\n  ".join(lines[:MAX_LISTED]) + more
 
 
-def _manifest(sset, tasks, results, rcp, tgt, seed, val) -> Dict[str, Any]:
+class _Hist:
+    """The sum of the kept sources' histograms (each source's own is dropped once added)."""
+
+    def __init__(self) -> None:
+        self.total = None
+
+    def add(self, res: SourceResult) -> None:
+        if res.hist is not None:
+            self.total = res.hist.astype("int64") if self.total is None else self.total + res.hist
+        res.hist = None
+
+
+def _manifest(sset, tasks, results, rcp, tgt, seed, val, hist=None) -> Dict[str, Any]:
     from edgeaug.build.writer import manifest_for
 
     manifest = manifest_for(sset, tasks, results, rcp, tgt, seed, val)
-    manifest["quantization_audit"] = audit_results(results.values(), tgt)
+    if hist is None:
+        manifest["quantization_audit"] = audit_results(results.values(), tgt)
+    else:
+        from edgeaug.build.audit import audit
+
+        manifest["quantization_audit"] = audit(hist, tgt)
     return manifest
 
 

@@ -125,15 +125,9 @@ def build_pack(work: Path, data: Path, k: int, seed: int, size: int = SIZE, colo
 
 
 def _batches(pack, epoch: int, online: Optional[Tuple[float, int]], fill) -> Any:
-    """The pack's batches for ``epoch``, with the online ops applied when asked."""
-    from edgeaug.device.online import apply_online, online_params
-
-    order = pack.epoch_order(epoch)  # what batches() serves, for the record ids of each batch
-    for b, (x, y) in enumerate(pack.batches(BATCH, epoch=epoch)):
-        if online is not None:
-            flips, shifts = online_params(pack.seed, epoch, order[b * BATCH : b * BATCH + len(x)], *online)
-            apply_online(x, "NHWC", flips, shifts, fill)
-        yield x, y
+    """The pack's batches for ``epoch``, with the loader's online flip/shift when asked."""
+    hflip, shift = online if online is not None else (0.0, 0)
+    return pack.batches(BATCH, epoch=epoch, hflip=hflip, shift=shift)
 
 
 def train(pack_path: Path, seed: int, epochs: int, online: Optional[Tuple[float, int]]) -> float:
@@ -181,22 +175,19 @@ def bench_online(pack_path: Path, hflip: float, shift: int, rounds: int = 5, bat
     them alike; each figure is the median over rounds.
     """
     from edgeaug.device.loader import Pack
-    from edgeaug.device.online import apply_online, border_pattern, fill_online, fill_value, online_params
+    from edgeaug.device.online import border_pattern, fill_online, fill_value, online_params
 
     with Pack(str(pack_path), "train") as p:
         fill, layout = fill_value(p.manifest), p.manifest["target"]["layout"]
         pattern = border_pattern(p.shape, layout, fill, p.dtype)  # built once, as a loader would
-        scratch = np.empty(p.shape, p.dtype)
 
         def plain(e):
             for _x, _ in p.batches(batch, epoch=e):
                 pass
 
         def online(e):
-            order = p.epoch_order(e)
-            for b, (x, _) in enumerate(p.batches(batch, epoch=e)):
-                f, s = online_params(p.seed, e, order[b * batch : b * batch + len(x)], hflip, shift)
-                apply_online(x, layout, f, s, fill, scratch)
+            for _x, _ in p.batches(batch, epoch=e, hflip=hflip, shift=shift):
+                pass
 
         def views(e, transform):
             order = p.epoch_order(e)

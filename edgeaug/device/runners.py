@@ -162,9 +162,14 @@ def model_runner(model: str, pack: Any, batch_size: int = 32, threads: Any = Non
     return cls(model, pack, batch_size, threads)
 
 
-def bench_model(pack: Any, model: str, batch_size: int = 32, seconds: float = 3.0) -> Dict[str, Any]:
-    """Shuffled batches straight into the model for about ``seconds``: samples/s (loading + inference)."""
-    run = model_runner(model, pack, batch_size)
+def bench_model(
+    pack: Any, model: str, batch_size: int = 32, seconds: float = 3.0, runner: Any = None
+) -> Dict[str, Any]:
+    """Shuffled batches straight into the model for about ``seconds``: samples/s (loading + inference).
+
+    ``runner`` (a callable with ``input_name`` and ``batch``) replaces the one :func:`model_runner` makes.
+    """
+    run = runner if runner is not None else model_runner(model, pack, batch_size)
     n, epoch, t0 = 0, 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         for x, _ in pack.batches(batch_size, epoch=epoch):

@@ -1,4 +1,4 @@
-"""``edgeaug eval``: run an ONNX model over a pack with no conversion.
+"""``edgeaug eval``: run a model over a pack with no conversion (ONNX here; LiteRT in :mod:`.litert`).
 
 ``pack.batches()`` output goes straight into ``session.run``: the pack holds
 the model's input tensor.  For class labels, the prediction is the argmax of
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 
@@ -50,6 +50,27 @@ def predictions(y: np.ndarray) -> np.ndarray:
     return np.argmax(y.reshape(len(y), -1), axis=1)
 
 
+class OnnxPackRunner:
+    """``runner(x)`` -> the first output of an ONNX model for a batch of pack records (no conversion).
+
+    A model with a fixed batch size gets its last, short batch zero-padded.
+    """
+
+    def __init__(self, model_path: str | Path, pack: Pack, batch_size: int = 32) -> None:
+        self.sess = session(model_path)
+        inp = check_input(self.sess, pack, str(model_path))
+        self.input_name, self.output = inp.name, self.sess.get_outputs()[0].name
+        self.fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
+        self.batch = self.fixed or batch_size
+        self(np.zeros((self.batch,) + pack.shape, pack.dtype))  # warm-up, untimed by callers
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        k = len(x)
+        if self.fixed and k < self.fixed:
+            x = np.concatenate([x, np.zeros((self.fixed - k,) + x.shape[1:], x.dtype)])
+        return self.sess.run([self.output], {self.input_name: x})[0][:k]
+
+
 def evaluate(
     pack_path: str | Path,
     model_path: str | Path,
@@ -57,38 +78,39 @@ def evaluate(
     batch_size: int = 32,
     limit: Optional[int] = None,
 ) -> Dict[str, Any]:
-    """Accuracy and throughput of ``model_path`` on a pack split (val when it has one).
+    """Accuracy and throughput of an ONNX model on a pack split (val when it has one); see :func:`evaluate_with`."""
+    return evaluate_with(lambda pack: OnnxPackRunner(model_path, pack, batch_size), pack_path, split, limit)
 
-    ``samples_per_s`` counts reading batches plus inference; ``model_samples_per_s``
-    inference alone.
+
+def evaluate_with(
+    make_runner: Callable[[Pack], Any], pack_path: str | Path, split: Optional[str] = None, limit: Optional[int] = None
+) -> Dict[str, Any]:
+    """Run ``make_runner(pack)`` (a callable with ``.batch``) over a split's records once, in order.
+
+    Returns split, samples, labelled, correct, accuracy (None without labels),
+    batch, ``samples_per_s`` (reading batches plus inference) and
+    ``model_samples_per_s`` (inference alone).  Output index ``i`` is the
+    pack's class ``i``.
     """
-    sess = session(model_path)
     with Pack(str(pack_path), "train") as probe:
         has_val = probe.manifest["splits"]["val"]["count"] > 0
     split = split or ("val" if has_val else "train")
     with Pack(str(pack_path), split) as pack:
-        inp = check_input(sess, pack, str(model_path))
-        fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
-        bs = fixed or batch_size
-        out = sess.get_outputs()[0].name
-        sess.run([out], {inp.name: np.zeros((bs,) + pack.shape, pack.dtype)})  # warm-up, untimed
+        run = make_runner(pack)
         n = correct = labelled = 0
         t_model, t0 = 0.0, time.perf_counter()
-        for x, y in pack.batches(bs, epoch=0, shuffle=False, all_variants=True):
+        for x, y in pack.batches(run.batch, epoch=0, shuffle=False, all_variants=True):
             if limit is not None:
                 if n >= limit:
                     break
                 x, y = x[: limit - n], y[: limit - n]
-            k = len(x)
-            if fixed and k < fixed:  # a fixed-batch model: pad the last batch
-                x = np.concatenate([x, np.zeros((fixed - k,) + x.shape[1:], x.dtype)])
             t1 = time.perf_counter()
-            pred = predictions(sess.run([out], {inp.name: x})[0])[:k]
+            pred = predictions(run(x))
             t_model += time.perf_counter() - t1
             known = y >= 0
             correct += int(np.sum(pred[known] == y[known]))
             labelled += int(np.sum(known))
-            n += k
+            n += len(x)
         total = time.perf_counter() - t0
     return {
         "split": split,
@@ -96,7 +118,7 @@ def evaluate(
         "labelled": labelled,
         "correct": correct,
         "accuracy": correct / labelled if labelled else None,
-        "batch": bs,
+        "batch": run.batch,
         "samples_per_s": n / total if total > 0 else 0.0,
         "model_samples_per_s": n / t_model if t_model > 0 else 0.0,
     }

@@ -37,7 +37,6 @@ numpy and the standard library only.
 
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -45,9 +44,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from edgeaug.config.targets import QRANGE
-from edgeaug.device.loader import Pack
-from edgeaug.device.runners import ModelInputError, TFLiteRunner, tflite_interpreter_class
+from edgeaug.device.runners import ModelInputError, TFLiteRunner, bench_model, tflite_interpreter_class
 from edgeaug.models.calibrate import PackCalibrationReader
+from edgeaug.models.evaluate import evaluate_with
 from edgeaug.models.profile import (
     DEFAULT_RAW_QUANT,
     ModelError,
@@ -217,13 +216,6 @@ class PackRunner(TFLiteRunner):
             raise LiteRTError(str(e)) from None
 
 
-def predictions(y: np.ndarray) -> np.ndarray:
-    """Class ids: argmax of logits/scores (quantized scores too: the scale is positive), or an integer label vector."""
-    if y.dtype.kind in "iu" and y.ndim == 1:
-        return y.astype(np.int64)
-    return np.argmax(y.reshape(len(y), -1), axis=1)
-
-
 def evaluate_tflite(
     pack_path: str | Path,
     model_path: str | Path,
@@ -239,36 +231,7 @@ def evaluate_tflite(
     samples_per_s (reading batches plus inference) and model_samples_per_s
     (inference alone).  Output index ``i`` is the pack's class ``i``.
     """
-    with Pack(str(pack_path), "train") as probe:
-        has_val = probe.manifest["splits"]["val"]["count"] > 0
-    split = split or ("val" if has_val else "train")
-    with Pack(str(pack_path), split) as pack:
-        run = PackRunner(model_path, pack, batch_size, threads)
-        n = correct = labelled = 0
-        t_model, t0 = 0.0, time.perf_counter()
-        for x, y in pack.batches(batch_size, epoch=0, shuffle=False, all_variants=True):
-            if limit is not None:
-                if n >= limit:
-                    break
-                x, y = x[: limit - n], y[: limit - n]
-            t1 = time.perf_counter()
-            pred = predictions(run(x))
-            t_model += time.perf_counter() - t1
-            known = y >= 0
-            correct += int(np.sum(pred[known] == y[known]))
-            labelled += int(np.sum(known))
-            n += len(x)
-        total = time.perf_counter() - t0
-    return {
-        "split": split,
-        "samples": n,
-        "labelled": labelled,
-        "correct": correct,
-        "accuracy": correct / labelled if labelled else None,
-        "batch": run.batch,
-        "samples_per_s": n / total if total > 0 else 0.0,
-        "model_samples_per_s": n / t_model if t_model > 0 else 0.0,
-    }
+    return evaluate_with(lambda pack: PackRunner(model_path, pack, batch_size, threads), pack_path, split, limit)
 
 
 def bench_tflite(
@@ -281,21 +244,7 @@ def bench_tflite(
     ValueError) when the model does not take the pack's tensor, and
     InterpreterMissing (also an ImportError) without an interpreter.
     """
-    run = PackRunner(model, pack, batch_size, threads)
-    n, epoch, t0 = 0, 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for x, _ in pack.batches(batch_size, epoch=epoch):
-            run(x)  # the pack's bytes are the input: no conversion
-            n += len(x)
-            if time.perf_counter() - t0 >= seconds:
-                break
-        epoch += 1
-    return {
-        "records_per_s": n / (time.perf_counter() - t0),
-        "input": run.input_name,
-        "epochs": epoch,
-        "batch": run.batch,
-    }
+    return bench_model(pack, str(model), batch_size, seconds, runner=PackRunner(model, pack, batch_size, threads))
 
 
 # --- calibration for the TFLite converter ----------------------------------------------

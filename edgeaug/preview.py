@@ -13,6 +13,9 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
+from edgeaug.config.targets import QRANGE, quantization_lut, target_from_dict
+from edgeaug.device.loader import Pack
+
 PALETTE = np.array(
     [
         (230, 25, 75),
@@ -100,7 +103,6 @@ def _fmt(v: Any) -> str:
 
 def to_rgb(x: np.ndarray, target: Any) -> np.ndarray:
     """The uint8 RGB (H, W, 3) image a stored tensor came from (nearest table entry)."""
-    from edgeaug.config.targets import QRANGE, quantization_lut
 
     img = np.asarray(x)
     if target.layout == "NCHW":
@@ -172,7 +174,6 @@ def draw_record(rec: Dict[str, Any], target: Any, classes: Sequence[str], zoom: 
 
 def contact_sheet(pack: Any, count: int = 16, start: int = 0, columns: int = 0) -> np.ndarray:
     """A grid of records ``start .. start+count-1`` (whole pack, both splits) as RGB uint8."""
-    from edgeaug.config.targets import target_from_dict
 
     if count < 1:
         raise ValueError("--count must be at least 1")
@@ -211,8 +212,6 @@ def write_preview(pack_path: str | Path, out: str | Path, count: int = 16, start
     An unknown suffix or a missing folder is a ValueError, raised before any record is read.
     """
     import cv2
-
-    from edgeaug.device.loader import Pack
 
     out = Path(out)
     fmt = out.suffix.lower()

@@ -13,7 +13,13 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
+from edgeaug.build.augment import Augmenter
+from edgeaug.build.render import load_source, render_variant, working_image
+from edgeaug.config.recipe import parse_recipe
+from edgeaug.config.targets import target_from_dict
+from edgeaug.device.format import pack_labels
 from edgeaug.device.loader import Pack, PackError
+from edgeaug.sources.scan import scan
 
 
 @dataclass
@@ -94,10 +100,6 @@ def _pick(n: int, sample: Optional[int], fp: str) -> np.ndarray:
 def _regenerate(
     pack: Pack, source: Path, sample: Optional[int], rep: VerifyReport, progress: Optional[Callable[[int, int], None]]
 ) -> None:
-    from edgeaug.build.augment import Augmenter
-    from edgeaug.config.recipe import parse_recipe
-    from edgeaug.config.targets import target_from_dict
-    from edgeaug.sources.scan import scan
 
     m = pack.manifest
     try:
@@ -131,7 +133,6 @@ def _regenerate(
 
 def _regenerate_source(pack: Pack, aug: Any, src: Any, src_idx: int, records: np.ndarray, rep: VerifyReport) -> None:
     """Render ``records`` of one source again, through the build's own read-decode-labels path, and compare."""
-    from edgeaug.build.render import load_source, render_variant, working_image
 
     entry, seed = pack.manifest["sources"][src_idx], int(pack.manifest["seed"])
     loaded = load_source(src, aug.recipe.fill, entry["sha256"], entry.get("mask_sha256"))  # older packs: no mask hash
@@ -154,7 +155,6 @@ def _regenerate_source(pack: Pack, aug: Any, src: Any, src_idx: int, records: np
 
 def _compare(stored: Dict[str, Any], tensor: np.ndarray, lab: Any, params: List[Dict]) -> Any:
     """None if identical; else (what differs, max abs tensor difference)."""
-    from edgeaug.device.format import pack_labels
 
     x = stored["x"]
     d = (

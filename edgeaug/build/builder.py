@@ -19,10 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
+from edgeaug import __version__
 from edgeaug.build import chunks
+from edgeaug.build.audit import audit, warnings_for
+from edgeaug.build.dask_exec import DaskExecutor
 from edgeaug.build.plan import ERROR_POLICIES, BuildError, SourceResult, Task, plan, val_sources  # noqa: F401
+from edgeaug.build.render import SourceDecodeError, mask_digest, read_source
+from edgeaug.build.workers import LocalExecutor
+from edgeaug.build.writer import PackWriter, Partial, WriteError, manifest_for
 from edgeaug.config.recipe import Recipe, load_recipe
 from edgeaug.config.targets import Target, load_target
+from edgeaug.device.format import FORMAT_VERSION, tensor_dtype
 from edgeaug.sources.base import SourceSet
 from edgeaug.sources.scan import scan
 
@@ -101,7 +108,6 @@ def build(
     no pack; shards may run at once on machines sharing the folder, then the
     same build without ``shard`` seals.  ``progress(done, total)`` counts sources.
     """
-    from edgeaug.build.writer import Partial
 
     t0 = time.monotonic()
     if on_error not in ERROR_POLICIES:
@@ -160,14 +166,11 @@ def record_bytes(target: Target) -> int:
     """A record's tensor bytes (what bounds a chunk's size)."""
     import math
 
-    from edgeaug.device.format import tensor_dtype
-
     return math.prod(target.shape) * tensor_dtype(target.dtype).itemsize
 
 
 def _prepare(part, job: _Job, resume: Optional[bool], shard) -> Tuple[Set[int], List[str]]:
     """The chunks already rendered for this plan and still valid, after starting over where needed."""
-    from edgeaug.build.writer import WriteError
 
     notes = [part.note] if part.note else []
     found = part.plan()
@@ -223,17 +226,13 @@ def _unusable(path: Path, job: _Job, k: int) -> Optional[str]:
 def _executor(job: _Job):
     """The executor that renders (and where the merge runs): local processes or a Dask cluster."""
     if job.dask:
-        from edgeaug.build.dask_exec import DaskExecutor
-
         return DaskExecutor(job.dask)
-    from edgeaug.build.workers import LocalExecutor
 
     return LocalExecutor(job.workers)
 
 
 def _rendered(part, job: _Job, ex, jobs) -> Iterator[int]:
     """Chunk numbers of ``jobs`` as their files are written, in order; a failed chunk write is a WriteError."""
-    from edgeaug.build.writer import WriteError
 
     if not jobs:
         return
@@ -268,8 +267,6 @@ def _run_shard(part, job: _Job, done: Set[int], shard: Tuple[int, int], notes: L
 
 def _run_full(part, job: _Job, done: Set[int], notes: List[str], max_map_size, t0: float) -> BuildResult:
     """Render what is missing, merge every chunk in plan order, seal and publish."""
-    from edgeaug.build.audit import warnings_for
-    from edgeaug.build.writer import PackWriter
 
     expected = sum(len(t.variants) for t in job.tasks)
     with _executor(job) as ex:
@@ -369,21 +366,17 @@ class _Hist:
 
 
 def _manifest(sset, tasks, results, rcp, tgt, seed, val, hist=None) -> Dict[str, Any]:
-    from edgeaug.build.writer import manifest_for
 
     manifest = manifest_for(sset, tasks, results, rcp, tgt, seed, val)
     if hist is None:
         manifest["quantization_audit"] = audit_results(results.values(), tgt)
     else:
-        from edgeaug.build.audit import audit
-
         manifest["quantization_audit"] = audit(hist, tgt)
     return manifest
 
 
 def _changed_source(tasks: Sequence[Task], results: Dict[int, SourceResult]) -> Optional[str]:
     """The first already-rendered source whose image or mask no longer has the content it was built from."""
-    from edgeaug.build.render import SourceDecodeError, mask_digest, read_source
 
     for t in tasks:
         res = results[t.index]
@@ -414,9 +407,6 @@ def plan_fingerprint(
     import cv2
     import numpy as np
 
-    from edgeaug import __version__
-    from edgeaug.device.format import FORMAT_VERSION
-
     srcs = [{f.name: getattr(s, f.name) for f in dataclasses.fields(s)} for s in sset.sources]
     body = {
         "format": FORMAT_VERSION,
@@ -437,8 +427,6 @@ def plan_fingerprint(
 def audit_results(results, target: Target) -> Dict[str, Any]:
     """Sum the workers' histograms into the manifest's quantization audit."""
     import numpy as np
-
-    from edgeaug.build.audit import audit
 
     total = np.zeros((target.channels, 256), np.int64)
     for r in results:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Sequence
 
 from edgeaug.build import chunks
+from edgeaug.build.augment import Augmenter
 from edgeaug.build.plan import BuildError
 from edgeaug.build.workers import Job, render_chunk
 from edgeaug.config.recipe import Recipe
@@ -29,8 +30,6 @@ _AUGMENTERS: Dict[str, Any] = {}  # per worker process: one Augmenter per plan
 def _render_on_worker(k: int, tasks, recipe: Recipe, target: Target, seed: int, plan: str) -> List[bytes]:
     """Runs on a Dask worker: one chunk file's content."""
     import cv2
-
-    from edgeaug.build.augment import Augmenter
 
     cv2.setNumThreads(1)  # results never depend on threading
     aug = _AUGMENTERS.get(plan)

@@ -14,9 +14,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from edgeaug.build.audit import histogram
 from edgeaug.build.augment import Augmenter, Labels, record_rng
 from edgeaug.build.plan import SourceResult, Task
 from edgeaug.device.format import SPLITS, encode_record, pack_labels
+from edgeaug.sources.imagefile import exif_orientation, jpeg_complete, orient, sniff, to_rgb8
 
 MAX_PIXELS = 120_000_000  # refuse decompression bombs
 MAX_FILE_BYTES = 2 << 30
@@ -57,8 +59,6 @@ def decode(data: bytes, background: int = 0) -> np.ndarray:
     ``background`` (the recipe's ``fill``).
     """
     import cv2
-
-    from edgeaug.sources.imagefile import exif_orientation, jpeg_complete, orient, sniff, to_rgb8
 
     if not data:
         raise SourceDecodeError("empty file")
@@ -197,8 +197,6 @@ def render_variant(
     params = [] if variant == 0 else aug.sample(record_rng(seed, source.key, variant), src_size)
     img, lab = aug.render(work, labels, params, src_size)
     if hist is not None:
-        from edgeaug.build.audit import histogram
-
         hist += histogram(img, aug.target)
     return aug.tensor(img), lab, params
 

@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from edgeaug import __version__
+from edgeaug.build.chunks import Chunk, ChunkError
 from edgeaug.device.format import (
     FORMAT_VERSION,
     INDEX_DTYPE,
@@ -216,7 +217,6 @@ def merge_chunk(
 
     One transaction; called in plan order, from one process (see ``_ENVS``).
     """
-    from edgeaug.build.chunks import Chunk, ChunkError
 
     tasks = [_Index(i) for i in indices]
     try:

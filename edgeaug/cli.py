@@ -1,4 +1,8 @@
-"""The ``edgeaug`` command: a thin typer layer over the library."""
+"""The ``edgeaug`` command: a thin typer layer over the library.
+
+Each command imports the library modules it uses inside its function, so that
+``edgeaug --help`` and light commands start without loading numpy and OpenCV.
+"""
 
 from __future__ import annotations
 

@@ -100,8 +100,10 @@ class Augmenter:
         import cv2
 
         m = self.geometry(params, src_size)
-        pre = scale(image.shape[1] / src_size[0], image.shape[0] / src_size[1])
-        out = self._warp(self.prepare(image), m @ np.linalg.inv(pre), linear=True)
+        # The inverse of the pre-shrink scale, written out: the same numbers as np.linalg.inv's, whose
+        # LAPACK call wakes OpenBLAS's threads, which then spin for a while on every record.
+        unshrink = scale(1 / (image.shape[1] / src_size[0]), 1 / (image.shape[0] / src_size[1]))
+        out = self._warp(self.prepare(image), m @ unshrink, linear=True)
         out = cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
         labels = self._warp_labels(labels, m)
         tones: List[Tuple[Any, Dict[str, Any]]] = []

@@ -33,6 +33,7 @@ def _init_worker(recipe: Recipe, target: Target, seed: int, folder: Path, plan: 
     import cv2
 
     cv2.setNumThreads(1)
+    keep_heap()
     if parent:  # a pool process
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it stops and reports
         exit_with(parent)
@@ -79,6 +80,33 @@ def exit_with(pid: int) -> None:
 def _init_writer(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as the workers: Ctrl-C is the main process's
     exit_with(parent)
+    keep_heap()
+
+
+#: glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+HEAP_KEEP = 32 << 20  # the largest mmap threshold glibc accepts on 64-bit systems
+
+
+def keep_heap() -> None:
+    """Let this process reuse its freed memory for the next records (glibc only; elsewhere a no-op).
+
+    Every record is a few 150 KB buffers: encoded bytes, LMDB's pages for it.
+    By default glibc gives each such buffer fresh pages from the kernel (mmap,
+    or a heap it trims after every chunk) and the kernel zeroes, maps and
+    unmaps them again: about a third of a millisecond of system CPU per
+    record in the writer alone.  Allocations below ``HEAP_KEEP`` now come from
+    the heap, and up to ``HEAP_KEEP`` of free heap is kept.  Output bytes do
+    not depend on where buffers live.
+    """
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, HEAP_KEEP)
+    mallopt(_M_TRIM_THRESHOLD, HEAP_KEEP)
 
 
 class LocalExecutor:

@@ -180,14 +180,19 @@ def _read_u4(buf, pos: int, end: int, what: str) -> int:
 def encode_record(
     tensor: np.ndarray, label: int, source: int, variant: int, split: int, labels: bytes, params: Any
 ) -> bytes:
-    """Build one record value; the digest is filled in over bytes [40:]."""
-    tbytes = np.ascontiguousarray(tensor).tobytes()
+    """Build one record value; the digest is filled in over bytes [40:].
+
+    The tensor is hashed and copied straight from its buffer: one copy of it in all.
+    """
+    tview = memoryview(np.ascontiguousarray(tensor).reshape(-1).view(np.uint8))
     pbytes = canonical_json(params)
-    body = struct.pack("<IIIiIHBB", len(tbytes), len(labels), len(pbytes), label, source, variant, split, 0)
-    body += b"\0" * (HEADER_SIZE - DIGEST_START - len(body)) + tbytes + labels + pbytes
-    digest = hashlib.sha256(body).digest()
-    head = struct.pack("<4sHH32s", RECORD_MAGIC, FORMAT_VERSION, HEADER_SIZE, digest)
-    return head + body
+    body = struct.pack("<IIIiIHBB", tview.nbytes, len(labels), len(pbytes), label, source, variant, split, 0)
+    body += b"\0" * (HEADER_SIZE - DIGEST_START - len(body))
+    h = hashlib.sha256(body)
+    for part in (tview, labels, pbytes):
+        h.update(part)
+    head = struct.pack("<4sHH32s", RECORD_MAGIC, FORMAT_VERSION, HEADER_SIZE, h.digest())
+    return b"".join((head, body, tview, labels, pbytes))
 
 
 class RecordHeader:

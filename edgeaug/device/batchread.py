@@ -226,25 +226,48 @@ class BatchReader:
 
     # --- pread ----------------------------------------------------------------------------------
 
-    def fill_pread(self, x: np.ndarray, recs: np.ndarray) -> np.ndarray:
-        """One ``preadv`` per record (in file order): page header, record header and tensor into place."""
+    def fill_pread(self, x: np.ndarray, recs: np.ndarray, moves=None, dest=None) -> np.ndarray:
+        """One ``preadv`` per record (in file order): page header, record header and tensor into place.
+
+        ``moves`` (optional, bytes per record, ``|move| < nbytes``) reads each
+        tensor moved within its row, memmove-style: ``row[m:] = tensor[:-m]``
+        (``m > 0``) or ``row[:m] = tensor[-m:]``; the bytes moved out go to a
+        scratch iovec, so every read is still the whole value prefix, checked
+        for length, and the row bytes not written are left for the caller
+        (:func:`edgeaug.device.online.place_online` fills them).  ``dest``
+        (optional): per record, the writable buffer its tensor goes to instead
+        of its row of ``x``.
+        """
         self._usable(recs)
         b, nb, fd = len(recs), self.nbytes, self._fd
         slots = np.zeros(b, SLOT_DTYPE)
-        srows, xrows = slots.view(np.uint8).reshape(b, SLOT_SIZE), x.reshape(b, -1).view(np.uint8)
+        srows = slots.view(np.uint8).reshape(b, SLOT_SIZE)
+        rows = x.reshape(b, -1).view(np.uint8) if dest is None else dest
+        shifted = self._moves(moves, b)
+        spare = memoryview(bytearray(max((abs(m) for m in shifted), default=0)))
         off, pgno = self.off[recs], self.pgno[recs]
         for j in np.argsort(off, kind="stable").tolist():
             head = memoryview(srows[j]) if pgno[j] else memoryview(srows[j])[PAGEHDRSZ:]
             at = int(off[j]) - (PAGEHDRSZ if pgno[j] else 0)
             want = len(head) + nb
+            row, m = memoryview(rows[j]).cast("B"), shifted[j] if shifted else 0
+            iov = [head, row] if not m else [head, row[m:], spare[:m]] if m > 0 else [head, spare[:-m], row[: nb + m]]
             try:
-                got = os.preadv(fd, [head, memoryview(xrows[j])], at)
+                got = os.preadv(fd, iov, at)
             except OSError as e:
                 raise PackError(f"{self.path}: record {int(recs[j])}: read failed: {e.strerror or e}") from None
             if got != want:
                 raise PackError(f"{self.path}: record {int(recs[j])}: short read, {got} of {want} bytes at {at}")
         self.check(slots, recs)
         return x
+
+    def _moves(self, moves, b: int) -> list:
+        if moves is None:
+            return []
+        m = np.asarray(moves, np.int64)
+        if m.shape != (b,) or (len(m) and int(np.abs(m).max()) >= self.nbytes):
+            raise ValueError(f"moves must be {b} byte offsets smaller than the {self.nbytes}-byte tensor")
+        return m.tolist()
 
     # --- mmap -----------------------------------------------------------------------------------
 
@@ -286,20 +309,46 @@ class BatchReader:
             if len(todo):
                 self._check_headers(todo)
 
-    def gather(self, recs: np.ndarray) -> np.ndarray:
-        """Small tensors: one numpy gather from the mapping into a new (len(recs), nbytes) uint8 array."""
-        self._check_mapped(recs)
-        return self._rows[self._toff[recs]]
+    def gather(self, recs: np.ndarray, moves=None) -> np.ndarray:
+        """Small tensors: one numpy gather from the mapping into a new (len(recs), nbytes) uint8 array.
 
-    def fill_mapped(self, x: np.ndarray, recs: np.ndarray) -> np.ndarray:
-        """Large tensors: one copy per record from the mapping into the batch buffer, in file order."""
+        With ``moves`` (see :meth:`fill_pread`), each row is gathered from
+        ``move`` bytes before its tensor, which moves it at no extra cost (the
+        bytes from outside the tensor land where the caller fills a border).
+        """
+        self._check_mapped(recs)
+        starts = self._toff[recs]
+        if moves is None:
+            return self._rows[starts]
+        shifted = self._moves(moves, len(recs))
+        at = starts - np.asarray(shifted, np.int64)
+        inside = (at >= 0) & (at <= self.file_size - self.nbytes)
+        out = self._rows[np.where(inside, at, starts)]
+        for j in np.flatnonzero(~inside).tolist():  # near the file's ends: the tensor, moved within its row
+            row, m = memoryview(out[j]), shifted[j]
+            if m > 0:
+                row[m:] = row[: self.nbytes - m]
+            else:
+                row[: self.nbytes + m] = row[-m:]
+        return out
+
+    def fill_mapped(self, x: np.ndarray, recs: np.ndarray, moves=None, dest=None) -> np.ndarray:
+        """Large tensors: one copy per record from the mapping into the batch buffer, in file order.
+
+        ``moves`` and ``dest`` as in :meth:`fill_pread`.
+        """
         self._check_mapped(recs)
         mv, nb = self._mv, self.nbytes
-        xrows = x.reshape(len(recs), -1).view(np.uint8)
+        rows = x.reshape(len(recs), -1).view(np.uint8) if dest is None else dest
+        shifted = self._moves(moves, len(recs))
         starts = self._toff[recs].tolist()
         for j in np.argsort(starts, kind="stable").tolist():
-            s = starts[j]
-            memoryview(xrows[j])[:] = mv[s : s + nb]
+            s, m = starts[j], shifted[j] if shifted else 0
+            row = memoryview(rows[j]).cast("B")
+            if m >= 0:
+                row[m:] = mv[s : s + nb - m]
+            else:
+                row[: nb + m] = mv[s - m : s + nb]
         return x
 
     @property

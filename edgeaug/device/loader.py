@@ -56,7 +56,14 @@ from .format import (  # bundle: drop
     unpack_labels,
     validate_manifest,
 )
-from .online import apply_online, border_pattern, fill_value, online_params, transform_record  # bundle: drop
+from .online import (  # bundle: drop
+    border_pattern,
+    fill_value,
+    online_params,
+    place_online,
+    read_moves,
+    transform_record,
+)
 from .runners import bench_model  # bundle: drop  # noqa: F401  (re-exported)
 
 
@@ -452,50 +459,75 @@ class Pack:
             raise ValueError("batch_size must be >= 1")
         order = self.epoch_order(epoch, shuffle, all_variants)
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
-        chunks = (order[b : min(b + batch_size, stop)] for b in range(0, stop, batch_size))
         if self._reader is None:
             raise PackError(f"{self.path}: pack is closed")
-        read = self._read_batch
+        jobs = ((b, order[b : min(b + batch_size, stop)]) for b in range(0, stop, batch_size))
         if hflip or shift:
-            read = self._online_reader(epoch, float(hflip), int(shift))
+            read = self._online_reader(epoch, float(hflip), int(shift), order[:stop])
+        else:
+
+            def read(job: Tuple[int, np.ndarray]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+                return self._read_batch(job[1])
+
         if self._reader.mode == "mmap":
             self._reader.precheck(order[:stop] + self._start)
         if prefetch or (prefetch is None and self._reader.mode == "pread"):
-            batches = prefetched(chunks, read)
+            batches = prefetched(jobs, read)
         else:
-            batches = map(read, chunks)
+            batches = map(read, jobs)
         for x, y, idx in batches:
             yield (x, y, idx) if with_index else (x, y)
 
-    def _online_reader(self, epoch: int, hflip: float, shift: int):
-        """``_read_batch`` followed by this epoch's flips and shifts, in place (in the prefetch thread too)."""
+    def _online_reader(self, epoch: int, hflip: float, shift: int, order: np.ndarray):
+        """Reads ``(start, idx)`` jobs of ``order`` with this epoch's flips and shifts done during the read.
+
+        Each tensor is read at the byte offset that shifts it (see
+        :func:`~edgeaug.device.online.read_moves`); flipped ones are read into a
+        scratch batch and mirrored from there; then the exposed borders are
+        filled.  The draws for the whole epoch are made once.
+        """
         layout = self.manifest["target"]["layout"]
         pattern = border_pattern(self.shape, layout, fill_value(self.manifest), self.dtype)
         h, w = (self.shape[1], self.shape[2]) if layout == "NCHW" else (self.shape[0], self.shape[1])
         if not 0.0 <= hflip <= 1.0 or not 0 <= shift < min(h, w):
             raise ValueError(f"hflip must be in [0, 1] and shift in [0, {min(h, w) - 1}], got {hflip}, {shift}")
-        scratch = np.empty(self.shape, self.dtype)
+        flips, shifts = online_params(self.seed, epoch, order, hflip, shift)
+        moves = read_moves(self.shape, layout, self.dtype.itemsize, flips, shifts)
+        scratch: List[np.ndarray] = []  # one record buffer per flipped record of a batch (this generator's own)
 
-        def read(idx: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-            x, y, idx = self._read_batch(idx)
-            flips, shifts = online_params(self.seed, epoch, idx, hflip, shift)
-            apply_online(x, layout, flips, shifts, pattern, scratch)
+        def read(job: Tuple[int, np.ndarray]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+            b, idx = job
+            f, s, m = flips[b : b + len(idx)], shifts[b : b + len(idx)], moves[b : b + len(idx)]
+            while len(scratch) < int(f.sum()):
+                scratch.append(np.empty(self.shape, self.dtype))
+            src = dict(zip(np.flatnonzero(f).tolist(), scratch))  # batch position -> its scratch record
+            x, y, idx = self._read_batch(idx, m, src)
+            place_online(x, layout, f, s, pattern, src)
             return x, y, idx
 
         return read
 
-    def _read_batch(self, idx: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The tensors and labels of split records ``idx``, every header checked (see batchread)."""
+    def _read_batch(self, idx: np.ndarray, moves=None, flipped=None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The tensors and labels of split records ``idx``, every header checked (see batchread).
+
+        ``moves``: per record, the byte offset its tensor is read at (online
+        shifts); ``flipped``: batch position -> record buffer the tensor goes to
+        instead (to be mirrored from there by the caller).
+        """
         reader, recs = self._reader, idx + self._start
         if reader.mode == "mmap" and reader.small:
-            x = reader.gather(recs).view(self.dtype).reshape((len(idx),) + self.shape)
+            x = reader.gather(recs, moves).view(self.dtype).reshape((len(idx),) + self.shape)
+            for j, rec in (flipped or {}).items():
+                rec[...] = x[j]
         else:
             with self._spare_lock:
                 x = reusable(self._spare, (len(idx),) + self.shape, self.dtype)
-            if reader.mode == "mmap":
-                reader.fill_mapped(x, recs)
-            else:
-                reader.fill_pread(x, recs)
+            dest = None
+            if flipped:
+                rows = x.reshape(len(idx), -1).view(np.uint8)
+                dest = [flipped[j].reshape(-1).view(np.uint8) if j in flipped else rows[j] for j in range(len(idx))]
+            fill = reader.fill_mapped if reader.mode == "mmap" else reader.fill_pread
+            fill(x, recs, moves, dest)
         return x, self.labels[idx], idx
 
     # --- checks -------------------------------------------------------------------

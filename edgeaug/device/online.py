@@ -147,6 +147,59 @@ def border_pattern(shape: Tuple[int, ...], layout: str, fill, dtype) -> np.ndarr
     return row
 
 
+def _mirror(dst: np.ndarray, src: np.ndarray, layout: str) -> None:
+    """``dst = src`` with the width axis reversed (same shape, no overlap), the fastest numpy way per pixel size.
+
+    Pixels of 1, 2, 4 or 8 bytes go as one element each (:func:`_units`);
+    other NHWC pixels (3 uint8 channels) go one channel at a time, since a
+    strided copy of single bytes beats a reversed copy of 3-byte elements
+    (~50 vs ~75 us per 224x224x3 record, ``scripts/bench_loader.py --online``).
+    """
+    nchw = layout == "NCHW"
+    unit = src.itemsize * (1 if nchw else src.shape[-1])
+    if unit in (1, 2, 4, 8) and dst.flags.c_contiguous and src.flags.c_contiguous:
+        _units(dst, layout)[...] = _units(src, layout)[..., ::-1]
+    elif not nchw:
+        for c in range(src.shape[-1]):
+            dst[..., c] = src[:, ::-1, c]
+    else:
+        dst[...] = src[..., ::-1]
+
+
+def read_moves(shape: Tuple[int, ...], layout: str, itemsize: int, flips, shifts) -> np.ndarray:
+    """Per record, the byte offset to read its tensor at so that only a border fill (and a mirror) remains.
+
+    A shift by (dx, dy) moves a C-contiguous record by ``(dy * W + dx)``
+    pixels (rows wrap into the exposed columns, which are filled after); a
+    record that is also mirrored is read shifted by (-dx, dy), since the
+    mirror of that is the mirrored record shifted by (dx, dy).  See
+    :func:`place_online`.
+    """
+    w = shape[-1] if layout == "NCHW" else shape[1]
+    unit = itemsize * (shape[-1] if layout == "NHWC" else 1)
+    s = np.asarray(shifts, np.int64).reshape(-1, 2)
+    dx = np.where(np.asarray(flips, bool), -s[:, 0], s[:, 0])
+    return (s[:, 1] * w + dx) * unit
+
+
+def place_online(x: np.ndarray, layout: str, flips, shifts, pattern: np.ndarray, mirrored_from=None) -> None:
+    """Finish records read at :func:`read_moves` offsets: mirror the flipped ones, fill every exposed border.
+
+    ``x`` is the batch (N, *record shape); a flipped record ``j`` was read
+    (moved) into ``mirrored_from[j]`` (any array of the record's shape, not
+    overlapping ``x[j]``) and is mirrored from there into ``x[j]``.  The result
+    equals :func:`apply_online` on the records read unmoved.
+    """
+    flips = np.asarray(flips, bool)
+    shifts = np.asarray(shifts, np.int64)
+    for j in np.flatnonzero(flips | (shifts != 0).any(axis=1)).tolist():
+        if flips[j]:
+            _mirror(x[j], mirrored_from[j], layout)
+        dx, dy = shifts[j].tolist()
+        if dx or dy:
+            _borders(x[j], layout, dx, dy, pattern)
+
+
 def _borders(dst: np.ndarray, layout: str, dx: int, dy: int, pattern: np.ndarray) -> None:
     """Set the rows and columns a shift by (dx, dy) exposed to the fill pattern."""
     if layout == "NCHW":
@@ -207,7 +260,9 @@ def fill_online(dst: np.ndarray, src: np.ndarray, layout: str, flip: bool, dx: i
         rd, rs = _spans(h, dy, False)
         cd, cs = _spans(w, dx, flip)
         pre = (slice(None),) * int(nchw)
-        if flip and contiguous:
+        if flip and not nchw and dst.itemsize * dst.shape[-1] not in (1, 2, 4, 8):
+            _mirror(dst[rd, cd], src[rs, cs], layout)  # one channel at a time
+        elif flip and contiguous:
             _units(dst, layout)[pre + (rd, cd)] = _units(src, layout)[pre + (rs, cs)][..., ::-1]
         else:
             part = src[pre + (rs, cs)]

@@ -23,6 +23,11 @@ all variants; every method gets the same orders):
   online        (--online) decode a source PNG + augment + quantize per sample,
                 what a device does without a pack
 
+``--hybrid`` measures instead what the device's online flip and shift cost
+(``Pack.batches(hflip=, shift=)``, done during the read) in CPU us/record
+against plain batches, with both readers, and against the previous way (a
+plain read, then ``apply_online`` in place): ratios in the same run.
+
 It reports records/s of the first pass in the fresh process (mmap first touch,
 cold Python) and warm (best of the following passes), and the ratios to the
 gather measured in the same run, because this machine is noisy.  CPU seconds
@@ -31,6 +36,7 @@ they include both threads).  Goals: loader >= 0.8x gather, first pass and
 warm, both cases.
 
     python scripts/bench_loader.py [--case rpi4|rpi-zero2w|both] [--mb 300] [--passes 4] [--online]
+    python scripts/bench_loader.py --hybrid [--case ...] [--mb 100] [--rounds 7]
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ import numpy as np
 
 CASES = ("rpi4", "rpi-zero2w")
 METHODS = ("gather", "loader", "loader-pread", "cursor")
+READERS = ("pread", "mmap")
 
 
 def passes(one_pass, orders) -> dict:
@@ -130,6 +137,62 @@ def measure_online(data: Path, seconds: float) -> dict:
     return {"warm": n / (time.perf_counter() - t0)}
 
 
+HYBRID = {"shift 8": (0.0, 8), "flip 0.5 + shift 8": (0.5, 8), "flip 1.0": (1.0, 0)}
+
+
+def measure_hybrid(reader: str, pack_path: Path, batch: int, rounds: int) -> dict:
+    """CPU us/record of plain batches, batches with online flip/shift, and the old way (read, then apply_online).
+
+    The loops alternate over ``rounds`` shuffled passes (all variants) so load
+    from other processes hits them alike; each figure is the median.
+    """
+    from edgeaug.device.loader import Pack
+    from edgeaug.device.online import apply_online, border_pattern, fill_value, online_params
+
+    pack = Pack(str(pack_path), reader=reader)
+    # bench_device's synthetic manifests carry no quantization; the fill value needs one (the builder's rpi4 one).
+    pack.manifest["target"].setdefault("scale", 1 / 255)
+    layout = pack.manifest["target"]["layout"]
+    pattern = border_pattern(pack.shape, layout, fill_value(pack.manifest), pack.dtype)
+    scratch = np.empty(pack.shape, pack.dtype)
+
+    def during(e, hflip, shift):  # this loader: the transform during the read
+        for _x, _y in pack.batches(batch, epoch=e, all_variants=True, hflip=hflip, shift=shift):
+            pass
+
+    def after(e, hflip, shift):  # the previous loader: plain read, then an in-place pass
+        for x, _y, idx in pack.batches(batch, epoch=e, all_variants=True, with_index=True):
+            f, s = online_params(pack.seed, e, idx, hflip, shift)
+            apply_online(x, layout, f, s, pattern, scratch)
+
+    loops = {"plain": lambda e: during(e, 0.0, 0)}
+    for name, (hflip, shift) in HYBRID.items():
+        loops[name] = lambda e, h=hflip, s=shift: during(e, h, s)
+        loops[name + " (read, then apply_online)"] = lambda e, h=hflip, s=shift: after(e, h, s)
+    times: dict = {k: [] for k in loops}
+    n = len(pack.epoch_order(0, all_variants=True))
+    for r in range(rounds):
+        for name, fn in loops.items():
+            c0 = time.process_time()
+            fn(r)
+            times[name].append((time.process_time() - c0) / n * 1e6)
+    pack.close()
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def report_hybrid(case: str, results: dict) -> None:
+    print(f"\nonline flip/shift in Pack.batches, {case}: CPU us/record (median), ratio = plain / this (goal >= 0.85)")
+    print("\n| reader | plain | " + " | ".join(HYBRID) + " |")
+    print("|---|---|" + "---|" * len(HYBRID))
+    for reader, r in results.items():
+        cells = [
+            f"{r[k]:.1f} ({r['plain'] / r[k]:.2f}x; before {r[k + ' (read, then apply_online)']:.1f}, "
+            f"{r['plain'] / r[k + ' (read, then apply_online)']:.2f}x)"
+            for k in HYBRID
+        ]
+        print(f"| {reader} | {r['plain']:.1f} | " + " | ".join(cells) + " |")
+
+
 def prepare(work: Path, case: str, mb: int) -> Path:
     """A synthetic pack of ``case`` (>= ``mb`` MB) and the raw file of its tensors, both read once (cached)."""
     import bench_device
@@ -172,13 +235,22 @@ def main() -> None:
     ap.add_argument("--passes", type=int, default=4, help="passes per method: the first, then warm ones")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--online", action="store_true", help="also measure decode + augment per sample (needs cv2)")
+    ap.add_argument(
+        "--hybrid",
+        action="store_true",
+        help="instead: CPU cost of Pack.batches(hflip=0.5, shift=8), shift 8 and flip 1.0 against plain batches, "
+        "both readers, and against the previous way (read, then apply_online in place)",
+    )
+    ap.add_argument("--rounds", type=int, default=7, help="--hybrid: alternated rounds, median (default 7)")
     ap.add_argument("--workdir", help="where the packs go (default: a temporary directory)")
     ap.add_argument("--one", nargs=2, metavar=("METHOD", "PACK"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.passes < 2:
         ap.error("--passes must be >= 2 (a first pass and at least one warm pass)")
     if args.one:  # child: measure one method, print JSON
-        if args.one[0] == "online":
+        if args.one[0].startswith("hybrid-"):
+            print(json.dumps(measure_hybrid(args.one[0][7:], Path(args.one[1]), args.batch, args.rounds)))
+        elif args.one[0] == "online":
             print(json.dumps(measure_online(Path(args.one[1]), 3.0)))
         else:
             print(json.dumps(measure(args.one[0], Path(args.one[1]), args.batch, args.passes)))
@@ -193,7 +265,10 @@ def main() -> None:
                 f"(prepared in {time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )
-            common = ["--batch", str(args.batch), "--passes", str(args.passes)]
+            common = ["--batch", str(args.batch), "--passes", str(args.passes), "--rounds", str(args.rounds)]
+            if args.hybrid:
+                report_hybrid(case, {r: run_child(["--one", f"hybrid-{r}", str(path), *common]) for r in READERS})
+                continue
             rates = {m: run_child(["--one", m, str(path), *common]) for m in METHODS}
             report(rates)
             if args.online and case == "rpi4":

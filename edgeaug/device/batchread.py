@@ -226,7 +226,7 @@ class BatchReader:
 
     # --- pread ----------------------------------------------------------------------------------
 
-    def fill_pread(self, x: np.ndarray, recs: np.ndarray, moves=None, dest=None) -> np.ndarray:
+    def fill_pread(self, x: np.ndarray, recs: np.ndarray, moves=None, dest=None, then=None) -> np.ndarray:
         """One ``preadv`` per record (in file order): page header, record header and tensor into place.
 
         ``moves`` (optional, bytes per record, ``|move| < nbytes``) reads each
@@ -234,9 +234,11 @@ class BatchReader:
         (``m > 0``) or ``row[:m] = tensor[-m:]``; the bytes moved out go to a
         scratch iovec, so every read is still the whole value prefix, checked
         for length, and the row bytes not written are left for the caller
-        (:func:`edgeaug.device.online.place_online` fills them).  ``dest``
+        (:class:`edgeaug.device.online.OnlineBatch` fills them).  ``dest``
         (optional): per record, the writable buffer its tensor goes to instead
-        of its row of ``x``.
+        of its row of ``x``.  ``then(j)`` (optional) runs right after record
+        ``j``'s read, while its bytes are in cache; the headers are checked
+        after all reads, before the batch is returned.
         """
         self._usable(recs)
         b, nb, fd = len(recs), self.nbytes, self._fd
@@ -258,6 +260,8 @@ class BatchReader:
                 raise PackError(f"{self.path}: record {int(recs[j])}: read failed: {e.strerror or e}") from None
             if got != want:
                 raise PackError(f"{self.path}: record {int(recs[j])}: short read, {got} of {want} bytes at {at}")
+            if then is not None:
+                then(j)
         self.check(slots, recs)
         return x
 
@@ -332,10 +336,10 @@ class BatchReader:
                 row[: self.nbytes + m] = row[-m:]
         return out
 
-    def fill_mapped(self, x: np.ndarray, recs: np.ndarray, moves=None, dest=None) -> np.ndarray:
+    def fill_mapped(self, x: np.ndarray, recs: np.ndarray, moves=None, dest=None, then=None) -> np.ndarray:
         """Large tensors: one copy per record from the mapping into the batch buffer, in file order.
 
-        ``moves`` and ``dest`` as in :meth:`fill_pread`.
+        ``moves``, ``dest`` and ``then`` as in :meth:`fill_pread` (headers are checked before the copies).
         """
         self._check_mapped(recs)
         mv, nb = self._mv, self.nbytes
@@ -349,6 +353,8 @@ class BatchReader:
                 row[m:] = mv[s : s + nb - m]
             else:
                 row[: nb + m] = mv[s - m : s + nb]
+            if then is not None:
+                then(j)
         return x
 
     @property

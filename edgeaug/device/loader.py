@@ -57,10 +57,10 @@ from .format import (  # bundle: drop
     validate_manifest,
 )
 from .online import (  # bundle: drop
+    OnlineBatch,
     border_pattern,
     fill_value,
     online_params,
-    place_online,
     read_moves,
     transform_record,
 )
@@ -493,41 +493,38 @@ class Pack:
             raise ValueError(f"hflip must be in [0, 1] and shift in [0, {min(h, w) - 1}], got {hflip}, {shift}")
         flips, shifts = online_params(self.seed, epoch, order, hflip, shift)
         moves = read_moves(self.shape, layout, self.dtype.itemsize, flips, shifts)
-        scratch: List[np.ndarray] = []  # one record buffer per flipped record of a batch (this generator's own)
+        scratch = np.empty(self.shape, self.dtype)  # where a flipped record is read to (this generator's own)
 
         def read(job: Tuple[int, np.ndarray]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
             b, idx = job
-            f, s, m = flips[b : b + len(idx)], shifts[b : b + len(idx)], moves[b : b + len(idx)]
-            while len(scratch) < int(f.sum()):
-                scratch.append(np.empty(self.shape, self.dtype))
-            src = dict(zip(np.flatnonzero(f).tolist(), scratch))  # batch position -> its scratch record
-            x, y, idx = self._read_batch(idx, m, src)
-            place_online(x, layout, f, s, pattern, src)
-            return x, y, idx
+            part = slice(b, b + len(idx))
+            return self._read_batch(idx, (layout, flips[part], shifts[part], moves[part], pattern, scratch))
 
         return read
 
-    def _read_batch(self, idx: np.ndarray, moves=None, flipped=None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _read_batch(self, idx: np.ndarray, online=None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The tensors and labels of split records ``idx``, every header checked (see batchread).
 
-        ``moves``: per record, the byte offset its tensor is read at (online
-        shifts); ``flipped``: batch position -> record buffer the tensor goes to
-        instead (to be mirrored from there by the caller).
+        ``online``: ``(layout, flips, shifts, moves, pattern, scratch)`` of these
+        records, done during the read (see :class:`~edgeaug.device.online.OnlineBatch`).
         """
         reader, recs = self._reader, idx + self._start
+        moves = None if online is None else online[3]
         if reader.mode == "mmap" and reader.small:
             x = reader.gather(recs, moves).view(self.dtype).reshape((len(idx),) + self.shape)
-            for j, rec in (flipped or {}).items():
-                rec[...] = x[j]
+            if online is not None:
+                batch = OnlineBatch(x, *online)
+                for j in range(len(idx)):  # per record: beats boolean masks over the batch (bench_loader --hybrid)
+                    batch.finish(j, in_place=True)
         else:
             with self._spare_lock:
                 x = reusable(self._spare, (len(idx),) + self.shape, self.dtype)
-            dest = None
-            if flipped:
-                rows = x.reshape(len(idx), -1).view(np.uint8)
-                dest = [flipped[j].reshape(-1).view(np.uint8) if j in flipped else rows[j] for j in range(len(idx))]
             fill = reader.fill_mapped if reader.mode == "mmap" else reader.fill_pread
-            fill(x, recs, moves, dest)
+            if online is None:
+                fill(x, recs)
+            else:
+                batch = OnlineBatch(x, *online)
+                fill(x, recs, moves, batch.dest, batch.finish)
         return x, self.labels[idx], idx
 
     # --- checks -------------------------------------------------------------------

@@ -161,7 +161,7 @@ def _mirror(dst: np.ndarray, src: np.ndarray, layout: str) -> None:
         _units(dst, layout)[...] = _units(src, layout)[..., ::-1]
     elif not nchw:
         for c in range(src.shape[-1]):
-            dst[..., c] = src[:, ::-1, c]
+            dst[..., c] = src[..., ::-1, c]
     else:
         dst[...] = src[..., ::-1]
 
@@ -173,7 +173,7 @@ def read_moves(shape: Tuple[int, ...], layout: str, itemsize: int, flips, shifts
     pixels (rows wrap into the exposed columns, which are filled after); a
     record that is also mirrored is read shifted by (-dx, dy), since the
     mirror of that is the mirrored record shifted by (dx, dy).  See
-    :func:`place_online`.
+    :class:`OnlineBatch`.
     """
     w = shape[-1] if layout == "NCHW" else shape[1]
     unit = itemsize * (shape[-1] if layout == "NHWC" else 1)
@@ -182,22 +182,35 @@ def read_moves(shape: Tuple[int, ...], layout: str, itemsize: int, flips, shifts
     return (s[:, 1] * w + dx) * unit
 
 
-def place_online(x: np.ndarray, layout: str, flips, shifts, pattern: np.ndarray, mirrored_from=None) -> None:
-    """Finish records read at :func:`read_moves` offsets: mirror the flipped ones, fill every exposed border.
+class OnlineBatch:
+    """One batch's flips and shifts, done during the reader's copy of each record.
 
-    ``x`` is the batch (N, *record shape); a flipped record ``j`` was read
-    (moved) into ``mirrored_from[j]`` (any array of the record's shape, not
-    overlapping ``x[j]``) and is mirrored from there into ``x[j]``.  The result
-    equals :func:`apply_online` on the records read unmoved.
+    The reader puts record ``j``'s tensor, moved by ``moves[j]`` bytes (see
+    :func:`read_moves`), into ``dest[j]``: its row of ``x``, or for a flipped
+    record one scratch record.  Right after (while the bytes are in cache)
+    :meth:`finish` mirrors a flipped record from the scratch into ``x[j]``
+    and fills the exposed border.  The result equals :func:`apply_online` on
+    the records read unmoved.
     """
-    flips = np.asarray(flips, bool)
-    shifts = np.asarray(shifts, np.int64)
-    for j in np.flatnonzero(flips | (shifts != 0).any(axis=1)).tolist():
-        if flips[j]:
-            _mirror(x[j], mirrored_from[j], layout)
-        dx, dy = shifts[j].tolist()
+
+    def __init__(self, x: np.ndarray, layout: str, flips, shifts, moves, pattern: np.ndarray, scratch: np.ndarray):
+        self.x, self.layout, self.pattern, self.scratch = x, layout, pattern, scratch
+        self.flips = np.asarray(flips, bool).tolist()
+        self.shifts = np.asarray(shifts, np.int64).tolist()
+        self.moves = moves
+        rows = x.reshape(len(x), -1).view(np.uint8)
+        flat = scratch.reshape(-1).view(np.uint8)
+        self.dest = [flat if f else rows[j] for j, f in enumerate(self.flips)] if any(self.flips) else None
+
+    def finish(self, j: int, in_place: bool = False) -> None:
+        """Record ``j`` was read (into ``dest[j]``, or into ``x[j]`` when ``in_place``): mirror it, fill its border."""
+        dx, dy = self.shifts[j]
+        if self.flips[j]:
+            if in_place:
+                self.scratch[...] = self.x[j]
+            _mirror(self.x[j], self.scratch, self.layout)
         if dx or dy:
-            _borders(x[j], layout, dx, dy, pattern)
+            _borders(self.x[j], self.layout, dx, dy, self.pattern)
 
 
 def _borders(dst: np.ndarray, layout: str, dx: int, dy: int, pattern: np.ndarray) -> None:

@@ -513,9 +513,7 @@ class Pack:
         if reader.mode == "mmap" and reader.small:
             x = reader.gather(recs, moves).view(self.dtype).reshape((len(idx),) + self.shape)
             if online is not None:
-                batch = OnlineBatch(x, *online)
-                for j in range(len(idx)):  # per record: beats boolean masks over the batch (bench_loader --hybrid)
-                    batch.finish(j, in_place=True)
+                OnlineBatch(x, *online).finish_all()
         else:
             with self._spare_lock:
                 x = reusable(self._spare, (len(idx),) + self.shape, self.dtype)

@@ -212,6 +212,36 @@ class OnlineBatch:
         if dx or dy:
             _borders(self.x[j], self.layout, dx, dy, self.pattern)
 
+    def finish_all(self) -> None:
+        """Every record at once, for records gathered moved into ``x``: small ones, where per-record calls dominate.
+
+        One mirror of the flipped records and one border fill through boolean
+        masks of the exposed rows and columns: ~2x cheaper than :meth:`finish`
+        per record for 9 KB records, ~2x dearer for 150 KB ones
+        (``scripts/bench_loader.py --hybrid``).
+        """
+        x, nchw = self.x, self.layout == "NCHW"
+        flipped = np.flatnonzero(self.flips)
+        if len(flipped):
+            if x.itemsize * (1 if nchw else x.shape[-1]) in (1, 2, 4, 8):
+                u = _units(x, self.layout)
+                u[flipped] = u[flipped][..., ::-1]
+            else:
+                part = x[flipped]
+                out = np.empty_like(part)
+                _mirror(out, part, self.layout)
+                x[flipped] = out
+        s = np.asarray(self.shifts, np.int64).reshape(-1, 2)
+        h, w = x.shape[2:] if nchw else x.shape[1:3]
+        at_h, at_w = np.arange(h), np.arange(w)
+        rows = (at_h < s[:, 1:]) | (at_h >= h + s[:, 1:])  # (N, H): exposed rows
+        cols = (at_w < s[:, :1]) | (at_w >= w + s[:, :1])  # (N, W): exposed columns
+        fill = self.pattern.reshape(-1, 1) if nchw else self.pattern
+        if rows.any():
+            (x.transpose(0, 2, 1, 3) if nchw else x)[rows] = fill
+        if cols.any():
+            (x.transpose(0, 3, 1, 2) if nchw else x.transpose(0, 2, 1, 3))[cols] = fill if nchw else fill[0]
+
 
 def _borders(dst: np.ndarray, layout: str, dx: int, dy: int, pattern: np.ndarray) -> None:
     """Set the rows and columns a shift by (dx, dy) exposed to the fill pattern."""

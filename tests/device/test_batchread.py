@@ -256,3 +256,26 @@ def test_prefetched_batches_are_never_overwritten_while_held(small_pack):
         kept = [x for x, _ in p.batches(3, epoch=1, prefetch=True)]
         assert len({x.ctypes.data for x in kept}) == len(kept)
         assert np.array_equal(np.concatenate(kept), _records(p, p.epoch_order(1)))
+
+
+# --- reads moved for the online shift (edgeaug.device.online) ------------------------------
+
+
+@pytest.mark.parametrize("move", [0, 4000, -4000])
+def test_moved_reads_keep_every_check(small_pack, tmp_path, move):
+    """A read at a byte offset still reads and checks the whole header, and a short read is still an error."""
+    path = tmp_path / "moved.lmdb"
+    shutil.copy(small_pack, path)
+    _leaf, _doff, ov, psize, _last = _value_location(path, 1)
+    _patch(path, ov * psize + 16, b"XXXX")  # record 1's magic
+    with Pack(str(path), backend="pure", reader="pread") as p:
+        br, x = p._reader, np.empty((1,) + p.shape, p.dtype)
+        br.fill_pread(x, np.array([0]), np.array([move]))
+        nb, plain = p.nbytes, p.record_at(0)["x"].reshape(-1).view(np.uint8)
+        row = x.reshape(-1).view(np.uint8)
+        assert row[max(move, 0) : nb + min(move, 0)].tobytes() == plain[max(-move, 0) : nb - max(move, 0)].tobytes()
+        with pytest.raises(PackError, match="record 1: magic"):
+            br.fill_pread(x, np.array([1]), np.array([move]))
+        os.truncate(path, int(br._toff[0]) + nb - 100)  # after open, the tensor's last 100 bytes go
+        with pytest.raises(PackError, match="record 0: short read"):
+            br.fill_pread(x, np.array([0]), np.array([move]))

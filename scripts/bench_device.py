@@ -58,6 +58,7 @@ CASES = {
     "rpi4": {
         "shape": (224, 224, 3),
         "dtype": "uint8",
+        "quant": {"scale": 1 / 255, "zero_point": 0},
         "mem": "512M",
         "channels": 3,
         "color": "RGB",
@@ -66,6 +67,7 @@ CASES = {
     "rpi-zero2w": {
         "shape": (96, 96, 1),
         "dtype": "int8",
+        "quant": {"scale": 1 / 255, "zero_point": -128},
         "mem": "128M",
         "channels": 1,
         "color": "GRAY",
@@ -422,6 +424,9 @@ def synthesize(out: Path, case: str, min_bytes: int, seed: int = 1) -> int:
             "layout": "NHWC",
             "color": spec["color"],
             "dtype": dtype,
+            "mean": [0.0] * c,
+            "std": [1.0] * c,
+            **spec["quant"],
         },
         "recipe": {"variants": VARIANTS - 1, "include_original": True, "ops": []},
         "seed": seed,

@@ -150,8 +150,6 @@ def measure_hybrid(reader: str, pack_path: Path, batch: int, rounds: int) -> dic
     from edgeaug.device.online import apply_online, border_pattern, fill_value, online_params
 
     pack = Pack(str(pack_path), reader=reader)
-    # bench_device's synthetic manifests carry no quantization; the fill value needs one (the builder's rpi4 one).
-    pack.manifest["target"].setdefault("scale", 1 / 255)
     layout = pack.manifest["target"]["layout"]
     pattern = border_pattern(pack.shape, layout, fill_value(pack.manifest), pack.dtype)
     scratch = np.empty(pack.shape, pack.dtype)

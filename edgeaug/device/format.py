@@ -279,6 +279,7 @@ def validate_manifest(m: Any) -> None:
     _mf(t, "dtype", "target", str, choices=tuple(DTYPES))
     for key, kind in (("input_name", str), ("name", str), ("device", dict)):
         _mf(t, key, "target", kind, optional=True)
+    _check_quantization(t)
     n = _mf(m, "records", "", int, 0, MAX_RECORDS - 1)
     splits = _mf(m, "splits", "", dict)
     for s in SPLITS:
@@ -308,6 +309,11 @@ def validate_manifest(m: Any) -> None:
     r = _mf(m, "recipe", "", dict)
     _mf(r, "variants", "recipe", int, 0)
     _mf(r, "include_original", "recipe", bool)
+    _mf(r, "fill", "recipe", int, 0, 255, optional=True)  # the online shift's border
+    _mf(r, "min_visibility", "recipe", (int, float), 0, 1, optional=True)
+    flip = _mf(m, "keypoint_flip_idx", "", list, optional=True)
+    for i, k in enumerate(flip or ()):
+        _mf({"k": k}, "k", f"keypoint_flip_idx[{i}]", int, 0, len(flip) - 1)
     for i, op in enumerate(_mf(r, "ops", "recipe", list)):
         _mf(op, None, f"recipe.ops[{i}]", dict)
         _mf(op, "op", f"recipe.ops[{i}]", str)
@@ -315,11 +321,28 @@ def validate_manifest(m: Any) -> None:
         _mf(m, key, "", dict)
 
 
+def _check_quantization(t: dict) -> None:
+    """The target fields that turn pixels into stored values (the loader's online border fill uses them)."""
+    c = t["channels"]
+    for key, lo in (("mean", -1e6), ("std", 1e-12)):
+        vals = _mf(t, key, "target", list, optional=True)
+        if vals is None:
+            continue
+        if len(vals) != c:
+            raise FormatError(f"manifest: target.{key}: {len(vals)} values for {c} channels")
+        for i, v in enumerate(vals):
+            _mf({"v": v}, "v", f"target.{key}[{i}]", (int, float), lo, 1e6)
+    if t["dtype"] in ("uint8", "int8"):  # integer tensors hold quantized values
+        _mf(t, "scale", "target", (int, float), 1e-12, 1e6)
+        lo, hi = (0, 255) if t["dtype"] == "uint8" else (-128, 127)
+        _mf(t, "zero_point", "target", int, lo, hi, optional=True)
+
+
 def _mf(
     d: Any,
     key: Any,
     where: str,
-    kind: type,
+    kind: Any,
     lo: Any = None,
     hi: Any = None,
     choices: Tuple[str, ...] = (),
@@ -336,8 +359,9 @@ def _mf(
     else:
         v = d[key]
     if not isinstance(v, kind) or (isinstance(v, bool) and kind is not bool):
-        raise FormatError(f"manifest: {name}: expected {kind.__name__}, got {type(v).__name__}")
-    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        want = " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
+        raise FormatError(f"manifest: {name}: expected {want}, got {type(v).__name__}")
+    if (lo is not None and not v >= lo) or (hi is not None and not v <= hi):  # NaN fails both
         raise FormatError(f"manifest: {name}: {v} is outside [{lo}, {hi}]")
     if choices and v not in choices:
         raise FormatError(f"manifest: {name}: {v[:40]!r} is not one of {list(choices)}")

@@ -364,6 +364,18 @@ MANIFEST_CRAFTS = {
     "recipe-ops-str": _set(["recipe", "ops"], "hflip"),
     "skipped-str": _set(["skipped"], "none"),
     "fingerprint-int": _set(["fingerprint"], 5),
+    # fields the online flip/shift reads (the border's fill value, keypoint pairs)
+    "scale-missing": _drop(["target", "scale"]),
+    "scale-zero": _set(["target", "scale"], 0),
+    "scale-string": _set(["target", "scale"], "1/255"),
+    "zero-point-out-of-range": _set(["target", "zero_point"], 300),
+    "std-zero": lambda m: _set(["target", "std"], [0.0] * m["target"]["channels"])(m),
+    "mean-too-few": _set(["target", "mean"], []),
+    "mean-wrong-length": lambda m: _set(["target", "mean"], [0.0] * (m["target"]["channels"] + 1))(m),
+    "fill-300": _set(["recipe", "fill"], 300),
+    "min-visibility-2": _set(["recipe", "min_visibility"], 2),
+    "flip-idx-out-of-range": _set(["keypoint_flip_idx"], [0, 5]),
+    "flip-idx-strings": _set(["keypoint_flip_idx"], ["left", "right"]),
     "wrong-fingerprint": None,  # below: not re-signed
 }
 

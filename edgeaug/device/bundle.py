@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set
 
 # The device modules, in dependency order.
-SOURCES = ("format.py", "lmdbpure.py", "batchread.py", "online.py", "runners.py", "loader.py")
+SOURCES = ("format.py", "lmdbpure.py", "batchread.py", "backends.py", "online.py", "runners.py", "loader.py")
 DROP_MARK = "# bundle: drop"
 _PKG = Path(__file__).resolve().parent
 

@@ -56,20 +56,6 @@ def small_batches(monkeypatch):
     monkeypatch.setattr(chunks, "CHUNK_RECORDS", 1)  # one source per chunk: many kill points
 
 
-@pytest.fixture
-def renders(monkeypatch):
-    """Source indices rendered in this process, in order."""
-    seen = []
-    real = workers.render_source
-
-    def counting(task, aug, seed):
-        seen.append(task.index)
-        return real(task, aug, seed)
-
-    monkeypatch.setattr(workers, "render_source", counting)
-    return seen
-
-
 def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 import edgeaug.build.chunks as chunks
-import edgeaug.build.workers as workers
 from edgeaug.build.builder import BuildError, build
 from edgeaug.demo import make_dataset
 
@@ -46,19 +45,6 @@ def reference(data, tmp_path_factory) -> str:
     build(data, out, workers=1, **ARGS)
     mp.undo()
     return sha(out)
-
-
-@pytest.fixture
-def renders(monkeypatch):
-    seen = []
-    real = workers.render_source
-
-    def counting(task, aug, seed):
-        seen.append(task.index)
-        return real(task, aug, seed)
-
-    monkeypatch.setattr(workers, "render_source", counting)
-    return seen
 
 
 # The CLI with the test's chunk size; argv[1]: SIGKILL itself (the main process only) after the writer

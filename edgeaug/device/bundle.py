@@ -33,7 +33,16 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set
 
 # The device modules, in dependency order.
-SOURCES = ("format.py", "lmdbpure.py", "batchread.py", "backends.py", "online.py", "runners.py", "loader.py")
+SOURCES = (
+    "format.py",
+    "lmdbpure.py",
+    "batchread.py",
+    "backends.py",
+    "online.py",
+    "online_labels.py",
+    "runners.py",
+    "loader.py",
+)
 DROP_MARK = "# bundle: drop"
 _PKG = Path(__file__).resolve().parent
 

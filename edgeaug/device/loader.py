@@ -63,8 +63,8 @@ from .online import (  # bundle: drop
     fill_value,
     online_params,
     read_moves,
-    transform_record,
 )
+from .online_labels import transform_record  # bundle: drop
 from .runners import bench_model  # bundle: drop  # noqa: F401  (re-exported)
 
 

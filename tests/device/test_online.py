@@ -10,12 +10,9 @@ import numpy as np
 import pytest
 
 from edgeaug.device import online
-from edgeaug.device.online import (
-    apply_online,
-    fill_value,
+from edgeaug.device.online import apply_online, fill_value, online_params, quantized_value
+from edgeaug.device.online_labels import (
     flip_permutation,
-    online_params,
-    quantized_value,
     transform_boxes,
     transform_keypoints,
     transform_mask,

@@ -161,6 +161,7 @@ def test_every_record_byte_identical_to_x86(roots, packs, device_dir, host_read,
             "edgeaug.device.loader",
             "edgeaug.device.lmdbpure",
             "edgeaug.device.online",
+            "edgeaug.device.online_labels",
             "edgeaug.device.runners",
         }
     for target, path in packs.items():

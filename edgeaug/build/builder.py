@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
-from edgeaug import __version__
 from edgeaug.build import chunks
 from edgeaug.build.audit import audit, warnings_for
 from edgeaug.build.dask_exec import DaskExecutor
-from edgeaug.build.plan import ERROR_POLICIES, BuildError, SourceResult, Task, plan, val_sources  # noqa: F401
+from edgeaug.build.plan import ERROR_POLICIES, BuildError, SourceResult, Task, plan, render_versions, val_sources  # noqa: F401
 from edgeaug.build.render import SourceDecodeError, mask_digest, read_source
 from edgeaug.build.workers import LocalExecutor
 from edgeaug.build.writer import PackWriter, Partial, WriteError, manifest_for
@@ -404,13 +403,10 @@ def plan_fingerprint(
     A partial build is resumed only when this matches (contents are checked
     separately).  Absolute paths stay in the local sidecar; never in a pack.
     """
-    import cv2
-    import numpy as np
-
     srcs = [{f.name: getattr(s, f.name) for f in dataclasses.fields(s)} for s in sset.sources]
     body = {
         "format": FORMAT_VERSION,
-        "versions": [__version__, np.__version__, cv2.__version__],
+        "versions": render_versions(),
         "target": target.to_dict(),
         "recipe": recipe.to_dict(),
         "seed": seed,

@@ -13,13 +13,14 @@ for the same plan while its result is still held by the cluster.
 
 from __future__ import annotations
 
+import socket
 from collections import deque
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Sequence
 
 from edgeaug.build import chunks
 from edgeaug.build.augment import Augmenter
-from edgeaug.build.plan import BuildError
+from edgeaug.build.plan import BuildError, render_versions
 from edgeaug.build.workers import Job, render_chunk
 from edgeaug.config.recipe import Recipe
 from edgeaug.config.targets import Target
@@ -27,10 +28,17 @@ from edgeaug.config.targets import Target
 _AUGMENTERS: Dict[str, Any] = {}  # per worker process: one Augmenter per plan
 
 
-def _render_on_worker(k: int, tasks, recipe: Recipe, target: Target, seed: int, plan: str) -> List[bytes]:
-    """Runs on a Dask worker: one chunk file's content."""
+def _render_on_worker(
+    k: int, tasks, recipe: Recipe, target: Target, seed: int, plan: str, versions: List[str]
+) -> List[bytes]:
+    """Runs on a Dask worker: one chunk file's content, refused when the worker's libraries differ."""
     import cv2
 
+    mine = render_versions()
+    if mine != versions:  # OpenCV is not bit-exact across versions: the pack would not be the local build's
+        names = ("edgeaug", "numpy", "OpenCV")
+        diff = ", ".join(f"{n} {a} (client {b})" for n, a, b in zip(names, mine, versions) if a != b)
+        raise BuildError(f"Dask worker {socket.gethostname()}: {diff}; install the same versions everywhere")
     cv2.setNumThreads(1)  # results never depend on threading
     aug = _AUGMENTERS.get(plan)
     if aug is None:
@@ -71,6 +79,7 @@ def run_chunks_dask(
         client = Client(scheduler, timeout="30s", set_as_default=False)
     except (OSError, TimeoutError) as e:
         raise BuildError(f"--dask-scheduler {scheduler}: cannot connect: {e}") from None
+    versions = render_versions()
     try:
         window = max(4, 2 * sum(client.nthreads().values()))  # bounded: results wait in cluster memory
         it = iter(jobs)
@@ -79,7 +88,7 @@ def run_chunks_dask(
         def submit(job: Job) -> None:
             k, tasks = job
             fut = client.submit(
-                _render_on_worker, k, list(tasks), recipe, target, seed, plan, key=f"edgeaug-{plan[:16]}-{k}"
+                _render_on_worker, k, list(tasks), recipe, target, seed, plan, versions, key=f"edgeaug-{plan[:16]}-{k}"
             )
             pending.append((k, fut))
 

@@ -99,3 +99,17 @@ def plan(sset: SourceSet, recipe: Recipe, seed: int, val: float) -> List[Task]:
     tasks = [Task(i, s, "train", train_v) for i, s in enumerate(sset.sources) if i not in held]
     tasks += [Task(i, s, "val", (0,)) for i, s in enumerate(sset.sources) if i in held]
     return tasks
+
+
+def render_versions() -> List[str]:
+    """The library versions a record's bytes depend on besides the inputs: edgeaug, numpy, OpenCV.
+
+    OpenCV is not bit-exact across versions, so every machine that renders
+    part of a pack must report the same list (the plan's fingerprint holds it).
+    """
+    import cv2
+    import numpy as np
+
+    from edgeaug import __version__
+
+    return [__version__, np.__version__, cv2.__version__]

@@ -308,3 +308,16 @@ def test_verify_source_notices_a_changed_mask(tmp_path):
     cv2.imwrite(str(src / "masks" / "1.png"), np.where(mask > 0, 0, 1).astype(np.uint8))
     rep = verify(str(out), src)
     assert not rep.ok and any("mask: content differs" in p for p in rep.source_problems)
+
+
+def test_a_dask_worker_with_other_library_versions_is_refused(shapes_dir):
+    """The pack would not be the local build's: the worker names what differs."""
+    from edgeaug.build.dask_exec import _render_on_worker
+    from edgeaug.build.plan import render_versions
+    from edgeaug.config.recipe import load_recipe
+    from edgeaug.config.targets import load_target
+
+    client = render_versions()
+    client[2] = "0.0.0"  # the client's OpenCV, as another machine might have it
+    with pytest.raises(BuildError, match=r"Dask worker .*: OpenCV \S+ \(client 0\.0\.0\); install the same versions"):
+        _render_on_worker(0, [], load_recipe(), load_target("rpi4"), 0, "0" * 64, client)

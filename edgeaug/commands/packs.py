@@ -1,0 +1,309 @@
+"""Commands on packs and datasets: build, inspect, verify, targets, recipes, demo, bundle-loader, explain, preview."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeaug.commands.common import errors, fail, progress_to
+
+_SOURCE_HELP = (
+    "The labelled images, read by kind: (1) a folder with one subfolder per class; (2) a YOLO folder: images/ "
+    "and labels/ (data.yaml: names, kpt_shape, flip_idx); (3) a COCO folder (one .json beside images/ or in "
+    "annotations/) or the COCO .json itself; (4) a segmentation folder: images/ and masks/ (PNG class ids, "
+    "classes.txt); (5) a CSV or JSONL manifest with path,label (JSONL also boxes, keypoints; both mask)."
+)
+
+
+def build(
+    source: Path = typer.Argument(..., help=_SOURCE_HELP),
+    output: Path = typer.Option(..., "-o", "--output", help="The pack file to write (e.g. flowers-rpi4.lmdb)."),
+    target: str = typer.Option(
+        ..., "--target", "-t", help="A shipped profile name (see `edgeaug targets`) or a .toml path."
+    ),
+    recipe: Optional[str] = typer.Option(
+        None,
+        "--recipe",
+        "-r",
+        help="A shipped recipe name (see `edgeaug recipes`: default, detection) or a recipe .toml path; "
+        "default: the shipped default recipe.",
+    ),
+    variants: Optional[int] = typer.Option(
+        None,
+        "--variants",
+        "-k",
+        help="Augmented variants per image (overrides the recipe); 0 builds the originals only.",
+    ),
+    seed: int = typer.Option(0, "--seed", "-s", help="Build seed: same inputs + seed = byte-identical pack."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", "-w", help="Worker processes (default: all cores). Never changes the output."
+    ),
+    val: float = typer.Option(
+        0.0, "--val", help="Fraction of sources per class held out (unaugmented) as the val split."
+    ),
+    on_error: str = typer.Option(
+        "skip", "--on-error", help="skip: skip and report unreadable sources; fail: stop at the first."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress (a bar on a terminal, else a line every 10 s on stderr)."
+    ),
+    resume: Optional[bool] = typer.Option(
+        None,
+        "--resume/--no-resume",
+        help="An interrupted build of OUTPUT resumes by default when the inputs match; "
+        "--resume insists, --no-resume starts over.",
+    ),
+    dask_scheduler: Optional[str] = typer.Option(
+        None,
+        "--dask-scheduler",
+        help="Render on the Dask cluster at tcp://HOST:PORT (pip install 'edgeaug[dask]'); its workers must "
+        "see SOURCE at the same path. Same pack, byte for byte.",
+    ),
+    shard: Optional[str] = typer.Option(
+        None,
+        "--shard",
+        help="I/N: render only shard I of N (0-based) into OUTPUT.partial, e.g. one per Slurm array task on "
+        "machines sharing the folder; then the same command without --shard seals the pack.",
+    ),
+) -> None:
+    """Build a pack: K seeded augmented variants of every image, as the target's exact tensors.
+
+    Ctrl-C stops the build and keeps the finished sources in OUTPUT.partial: the same command resumes.
+    """
+    from edgeaug.build.builder import build as run_build
+    from edgeaug.config.recipe import load_recipe
+
+    with errors():
+        rcp = load_recipe(recipe).with_variants(variants)
+        if rcp.variants == 0 and not rcp.include_original:
+            fail("--variants 0 with a recipe that excludes the original leaves nothing to build")
+    if rcp.variants == 0:
+        typer.echo("note: 0 variants: building the originals only (no augmented variants)", err=True)
+    with errors(), progress_to("rendering", not quiet) as progress:
+        try:
+            more = dict(resume=resume, dask_scheduler=dask_scheduler, shard=shard)
+            res = run_build(source, output, target, rcp, None, seed, workers, val, on_error, progress, **more)
+        except KeyboardInterrupt:
+            _interrupted(output)
+    _report_build(res)
+
+
+def _interrupted(output: Path) -> None:
+    """Ctrl-C during a build: say what was kept, exit 130 (128 + SIGINT) as shells expect."""
+    partial = output.with_name(output.name + ".partial")
+    if partial.exists():
+        msg = f"interrupted: the sources finished so far are kept in {partial}; rerun the same command to resume"
+    else:
+        msg = "interrupted before any source was saved; rerun the same command to start again"
+    typer.secho(msg, fg="yellow", err=True)
+    raise typer.Exit(130)
+
+
+def _report_build(res) -> None:
+    if res.shard is not None:
+        i, n = res.shard
+        typer.echo(
+            f"rendered shard {i}/{n}: {res.records} records into {res.path}; {res.chunks_done} of "
+            f"{res.chunks_total} chunks of the build are done; when all are, run the same command "
+            f"without --shard to seal the pack"
+        )
+        return
+    if res.resumed:
+        typer.echo(f"resumed an interrupted build: {res.resumed} sources were already written")
+    typer.echo(
+        f"wrote {res.path}: {res.records} records ({', '.join(f'{k} {v}' for k, v in res.splits.items())}) "
+        f"in {res.seconds:.1f}s; fingerprint {res.fingerprint}"
+    )
+    for s in res.skipped:
+        typer.secho(f"skipped {s['path']}: {s['reason']}", fg="yellow", err=True)
+    for w in res.warnings:
+        typer.secho(f"warning: {w}", fg="yellow", err=True)
+
+
+def inspect(
+    pack: Path = typer.Argument(..., help="The pack file."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a summary."),
+) -> None:
+    """Show what a pack holds: target, recipe, seed, counts, versions, fingerprint."""
+    from edgeaug.device.loader import Pack
+
+    with errors(), Pack(str(pack)) as p:
+        m = p.manifest
+        info = {
+            **p.info(),
+            "recipe": m["recipe"],
+            "counts": m["counts"],
+            "versions": m["versions"],
+            "skipped": m["skipped"],
+            "val_fraction": m["val_fraction"],
+            "quantization_audit": m.get("quantization_audit"),
+        }
+    if as_json:
+        typer.echo(json.dumps(info, indent=2, sort_keys=True))
+        return
+    typer.echo(f"{pack}: edgeaug pack v{info['format_version']}, fingerprint {info['fingerprint']}")
+    typer.echo(f"  target   {info['target']}: {info['dtype']} {info['shape']}")
+    typer.echo(
+        f"  records  {info['records']} ({', '.join(f'{k} {v}' for k, v in info['splits'].items())}), "
+        f"seed {info['seed']}"
+    )
+    typer.echo(
+        f"  recipe   {info['recipe']['variants']} variants, original "
+        f"{'included' if info['recipe']['include_original'] else 'excluded'}, "
+        f"ops: {', '.join(o['op'] for o in info['recipe']['ops']) or 'none'}"
+    )
+    typer.echo(f"  classes  {', '.join(info['classes'])}")
+    typer.echo(f"  built by {', '.join(f'{k} {v}' for k, v in info['versions'].items())}")
+    if info["skipped"]:
+        typer.echo(f"  skipped  {len(info['skipped'])} sources (see --json)")
+    _show_audit(info["quantization_audit"])
+
+
+def _show_audit(entry) -> None:
+    from edgeaug.build.audit import warnings_for
+
+    if not entry:
+        return
+    for c, ch in enumerate(entry["channels"]):
+        typer.echo(
+            f"  quant ch{c} clipped {ch['clip_low']:.2%} low / {ch['clip_high']:.2%} high, "
+            f"mean |err| {ch['mae']:.4g}, max |err| {ch['max_error']:.4g}"
+        )
+    for w in warnings_for(entry):
+        typer.secho(f"  warning: {w}", fg="yellow")
+
+
+def verify(
+    pack: Path = typer.Argument(..., help="The pack file."),
+    source: Optional[Path] = typer.Option(
+        None, "--source", help="The build's source dataset: regenerate records and compare bytes."
+    ),
+    sample: Optional[int] = typer.Option(
+        None, "--sample", help="With --source, regenerate only N records (chosen reproducibly)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress while regenerating."),
+) -> None:
+    """Check every record's digest; with --source, regenerate records and compare bytes.
+
+    Exit code 0 only if everything checked matches.
+    """
+    from edgeaug.verify import verify_pack
+
+    with errors(), progress_to("regenerating", source is not None and not quiet, "records") as progress:
+        rep = verify_pack(pack, source, sample, progress)
+    for line in rep.digest_problems + rep.source_problems + [str(m) for m in rep.mismatches]:
+        typer.echo(line)
+    typer.echo(rep.summary())
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+def targets() -> None:
+    """List the shipped device profiles."""
+    from edgeaug.config.targets import list_targets, load_target
+
+    for p in list_targets():
+        t = load_target(p)
+        typer.echo(
+            f"{t.name:15} {t.device.name} ({t.device.arch}, {t.device.word_size}-bit): "
+            f"{t.dtype} {t.layout} {t.height}x{t.width} {t.color}"
+        )
+
+
+def recipes() -> None:
+    """List the shipped recipes: pass a name to `build --recipe` (or copy the file and edit it)."""
+    from edgeaug.config.recipe import describe_recipe, list_recipes, load_recipe
+
+    with errors():
+        for p in list_recipes():
+            r = load_recipe(p)
+            ops = ", ".join(o.op for o in r.ops) or "no ops"
+            typer.echo(f"{p.stem:10} {describe_recipe(p)}")
+            typer.echo(f"{'':10} {r.variants} variants, {r.resize} resize; ops: {ops}")
+            typer.echo(f"{'':10} {p}")
+
+
+def demo(
+    out: Path = typer.Option(Path("edgeaug-demo"), "--out", help="Folder for the sample dataset and the pack."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes."),
+) -> None:
+    """Generate a small procedural dataset, build an rpi4 pack, verify it and load it."""
+    from edgeaug.demo import run_demo
+
+    with errors(), progress_to("rendering") as progress:
+        summary = run_demo(out, workers, progress, typer.echo)
+    if not summary["verified"]:
+        fail("the demo pack did not verify", 1)
+
+
+def bundle_loader(
+    out: Path = typer.Option(Path("edgeaug_loader.py"), "--out", "-o", help="The single .py file to write."),
+) -> None:
+    """Write the device loader as one self-contained file (numpy + optional lmdb only)."""
+    from edgeaug.device.bundle import BundleError, write_bundle
+
+    try:
+        path = write_bundle(out)
+    except (BundleError, OSError) as e:
+        fail(str(e))
+    typer.echo(f"wrote {path}: copy it to the device, then 'python3 {path.name} verify PACK'")
+
+
+# --- ONNX: targets from models, adapted models, eval (onnx / onnxruntime optional) ---
+
+
+def explain(
+    pack: Path = typer.Argument(..., help="The pack file."),
+    index: int = typer.Argument(..., help="Record index in the whole pack (train records first, then val)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON: record, split, source, source_index, variant, label and params."
+    ),
+) -> None:
+    """Show the source, variant and the ops with their sampled parameters that made one record."""
+    from edgeaug.device.loader import Pack
+    from edgeaug.preview import explain as explain_record
+
+    with errors(), Pack(str(pack)) as p:
+        if not 0 <= index < p.records:
+            fail(f"INDEX {index} is outside the pack's {p.records} records")
+        lines = [json.dumps(_explain_json(p, index), indent=2)] if as_json else explain_record(p, index)
+    typer.echo("\n".join(lines))
+
+
+def _explain_json(pack, index: int) -> dict:
+    """Which source and variant record ``index`` is, its split and label, and the stored op parameters."""
+    r = pack.record_at(index)
+    sources = pack.manifest["sources"]
+    return {
+        "record": index,
+        "split": "val" if r["split"] else "train",
+        "source_index": r["source"],
+        "source": sources[r["source"]]["path"] if r["source"] < len(sources) else None,
+        "variant": r["variant"],
+        "label": r["label"],
+        "params": r["params"],
+    }
+
+
+def preview(
+    pack: Path = typer.Argument(..., help="The pack file."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="The contact sheet to write; its suffix sets the format (.png, .jpg, .webp)."
+    ),
+    count: int = typer.Option(16, "--count", "-n", help="How many records to show."),
+    start: int = typer.Option(0, "--start", help="First record index (whole pack)."),
+) -> None:
+    """Write a contact sheet of records, de-quantized, with boxes, masks and keypoints drawn."""
+    from edgeaug.preview import write_preview
+
+    if count < 1:
+        fail("--count must be at least 1")
+    with errors():
+        try:
+            out = write_preview(pack, output, count, start)
+        except (IndexError, ValueError) as e:
+            fail(str(e))
+    typer.echo(f"wrote {out}")

@@ -104,3 +104,14 @@ def test_the_cycle_finder_finds_cycles():
 def test_every_module_imports_on_its_own(name):
     r = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_every_package_ships_in_the_wheel():
+    """pyproject lists packages explicitly; a new subpackage left out would be missing from an installed edgeaug."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {module_name(p) for p in PKG.rglob("__init__.py")}
+    assert packages <= listed, sorted(packages - listed)

@@ -16,7 +16,7 @@ two sides interleave, so other load on the machine hits both alike):
 3. **scaling**: both end-to-end jobs again with all cores (edgeaug
    ``--workers N``; the script with a ``multiprocessing.Pool`` of N).
 
-Three recipes: ``default`` (edgeaug/recipes/default.toml), ``full`` (every
+Three recipes: ``default`` (edgeaug/config/recipes/default.toml), ``full`` (every
 op family at moderate probabilities) and ``geometric`` (rotate, affine and
 perspective together: where one warp instead of three pays most).
 
@@ -143,7 +143,7 @@ delta = [-0.2, 0.2]
 
 
 def albu_default(A, refl):
-    """edgeaug/recipes/default.toml in Albumentations (resize when the crop does not fire)."""
+    """edgeaug/config/recipes/default.toml in Albumentations (resize when the crop does not fire)."""
     return [
         A.OneOf(
             [

@@ -155,7 +155,7 @@ class Augmenter:
     def tensor(self, image: np.ndarray) -> np.ndarray:
         """Quantize a rendered RGB image into the target's tensor.
 
-        Byte-identical to :func:`edgeaug.targets.quantize`; one-byte dtypes
+        Byte-identical to :func:`edgeaug.config.targets.quantize`; one-byte dtypes
         take OpenCV's table lookup, several times faster than numpy's.
         """
         t = self.target

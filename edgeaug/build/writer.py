@@ -24,8 +24,9 @@ import json
 import os
 import platform
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 
@@ -90,16 +91,22 @@ class Partial:
         return side.get("plan") if isinstance(side, dict) and side.get("version") == PLAN_VERSION else None
 
     def start(self, plan: str) -> None:
-        """Make the folder this plan's: drop every chunk of another plan."""
-        if self.plan() == plan:
-            return
-        self.clear()
-        tmp = self.dir / f"plan.json.tmp-{os.getpid()}"
-        try:
-            tmp.write_bytes(canonical_json({"version": PLAN_VERSION, "plan": plan}))
-            os.replace(tmp, self.dir / "plan.json")
-        except OSError as e:
-            raise WriteError(f"{self.dir / 'plan.json'}: cannot write: {e.strerror or e}") from None
+        """Make the folder this plan's: drop every chunk of another plan.
+
+        Shards that start together (all holding the lock shared) take turns
+        here, so the first one writes the plan and the others find it: without
+        that, one shard's reset deleted another's half-written ``plan.json``.
+        """
+        with _serialized(self.dir / "start.lock"):
+            if self.plan() == plan:
+                return
+            self.clear()
+            tmp = self.dir / f"plan.json.tmp-{os.getpid()}"
+            try:
+                tmp.write_bytes(canonical_json({"version": PLAN_VERSION, "plan": plan}))
+                os.replace(tmp, self.dir / "plan.json")
+            except OSError as e:
+                raise WriteError(f"{self.dir / 'plan.json'}: cannot write: {e.strerror or e}") from None
 
     def clear(self) -> None:
         """Delete every chunk (and half-written chunk) file."""
@@ -304,6 +311,25 @@ def _kept(what: str, path: Path) -> str:
     for suffix in (".tmp",):
         name = name[: -len(suffix)] if name.endswith(suffix) else name
     return f"{what}; the rendered sources are kept in {name}.partial: free space and rerun the same command to resume"
+
+
+@contextmanager
+def _serialized(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (waiting for it) for the duration of the block; POSIX only."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise WriteError(f"{path}: cannot create: {e.strerror or e}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _lock(path: Path, out: Path, shared: bool) -> int:

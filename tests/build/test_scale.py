@@ -321,3 +321,49 @@ def test_a_dask_worker_with_other_library_versions_is_refused(shapes_dir):
     client[2] = "0.0.0"  # the client's OpenCV, as another machine might have it
     with pytest.raises(BuildError, match=r"Dask worker .*: OpenCV \S+ \(client 0\.0\.0\); install the same versions"):
         _render_on_worker(0, [], load_recipe(), load_target("rpi4"), 0, "0" * 64, client)
+
+
+def test_shards_starting_together_agree_on_one_plan(tmp_path, monkeypatch):
+    """A second shard that starts while the first writes the plan waits for it, then keeps it.
+
+    (It used to reset the folder at the same moment and delete the first one's half-written plan.json.)
+    """
+    import fcntl
+    import threading
+
+    import edgeaug.build.writer as writer
+
+    out, plan = tmp_path / "pack.lmdb", "a" * 64
+    first, second = writer.Partial(out, shared=True), writer.Partial(out, shared=True)
+    inside, go, errors = threading.Event(), threading.Event(), []
+    real = writer.canonical_json
+
+    def paused(obj):  # the first shard stops halfway through writing its plan
+        inside.set()
+        assert go.wait(60)
+        return real(obj)
+
+    def start(part):
+        try:
+            part.start(plan)
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    monkeypatch.setattr(writer, "canonical_json", paused)
+    a = threading.Thread(target=start, args=(first,))
+    a.start()
+    assert inside.wait(60)
+    b = threading.Thread(target=start, args=(second,))
+    b.start()
+    fd = os.open(first.dir / "start.lock", os.O_RDWR)
+    try:  # the first shard holds the start lock, so the second one waits
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+    go.set()
+    a.join(60)
+    b.join(60)
+    assert errors == [] and first.plan() == plan == second.plan()
+    first.release()
+    second.release()

@@ -40,31 +40,48 @@ def tflite_interpreter_class() -> Any:
 
 
 class OnnxRunner:
-    """``runner(x)`` -> the first output of an onnxruntime CPU session for a batch of records."""
+    """``runner(x)`` -> the first output of an onnxruntime CPU session for a batch of records.
+
+    A model with a fixed batch size gets a short last batch zero-padded (and the padding's outputs dropped).
+    """
 
     def __init__(self, model: str, pack: Any, batch_size: int = 32, threads: Any = None) -> None:
         import onnxruntime as ort  # ImportError when absent: the caller says how to install it
 
         try:
-            self.sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+            self.sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime's own exception types
             raise ModelInputError(f"{model}: onnxruntime cannot load it: {e}") from None
-        inp = self.sess.get_inputs()[0]
-        dims = list(inp.shape)[1:]
-        if (
-            _ORT_TYPES.get(inp.type, inp.type) != pack.dtype.name
-            or len(dims) != len(pack.shape)
-            or any(isinstance(d, int) and d != s for d, s in zip(dims, pack.shape))
-        ):
+        inp = self._check_input(str(model), pack)
+        self.input_name, self.output = inp.name, self.sess.get_outputs()[0].name
+        self.fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
+        self.batch = self.fixed or batch_size
+        self(np.zeros((self.batch,) + tuple(pack.shape), pack.dtype))  # warm-up, untimed by callers
+
+    def _check_input(self, where: str, pack: Any) -> Any:
+        """The model's single input, after checking it takes the pack's tensor as is."""
+        inputs = self.sess.get_inputs()
+        if len(inputs) != 1:
+            raise ModelInputError(f"{where}: {len(inputs)} inputs; a pack feeds one ({[i.name for i in inputs]})")
+        inp = inputs[0]
+        want = _ORT_TYPES.get(inp.type, inp.type)
+        if want != pack.dtype.name:
             raise ModelInputError(
-                f"{model}: input {inp.name!r} is {inp.type} {list(inp.shape)}, the pack holds "
-                f"{pack.dtype.name} {list(pack.shape)} (edgeaug adapt-model and "
-                f"edgeaug target from-onnx make them agree)"
+                f"{where}: input {inp.name!r} is {want} but the pack holds {pack.dtype.name}; "
+                f"adapt the model (edgeaug adapt-model) or build with its target (edgeaug target from-onnx)"
             )
-        self.input_name, self.batch = inp.name, batch_size
+        dims = list(inp.shape)[1:]
+        if len(dims) != len(pack.shape) or any(isinstance(d, int) and d != s for d, s in zip(dims, pack.shape)):
+            raise ModelInputError(
+                f"{where}: input {inp.name!r} has shape {list(inp.shape)}; the pack's records are {list(pack.shape)}"
+            )
+        return inp
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.sess.run(None, {self.input_name: x})[0]  # the pack's bytes are the input
+        k = len(x)
+        if self.fixed and k < self.fixed:
+            x = np.concatenate([x, np.zeros((self.fixed - k,) + x.shape[1:], x.dtype)])
+        return self.sess.run([self.output], {self.input_name: x})[0][:k]  # the pack's bytes are the input
 
 
 class TFLiteRunner:

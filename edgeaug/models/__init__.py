@@ -1,6 +1,6 @@
 """Model tools (optional onnx / onnxruntime, imported lazily).
 
-* :mod:`.onnx_io`: loading, sessions and graph inspection;
+* :mod:`.onnx_io`: loading and graph inspection (sessions: :mod:`edgeaug.device.runners`);
 * :mod:`.from_model`: a target profile read from a model;
 * :mod:`.adapt`: a model adapted to take the pack's tensor as is;
 * :mod:`.calibrate`: calibration readers over a pack;

@@ -16,31 +16,8 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 
 from edgeaug.device.loader import Pack
-from edgeaug.models.onnx_io import session
-from edgeaug.models.profile import ModelError
-
-ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
-
-
-def check_input(sess: Any, pack: Pack, where: str) -> Any:
-    """The model's input, after checking it takes the pack's tensor as is."""
-    inputs = sess.get_inputs()
-    if len(inputs) != 1:
-        raise ModelError(f"{where}: {len(inputs)} inputs; eval feeds one ({[i.name for i in inputs]})")
-    inp = inputs[0]
-    want = ORT_TYPES.get(inp.type, inp.type)
-    if want != pack.dtype.name:
-        raise ModelError(
-            f"{where}: input {inp.name!r} is {want} but the pack holds {pack.dtype.name}; "
-            f"adapt the model (edgeaug adapt-model) or build with its target "
-            f"(edgeaug target from-onnx)"
-        )
-    dims = list(inp.shape)[1:]
-    if len(dims) != len(pack.shape) or any(isinstance(d, int) and d != s for d, s in zip(dims, pack.shape)):
-        raise ModelError(
-            f"{where}: input {inp.name!r} has shape {list(inp.shape)}; the pack's records are {list(pack.shape)}"
-        )
-    return inp
+from edgeaug.device.runners import ModelInputError, OnnxRunner
+from edgeaug.models.profile import ModelError, require
 
 
 def predictions(y: np.ndarray) -> np.ndarray:
@@ -50,25 +27,15 @@ def predictions(y: np.ndarray) -> np.ndarray:
     return np.argmax(y.reshape(len(y), -1), axis=1)
 
 
-class OnnxPackRunner:
-    """``runner(x)`` -> the first output of an ONNX model for a batch of pack records (no conversion).
-
-    A model with a fixed batch size gets its last, short batch zero-padded.
-    """
+class OnnxPackRunner(OnnxRunner):
+    """The device's :class:`~edgeaug.device.runners.OnnxRunner`, with errors as :class:`ModelError`."""
 
     def __init__(self, model_path: str | Path, pack: Pack, batch_size: int = 32) -> None:
-        self.sess = session(model_path)
-        inp = check_input(self.sess, pack, str(model_path))
-        self.input_name, self.output = inp.name, self.sess.get_outputs()[0].name
-        self.fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
-        self.batch = self.fixed or batch_size
-        self(np.zeros((self.batch,) + pack.shape, pack.dtype))  # warm-up, untimed by callers
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        k = len(x)
-        if self.fixed and k < self.fixed:
-            x = np.concatenate([x, np.zeros((self.fixed - k,) + x.shape[1:], x.dtype)])
-        return self.sess.run([self.output], {self.input_name: x})[0][:k]
+        require("onnxruntime")  # ModelError saying how to install it
+        try:
+            super().__init__(str(model_path), pack, batch_size)
+        except ModelInputError as e:
+            raise ModelError(str(e)) from None
 
 
 def evaluate(

@@ -1,4 +1,4 @@
-"""ONNX models: loading, onnxruntime sessions, and finding the quantizer on the input.
+"""ONNX models: loading, and finding the quantizer on the input.
 
 For a statically quantized (QDQ) model the input's QuantizeLinear gives the
 pack's scale and zero point.  That node is found by
@@ -39,22 +39,6 @@ def load_model(path: str | Path) -> Any:
         raise ModelError(f"{path}: cannot read: {e.strerror or e}") from None
     except Exception as e:  # protobuf's DecodeError and friends: not an ONNX file
         raise ModelError(f"{path}: not a readable ONNX model: {type(e).__name__}: {e}") from None
-
-
-def session(model: str | Path | bytes, threads: Optional[int] = None) -> Any:
-    """A CPU onnxruntime session; ``threads=1`` makes results independent of scheduling."""
-    ort = require("onnxruntime")
-    opts = ort.SessionOptions()
-    if threads is not None:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = threads
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    src = model if isinstance(model, bytes) else str(model)
-    try:
-        return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types
-        where = "<model bytes>" if isinstance(model, bytes) else model
-        raise ModelError(f"{where}: onnxruntime cannot load it: {e}") from None
 
 
 # --- graph inspection -----------------------------------------------------------

@@ -26,28 +26,14 @@ from edgeaug.device.loader import Pack, PackError
 
 REPO = Path(__file__).resolve().parents[2]
 COMBOS = [(b, r) for b in ("lmdb", "pure") for r in ("pread", "mmap")]
-TINY_TARGET = """[device]
-name = "tiny"
-arch = "any"
-word_size = 64
-[input]
-height = 8
-width = 8
-channels = 1
-layout = "NHWC"
-color = "GRAY"
-dtype = "uint8"
-scale = 0.00392156862745098
-"""
 
 
 @pytest.fixture(scope="module")
-def tiny_pack(shapes_dir, tmp_path_factory) -> Path:
+def tiny_pack(shapes_dir, tmp_path_factory, tiny_target) -> Path:
     """A pack of ~0.5 KB records: values stored inside their leaf pages, not in overflow pages."""
     d = tmp_path_factory.mktemp("tinypack")
-    (d / "tiny.toml").write_text(TINY_TARGET)
     out = d / "tiny.lmdb"
-    build(shapes_dir, out, d / "tiny.toml", variants=2, seed=5, workers=1, val=0.25)
+    build(shapes_dir, out, tiny_target, variants=2, seed=5, workers=1, val=0.25)
     return out
 
 

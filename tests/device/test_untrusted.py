@@ -150,28 +150,13 @@ def assert_no_crash(res, backend):
 
 # --- packs to damage -----------------------------------------------------------------
 
-TINY_TARGET = """[device]
-name = "tiny"
-arch = "any"
-word_size = 64
-[input]
-height = 8
-width = 8
-channels = 1
-layout = "NHWC"
-color = "GRAY"
-dtype = "uint8"
-scale = 0.00392156862745098
-"""
-
 
 @pytest.fixture(scope="module")
-def packs(tmp_path_factory, shapes_dir):
+def packs(tmp_path_factory, shapes_dir, tiny_target):
     """A pack of 9 KB records (overflow pages) and one of ~0.5 KB records (inline in leaves)."""
     d = tmp_path_factory.mktemp("untrusted")
     big = d / "z2.lmdb"
     build(shapes_dir, big, "rpi-zero2w", variants=1, seed=3, workers=1, val=0.25)
-    (d / "tiny.toml").write_text(TINY_TARGET)
     rows = []
     for i, f in enumerate(sorted(shapes_dir.rglob("*.png"))[:6]):
         rows.append(
@@ -184,7 +169,7 @@ def packs(tmp_path_factory, shapes_dir):
         )
     (shapes_dir / "tiny.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     tiny = d / "tiny.lmdb"
-    build(shapes_dir / "tiny.jsonl", tiny, d / "tiny.toml", variants=2, seed=3, workers=1, val=0.3)
+    build(shapes_dir / "tiny.jsonl", tiny, tiny_target, variants=2, seed=3, workers=1, val=0.3)
     (shapes_dir / "tiny.jsonl").unlink()
     return {"big": big, "tiny": tiny}
 

@@ -274,68 +274,13 @@ def drop_cache(path: str) -> None:
 
 
 def record_extents(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """File offset and size of every record value (keys b"r" + u64 BE), from the B-tree.
+    """File offset and size of every record value (keys b"r" + u64 BE), from the bounds-checked B-tree walk."""
+    from edgeaug.device.lmdbpure import PureEnvironment
 
-    Page header 16 bytes (pgno u64, pad u16, flags u16, lower u16, upper u16); node pointers (u16)
-    follow; node = lo u16, hi u16, flags u16, ksize u16, key, data.  A branch node's child is
-    lo | hi << 16 | flags << 32; a leaf node's data size is lo | hi << 16, and with F_BIGDATA its data
-    is the u64 number of the first overflow page, whose value starts after that page's 16-byte header.
-    """
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-
-        def page(pgno: int, psize: int) -> bytes:
-            f.seek(pgno * psize)
-            raw = f.read(psize)
-            if len(raw) != psize:
-                raise ValueError(f"{path}: page {pgno} past the end of the file")
-            return raw
-
-        metas: list[tuple[int, ...]] = []
-        for _ in range(2):  # meta pages 0 and 1; page 1 starts one page in
-            f.seek(metas[0][1] if metas else 0)
-            raw = f.read(16 + 136)
-            if len(raw) < 152 or struct.unpack_from("<I", raw, 16)[0] != 0xBEEFC0DE:
-                raise ValueError(f"{path}: not a 64-bit LMDB 0.9 file (bad meta page)")
-            psize = struct.unpack_from("<I", raw, 40)[0]  # the free DB's md_pad
-            depth, root = struct.unpack_from("<H", raw, 94)[0], struct.unpack_from("<Q", raw, 128)[0]
-            last_pgno, txnid = struct.unpack_from("<QQ", raw, 136)
-            if psize < 512 or psize & (psize - 1):
-                raise ValueError(f"{path}: bad page size {psize}")
-            metas.append((txnid, psize, root, depth, last_pgno))
-        _, psize, root, depth, last = max(metas)
-        if (last + 1) * psize > size:
-            raise ValueError(f"{path}: truncated")
-        offs: dict[int, tuple[int, int]] = {}
-        stack = [(root, 1)]
-        while stack:
-            pgno, level = stack.pop()
-            if not 2 <= pgno <= last or level > depth:
-                raise ValueError(f"{path}: bad page {pgno}")
-            raw = page(pgno, psize)
-            _pg, _pad, flags, lower, _upper = struct.unpack_from("<QHHHH", raw)
-            ptrs = struct.unpack_from(f"<{(lower - 16) // 2}H", raw, 16)
-            children = []
-            for p in ptrs:
-                lo, hi, nflags, ksize = struct.unpack_from("<HHHH", raw, p)
-                key = raw[p + 8 : p + 8 + ksize]
-                if flags & 0x01:  # branch
-                    children.append((lo | hi << 16 | nflags << 32, level + 1))
-                elif key[:1] == b"r" and ksize == 9:
-                    dsize, doff = lo | hi << 16, p + 8 + ksize
-                    if nflags & 0x01:  # F_BIGDATA: overflow pages
-                        ov = struct.unpack_from("<Q", raw, doff)[0]
-                        offs[int.from_bytes(key[1:], "big")] = (ov * psize + 16, dsize)
-                    else:
-                        offs[int.from_bytes(key[1:], "big")] = (pgno * psize + doff, dsize)
-            stack.extend(reversed(children))
-    n = len(offs)
-    if sorted(offs) != list(range(n)):
-        raise ValueError(f"{path}: record keys are not 0..{n - 1}")
-    ext = np.array([offs[i] for i in range(n)], np.int64).reshape(n, 2)
-    if np.any(ext[:, 0] + ext[:, 1] > size):
-        raise ValueError(f"{path}: a record runs past the end of the file")
-    return ext[:, 0].copy(), ext[:, 1].copy()
+    with PureEnvironment(path) as env:
+        ext = [(off, size) for key, off, size, _ in env.extents(start=b"r") if key[:1] == b"r" and len(key) == 9]
+    n = len(ext)
+    return np.array([e[0] for e in ext], np.int64).reshape(n), np.array([e[1] for e in ext], np.int64).reshape(n)
 
 
 # --- synthesizing a pack -----------------------------------------------------------------------------

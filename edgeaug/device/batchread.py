@@ -420,13 +420,15 @@ def reusable(spare: List[np.ndarray], shape: Tuple[int, ...], dtype: np.dtype, k
     itself (page faults, depending on the allocator's state).  Arrays the
     caller (or a view, a queue, a session) still references are never
     recycled: ``sys.getrefcount`` is 2 only for the ``spare`` list's reference
-    plus the call's own argument.  ``keep`` bounds the list: the caller's
+    plus the call's own argument (a view the caller holds references its base).  ``keep`` bounds the list: the caller's
     batch, the one before, one queued, one being filled, a short last one.
     """
     for k in range(len(spare)):
-        if spare[k].shape == shape and sys.getrefcount(spare[k]) == 2:
+        fits = spare[k].shape[1:] == shape[1:] and spare[k].shape[0] >= shape[0] and spare[k].dtype == dtype
+        if fits and sys.getrefcount(spare[k]) == 2:
             spare.append(spare.pop(k))
-            return spare[-1]
+            # A short (last) batch is the front of a full one: no new buffer to fault in.
+            return spare[-1] if spare[-1].shape[0] == shape[0] else spare[-1][: shape[0]]
     spare.append(np.empty(shape, dtype))
     if len(spare) > keep:
         spare.pop(0)

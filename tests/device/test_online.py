@@ -109,8 +109,9 @@ def test_params_reject_negative_records_and_epochs():
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("channels", [1, 3, 4])
-def test_apply_online_equals_mirror_and_pad_crop_reference(layout, dtype, channels):
-    batch = _batch(layout, dtype, n=12, c=channels)
+@pytest.mark.parametrize("width", [9, 16])  # 16: rows of bytes reversed as 8-byte words
+def test_apply_online_equals_mirror_and_pad_crop_reference(layout, dtype, channels, width):
+    batch = _batch(layout, dtype, n=12, w=width, c=channels)
     stored = batch.copy()
     flips, shifts = online_params(3, 1, np.arange(12), 0.5, 3)
     flips[:2], shifts[:2] = [True, False], [[0, 0], [0, 0]]  # a pure flip and an untouched record
@@ -147,6 +148,15 @@ def test_non_contiguous_records_take_the_plain_numpy_path():
     dst = np.empty_like(src)
     online.fill_online(dst, src, "NHWC", True, -1, 1, np.zeros(3, np.float16))
     assert np.array_equal(dst, _reference(np.ascontiguousarray(src), "NHWC", True, -1, 1, np.zeros(3, np.float16)))
+
+
+@pytest.mark.parametrize("shape", [(3, 8), (2, 5, 24), (4, 64)])
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16"])
+def test_reversed_rows_equal_numpy_flip(shape, dtype):
+    src = np.random.default_rng(1).integers(0, 100, shape).astype(dtype)
+    dst = np.empty_like(src)
+    online._reversed_into(dst, src)
+    assert dst.tobytes() == np.flip(src, axis=-1).tobytes()
 
 
 def test_reuses_a_scratch_buffer():

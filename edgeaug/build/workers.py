@@ -14,11 +14,13 @@ import os
 import signal
 import threading
 from collections import deque
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 from edgeaug.build import chunks
 from edgeaug.build.augment import Augmenter
+from edgeaug.build.blas import single_threaded_blas
 from edgeaug.build.plan import BuildError, SourceResult, Task
 from edgeaug.build.render import render_source
 from edgeaug.config.recipe import Recipe
@@ -122,16 +124,21 @@ class LocalExecutor:
         self._pool: Any = None
 
     def __enter__(self) -> "LocalExecutor":
+        self._env = ExitStack()
         if self.workers > 1:
             from concurrent.futures import ProcessPoolExecutor
 
+            self._env.enter_context(single_threaded_blas())  # the forkserver, spawned workers, the writer
             self.writer = ProcessPoolExecutor(1, _context(), _init_writer, (os.getpid(),))
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for ex in (self._pool, self.writer):
-            if ex is not None:
-                ex.shutdown(wait=True, cancel_futures=True)
+        try:
+            for ex in (self._pool, self.writer):
+                if ex is not None:
+                    ex.shutdown(wait=True, cancel_futures=True)
+        finally:
+            self._env.close()
 
     def render(
         self, jobs: Sequence[Job], recipe: Recipe, target: Target, seed: int, folder: Path, plan: str

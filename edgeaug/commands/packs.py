@@ -73,6 +73,9 @@ def build(
 
     Ctrl-C stops the build and keeps the finished sources in OUTPUT.partial: the same command resumes.
     """
+    from edgeaug.build.blas import use_single_threaded_blas
+
+    use_single_threaded_blas()  # before numpy is imported
     from edgeaug.build.builder import build as run_build
     from edgeaug.config.recipe import load_recipe
 

@@ -1,0 +1,54 @@
+"""The build's processes start numpy with one BLAS thread, unless the user chose otherwise."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from edgeaug.build import blas
+
+
+def _child_sees() -> str:
+    code = "import os; print(os.environ.get('OPENBLAS_NUM_THREADS', '-'))"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_processes_started_inside_get_one_blas_thread_and_the_environment_is_restored(monkeypatch):
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    with blas.single_threaded_blas():
+        assert _child_sees() == "1"
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
+    assert _child_sees() == "-"
+
+
+def test_a_value_the_user_set_wins(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
+    with blas.single_threaded_blas():
+        assert _child_sees() == "3"
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
+    blas.use_single_threaded_blas()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
+
+
+def test_the_build_command_sets_it_before_numpy_is_imported(tmp_path):
+    """``edgeaug build`` in a fresh process: numpy, once loaded, was loaded with one BLAS thread."""
+    code = (
+        "import os, sys\n"
+        "from edgeaug.cli import app\n"
+        "assert 'numpy' not in sys.modules\n"
+        "try:\n"
+        "    app(['build', sys.argv[1], '-o', sys.argv[2], '-t', 'rpi4', '--quiet'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('numpy' in sys.modules, os.environ.get('OPENBLAS_NUM_THREADS'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "missing"), str(tmp_path / "p.lmdb")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert out.stdout.split() == ["True", "1"], out.stderr

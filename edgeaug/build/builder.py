@@ -24,7 +24,7 @@ from edgeaug.build.audit import audit, warnings_for
 from edgeaug.build.dask_exec import DaskExecutor
 from edgeaug.build.plan import ERROR_POLICIES, BuildError, SourceResult, Task, plan, render_versions, val_sources  # noqa: F401
 from edgeaug.build.render import SourceDecodeError, mask_digest, read_source
-from edgeaug.build.workers import LocalExecutor
+from edgeaug.build.workers import LocalExecutor, start_early
 from edgeaug.build.writer import PackWriter, Partial, WriteError, manifest_for
 from edgeaug.config.recipe import Recipe, load_recipe
 from edgeaug.config.targets import Target, load_target
@@ -116,6 +116,8 @@ def build(
     shard = parse_shard(shard)
     out = Path(out)
     check_output(out)
+    if (workers or os.cpu_count() or 1) > 1 and not dask_scheduler:
+        start_early()  # the worker processes' imports overlap the scan and the plan
     tgt = target if isinstance(target, Target) else load_target(target)
     rcp = (recipe if isinstance(recipe, Recipe) else load_recipe(recipe)).with_variants(variants)
     sset = scan(source)

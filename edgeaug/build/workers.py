@@ -177,6 +177,16 @@ class LocalExecutor:
                 fut.cancel()
 
 
+def start_early() -> None:
+    """Start the forkserver now, without waiting: its imports of numpy and OpenCV overlap the scan and the plan."""
+    ctx = _context()
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        with single_threaded_blas():
+            forkserver.ensure_running()
+
+
 def _context():
     """A forkserver that has imported the heavy modules once (workers fork from it), else spawn."""
     import multiprocessing as mp

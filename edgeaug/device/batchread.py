@@ -167,8 +167,7 @@ class BatchReader:
         # No MADV_RANDOM: this regime has the pack in the page cache, where the kernel's fault-around
         # maps 16 cached pages per fault and halves the first pass's cost.
         self._mm = mmap.mmap(self._fd, self.file_size, access=mmap.ACCESS_READ)
-        u8 = np.frombuffer(self._mm, np.uint8)
-        self._mv = memoryview(self._mm)
+        self._u8 = u8 = np.frombuffer(self._mm, np.uint8)
         # Rows at every byte offset: row o is the nb bytes from o (indexing checks o against the shape).
         stride = np.lib.stride_tricks.as_strided
         self._rows = stride(u8, (self.file_size - self.nbytes + 1, self.nbytes), (1, 1), writeable=False)
@@ -176,8 +175,7 @@ class BatchReader:
 
     def close(self) -> None:
         if self._mm is not None:
-            self._mv.release()
-            self._rows = self._slots = self._mv = None
+            self._rows = self._slots = self._u8 = None
             try:
                 self._mm.close()
             except BufferError:  # a batch view still exports it: the mapping goes with the last view
@@ -343,22 +341,21 @@ class BatchReader:
         ``moves``, ``dest`` and ``then`` as in :meth:`fill_pread` (headers are checked before the copies).
         """
         self._check_mapped(recs)
-        mv, nb = self._mv, self.nbytes
+        nb = self.nbytes
         rows = x.reshape(len(recs), -1).view(np.uint8) if dest is None else dest
         if moves is None and dest is None and then is None:  # plain batches: numpy row copies, the fewest steps
             starts, mapped = self._toff[recs], self._rows
             for j in np.argsort(starts, kind="stable").tolist():
                 rows[j] = mapped[starts[j]]
             return x
-        shifted = self._moves(moves, len(recs))
-        starts = self._toff[recs].tolist()
+        shifted = self._moves(moves, len(recs)) or [0] * len(recs)
+        starts, u8 = self._toff[recs].tolist(), self._u8
         for j in np.argsort(starts, kind="stable").tolist():
-            s, m = starts[j], shifted[j] if shifted else 0
-            row = memoryview(rows[j]).cast("B")
+            s, m = starts[j], shifted[j]
             if m >= 0:
-                row[m:] = mv[s : s + nb - m]
+                rows[j][m:] = u8[s : s + nb - m]
             else:
-                row[: nb + m] = mv[s - m : s + nb]
+                rows[j][: nb + m] = u8[s - m : s + nb]
             if then is not None:
                 then(j)
         return x

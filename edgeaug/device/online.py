@@ -23,7 +23,7 @@ The labels (boxes, keypoints, masks) follow in :mod:`.online_labels`.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -179,6 +179,28 @@ def _reversed_into(dst: np.ndarray, src: np.ndarray) -> None:
     d.byteswap(inplace=True)
 
 
+def _scratch_mirror(x: np.ndarray, scratch: np.ndarray, layout: str) -> Callable[[int], None]:
+    """``f(j)``: ``x[j] =`` the scratch record mirrored; the views are made once per batch, not per record."""
+    unit = x.itemsize * (1 if layout == "NCHW" else x.shape[-1])
+    if unit not in (1, 2, 4, 8) or not (x.flags.c_contiguous and scratch.flags.c_contiguous):
+        return lambda j: _mirror(x[j], scratch, layout)
+    ux, us = _units(x, layout), _units(scratch, layout)
+    if ux.itemsize == 1 and ux.shape[-1] % 8 == 0:  # as in _reversed_into: 8-byte words, then their bytes
+        words, reversed_words = ux.view(np.uint64), us.view(np.uint64)[..., ::-1]
+
+        def mirror_words(j: int) -> None:
+            np.copyto(words[j], reversed_words)
+            words[j].byteswap(inplace=True)
+
+        return mirror_words
+    reversed_units = us[..., ::-1]
+
+    def mirror_units(j: int) -> None:
+        ux[j] = reversed_units
+
+    return mirror_units
+
+
 def read_moves(shape: Tuple[int, ...], layout: str, itemsize: int, flips, shifts) -> np.ndarray:
     """Per record, the byte offset to read its tensor at so that only a border fill (and a mirror) remains.
 
@@ -211,6 +233,7 @@ class OnlineBatch:
         self._flips, self._shifts = np.asarray(flips, bool), np.asarray(shifts, np.int64).reshape(-1, 2)
         self.flips, self.shifts = self._flips.tolist(), self._shifts.tolist()
         self.moves = moves
+        self._mirror_row: Optional[Callable[[int], None]] = None
 
     @property
     def dest(self) -> Optional[list]:
@@ -227,7 +250,9 @@ class OnlineBatch:
         if self.flips[j]:
             if in_place:
                 self.scratch[...] = self.x[j]
-            _mirror(self.x[j], self.scratch, self.layout)
+            if self._mirror_row is None:
+                self._mirror_row = _scratch_mirror(self.x, self.scratch, self.layout)
+            self._mirror_row(j)
         if dx or dy:
             _borders(self.x[j], self.layout, dx, dy, self.pattern)
 

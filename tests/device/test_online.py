@@ -397,7 +397,7 @@ arch = "any"
 word_size = 64
 [input]
 height = 10
-width = 12
+width = {width}
 channels = {channels}
 layout = "{layout}"
 color = "{color}"
@@ -409,32 +409,40 @@ std = {std}
 
 @pytest.fixture(scope="module")
 def synth_packs(shapes_dir, tmp_path_factory):
-    """Small packs (10x12 records, inline in leaf pages) for every layout x dtype, and one 1-channel."""
+    """Small packs (10x12 records, inline in leaf pages) for every layout x dtype, and one 1-channel.
+
+    Two more are 16 wide, so rows of 1-byte pixels take the mirror's 8-byte word path.
+    """
     from edgeaug.build.builder import build
 
     d = tmp_path_factory.mktemp("synth")
     out = {}
-    for layout in LAYOUTS:
-        for dtype in DTYPES:
-            for channels in (3, 1) if (layout, dtype) == ("NHWC", "int8") else (3,):
-                name = f"{layout}-{dtype}-{channels}"
-                c = channels
-                (d / f"{name}.toml").write_text(
-                    SYNTH_TARGET.format(
-                        layout=layout,
-                        dtype=dtype,
-                        channels=c,
-                        color="RGB" if c == 3 else "GRAY",
-                        mean=[0.5] * c if dtype.startswith("float") else [0.0] * c,
-                        std=[0.25] * c if dtype.startswith("float") else [1.0] * c,
-                        quant=""
-                        if dtype.startswith("float")
-                        else f"scale = {1 / 255}\nzero_point = {-128 if dtype == 'int8' else 0}\n",
-                    )
-                )
-                path = d / f"{name}.lmdb"
-                build(shapes_dir, path, d / f"{name}.toml", variants=1, seed=2, workers=1, val=0.25)
-                out[name] = path
+    kinds = [
+        (lay, dt, c, 12)
+        for lay in LAYOUTS
+        for dt in DTYPES
+        for c in ((3, 1) if (lay, dt) == ("NHWC", "int8") else (3,))
+    ]
+    for layout, dtype, channels, width in kinds + [("NHWC", "int8", 1, 16), ("NCHW", "uint8", 3, 16)]:
+        name = f"{layout}-{dtype}-{channels}" + ("" if width == 12 else f"-w{width}")
+        c = channels
+        (d / f"{name}.toml").write_text(
+            SYNTH_TARGET.format(
+                width=width,
+                layout=layout,
+                dtype=dtype,
+                channels=c,
+                color="RGB" if c == 3 else "GRAY",
+                mean=[0.5] * c if dtype.startswith("float") else [0.0] * c,
+                std=[0.25] * c if dtype.startswith("float") else [1.0] * c,
+                quant=""
+                if dtype.startswith("float")
+                else f"scale = {1 / 255}\nzero_point = {-128 if dtype == 'int8' else 0}\n",
+            )
+        )
+        path = d / f"{name}.lmdb"
+        build(shapes_dir, path, d / f"{name}.toml", variants=1, seed=2, workers=1, val=0.25)
+        out[name] = path
     return out
 
 

@@ -423,8 +423,10 @@ def reusable(spare: List[np.ndarray], shape: Tuple[int, ...], dtype: np.dtype, k
     itself (page faults, depending on the allocator's state).  Arrays the
     caller (or a view, a queue, a session) still references are never
     recycled: ``sys.getrefcount`` is 2 only for the ``spare`` list's reference
-    plus the call's own argument (a view the caller holds references its base).  ``keep`` bounds the list: the caller's
-    batch, the one before, one queued, one being filled, a short last one.
+    plus the call's own argument (a view the caller holds references its
+    base).  A shorter batch (an epoch's last) is the front of a free full one.
+    ``keep`` bounds the list: the caller's batch, the one before, one queued,
+    one being filled.
     """
     for k in range(len(spare)):
         fits = spare[k].shape[1:] == shape[1:] and spare[k].shape[0] >= shape[0] and spare[k].dtype == dtype

@@ -31,28 +31,10 @@ each build in its own subprocess whose ``PYTHONPATH`` selects the tree.
 
     python scripts/bench_build.py --base /tmp/base [--repeat 2] [--no-big]
 
-Measured with ``--repeat 3`` on the 2-core development machine while four
-other people used it (so the wall times and the scaling are rough; the CPU
-figures are steadier), baseline = commit 05a2995:
-
-    | 1800 records (200 photos x 9), rpi4      | base | new  | new/base |
-    |------------------------------------------|------|------|----------|
-    | -w 1: whole-build CPU s                  | 3.88 | 3.40 | 0.88x    |
-    | -w 1: records per CPU-second             | 463  | 529  | 1.14x    |
-    | -w 2: whole-build CPU s                  | 5.02 | 3.99 | 0.79x    |
-    | -w 2: main process CPU s                 | 1.70 | 0.41 | 0.24x    |
-    | -w 2: main share of CPU %                | 33.9 | 10.1 | 0.30x    |
-    | -w 2: records per CPU-second             | 359  | 451  | 1.26x    |
-    | scaling -w 1 -> -w 2 (best wall)         | 1.18 | 1.19 |          |
-    | 18k records -w 2: wall s                 | 33.8 | 19.7 | 0.58x    |
-    | cost growth: records/CPU-s 18k / 1.8k    | 1.12 | 1.12 |          |
-    | 18k: main peak anon MB                   | 199  | 43   |          |
-    | 18k: peak scratch beyond the pack / pack | 1.00 | 1.00 |          |
-    | 18k: main share of CPU %                 | 38.8 | 6.0  |          |
-
-Both trees write packs with the same fingerprint.  Of the new main process's
-0.41 s, about 0.3 s is starting Python and importing numpy, OpenCV and
-edgeaug.
+The figures measured on the development machine, with their ranges over
+separate runs, are in the README ("Building big datasets").  Each build runs
+the ``edgeaug build`` command (in a fresh interpreter, through its typer
+app), as users run it.
 """
 
 from __future__ import annotations

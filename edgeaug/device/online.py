@@ -147,10 +147,11 @@ def border_pattern(shape: Tuple[int, ...], layout: str, fill, dtype) -> np.ndarr
 def _mirror(dst: np.ndarray, src: np.ndarray, layout: str) -> None:
     """``dst = src`` with the width axis reversed (same shape, no overlap), the fastest numpy way per pixel size.
 
-    Pixels of 1, 2, 4 or 8 bytes go as one element each (:func:`_units`);
-    other NHWC pixels (3 uint8 channels) go one channel at a time, since a
-    strided copy of single bytes beats a reversed copy of 3-byte elements
-    (~50 vs ~75 us per 224x224x3 record, ``scripts/bench_loader.py --online``).
+    Pixels of 1, 2, 4 or 8 bytes go as one element each (:func:`_units`;
+    rows of bytes as 8-byte words, :func:`_reversed_into`); other NHWC pixels
+    (3 uint8 channels) go one channel at a time, since a strided copy of
+    single bytes beats a reversed copy of 3-byte elements (~50 vs ~75 us per
+    224x224x3 record; the README's table of mirror costs per pixel unit).
     """
     nchw = layout == "NCHW"
     unit = src.itemsize * (1 if nchw else src.shape[-1])

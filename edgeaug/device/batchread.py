@@ -9,14 +9,15 @@ regime when the pack is opened (measured in ``scripts/bench_device.py`` and
 
 ``pread``  one ``os.preadv`` per record, sorted by offset, with
            ``POSIX_FADV_RANDOM`` so the kernel reads exactly the record.  For
-           packs larger than memory (most of an epoch comes from the card) and
-           for 32-bit processes.  A short read is an error, never a signal; the
-           GIL is released during the read, so a thread can prefetch.
+           packs larger than memory (most of an epoch comes from the card),
+           and in 32-bit processes for packs over :data:`MAX_MAP_32BIT`.  A
+           short read is an error, never a signal; the GIL is released during
+           the read, so a thread can prefetch.
 ``mmap``   copies out of a read-only mapping when the pack fits in the page
-           cache (64-bit only): per-record copies into a recycled buffer for
-           large tensors, one numpy gather for small ones, where per-record
-           Python work would dominate.  Headers are checked once per record
-           (a bitmap), not on every epoch.
+           cache: per-record copies into a recycled buffer for large tensors,
+           one numpy gather for small ones, where per-record Python work would
+           dominate.  Headers are checked once per record (a bitmap), not on
+           every epoch.
 
 Every header read is checked against what the walk and the index say: the
 overflow page's number, type and length, the record's magic, version, sizes
@@ -61,6 +62,8 @@ SLOT_SIZE = SLOT_DTYPE.itemsize  # 16 + 64
 _PAGE_TYPES = 0x6F  # lmdbpure's page-type bits; P_DIRTY and friends are ignored
 _SMALL_RECORD = 64 << 10  # below this, one numpy gather beats per-record copies (scripts/bench_loader.py)
 READERS = ("auto", "pread", "mmap")
+#: A 32-bit process maps a pack only up to this size (its whole address space is 2-3 GB); larger ones use pread.
+MAX_MAP_32BIT = 512 << 20
 
 
 class RecordTable:
@@ -126,11 +129,14 @@ def choose_reader(file_size: int, wanted: str = "auto") -> str:
         raise ValueError(f"reader must be one of {READERS}, got {wanted!r}")
     if wanted != "auto":
         return wanted
-    if struct.calcsize("P") < 8 or not hasattr(os, "preadv"):
-        return "pread" if hasattr(os, "preadv") else "mmap"
+    if not hasattr(os, "preadv"):
+        return "mmap"
     budget = _memory_budget()
     # mmap pays one card read per 4 KB page fault when the pack does not stay cached: only when it fits easily.
-    return "mmap" if budget is not None and file_size <= budget * 3 // 4 else "pread"
+    fits = budget is not None and file_size <= budget * 3 // 4
+    if struct.calcsize("P") < 8:  # a 32-bit process: only what its address space holds easily
+        fits = fits and file_size <= MAX_MAP_32BIT
+    return "mmap" if fits else "pread"
 
 
 class BatchReader:
@@ -168,10 +174,7 @@ class BatchReader:
         # maps 16 cached pages per fault and halves the first pass's cost.
         self._mm = mmap.mmap(self._fd, self.file_size, access=mmap.ACCESS_READ)
         self._u8 = u8 = np.frombuffer(self._mm, np.uint8)
-        # Rows at every byte offset: row o is the nb bytes from o (indexing checks o against the shape).
-        stride = np.lib.stride_tricks.as_strided
-        self._rows = stride(u8, (self.file_size - self.nbytes + 1, self.nbytes), (1, 1), writeable=False)
-        self._slots = stride(u8, (self.file_size - SLOT_SIZE + 1, SLOT_SIZE), (1, 1), writeable=False)
+        self._rows, self._slots = _Rows(u8, self.nbytes), _Rows(u8, SLOT_SIZE)
 
     def close(self) -> None:
         if self._mm is not None:
@@ -299,7 +302,7 @@ class BatchReader:
     def _check_headers(self, todo: np.ndarray) -> None:
         self._usable(todo)
         # The 16 bytes before a value: its overflow page header (inline values: leaf bytes, not checked).
-        slots = self._slots[self.off[todo] - PAGEHDRSZ].view(SLOT_DTYPE)[:, 0]
+        slots = self._slots.take(self.off[todo] - PAGEHDRSZ).view(SLOT_DTYPE)[:, 0]
         self.check(slots, todo)
         self._unchecked -= len(todo) - int(self._checked[todo].sum())
         self._checked[todo] = True
@@ -322,11 +325,11 @@ class BatchReader:
         self._check_mapped(recs)
         starts = self._toff[recs]
         if moves is None:
-            return self._rows[starts]
+            return self._rows.take(starts)
         shifted = self._moves(moves, len(recs))
         at = starts - np.asarray(shifted, np.int64)
         inside = (at >= 0) & (at <= self.file_size - self.nbytes)
-        out = self._rows[np.where(inside, at, starts)]
+        out = self._rows.take(np.where(inside, at, starts))
         for j in np.flatnonzero(~inside).tolist():  # near the file's ends: the tensor, moved within its row
             row, m = memoryview(out[j]), shifted[j]
             if m > 0:
@@ -343,8 +346,9 @@ class BatchReader:
         self._check_mapped(recs)
         nb = self.nbytes
         rows = x.reshape(len(recs), -1).view(np.uint8) if dest is None else dest
-        if moves is None and dest is None and then is None:  # plain batches: numpy row copies, the fewest steps
-            starts, mapped = self._toff[recs], self._rows
+        mapped = self._rows.view
+        if moves is None and dest is None and then is None and mapped is not None:  # the fewest steps per record
+            starts = self._toff[recs]
             for j in np.argsort(starts, kind="stable").tolist():
                 rows[j] = mapped[starts[j]]
             return x
@@ -363,6 +367,36 @@ class BatchReader:
     @property
     def small(self) -> bool:
         return self.nbytes < _SMALL_RECORD
+
+
+class _Rows:
+    """Rows of ``width`` bytes that start at any byte offset of a mapping; ``take(starts)`` gathers them.
+
+    64-bit: one strided view (row o is the bytes from o; indexing checks o
+    against its shape), so a gather is one numpy call.  A 32-bit process
+    cannot make that view (its nominal size, offsets x width, exceeds what
+    numpy can address there), so rows are copied one slice at a time.
+    """
+
+    def __init__(self, u8: np.ndarray, width: int) -> None:
+        self.u8, self.width = u8, width
+        try:
+            self.view: Optional[np.ndarray] = np.lib.stride_tricks.as_strided(
+                u8, (u8.size - width + 1, width), (1, 1), writeable=False
+            )
+        except ValueError:
+            self.view = None
+
+    def take(self, starts: np.ndarray) -> np.ndarray:
+        """A new (len(starts), width) uint8 array; a start outside the mapping raises IndexError."""
+        if self.view is not None:
+            return self.view[starts]
+        if len(starts) and (int(starts.min()) < 0 or int(starts.max()) > self.u8.size - self.width):
+            raise IndexError("a row starts outside the mapped file")
+        out = np.empty((len(starts), self.width), np.uint8)
+        for j, s in enumerate(starts.tolist()):
+            out[j] = self.u8[s : s + self.width]
+        return out
 
 
 def _sorted_unique(a: np.ndarray) -> np.ndarray:

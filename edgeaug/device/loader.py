@@ -75,10 +75,11 @@ class Pack:
     after :meth:`close`) and its class label; :meth:`batches` is the fast path.
     ``backend`` is ``"auto"``, ``"lmdb"`` or ``"pure"``: how single records
     and the manifest are read.  ``reader`` is how batches are read:
-    ``"pread"`` (one read per record, for packs larger than memory and 32-bit
-    processes), ``"mmap"`` (copies from a mapping, for packs that fit in the
-    page cache) or ``"auto"``, which picks by file size against
-    min(MemAvailable, the cgroup's memory limit).
+    ``"pread"`` (one read per record, for packs larger than memory), ``"mmap"``
+    (copies from a mapping, for packs that fit in the page cache) or
+    ``"auto"``, which picks by file size against min(MemAvailable, the
+    cgroup's memory limit); a 32-bit process maps packs of at most
+    512 MB, and reads with pread when a mapping fails.
     """
 
     def __init__(
@@ -100,15 +101,7 @@ class Pack:
             self.manifest = self._read_manifest()
             self._index = self._read_index()
             self._setup_split()
-            idx = self._index
-            self._reader = BatchReader(
-                self.path,
-                self._db.table,
-                self.records,
-                self.nbytes,
-                (idx["source"], idx["variant"], idx["split"]),
-                choose_reader(size, reader),
-            )
+            self._reader = self._batch_reader(choose_reader(size, reader), reader == "auto")
         except OSError as e:
             self._db.release()
             raise PackError(f"{self.path}: cannot open for batch reads: {e.strerror or e}") from None
@@ -119,6 +112,19 @@ class Pack:
         self._spare: List[np.ndarray] = []  # batch buffers to recycle, across epochs
         self._spare_lock = threading.Lock()
         self.reader = self._reader.mode
+
+    def _batch_reader(self, mode: str, may_fall_back: bool) -> BatchReader:
+        idx = self._index
+        args = (self.path, self._db.table, self.records, self.nbytes, (idx["source"], idx["variant"], idx["split"]))
+        try:
+            return BatchReader(*args, mode)
+        except PackError:
+            raise
+        except (OSError, ValueError, OverflowError):
+            # Mapping can fail where address space is short (a 32-bit process): read with pread instead.
+            if mode != "mmap" or not may_fall_back:
+                raise
+            return BatchReader(*args, "pread")
 
     # --- opening and validation ---------------------------------------------------
 

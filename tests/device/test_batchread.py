@@ -73,6 +73,38 @@ def test_reader_choice():
         Pack("nonexistent.lmdb", reader="fast")
 
 
+@pytest.mark.skipif(not hasattr(os, "preadv"), reason="needs os.preadv")
+def test_a_32_bit_process_maps_only_small_packs(monkeypatch):
+    class Struct32:
+        @staticmethod
+        def calcsize(fmt: str) -> int:
+            return 4 if fmt == "P" else struct.calcsize(fmt)
+
+    monkeypatch.setattr(batchread, "struct", Struct32)
+    monkeypatch.setattr(batchread, "_memory_budget", lambda: 64 << 30)
+    assert batchread.choose_reader(100 << 20) == "mmap"
+    assert batchread.choose_reader(batchread.MAX_MAP_32BIT) == "mmap"
+    assert batchread.choose_reader(batchread.MAX_MAP_32BIT + 1) == "pread"
+    monkeypatch.setattr(batchread, "_memory_budget", lambda: 64 << 20)  # fits the address space, not memory
+    assert batchread.choose_reader(100 << 20) == "pread"
+
+
+def test_a_failed_mapping_falls_back_to_pread_unless_mmap_was_asked_for(small_pack, monkeypatch):
+    def no_room(self):
+        raise OSError(12, "Cannot allocate memory")
+
+    import edgeaug.device.loader as loader_module
+
+    monkeypatch.setattr(loader_module, "choose_reader", lambda size, wanted: "mmap" if wanted == "auto" else wanted)
+    monkeypatch.setattr(batchread.BatchReader, "_map", no_room)
+    with Pack(str(small_pack)) as p:
+        assert p.reader == "pread"
+        x, _ = next(p.batches(4, epoch=1))
+        assert x.tobytes() == _records(p, p.epoch_order(1)[:4]).tobytes()
+    with pytest.raises(PackError, match="cannot open for batch reads: Cannot allocate memory"):
+        Pack(str(small_pack), reader="mmap")
+
+
 # --- damage ------------------------------------------------------------------------------
 
 CHILD = r"""
@@ -265,3 +297,45 @@ def test_moved_reads_keep_every_check(small_pack, tmp_path, move):
         os.truncate(path, int(br._toff[0]) + nb - 100)  # after open, the tensor's last 100 bytes go
         with pytest.raises(PackError, match="record 0: short read"):
             br.fill_pread(x, np.array([0]), np.array([move]))
+
+
+# --- mapped reads without the strided view (what a 32-bit process gets) ------------------------
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_mapped_reads_without_the_strided_view_equal_pread(small_pack, monkeypatch, small):
+    """A 32-bit process cannot make the strided row view; row-by-row slices must give the same batches."""
+    init = batchread._Rows.__init__
+
+    def no_view(self, u8, width):
+        init(self, u8, width)
+        self.view = None
+
+    monkeypatch.setattr(batchread._Rows, "__init__", no_view)
+    monkeypatch.setattr(batchread, "_SMALL_RECORD", 1 << 40 if small else 0)  # the gather or the copy path
+    with Pack(str(small_pack), reader="mmap") as m, Pack(str(small_pack), reader="pread") as p:
+        assert m._reader._rows.view is None and m._reader.small == small
+        for kw in ({}, {"hflip": 0.5, "shift": 3}):
+            got = [x.copy() for x, _ in m.batches(3, epoch=1, **kw)]
+            want = [x.copy() for x, _ in p.batches(3, epoch=1, **kw)]
+            assert np.concatenate(got).tobytes() == np.concatenate(want).tobytes(), kw
+    with pytest.raises(IndexError, match="outside the mapped file"):
+        batchread._Rows(np.zeros(100, np.uint8), 10).take(np.array([91]))
+
+
+def test_mapped_reads_without_the_strided_view_still_check_every_header(small_pack, tmp_path, monkeypatch):
+    init = batchread._Rows.__init__
+
+    def no_view(self, u8, width):
+        init(self, u8, width)
+        self.view = None
+
+    monkeypatch.setattr(batchread._Rows, "__init__", no_view)
+    path = tmp_path / "bad-magic.lmdb"
+    shutil.copy(small_pack, path)
+    _leaf, _doff, ov, psize, _last = _value_location(path, 1)
+    _patch(path, ov * psize + 16, b"XXXX")  # record 1's magic
+    with Pack(str(path), backend="pure", reader="mmap") as p:
+        with pytest.raises(PackError, match="record 1: magic"):
+            for _ in p.batches(4, all_variants=True):
+                pass

@@ -64,6 +64,7 @@ for path in packs:
                                   mask, [rec[k] for k in ("label", "source", "variant", "split", "digest", "params")]))
         r["train"] = [h(p[i][0].tobytes(), p[i][1]) for i in range(len(p))]
         r["batches"] = [h(X.tobytes(), Y.astype("<i8").tobytes()) for e in (0, 1) for X, Y in p.batches(8, epoch=e)]
+        r["reader"] = p.reader
         r["verify"] = p.verify()
         r["warnings"] = p.device_warnings()
         real, platform.machine = platform.machine, lambda: "aarch64"  # what 32-bit Pi OS on a 64-bit kernel says
@@ -71,6 +72,10 @@ for path in packs:
         platform.machine = real
     with L.Pack(path, "val", backend=backend) as p:
         r["val"] = [h(p[i][0].tobytes(), p[i][1]) for i in range(len(p))]
+    with L.Pack(path, "train", backend=backend, reader="pread") as p:  # the other batch reader
+        r["batches_pread"] = [
+            h(X.tobytes(), Y.astype("<i8").tobytes()) for e in (0, 1) for X, Y in p.batches(8, epoch=e)
+        ]
 print(json.dumps(out))
 """
 
@@ -171,6 +176,8 @@ def test_every_record_byte_identical_to_x86(roots, packs, device_dir, host_read,
         assert len(set(ref["records"])) == 40 and len(got["train"]) + len(got["val"]) == 40
         for key in ("records", "train", "val", "batches"):
             assert got[key] == ref[key], f"{target} on {arch} ({mode}): {key} differ from the x86 read"
+        # A small pack that fits in memory is mapped, 32-bit processes included; pread gives the same batches.
+        assert got["reader"] == "mmap" and got["batches_pread"] == ref["batches"], target
         assert got["verify"] == []
         assert got["warnings"] == _expected_warnings(target, BITS[arch])
         # the word size comes from the pointer size, so an aarch64 kernel name changes nothing

@@ -460,6 +460,7 @@ class Pack:
             "dtype": str(self.dtype),
             "classes": self.classes,
             "backend": self._db.name,
+            "reader": self.reader,
         }
 
     def backend_name(self) -> str:
@@ -518,13 +519,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="bench: how long to run")
     ap.add_argument("--backend", default="auto", choices=("auto", "lmdb", "pure"))
     ap.add_argument(
+        "--reader",
+        default="auto",
+        choices=READERS,
+        help="how batches are read: mmap (copies from a mapping, for packs that fit in memory), pread (one read "
+        "per record, for larger packs), auto (picks by size against the memory available)",
+    )
+    ap.add_argument(
         "--model",
         help="bench: also run this model on every batch: .onnx (needs onnxruntime) or .tflite "
         "(needs ai-edge-litert or tflite-runtime)",
     )
     args = ap.parse_args(argv)
     try:
-        with Pack(args.pack, args.split, backend=args.backend) as pack:
+        with Pack(args.pack, args.split, backend=args.backend, reader=args.reader) as pack:
             for w in pack.device_warnings():
                 print(f"warning: {w}", file=sys.stderr)
             if args.command == "info":
@@ -556,7 +564,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 r = bench(pack, args.batch, args.seconds)
                 print(
                     f"{r['records_per_s']:.0f} records/s, {r['mb_per_s']:.1f} MB/s "
-                    f"(batch {args.batch}, {pack.backend_name()} backend, {r['epochs']} epochs)"
+                    f"(batch {args.batch}, {pack.backend_name()} backend, {pack.reader} reader, {r['epochs']} epochs)"
                 )
     except PackError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -180,6 +180,17 @@ def test_device_cli(small_pack):
         "0.2",
     )
     assert r.returncode == 0 and "records/s" in r.stdout
+    for reader in ("pread", "mmap"):
+        r = run_py(
+            "import sys; from edgeaug.loader import main; sys.exit(main(sys.argv[1:]))",
+            "bench",
+            str(small_pack),
+            "--seconds",
+            "0.2",
+            "--reader",
+            reader,
+        )
+        assert r.returncode == 0 and f"backend, {reader} reader," in r.stdout, r.stdout + r.stderr
     r = run_py(
         "import sys; from edgeaug.loader import main; sys.exit(main(sys.argv[1:]))", "verify", "/nonexistent.lmdb"
     )

@@ -23,6 +23,11 @@ all variants; every method gets the same orders):
   online        (--online) decode a source PNG + augment + quantize per sample,
                 what a device does without a pack
 
+Then, for the default loader, reading against a model step as long as one
+batch's read (a sha256, which releases the GIL as inference does): the
+default (prefetch once the caller's step is a real share of the read time),
+prefetch forced off and forced on, as records/s over reading alone.
+
 ``--hybrid`` measures instead what the device's online flip and shift cost
 (``Pack.batches(hflip=, shift=)``, done during the read) in CPU us/record
 against plain batches, with both readers, and against the previous way (a
@@ -137,6 +142,55 @@ def measure_online(data: Path, seconds: float) -> dict:
     return {"warm": n / (time.perf_counter() - t0)}
 
 
+def measure_overlap(pack_path: Path, batch: int, rounds: int) -> dict:
+    """Default batches with a model step as long as one batch's read, against the same batches without
+    it, and with prefetch forced off and on.
+
+    The step is CPU work that releases the GIL, as onnxruntime and torch do: a sha256 of a buffer
+    sized so that it takes one batch's read time (hashlib releases the GIL for large inputs; a sleep
+    cannot be shorter than about 0.1 ms).  Each figure is records/s over all variants, best of
+    ``rounds`` alternating runs.  Without any overlap the step halves the rate.
+    """
+    import hashlib
+
+    from edgeaug.device.loader import Pack
+
+    pack = Pack(str(pack_path), reader="auto")
+    n = len(pack)
+    work = memoryview(bytes(8 << 20))
+
+    def rate(prefetch, step_bytes: int) -> float:
+        t0 = time.perf_counter()
+        for _ in pack.batches(batch, epoch=0, all_variants=True, prefetch=prefetch):
+            if step_bytes:
+                hashlib.sha256(work[:step_bytes]).digest()
+        return n / (time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    for _ in range(20):
+        hashlib.sha256(work).digest()
+    hash_rate = 20 * len(work) / (time.perf_counter() - t0)  # bytes per second
+    rate(False, 0)  # warm the mapping
+    alone = max(rate(None, 0) for _ in range(rounds))
+    step_s = batch / alone
+    step = min(len(work), max(1 << 12, int(step_s * hash_rate)))
+    runs = {"read alone": [], "step, default": [], "step, prefetch off": [], "step, prefetch on": []}
+    for _ in range(rounds):
+        runs["read alone"].append(rate(None, 0))
+        runs["step, default"].append(rate(None, step))
+        runs["step, prefetch off"].append(rate(False, step))
+        runs["step, prefetch on"].append(rate(True, step))
+    return {"reader": pack.reader, "step_ms": step / hash_rate * 1e3, **{k: max(v) for k, v in runs.items()}}
+
+
+def report_overlap(r: dict) -> None:
+    a = r["read alone"]
+    step = f"{r['step_ms']:.2f} ms per batch (one batch's read)"
+    print(f"\nreading overlaps a model step of {step}, {r['reader']} reader:")
+    for k in ("step, default", "step, prefetch off", "step, prefetch on"):
+        print(f"  {k}: {r[k]:,.0f} records/s = {r[k] / a:.2f}x reading alone ({a:,.0f}); no overlap would give 0.50x")
+
+
 HYBRID = {"shift 8": (0.0, 8), "flip 0.5 + shift 8": (0.5, 8), "flip 1.0": (1.0, 0)}
 
 
@@ -248,6 +302,8 @@ def main() -> None:
     if args.one:  # child: measure one method, print JSON
         if args.one[0].startswith("hybrid-"):
             print(json.dumps(measure_hybrid(args.one[0][7:], Path(args.one[1]), args.batch, args.rounds)))
+        elif args.one[0] == "overlap":
+            print(json.dumps(measure_overlap(Path(args.one[1]), args.batch, args.rounds)))
         elif args.one[0] == "online":
             print(json.dumps(measure_online(Path(args.one[1]), 3.0)))
         else:
@@ -269,6 +325,7 @@ def main() -> None:
                 continue
             rates = {m: run_child(["--one", m, str(path), *common]) for m in METHODS}
             report(rates)
+            report_overlap(run_child(["--one", "overlap", str(path), *common]))
             if args.online and case == "rpi4":
                 from edgeaug.demo import make_dataset
 

@@ -36,7 +36,15 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from .backends import open_backend  # bundle: drop
-from .batchread import READERS, BatchReader, PackError, choose_reader, prefetched, reusable  # bundle: drop
+from .batchread import (  # bundle: drop
+    READERS,
+    BatchReader,
+    PackError,
+    choose_reader,
+    prefetched,
+    prefetched_when_useful,
+    reusable,
+)
 from .format import (  # bundle: drop
     FORMAT_VERSION,
     HEADER_SIZE,
@@ -315,9 +323,12 @@ class Pack:
         """Yield ``(X, Y)``: X one contiguous array (batch, *shape) of the target dtype.
 
         ``prefetch`` reads the next batch on a background thread while the
-        caller works on this one (default: on with the ``pread`` reader, where
-        reads wait for storage; off with ``mmap``, where copies need the GIL).
-        Yielded arrays are never overwritten while the caller holds them.
+        caller works on this one.  Default: on with the ``pread`` reader,
+        where reads wait for storage; with ``mmap``, on once the caller's own
+        work between batches is a quarter of the read time or more (a thread
+        hand-off costs more than it saves when the caller only reads; see
+        :func:`~edgeaug.device.batchread.prefetched_when_useful`).  Yielded
+        arrays are never overwritten while the caller holds them.
 
         Online augmentation (the hybrid): ``hflip`` mirrors each record with
         that probability and ``shift`` translates it by up to that many pixels
@@ -345,6 +356,8 @@ class Pack:
             self._reader.precheck(order[:stop] + self._start)
         if prefetch or (prefetch is None and self._reader.mode == "pread"):
             batches = prefetched(jobs, read)
+        elif prefetch is None:
+            batches = prefetched_when_useful(jobs, read)
         else:
             batches = map(read, jobs)
         for x, y, idx in batches:

@@ -339,3 +339,35 @@ def test_mapped_reads_without_the_strided_view_still_check_every_header(small_pa
         with pytest.raises(PackError, match="record 1: magic"):
             for _ in p.batches(4, all_variants=True):
                 pass
+
+
+class _Clock:
+    """A clock the test moves: no real time is measured."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.mark.parametrize("caller_time", [0.0, 1.0])
+def test_mapped_batches_prefetch_once_the_caller_works_between_them(caller_time):
+    clock = _Clock()
+
+    def fill(job):
+        clock.t += 1.0  # each read takes one unit
+        return job
+
+    out, threaded = [], []
+    for item in batchread.prefetched_when_useful(range(10), fill, clock=clock):
+        out.append(item)
+        threaded.append(any(t.name == "edgeaug-prefetch" for t in threading.enumerate()))
+        clock.t += caller_time  # the caller's own work on this batch
+    assert out == list(range(10))  # the same batches, in order, either way
+    assert not any(threaded[:3])  # the first batches are read on the caller's thread
+    if caller_time:
+        assert threaded[3]  # then, since the caller works as long as a read, in the background
+    else:
+        assert not any(threaded)  # a caller that only reads never pays for a thread
+    assert _prefetch_threads() == []

@@ -21,7 +21,6 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set,
 
 from edgeaug.build import chunks
 from edgeaug.build.audit import audit, warnings_for
-from edgeaug.build.dask_exec import DaskExecutor
 from edgeaug.build.plan import ERROR_POLICIES, BuildError, SourceResult, Task, plan, render_versions, val_sources  # noqa: F401
 from edgeaug.build.render import SourceDecodeError, mask_digest, read_source
 from edgeaug.build.workers import LocalExecutor, start_early
@@ -227,6 +226,8 @@ def _unusable(path: Path, job: _Job, k: int) -> Optional[str]:
 def _executor(job: _Job):
     """The executor that renders (and where the merge runs): local processes or a Dask cluster."""
     if job.dask:
+        from edgeaug.build.dask_exec import DaskExecutor  # only for --dask-scheduler: a local build never loads it
+
         return DaskExecutor(job.dask)
 
     return LocalExecutor(job.workers)

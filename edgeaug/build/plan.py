@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from edgeaug.config.recipe import Recipe
@@ -107,9 +108,32 @@ def render_versions() -> List[str]:
     OpenCV is not bit-exact across versions, so every machine that renders
     part of a pack must report the same list (the plan's fingerprint holds it).
     """
-    import cv2
     import numpy as np
 
     from edgeaug import __version__
 
-    return [__version__, np.__version__, cv2.__version__]
+    return [__version__, np.__version__, opencv_version()]
+
+
+def opencv_version() -> str:
+    """``cv2.__version__``, read without loading OpenCV where its wheel says it (the planning process never renders).
+
+    Official opencv-python wheels (any flavour) ship ``cv2/version.py`` with
+    ``opencv_version = "X.Y.Z.BUILD"``, and their ``cv2.__version__`` is
+    ``X.Y.Z``; rolling builds and builds from source import cv2 to ask it.
+    """
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("cv2")  # finds the package without running it
+    folder = Path(spec.origin).parent if spec is not None and spec.origin else None
+    try:
+        text = (folder / "version.py").read_text() if folder is not None else ""
+    except OSError:
+        text = ""
+    official = re.search(r'^opencv_version = "(\d+\.\d+\.\d+)\.\d+"$', text, re.M)
+    if official and re.search(r"^rolling = False$", text, re.M):
+        return official.group(1)
+    import cv2
+
+    return cv2.__version__

@@ -362,7 +362,7 @@ def _lock(path: Path, out: Path, shared: bool) -> int:
 
 def manifest_for(sset, tasks, results, recipe, target, seed: int, val: float) -> Dict[str, Any]:
     """The manifest: everything needed to understand and reproduce the pack."""
-    import cv2
+    from edgeaug.build.plan import opencv_version
 
     split_of = {t.index: t.split for t in tasks}
     sources, skipped = [], []
@@ -397,7 +397,7 @@ def manifest_for(sset, tasks, results, recipe, target, seed: int, val: float) ->
         "versions": {
             "edgeaug": __version__,
             "numpy": np.__version__,
-            "opencv": cv2.__version__,
+            "opencv": opencv_version(),
             "python": platform.python_version(),
             "machine": platform.machine(),
         },

@@ -22,8 +22,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set,
 from edgeaug.build import chunks
 from edgeaug.build.audit import audit, warnings_for
 from edgeaug.build.plan import ERROR_POLICIES, BuildError, SourceResult, Task, plan, render_versions, val_sources  # noqa: F401
+from edgeaug.build.processes import start_early
 from edgeaug.build.render import SourceDecodeError, mask_digest, read_source
-from edgeaug.build.workers import LocalExecutor, start_early
+from edgeaug.build.workers import LocalExecutor
 from edgeaug.build.writer import PackWriter, Partial, WriteError, manifest_for
 from edgeaug.config.recipe import Recipe, load_recipe
 from edgeaug.config.targets import Target, load_target

@@ -20,8 +20,8 @@ from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 from edgeaug.build import chunks
 from edgeaug.build.augment import Augmenter
-from edgeaug.build.blas import single_threaded_blas
 from edgeaug.build.plan import BuildError, SourceResult, Task
+from edgeaug.build.processes import process_context, single_threaded_blas
 from edgeaug.build.render import render_source
 from edgeaug.config.recipe import Recipe
 from edgeaug.config.targets import Target
@@ -129,7 +129,7 @@ class LocalExecutor:
             from concurrent.futures import ProcessPoolExecutor
 
             self._env.enter_context(single_threaded_blas())  # the forkserver, spawned workers, the writer
-            self.writer = ProcessPoolExecutor(1, _context(), _init_writer, (os.getpid(),))
+            self.writer = ProcessPoolExecutor(1, process_context(), _init_writer, (os.getpid(),))
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -153,7 +153,7 @@ class LocalExecutor:
         from concurrent.futures.process import BrokenProcessPool
 
         args = (recipe, target, seed, folder, plan, os.getpid())
-        self._pool = ex = ProcessPoolExecutor(self.workers, _context(), _init_worker, args)
+        self._pool = ex = ProcessPoolExecutor(self.workers, process_context(), _init_worker, args)
         window = self.workers * 2  # bounded look-ahead
         it = iter(jobs)
         pending = deque((ex.submit(_run_chunk, k, t), t) for _, (k, t) in zip(range(window), it))
@@ -175,24 +175,3 @@ class LocalExecutor:
         finally:
             for fut, _ in pending:
                 fut.cancel()
-
-
-def start_early() -> None:
-    """Start the forkserver now, without waiting: its imports of numpy and OpenCV overlap the scan and the plan."""
-    ctx = _context()
-    if ctx.get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        with single_threaded_blas():
-            forkserver.ensure_running()
-
-
-def _context():
-    """A forkserver that has imported the heavy modules once (workers fork from it), else spawn."""
-    import multiprocessing as mp
-
-    if "forkserver" not in mp.get_all_start_methods():
-        return mp.get_context("spawn")
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["cv2", "lmdb", "edgeaug.build.workers", "edgeaug.build.writer"])
-    return ctx

@@ -6,7 +6,9 @@ import os
 import subprocess
 import sys
 
-from edgeaug.build import blas
+import pytest
+
+from edgeaug.build import processes
 
 
 def _child_sees() -> str:
@@ -16,7 +18,7 @@ def _child_sees() -> str:
 
 def test_processes_started_inside_get_one_blas_thread_and_the_environment_is_restored(monkeypatch):
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
-    with blas.single_threaded_blas():
+    with processes.single_threaded_blas():
         assert _child_sees() == "1"
     assert "OPENBLAS_NUM_THREADS" not in os.environ
     assert _child_sees() == "-"
@@ -24,10 +26,10 @@ def test_processes_started_inside_get_one_blas_thread_and_the_environment_is_res
 
 def test_a_value_the_user_set_wins(monkeypatch):
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
-    with blas.single_threaded_blas():
+    with processes.single_threaded_blas():
         assert _child_sees() == "3"
     assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
-    blas.use_single_threaded_blas()
+    processes.use_single_threaded_blas()
     assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
 
 
@@ -52,3 +54,28 @@ def test_the_build_command_sets_it_before_numpy_is_imported(tmp_path):
         check=True,
     )
     assert out.stdout.split() == ["True", "1"], out.stderr
+
+
+FORKSERVER_CHILD = (
+    "import os, sys\n"
+    "from edgeaug.cli import app\n"
+    "try:\n"
+    "    app(['build', sys.argv[1], '-o', sys.argv[2], '-t', 'rpi4', '--quiet', '-w', sys.argv[3]])\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "me = str(os.getpid())\n"
+    "kids = [p for p in os.listdir('/proc') if p.isdigit() and open(f'/proc/{p}/stat').read().split()[3] == me]\n"
+    "print(any(b'forkserver' in open(f'/proc/{k}/cmdline', 'rb').read() for k in kids))\n"
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("workers,started", [("2", "True"), ("1", "False")])
+def test_the_build_command_starts_the_forkserver_first_when_it_will_use_workers(tmp_path, workers, started):
+    out = subprocess.run(
+        [sys.executable, "-c", FORKSERVER_CHILD, str(tmp_path / "missing"), str(tmp_path / "p.lmdb"), workers],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == [started], out.stderr

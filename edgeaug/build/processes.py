@@ -1,0 +1,65 @@
+"""How the build's processes start: from a forkserver, with one BLAS thread.
+
+Standard library only, so the ``edgeaug build`` command can start the
+forkserver before it imports numpy itself: the forkserver's imports (numpy,
+OpenCV, edgeaug: about 0.2 s) then overlap the command's own.
+
+One BLAS thread, because OpenBLAS's idle threads cost more CPU than they save here.
+
+OpenBLAS (numpy's BLAS in the wheels) starts a thread per core when numpy is
+imported, and each spins for about 0.1 s of CPU before it sleeps: on a
+2-core machine, importing numpy costs 0.28 s of CPU instead of 0.09 s, more
+than a build's main process does otherwise.  Rendering never calls BLAS.
+A value the user set wins.  This module imports only the standard library,
+so the CLI can use it before numpy is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+BLAS_ENV = {"OPENBLAS_NUM_THREADS": "1"}
+
+
+def use_single_threaded_blas() -> None:
+    """For this process: call before numpy is imported (the ``edgeaug build`` command does)."""
+    for k, v in BLAS_ENV.items():
+        os.environ.setdefault(k, v)
+
+
+@contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Processes started inside start numpy with one BLAS thread; this process's environment is restored after."""
+    added = {k: v for k, v in BLAS_ENV.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+#: What the forkserver imports once, so every worker forked from it starts ready.
+PRELOAD = ["cv2", "lmdb", "edgeaug.build.workers", "edgeaug.build.writer"]
+
+
+def process_context():
+    """A forkserver that has imported the heavy modules once (workers fork from it), else spawn."""
+    import multiprocessing as mp
+
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def start_early() -> None:
+    """Start the forkserver now, without waiting for its imports, which overlap whatever this process does next."""
+    if process_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        with single_threaded_blas():
+            forkserver.ensure_running()

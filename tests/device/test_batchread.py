@@ -371,3 +371,19 @@ def test_mapped_batches_prefetch_once_the_caller_works_between_them(caller_time)
     else:
         assert not any(threaded)  # a caller that only reads never pays for a thread
     assert _prefetch_threads() == []
+
+
+def test_a_caller_that_stops_early_leaves_no_prefetch_thread_behind():
+    clock = _Clock()
+
+    def fill(job):
+        clock.t += 1.0
+        return job
+
+    it = batchread.prefetched_when_useful(range(100), fill, clock=clock)
+    for item in it:
+        clock.t += 1.0  # a slow caller: reading moves to a background thread after 3 batches
+        if item == 5:
+            break
+    it.close()
+    assert _prefetch_threads() == []

@@ -142,6 +142,10 @@ if __name__ == "__main__":
 """
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(not hasattr(os, "killpg"), reason="POSIX process groups")
 def test_ctrl_c_exits_130_keeps_finished_sources_and_the_rerun_resumes(shapes_dir, tmp_path):
     hook = tmp_path / "hook.py"
@@ -150,8 +154,10 @@ def test_ctrl_c_exits_130_keeps_finished_sources_and_the_rerun_resumes(shapes_di
     # 4 records per source: more than one of the builder's chunks of work, so a progress call comes mid-build
     args = ["build", str(shapes_dir), "-o", str(out), "-t", "rpi4", "-k", "3", "-w", "2"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # A terminal's Ctrl-C reaches a process that handles SIGINT: when the test runner itself was started in the
+    # background of a shell without job control, it and its children inherit SIGINT ignored, so restore it.
     r = subprocess.run([sys.executable, str(hook), *args], capture_output=True, text=True, env=env, timeout=300,
-                       start_new_session=True)  # fmt: skip
+                       start_new_session=True, preexec_fn=_sigint_default)  # fmt: skip
     assert r.returncode == 128 + signal.SIGINT, r.stderr
     assert f"interrupted: the sources finished so far are kept in {out}.partial" in r.stderr
     assert "rerun the same command to resume" in r.stderr and "Traceback" not in r.stderr

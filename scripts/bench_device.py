@@ -45,7 +45,6 @@ import hashlib
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -78,7 +77,6 @@ CASES = {
     },
 }
 VARIANTS = 9  # records per source, like --variants 8 with the original
-HEADER = 64
 
 
 class NotMeasured(Exception):
@@ -289,21 +287,22 @@ def record_extents(path: str) -> tuple[np.ndarray, np.ndarray]:
 # --- synthesizing a pack -----------------------------------------------------------------------------
 
 
-def _canon(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-
-
 def synthesize(out: Path, case: str, min_bytes: int, seed: int = 1) -> int:
-    """A valid pack of random tensors, >= ``min_bytes``, ``VARIANTS`` records per source; returns records."""
+    """A valid pack of random tensors, >= ``min_bytes``, ``VARIANTS`` records per source; returns records.
+
+    The bytes come from edgeaug's format module (records, index, keys, fingerprint), as the builder's do.
+    """
     import lmdb
+
+    from edgeaug.device import format as F
 
     spec = CASES[case]
     shape, dtype = spec["shape"], spec["dtype"]
     nbytes = int(np.prod(shape))
-    labels = struct.pack("<III", 0, 0, 0)  # no boxes, no keypoints, no mask
+    labels = F.pack_labels(None, None, None)  # no boxes, no keypoints, no mask
     # Parameters of a realistic size (a real build stores ~400 bytes of sampled op parameters).
-    params = _canon({"ops": [{"on": False, "op": f"synthetic_{k}", "value": 0.123456789} for k in range(8)]})
-    per_record = -(-(HEADER + nbytes + len(labels) + len(params) + 16) // 4096) * 4096
+    params = {"ops": [{"on": False, "op": f"synthetic_{k}", "value": 0.123456789} for k in range(8)]}
+    per_record = -(-(F.HEADER_SIZE + nbytes + len(labels) + len(F.canonical_json(params)) + 16) // 4096) * 4096
     sources = -(-min_bytes // (per_record * VARIANTS))
     records = sources * VARIANTS
     rng = np.random.default_rng(seed)
@@ -316,35 +315,19 @@ def synthesize(out: Path, case: str, min_bytes: int, seed: int = 1) -> int:
         readahead=False,
         writemap=False,
     )
-    index = np.zeros(
-        records,
-        np.dtype(
-            [
-                ("source", "<u4"),
-                ("variant", "<u2"),
-                ("split", "u1"),
-                ("pad", "u1"),
-                ("label", "<i4"),
-                ("digest", "u1", (32,)),
-            ]
-        ),
-    )
+    index = np.zeros(records, F.INDEX_DTYPE)
     src_entries, counts = [], {"c0": 0, "c1": 0, "c2": 0, "c3": 0}
     r, chunk = 0, max(1, (64 << 20) // per_record)
     while r < records:
         with env.begin(write=True) as txn:
             n = min(chunk, records - r)
-            blob = rng.bytes(n * nbytes)
+            blob = np.frombuffer(rng.bytes(n * nbytes), np.uint8).reshape(n, nbytes)
             for j in range(n):
                 s, v = divmod(r, VARIANTS)
-                label = s % 4
-                body = struct.pack("<IIIiIHBB", nbytes, len(labels), len(params), label, s, v, 0, 0)
-                body += b"\0" * (HEADER - 40 - len(body)) + blob[j * nbytes : (j + 1) * nbytes] + labels + params
-                digest = hashlib.sha256(body).digest()
-                value = struct.pack("<4sHH32s", b"EAR1", 1, HEADER, digest) + body
-                if not txn.put(b"r" + r.to_bytes(8, "big"), value, append=True):
+                value = F.encode_record(blob[j], s % 4, s, v, F.SPLITS["train"], labels, params)
+                if not txn.put(F.record_key(r), value, append=True):
                     raise RuntimeError("lmdb refused an append")
-                index[r] = (s, v, 0, 0, label, np.frombuffer(digest, np.uint8))
+                index[r] = (s, v, 0, 0, s % 4, np.frombuffer(F.RecordHeader(value).digest, np.uint8))
                 r += 1
     for s in range(sources):
         src_entries.append(
@@ -359,7 +342,7 @@ def synthesize(out: Path, case: str, min_bytes: int, seed: int = 1) -> int:
         counts[f"c{s % 4}"] += VARIANTS
     h, w, c = shape
     manifest = {
-        "format_version": 1,
+        "format_version": F.FORMAT_VERSION,
         "generator": "edgeaug scripts/bench_device.py (synthetic random tensors)",
         "versions": {"numpy": np.__version__, "python": sys.version.split()[0]},
         "target": {
@@ -388,10 +371,9 @@ def synthesize(out: Path, case: str, min_bytes: int, seed: int = 1) -> int:
         "tensor": {"shape": list(shape), "dtype": dtype},
         "records": records,
     }
-    fp = hashlib.sha256(_canon(manifest) + index.tobytes()).hexdigest()
-    manifest["fingerprint"] = fp
+    manifest["fingerprint"] = F.fingerprint(manifest, index.tobytes())
     with env.begin(write=True) as txn:
-        for k, v in ((b"~index", index.tobytes()), (b"~manifest", _canon(manifest))):
+        for k, v in ((F.INDEX_KEY, index.tobytes()), (F.MANIFEST_KEY, F.canonical_json(manifest))):
             if not txn.put(k, v, append=True):
                 raise RuntimeError("lmdb refused an append")
     tmp = out.with_name(out.name + ".tmp")

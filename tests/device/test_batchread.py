@@ -302,9 +302,9 @@ def test_moved_reads_keep_every_check(small_pack, tmp_path, move):
 # --- mapped reads without the strided view (what a 32-bit process gets) ------------------------
 
 
-@pytest.mark.parametrize("small", [True, False])
-def test_mapped_reads_without_the_strided_view_equal_pread(small_pack, monkeypatch, small):
-    """A 32-bit process cannot make the strided row view; row-by-row slices must give the same batches."""
+@pytest.fixture
+def no_strided_view(monkeypatch):
+    """Mapped rows as a 32-bit process gets them: numpy cannot make the strided view, so one slice per row."""
     init = batchread._Rows.__init__
 
     def no_view(self, u8, width):
@@ -312,6 +312,11 @@ def test_mapped_reads_without_the_strided_view_equal_pread(small_pack, monkeypat
         self.view = None
 
     monkeypatch.setattr(batchread._Rows, "__init__", no_view)
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_mapped_reads_without_the_strided_view_equal_pread(small_pack, monkeypatch, no_strided_view, small):
+    """A 32-bit process cannot make the strided row view; row-by-row slices must give the same batches."""
     monkeypatch.setattr(batchread, "_SMALL_RECORD", 1 << 40 if small else 0)  # the gather or the copy path
     with Pack(str(small_pack), reader="mmap") as m, Pack(str(small_pack), reader="pread") as p:
         assert m._reader._rows.view is None and m._reader.small == small
@@ -323,14 +328,7 @@ def test_mapped_reads_without_the_strided_view_equal_pread(small_pack, monkeypat
         batchread._Rows(np.zeros(100, np.uint8), 10).take(np.array([91]))
 
 
-def test_mapped_reads_without_the_strided_view_still_check_every_header(small_pack, tmp_path, monkeypatch):
-    init = batchread._Rows.__init__
-
-    def no_view(self, u8, width):
-        init(self, u8, width)
-        self.view = None
-
-    monkeypatch.setattr(batchread._Rows, "__init__", no_view)
+def test_mapped_reads_without_the_strided_view_still_check_every_header(small_pack, tmp_path, no_strided_view):
     path = tmp_path / "bad-magic.lmdb"
     shutil.copy(small_pack, path)
     _leaf, _doff, ov, psize, _last = _value_location(path, 1)

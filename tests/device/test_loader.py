@@ -105,12 +105,17 @@ def _rewrite(path: Path, key: bytes, value: bytes) -> None:
     env.close()
 
 
-def test_refuses_other_format_version(small_pack, tmp_path):
-    p = _copy(small_pack, tmp_path, "v2.lmdb")
-    env = lmdb.open(str(p), subdir=False, lock=False, map_size=1 << 30)
+def _manifest(path: Path) -> dict:
+    env = lmdb.open(str(path), subdir=False, lock=False, readonly=True)
     with env.begin() as txn:
         m = json.loads(txn.get(F.MANIFEST_KEY))
     env.close()
+    return m
+
+
+def test_refuses_other_format_version(small_pack, tmp_path):
+    p = _copy(small_pack, tmp_path, "v2.lmdb")
+    m = _manifest(p)
     m["format_version"] = 2
     _rewrite(p, F.MANIFEST_KEY, F.canonical_json(m))
     with pytest.raises(PackError, match="format version 2"):
@@ -129,10 +134,7 @@ def test_refuses_incomplete_pack(small_pack, tmp_path):
 
 def test_refuses_altered_manifest(small_pack, tmp_path):
     p = _copy(small_pack, tmp_path, "alt.lmdb")
-    env = lmdb.open(str(p), subdir=False, lock=False, map_size=1 << 30)
-    with env.begin() as txn:
-        m = json.loads(txn.get(F.MANIFEST_KEY))
-    env.close()
+    m = _manifest(p)
     m["seed"] = 1234
     _rewrite(p, F.MANIFEST_KEY, F.canonical_json(m))
     with pytest.raises(PackError, match="fingerprint"):

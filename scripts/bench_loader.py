@@ -35,12 +35,16 @@ plain read, then ``apply_online`` in place): ratios in the same run.
 
 It reports records/s of the first pass in the fresh process (mmap first touch,
 cold Python) and warm (best of the following passes), and the ratios to the
-gather measured in the same run, because this machine is noisy.  CPU seconds
+gather measured in the same run, because this machine is noisy.  One fresh
+process can be 20-30% faster or slower than the next for the same method
+(where its buffers land), so ``--repeat`` rounds (default 3) run every
+method again in new processes, alternating, and the table gives medians:
+each ratio is the median of the rounds' ratios, with their range.  CPU seconds
 per record are printed too (steadier than wall time; with a prefetch thread
 they include both threads).  Goals: loader >= 0.8x gather, first pass and
 warm, both cases.
 
-    python scripts/bench_loader.py [--case rpi4|rpi-zero2w|both] [--mb 300] [--passes 4] [--online]
+    python scripts/bench_loader.py [--case rpi4|rpi-zero2w|both] [--mb 300] [--passes 4] [--repeat 3] [--online]
     python scripts/bench_loader.py --hybrid [--case ...] [--mb 100] [--rounds 7]
 """
 
@@ -286,6 +290,9 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=300, help="pack size per case in MB (default 300)")
     ap.add_argument("--passes", type=int, default=4, help="passes per method: the first, then warm ones")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="rounds of fresh processes, methods alternating; medians (default 3)"
+    )
     ap.add_argument("--online", action="store_true", help="also measure decode + augment per sample (needs cv2)")
     ap.add_argument(
         "--hybrid",
@@ -323,8 +330,8 @@ def main() -> None:
             if args.hybrid:
                 report_hybrid(case, {r: run_child(["--one", f"hybrid-{r}", str(path), *common]) for r in READERS})
                 continue
-            rates = {m: run_child(["--one", m, str(path), *common]) for m in METHODS}
-            report(rates)
+            rounds = [{m: run_child(["--one", m, str(path), *common]) for m in METHODS} for _ in range(args.repeat)]
+            report(rounds)
             report_overlap(run_child(["--one", "overlap", str(path), *common]))
             if args.online and case == "rpi4":
                 from edgeaug.demo import make_dataset
@@ -333,27 +340,41 @@ def main() -> None:
                 online = run_child(["--one", "online", str(data)])["warm"]
                 print(
                     f"\nonline decode + augment: {online:,.0f} samples/s; "
-                    f"loader/online = {rates['loader']['warm'] / online:.0f}x (goal >= 50)"
+                    f"loader/online = {np.median([r['loader']['warm'] for r in rounds]) / online:.0f}x (goal >= 50)"
                 )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report(rates: dict) -> None:
-    g = rates["gather"]
+def report(rounds: list) -> None:
+    """Per method, the median over rounds; ratios are medians of each round's ratio to that round's gather."""
+
+    def med(values):
+        return float(np.median(values))
+
+    def ratios(m: str, key: str) -> list:
+        return [r[m][key] / r["gather"][key] for r in rounds]
+
+    def spread(values) -> str:
+        return f"{med(values):.2f}" + (f" ({min(values):.2f}-{max(values):.2f})" if len(values) > 1 else "")
+
     print(
+        f"\nmedians of {len(rounds)} rounds (per-round ratio range in brackets)\n"
         "\n| method | first pass records/s | x gather | warm records/s | x gather "
         "| CPU us/record first / warm | open s |"
     )
     print("|---|---|---|---|---|---|---|")
-    for m, r in rates.items():
-        name = f"{m} ({r['reader']})" if r.get("reader") else m
+    for m in rounds[0]:
+        rs = [r[m] for r in rounds]
+        name = f"{m} ({rs[0]['reader']})" if rs[0].get("reader") else m
+        first, warm = (med([r[k] for r in rs]) for k in ("first", "warm"))
+        cpu = "{:.1f} / {:.1f}".format(*(med([r[k] for r in rs]) for k in ("first_cpu_us", "warm_cpu_us")))
         print(
-            f"| {name} | {r['first']:,.0f} | {r['first'] / g['first']:.2f} | {r['warm']:,.0f} "
-            f"| {r['warm'] / g['warm']:.2f} | {r['first_cpu_us']:.1f} / {r['warm_cpu_us']:.1f} | {r['open_s']:.3f} |"
+            f"| {name} | {first:,.0f} | {spread(ratios(m, 'first'))} | {warm:,.0f} | {spread(ratios(m, 'warm'))} "
+            f"| {cpu} | {med([r['open_s'] for r in rs]):.3f} |"
         )
-    lo = rates["loader"]
-    print(f"\ngoal loader >= 0.8x gather: first pass {lo['first'] / g['first']:.2f}, warm {lo['warm'] / g['warm']:.2f}")
+    f, w = med(ratios("loader", "first")), med(ratios("loader", "warm"))
+    print(f"\ngoal loader >= 0.8x gather: first pass {f:.2f}, warm {w:.2f}")
 
 
 if __name__ == "__main__":

@@ -308,23 +308,29 @@ class BatchReader:
         self._unchecked -= len(todo) - int(self._checked[todo].sum())
         self._checked[todo] = True
 
-    def _check_mapped(self, recs: np.ndarray) -> None:
+    def _check_mapped(self, recs: np.ndarray, checked: bool = False) -> None:
         """Validate headers of records not seen yet (once per record), and that the file kept its size."""
         self._still_whole()
-        if self._unchecked:
+        if self._unchecked and not checked:
             todo = _sorted_unique(recs[~self._checked[recs]])
             if len(todo):
                 self._check_headers(todo)
 
-    def gather(self, recs: np.ndarray, moves=None) -> np.ndarray:
+    def offsets(self, recs: np.ndarray) -> np.ndarray:
+        """File offsets of the tensors of ``recs`` (valid records: see :meth:`precheck`)."""
+        return self._toff[recs]
+
+    def gather(self, recs: np.ndarray, moves=None, starts=None, checked: bool = False) -> np.ndarray:
         """Small tensors: one numpy gather from the mapping into a new (len(recs), nbytes) uint8 array.
 
         With ``moves`` (see :meth:`fill_pread`), each row is gathered from
         ``move`` bytes before its tensor, which moves it at no extra cost (the
         bytes from outside the tensor land where the caller fills a border).
+        ``starts``: ``offsets(recs)``, if the caller has them; ``checked``: the
+        caller ran :meth:`precheck` on ``recs`` (the file size is still checked).
         """
-        self._check_mapped(recs)
-        starts = self._toff[recs]
+        self._check_mapped(recs, checked)
+        starts = self._toff[recs] if starts is None else starts
         if moves is None:
             return self._rows.take(starts)
         shifted = self._moves(moves, len(recs))
@@ -339,12 +345,15 @@ class BatchReader:
                 row[: self.nbytes + m] = row[-m:]
         return out
 
-    def fill_mapped(self, x: np.ndarray, recs: np.ndarray, moves=None, dest=None, then=None) -> np.ndarray:
+    def fill_mapped(
+        self, x: np.ndarray, recs: np.ndarray, moves=None, dest=None, then=None, checked: bool = False
+    ) -> np.ndarray:
         """Large tensors: one copy per record from the mapping into the batch buffer, in file order.
 
-        ``moves``, ``dest`` and ``then`` as in :meth:`fill_pread` (headers are checked before the copies).
+        ``moves``, ``dest`` and ``then`` as in :meth:`fill_pread` (headers are
+        checked before the copies); ``checked`` as in :meth:`gather`.
         """
-        self._check_mapped(recs)
+        self._check_mapped(recs, checked)
         nb = self.nbytes
         rows = x.reshape(len(recs), -1).view(np.uint8) if dest is None else dest
         mapped = self._rows.view

@@ -339,6 +339,31 @@ def test_mapped_reads_without_the_strided_view_still_check_every_header(small_pa
                 pass
 
 
+@pytest.mark.parametrize("small", [True, False])
+def test_mapped_epochs_check_their_headers_before_the_first_batch(small_pack, tmp_path, monkeypatch, small):
+    """Mapped batches skip the per-batch header check because each epoch checks all of its records first.
+
+    With one variant per epoch, a damaged record is refused by the epoch
+    that serves it, before any of that epoch's batches; the others run.
+    """
+    monkeypatch.setattr(batchread, "_SMALL_RECORD", 1 << 40 if small else 0)  # the gather or the copy path
+    path = tmp_path / "bad-variant.lmdb"
+    shutil.copy(small_pack, path)
+    _leaf, _doff, ov, psize, _last = _value_location(path, 2)
+    _patch(path, ov * psize + 16, b"XXXX")  # record 2's magic
+    with Pack(str(path), reader="mmap") as p:
+        assert p._reader.small == small
+        served = [2 - p._start in p.epoch_order(e) for e in range(4)]
+        assert any(served) and not all(served), served  # some epochs serve record 2, some do not
+        for e, serves in enumerate(served):
+            batches = p.batches(2, epoch=e)
+            if serves:
+                with pytest.raises(PackError, match="record 2: magic"):
+                    next(batches)
+            else:
+                assert sum(len(x) for x, _ in batches) == len(p.epoch_order(e))
+
+
 class _Clock:
     """A clock the test moves: no real time is measured."""
 

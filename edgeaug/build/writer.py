@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import shutil
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -240,6 +241,7 @@ def merge_chunk(
             rows.append((h.source, h.variant, h.split, 0, h.label, np.frombuffer(h.digest, np.uint8)))
             items.append((record_key(first + len(items)), value))
     _commit(tmp, items, limits)
+    _flush_behind(tmp)
     return np.array(rows, dtype=INDEX_DTYPE).reshape(-1).tobytes()
 
 
@@ -248,10 +250,48 @@ def seal(tmp: str, index: bytes, manifest: bytes, limits: tuple) -> None:
     _commit(tmp, [(INDEX_KEY, index), (MANIFEST_KEY, manifest)], limits)
     close(tmp)
     try:
+        _flushed(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
     except OSError as e:
         raise WriteError(_kept(f"cannot write {tmp}: {e.strerror or e}", Path(tmp))) from None
+
+
+# Per process: a thread writing OUT.tmp's committed pages to disk while later chunks are merged, so the
+# fsync that seals finds little left to do (a multi-GB pack's fsync at the end can take many seconds).
+_FLUSH: Dict[str, threading.Thread] = {}
+_FLUSH_ERROR: Dict[str, OSError] = {}
+
+
+def _flush_behind(tmp: str) -> None:
+    """Start an fdatasync of ``tmp`` in the background, unless one is running."""
+    t = _FLUSH.get(tmp)
+    if t is not None and t.is_alive():
+        return
+    t = _FLUSH[tmp] = threading.Thread(target=_fdatasync, args=(tmp,), name="edgeaug-flush", daemon=True)
+    t.start()
+
+
+def _fdatasync(tmp: str) -> None:
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            getattr(os, "fdatasync", os.fsync)(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        # Kept for seal: a write error is reported once per open file, so the sealing fsync might not see it.
+        _FLUSH_ERROR.setdefault(tmp, e)
+
+
+def _flushed(tmp: str) -> None:
+    """Wait for the background flush of ``tmp``; raise the error it met, if any."""
+    t = _FLUSH.pop(tmp, None)
+    if t is not None:
+        t.join()
+    err = _FLUSH_ERROR.pop(tmp, None)
+    if err is not None:
+        raise err
 
 
 def _commit(tmp: str, items: List[tuple], limits: tuple) -> None:
@@ -261,6 +301,7 @@ def _commit(tmp: str, items: List[tuple], limits: tuple) -> None:
     env = _ENVS.get(tmp)
     try:
         if env is None:
+            _FLUSH_ERROR.pop(tmp, None)  # a new OUT.tmp: an error of an earlier one in this process is not its
             size = limits[0]
             # No sync per commit: one fsync when sealing; a crash before that rebuilds OUT.tmp anyway.
             env = _ENVS[tmp] = lmdb.open(
@@ -288,10 +329,13 @@ def _commit(tmp: str, items: List[tuple], limits: tuple) -> None:
 
 
 def close(tmp: str) -> None:
-    """Close this process's environment of ``tmp``, if open."""
+    """Close this process's environment of ``tmp``, if open (after its background flush)."""
     env = _ENVS.pop(tmp, None)
     if env is not None:
         env.close()
+    t = _FLUSH.get(tmp)
+    if t is not None:
+        t.join()
 
 
 _BUF: Dict[str, bytearray] = {}  # per process: the chunk read buffer, reused (no fresh pages per chunk)

@@ -390,6 +390,31 @@ def test_disk_full_while_sealing(data, baseline, tmp_path, small_batches, render
     assert res.resumed == 12 and len(renders) == n and sha(out) == baseline
 
 
+def test_write_error_seen_only_by_the_background_flush(data, baseline, tmp_path, small_batches, renders, monkeypatch):
+    """The pack is flushed to disk while later chunks merge; an I/O error only that flush saw still fails the build.
+
+    (Linux reports a write-back error once per open file, so the sealing
+    fsync on its own descriptor may find none: here it succeeds.)
+    """
+    import errno
+
+    out, flushes, real = tmp_path / "pack.lmdb", [], os.fdatasync
+
+    def failing(fd):
+        flushes.append(fd)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(WriteError, match="Input/output error.*kept in pack.lmdb.partial.*rerun"):
+        build(data, out, **ARGS)
+    assert flushes, "the pack was flushed in the background while merging"
+    monkeypatch.setattr(os, "fdatasync", real)
+    assert not out.exists() and not (tmp_path / "pack.lmdb.tmp").exists()
+    n = len(renders)
+    res = build(data, out, **ARGS)
+    assert res.resumed == 12 and len(renders) == n and sha(out) == baseline
+
+
 def test_cli_reports_a_write_error_with_exit_code_2(data, tmp_path, monkeypatch, small_batches):
     from typer.testing import CliRunner
 

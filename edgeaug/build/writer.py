@@ -12,8 +12,9 @@ command resumes there.
 transaction commits each chunk (chunks are part of the plan).  ``OUT.tmp`` is
 always written from its start by one environment in one process (never
 resumed), so its bytes depend only on the plan and the records, whatever was
-interrupted before.  ``finish`` adds the index and the
-manifest, fsyncs once and renames ``OUT.tmp`` to ``OUT``: a pack appears only
+interrupted before.  The writer flushes ``OUT.tmp`` to disk behind the merge
+(a background fdatasync after each chunk); ``finish`` adds the index and the
+manifest, fsyncs once more and renames ``OUT.tmp`` to ``OUT``: a pack appears only
 when complete.  Scratch space is the chunk files: at most the pack's size.
 A failure (disk or map full) raises :class:`WriteError` and keeps the chunks.
 """
@@ -303,7 +304,7 @@ def _commit(tmp: str, items: List[tuple], limits: tuple) -> None:
         if env is None:
             _FLUSH_ERROR.pop(tmp, None)  # a new OUT.tmp: an error of an earlier one in this process is not its
             size = limits[0]
-            # No sync per commit: one fsync when sealing; a crash before that rebuilds OUT.tmp anyway.
+            # No sync per commit (flushes run behind, one fsync seals); a crash before the seal rebuilds OUT.tmp.
             env = _ENVS[tmp] = lmdb.open(
                 tmp, subdir=False, map_size=size, lock=False, sync=False, metasync=False, readahead=False
             )

@@ -365,7 +365,7 @@ class Pack:
             yield (x, y, idx) if with_index else (x, y)
 
     def _online_reader(self, epoch: "_Epoch", hflip: float, shift: int):
-        """Reads ``(start, idx)`` jobs of ``order`` with this epoch's flips and shifts done during the read.
+        """Reads ``(start, part)`` jobs of ``epoch`` with its flips and shifts done during the read.
 
         Each tensor is read at the byte offset that shifts it (see
         :func:`~edgeaug.device.online.read_moves`); flipped ones are read into a

@@ -172,6 +172,14 @@ def _patch(path: Path, offset: int, data: bytes) -> None:
         f.write(data)
 
 
+def _bad_magic_copy(src: Path, path: Path, r: int) -> Path:
+    """A copy of the pack ``src`` at ``path`` whose record ``r`` has a damaged magic."""
+    shutil.copy(src, path)
+    _leaf, _doff, ov, psize, _last = _value_location(path, r)
+    _patch(path, ov * psize + 16, b"XXXX")
+    return path
+
+
 @pytest.mark.parametrize("backend,reader", COMBOS)
 def test_overflow_pointer_outside_the_file_fails_at_open(small_pack, tmp_path, backend, reader):
     path = tmp_path / "far.lmdb"
@@ -282,10 +290,7 @@ def test_prefetched_batches_are_never_overwritten_while_held(small_pack):
 @pytest.mark.parametrize("move", [0, 4000, -4000])
 def test_moved_reads_keep_every_check(small_pack, tmp_path, move):
     """A read at a byte offset still reads and checks the whole header, and a short read is still an error."""
-    path = tmp_path / "moved.lmdb"
-    shutil.copy(small_pack, path)
-    _leaf, _doff, ov, psize, _last = _value_location(path, 1)
-    _patch(path, ov * psize + 16, b"XXXX")  # record 1's magic
+    path = _bad_magic_copy(small_pack, tmp_path / "moved.lmdb", 1)
     with Pack(str(path), backend="pure", reader="pread") as p:
         br, x = p._reader, np.empty((1,) + p.shape, p.dtype)
         br.fill_pread(x, np.array([0]), np.array([move]))
@@ -329,10 +334,7 @@ def test_mapped_reads_without_the_strided_view_equal_pread(small_pack, monkeypat
 
 
 def test_mapped_reads_without_the_strided_view_still_check_every_header(small_pack, tmp_path, no_strided_view):
-    path = tmp_path / "bad-magic.lmdb"
-    shutil.copy(small_pack, path)
-    _leaf, _doff, ov, psize, _last = _value_location(path, 1)
-    _patch(path, ov * psize + 16, b"XXXX")  # record 1's magic
+    path = _bad_magic_copy(small_pack, tmp_path / "bad-magic.lmdb", 1)
     with Pack(str(path), backend="pure", reader="mmap") as p:
         with pytest.raises(PackError, match="record 1: magic"):
             for _ in p.batches(4, all_variants=True):
@@ -347,10 +349,7 @@ def test_mapped_epochs_check_their_headers_before_the_first_batch(small_pack, tm
     that serves it, before any of that epoch's batches; the others run.
     """
     monkeypatch.setattr(batchread, "_SMALL_RECORD", 1 << 40 if small else 0)  # the gather or the copy path
-    path = tmp_path / "bad-variant.lmdb"
-    shutil.copy(small_pack, path)
-    _leaf, _doff, ov, psize, _last = _value_location(path, 2)
-    _patch(path, ov * psize + 16, b"XXXX")  # record 2's magic
+    path = _bad_magic_copy(small_pack, tmp_path / "bad-variant.lmdb", 2)
     with Pack(str(path), reader="mmap") as p:
         assert p._reader.small == small
         served = [2 - p._start in p.epoch_order(e) for e in range(4)]

@@ -170,28 +170,15 @@ def test_verify_catches_a_tampered_record(small_pack, tmp_path):
 
 
 def test_device_cli(small_pack):
-    r = run_py("import sys; from edgeaug.loader import main; sys.exit(main(sys.argv[1:]))", "verify", str(small_pack))
+    main = "import sys; from edgeaug.loader import main; sys.exit(main(sys.argv[1:]))"
+    r = run_py(main, "verify", str(small_pack))
     assert r.returncode == 0 and f"{72}/{72} records ok" in r.stdout
-    r = run_py("import sys; from edgeaug.loader import main; sys.exit(main(sys.argv[1:]))", "info", str(small_pack))
+    r = run_py(main, "info", str(small_pack))
     assert json.loads(r.stdout)["records"] == 72
-    r = run_py(
-        "import sys; from edgeaug.loader import main; sys.exit(main(sys.argv[1:]))",
-        "bench",
-        str(small_pack),
-        "--seconds",
-        "0.2",
-    )
+    r = run_py(main, "bench", str(small_pack), "--seconds", "0.2")
     assert r.returncode == 0 and "records/s" in r.stdout
     for reader in ("pread", "mmap"):
-        r = run_py(
-            "import sys; from edgeaug.loader import main; sys.exit(main(sys.argv[1:]))",
-            "bench",
-            str(small_pack),
-            "--seconds",
-            "0.2",
-            "--reader",
-            reader,
-        )
+        r = run_py(main, "bench", str(small_pack), "--seconds", "0.2", "--reader", reader)
         assert r.returncode == 0 and f"backend, {reader} reader," in r.stdout, r.stdout + r.stderr
     r = run_py(
         "import sys; from edgeaug.loader import main; sys.exit(main(sys.argv[1:]))", "verify", "/nonexistent.lmdb"

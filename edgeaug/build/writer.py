@@ -255,7 +255,7 @@ def seal(tmp: str, index: bytes, manifest: bytes, limits: tuple) -> None:
         _flushed(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-            drop_cached(f.fileno())
+            _drop_cached(f.fileno())
     except OSError as e:
         raise WriteError(_kept(f"cannot write {tmp}: {e.strerror or e}", Path(tmp))) from None
 
@@ -280,7 +280,7 @@ def _fdatasync(tmp: str) -> None:
         fd = os.open(tmp, os.O_RDONLY)
         try:
             getattr(os, "fdatasync", os.fsync)(fd)
-            drop_cached(fd)
+            _drop_cached(fd)
         finally:
             os.close(fd)
     except OSError as e:
@@ -288,7 +288,7 @@ def _fdatasync(tmp: str) -> None:
         _FLUSH_ERROR.setdefault(tmp, e)
 
 
-def drop_cached(fd: int) -> None:
+def _drop_cached(fd: int) -> None:
     """Let the kernel drop the file's pages that are already on disk from the page cache.
 
     A pack is written once and read later, often on another machine: keeping

@@ -31,52 +31,48 @@ _T_ARCH = typer.Option("any", "--arch", help="Device arch: aarch64, armv7l, x86_
 _T_WORD = typer.Option(64, "--word-size", help="32 or 64 (the device OS).")
 
 
-def target_from_onnx(
-    model: Path = typer.Argument(..., help="The ONNX model (float, QDQ-quantized, or adapted)."),
-    output: Optional[Path] = _T_OUTPUT,
-    name: Optional[str] = _T_NAME,
-    size: Optional[str] = _T_SIZE,
-    mean: Optional[str] = _T_MEAN,
-    std: Optional[str] = _T_STD,
-    color: Optional[str] = _T_COLOR,
-    layout: Optional[str] = _T_LAYOUT,
-    input_name: Optional[str] = _T_INPUT,
-    device: Optional[str] = _T_DEVICE,
-    arch: str = _T_ARCH,
-    word_size: int = _T_WORD,
-) -> None:
-    """Write a target profile read from the model: input name, shape, dtype, layout, quantization."""
-    from edgeaug.models.from_model import write_target
+def _target_command(module: str, writer: str, model_help: str, doc: str):
+    """A ``target from-*`` command: the same options, the model read by ``module.writer`` (imported when run)."""
 
-    _model_target(
-        write_target, model, output, name, size, mean, std, color, layout, input_name, device, arch, word_size
-    )
+    def command(
+        model: Path = typer.Argument(..., help=model_help),
+        output: Optional[Path] = _T_OUTPUT,
+        name: Optional[str] = _T_NAME,
+        size: Optional[str] = _T_SIZE,
+        mean: Optional[str] = _T_MEAN,
+        std: Optional[str] = _T_STD,
+        color: Optional[str] = _T_COLOR,
+        layout: Optional[str] = _T_LAYOUT,
+        input_name: Optional[str] = _T_INPUT,
+        device: Optional[str] = _T_DEVICE,
+        arch: str = _T_ARCH,
+        word_size: int = _T_WORD,
+    ) -> None:
+        import importlib
+
+        write = getattr(importlib.import_module(module), writer)
+        _model_target(write, model, output, name, size, mean, std, color, layout, input_name, device, arch, word_size)
+
+    command.__doc__ = doc
+    return command
 
 
-def target_from_tflite(
-    model: Path = typer.Argument(..., help="The .tflite (LiteRT) model: float, or full-integer quantized."),
-    output: Optional[Path] = _T_OUTPUT,
-    name: Optional[str] = _T_NAME,
-    size: Optional[str] = _T_SIZE,
-    mean: Optional[str] = _T_MEAN,
-    std: Optional[str] = _T_STD,
-    color: Optional[str] = _T_COLOR,
-    layout: Optional[str] = _T_LAYOUT,
-    input_name: Optional[str] = _T_INPUT,
-    device: Optional[str] = _T_DEVICE,
-    arch: str = _T_ARCH,
-    word_size: int = _T_WORD,
-) -> None:
+target_from_onnx = _target_command(
+    "edgeaug.models.from_model",
+    "write_target",
+    "The ONNX model (float, QDQ-quantized, or adapted).",
+    "Write a target profile read from the model: input name, shape, dtype, layout, quantization.",
+)
+target_from_tflite = _target_command(
+    "edgeaug.models.litert",
+    "write_tflite_target",
+    "The .tflite (LiteRT) model: float, or full-integer quantized.",
     """Write a target profile read from a .tflite model's input tensor: name, shape, dtype, scale, zero point.
 
     Normalization comes from --mean/--std, else the model's metadata, else the input's quantized range.
     No interpreter is needed (the flatbuffer is read directly).
-    """
-    from edgeaug.models.litert import write_tflite_target
-
-    _model_target(
-        write_tflite_target, model, output, name, size, mean, std, color, layout, input_name, device, arch, word_size
-    )
+    """,
+)
 
 
 def _model_target(write, model, output, name, size, mean, std, color, layout, input_name, device, arch, word_size):

@@ -31,6 +31,10 @@ each build in its own subprocess whose ``PYTHONPATH`` selects the tree.
   CPU-second (steadier on a shared machine), main process peak anonymous memory (RssAnon,
   sampled every 50 ms) and peak scratch space beyond the pack (everything in
   the output folder but the pack, under its final or ``.tmp`` name).
+* **render only**: each tree renders the same records in one process, with
+  no CLI, chunk files or pack (imports not counted), checked to equal the
+  packs' records.  Its rate is a ceiling for any builder that writes these
+  bytes; the report sets it against the old builder's whole build.
 * **same bytes**: both trees' packs carry the same fingerprint (sha256 of
   the manifest and of the index, which holds every record's digest).
 
@@ -112,6 +116,47 @@ print(json.dumps({"wall": wall, "main_cpu": ru.ru_utime + ru.ru_stime - sampler_
 """
 
 
+# Renders every record of the same build in one process and nothing else: no CLI, no chunk files, no pack.
+# Its CPU per record bounds what any builder that writes these bytes can reach (imports are not counted).
+RENDER_ONLY = r"""
+import json, os, sys, time
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import cv2
+cv2.setNumThreads(1)
+from edgeaug.build.builder import load_recipe, load_target, plan, scan
+from edgeaug.build.augment import Augmenter
+from edgeaug.build.render import render_source
+try:
+    from edgeaug.build.workers import keep_heap
+    keep_heap()
+except ImportError:  # a tree without it
+    pass
+tasks = plan(scan(sys.argv[1]), load_recipe(None).with_variants(8), 1, 0.0)
+aug = Augmenter(load_recipe(None).with_variants(8), load_target("rpi4"))
+import hashlib
+h, n, cpu = hashlib.sha256(), 0, 0.0
+for task in tasks:
+    t0 = time.process_time()
+    records = render_source(task, aug, 1).records
+    cpu += time.process_time() - t0  # the check below is not rendering
+    n += len(records)
+    for v in records:
+        h.update(v)
+print(json.dumps({"records": n, "cpu": cpu, "records_sha256": h.hexdigest()}))
+"""
+
+
+def render_only(tree: Path, src: Path) -> dict:
+    """CPU seconds of rendering the build's records in one process of ``tree`` (see RENDER_ONLY)."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    proc = subprocess.run([sys.executable, "-c", RENDER_ONLY, str(src)], env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"render-only run failed in {tree}:\n{proc.stderr}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["ms_per_record"] = 1000 * out["cpu"] / out["records"]
+    return out
+
+
 def make_photos(folder: Path, n: int, seed: int = 0) -> Path:
     """``n`` 640x480 JPEG crops of scikit-learn's sample photos, in two class folders."""
     import cv2
@@ -177,12 +222,29 @@ def run(tree: Path, src: Path, workdir: Path, workers: int) -> dict:
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     if Path(out["tree"]).resolve() != tree.resolve():
         raise SystemExit(f"imported edgeaug from {out['tree']}, not {tree}")
+    out["records_sha256"] = records_sha256(workdir / "pack.lmdb")  # here: the build's CPU is counted already
     out["total_cpu"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime) - out["sampler_cpu"]
     out["main_share"] = out["main_cpu"] / out["total_cpu"]
     out["rec_per_cpu_s"] = out["records"] / out["total_cpu"]
     out["rec_per_s"] = out["records"] / out["wall"]
     shutil.rmtree(workdir, ignore_errors=True)
     return out
+
+
+def records_sha256(pack: Path) -> str:
+    """sha256 of every record value in key order: what the render-only run must reproduce."""
+    import hashlib
+
+    import lmdb
+
+    h = hashlib.sha256()
+    env = lmdb.open(str(pack), subdir=False, readonly=True, lock=False)
+    with env.begin() as txn:
+        for key, value in txn.cursor():
+            if not key.startswith(b"~"):  # the index and the manifest
+                h.update(value)
+    env.close()
+    return h.hexdigest()
 
 
 def best(runs: list) -> dict:
@@ -212,12 +274,16 @@ def main() -> None:
                 r = run(tree, small, a.scratch / "out", w)
                 res.setdefault((name, w), []).append(r)
                 print(f"  round {rnd + 1} {name} -w {w}: {r['wall']:.2f}s wall, {r['total_cpu']:.2f}s CPU", flush=True)
+    for name, tree in trees.items():
+        runs = [render_only(tree, small) for _ in range(a.repeat)]
+        res[(name, "render")] = [sorted(runs, key=lambda r: r["cpu"])[len(runs) // 2]]  # the median
+        print(f"  {name} render only: {res[(name, 'render')][0]['ms_per_record']:.2f} ms CPU per record", flush=True)
     if not a.no_big:
         big = make_photos(a.scratch / "photos2000", 2000)
         for name, tree in trees.items():
             res[(name, "big")] = [run(tree, big, a.scratch / "out", 2)]
             print(f"  {name} 18k: {res[(name, 'big')][0]['wall']:.1f}s wall", flush=True)
-    report({k: best(v) for k, v in res.items()}, not a.no_big)
+    report({k: v[0] if k[1] == "render" else best(v) for k, v in res.items()}, not a.no_big)
 
 
 def report(r: dict, big: bool) -> None:
@@ -234,6 +300,13 @@ def report(r: dict, big: bool) -> None:
         row(f"-w {w}: main share of CPU %", lambda t, w=w: 100 * r[(t, w)]["main_share"], "{:.1f}")
         row(f"-w {w}: records per CPU-second", lambda t, w=w: r[(t, w)]["rec_per_cpu_s"], "{:.0f}")
     row("scaling -w 1 -> -w 2 (wall)", lambda t: r[(t, 1)]["wall"] / r[(t, 2)]["wall"])
+    row("render only, one process, no build: ms CPU per record", lambda t: r[(t, "render")]["ms_per_record"])
+    ceiling = 1000 / r[("new", "render")]["ms_per_record"]  # records per CPU-second if a build cost only its rendering
+    for w in (1, 2):
+        print(
+            f"| ceiling -w {w}: new render-only records/CPU-s / base whole build | - | {ceiling:.0f} | "
+            f"{ceiling / r[('base', w)]['rec_per_cpu_s']:.2f}x |"
+        )
     if big:
         row("18k records -w 2: wall s", lambda t: r[(t, "big")]["wall"], "{:.1f}")
         for what in ("rec_per_s", "rec_per_cpu_s"):
@@ -249,6 +322,9 @@ def report(r: dict, big: bool) -> None:
         big_same = r[("base", "big")]["fingerprint"] == r[("new", "big")]["fingerprint"]
         print(f"\n18k fingerprints equal: {big_same}")
     print(f"1.8k fingerprints (both trees, both worker counts) equal: {len(same) == 1}")
+    packs = {r[(t, w)]["records_sha256"] for t in ("base", "new") for w in (1, 2)}
+    rendered = {r[(t, "render")]["records_sha256"] for t in ("base", "new")}
+    print(f"render-only records (both trees) equal the packs' records: {len(packs | rendered) == 1}")
 
 
 if __name__ == "__main__":

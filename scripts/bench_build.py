@@ -131,8 +131,9 @@ try:
     keep_heap()
 except ImportError:  # a tree without it
     pass
-tasks = plan(scan(sys.argv[1]), load_recipe(None).with_variants(8), 1, 0.0)
-aug = Augmenter(load_recipe(None).with_variants(8), load_target("rpi4"))
+recipe = load_recipe(None).with_variants(8)  # what the build command's --variants 8 makes of the default
+tasks = plan(scan(sys.argv[1]), recipe, 1, 0.0)
+aug = Augmenter(recipe, load_target("rpi4"))
 import hashlib
 h, n, cpu = hashlib.sha256(), 0, 0.0
 for task in tasks:

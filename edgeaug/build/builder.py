@@ -116,8 +116,7 @@ def build(
     shard = parse_shard(shard)
     out = Path(out)
     check_output(out)
-    if (workers or os.cpu_count() or 1) > 1 and not dask_scheduler:
-        start_early()  # the worker processes' imports overlap the scan and the plan
+    start_early(workers, dask_scheduler)  # the worker processes' imports overlap the scan and the plan
     tgt = target if isinstance(target, Target) else load_target(target)
     rcp = (recipe if isinstance(recipe, Recipe) else load_recipe(recipe)).with_variants(variants)
     sset = scan(source)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Optional
 
 BLAS_ENV = {"OPENBLAS_NUM_THREADS": "1"}
 
@@ -56,8 +56,15 @@ def process_context():
     return ctx
 
 
-def start_early() -> None:
-    """Start the forkserver now, without waiting for its imports, which overlap whatever this process does next."""
+def start_early(workers: Optional[int] = None, dask_scheduler: Optional[str] = None) -> None:
+    """For a build with local worker processes: start the forkserver now, without waiting for its imports.
+
+    They overlap whatever this process does next.  ``workers`` and
+    ``dask_scheduler`` as the build takes them: a one-process build (or a
+    Dask one) starts no local workers, so nothing is started.
+    """
+    if dask_scheduler or (workers or os.cpu_count() or 1) <= 1:
+        return
     if process_context().get_start_method() == "forkserver":
         from multiprocessing import forkserver
 

@@ -73,13 +73,10 @@ def build(
 
     Ctrl-C stops the build and keeps the finished sources in OUTPUT.partial: the same command resumes.
     """
-    import os
-
     from edgeaug.build.processes import start_early, use_single_threaded_blas
 
     use_single_threaded_blas()  # before numpy is imported
-    if (workers or os.cpu_count() or 1) > 1 and not dask_scheduler:
-        start_early()  # the worker processes' imports overlap this process's own
+    start_early(workers, dask_scheduler)  # the worker processes' imports overlap this process's own
     from edgeaug.build.builder import build as run_build
     from edgeaug.config.recipe import load_recipe
 

@@ -7,7 +7,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from edgeaug.build.builder import build
+from edgeaug.builder.pipeline import build
 from edgeaug.device.loader import Pack
 from edgeaug.verify import verify_pack
 

@@ -13,8 +13,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from edgeaug.build.augment import Augmenter
-from edgeaug.build.render import load_source, render_variant, working_image
+from edgeaug.builder.augment import Augmenter
+from edgeaug.builder.render import load_source, render_variant, working_image
 from edgeaug.config.recipe import parse_recipe
 from edgeaug.config.targets import target_from_dict
 from edgeaug.device.format import pack_labels

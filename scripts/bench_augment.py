@@ -253,8 +253,8 @@ def decoded(src: Path):
 
 
 def step_edgeaug(images, recipe, k: int) -> float:
-    from edgeaug.build.augment import Augmenter, Labels, record_rng
-    from edgeaug.build.render import working_image
+    from edgeaug.builder.augment import Augmenter, Labels, record_rng
+    from edgeaug.builder.render import working_image
     from edgeaug.config.targets import load_target
 
     aug = Augmenter(recipe, load_target("rpi4"))
@@ -311,7 +311,7 @@ def e2e_script(src: Path, out: Path, name: str, k: int, workers: int) -> float:
 
 
 def e2e_edgeaug(src: Path, out: Path, recipe, workers: int) -> float:
-    from edgeaug.build.builder import build
+    from edgeaug.builder.pipeline import build
 
     t0 = time.perf_counter()
     res = build(src, out, "rpi4", recipe, seed=0, workers=workers)

@@ -123,11 +123,11 @@ import json, os, sys, time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import cv2
 cv2.setNumThreads(1)
-from edgeaug.build.builder import load_recipe, load_target, plan, scan
-from edgeaug.build.augment import Augmenter
-from edgeaug.build.render import render_source
+from edgeaug.builder.pipeline import load_recipe, load_target, plan, scan
+from edgeaug.builder.augment import Augmenter
+from edgeaug.builder.render import render_source
 try:
-    from edgeaug.build.workers import keep_heap
+    from edgeaug.builder.workers import keep_heap
     keep_heap()
 except ImportError:  # a tree without it
     pass

@@ -126,8 +126,8 @@ def measure_online(data: Path, seconds: float) -> dict:
     """Decode + augment + quantize per sample from source images (what a device does without a pack)."""
     import cv2
 
-    from edgeaug.build.augment import Augmenter
-    from edgeaug.build.render import decode, render_variant, source_labels, working_image
+    from edgeaug.builder.augment import Augmenter
+    from edgeaug.builder.render import decode, render_variant, source_labels, working_image
     from edgeaug.config.recipe import load_recipe
     from edgeaug.config.targets import load_target
     from edgeaug.sources.scan import scan

@@ -65,7 +65,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args()
 
-    from edgeaug.build.builder import build
+    from edgeaug.builder.pipeline import build
     from edgeaug.demo import make_dataset
 
     sandbox = _pisandbox()

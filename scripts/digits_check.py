@@ -3,7 +3,7 @@
 
 1. Write the 1797 8x8 digits as grayscale PNGs in class folders.
 2. Train an MLP (64-32-10, scikit-learn) on the train sources of the split the
-   pack build makes (``edgeaug.build.builder.val_sources``: same seed, same fraction).
+   pack build makes (``edgeaug.builder.pipeline.val_sources``: same seed, same fraction).
 3. Export it to ONNX by hand (Reshape, MatMul+Add, Relu, MatMul+Add) with a
    float NHWC (N, 8, 8, 1) input in [0, 1].
 4. ``target from-onnx`` -> float32 target -> float pack (originals only, --val)
@@ -52,7 +52,7 @@ def load_split(root: Path, seed: int, val: float):
     """(X_train, y_train, X_val, y_val) in [0, 1], split exactly as the pack build splits."""
     import cv2
 
-    from edgeaug.build.builder import val_sources
+    from edgeaug.builder.pipeline import val_sources
     from edgeaug.sources.scan import scan
 
     sset = scan(root)
@@ -108,7 +108,7 @@ def run(work: Path, seed: int = 0, val: float = 0.2, seconds: float = 0.0) -> Di
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from sklearn.neural_network import MLPClassifier
 
-    from edgeaug.build.builder import build
+    from edgeaug.builder.pipeline import build
     from edgeaug.models.adapt import adapt_model
     from edgeaug.models.calibrate import PackCalibrationReader
     from edgeaug.models.evaluate import evaluate

@@ -516,7 +516,7 @@ def digits_tflite(
     dataset over its train split -> int8 model calibrated on it -> ``target
     from-tflite`` -> int8 pack -> ``evaluate_tflite`` both on the val split.
     """
-    from edgeaug.build.builder import build
+    from edgeaug.builder.pipeline import build
     from edgeaug.models.litert import evaluate_tflite, representative_dataset, write_tflite_target
 
     recipe = work / "recipe_tflite.toml"

@@ -109,7 +109,7 @@ def build_pack(work: Path, data: Path, k: int, seed: int, size: int = SIZE, colo
     out = work / f"digits_{color.lower()}{size}_k{k}.lmdb"
     if out.exists():  # --work keeps packs between runs
         return out
-    from edgeaug.build.builder import build
+    from edgeaug.builder.pipeline import build
 
     target = work / f"target_{color.lower()}{size}.toml"
     target.write_text(TARGET.format(size=size, channels=1 if color == "GRAY" else 3, color=color))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeaug.build.builder import build
+from edgeaug.builder.pipeline import build
 from edgeaug.demo import make_dataset
 
 

@@ -49,7 +49,7 @@ GRAPH: Dict[str, Set[str]] = {n: imported(n, p) for n, p in MODULES.items()}
 
 
 def unit(module: str) -> str:
-    """The subpackage (edgeaug.build, ...) or top-level module a module belongs to."""
+    """The subpackage (edgeaug.builder, ...) or top-level module a module belongs to."""
     return ".".join(module.split(".")[:2])
 
 

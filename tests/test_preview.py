@@ -43,7 +43,7 @@ def test_draw_record_marks_boxes_keypoints_and_mask():
 
 
 def test_contact_sheet_and_explain_of_a_nested_recipe(shapes_dir, tmp_path):
-    from edgeaug.build.builder import build
+    from edgeaug.builder.pipeline import build
     from edgeaug.device.loader import Pack
 
     recipe = tmp_path / "r.toml"

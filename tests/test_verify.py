@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from edgeaug.build.builder import build
+from edgeaug.builder.pipeline import build
 from edgeaug.config.recipe import parse_recipe
 from edgeaug.ops import geometric, photometric
 from edgeaug.verify import verify_pack
@@ -109,7 +109,7 @@ def test_verify_names_a_source_read_as_another_kind(tmp_path):
 
 
 def test_label_mismatch_says_which_labels_and_that_pixels_match(shapes_dir, tmp_path, monkeypatch):
-    from edgeaug.build import render
+    from edgeaug.builder import render
 
     out = tmp_path / "p.lmdb"
     build(shapes_dir, out, "rpi4", RECIPE, seed=2, workers=1)

@@ -73,11 +73,11 @@ def build(
 
     Ctrl-C stops the build and keeps the finished sources in OUTPUT.partial: the same command resumes.
     """
-    from edgeaug.build.processes import start_early, use_single_threaded_blas
+    from edgeaug.builder.processes import start_early, use_single_threaded_blas
 
     use_single_threaded_blas()  # before numpy is imported
     start_early(workers, dask_scheduler)  # the worker processes' imports overlap this process's own
-    from edgeaug.build.builder import build as run_build
+    from edgeaug.builder.pipeline import build as run_build
     from edgeaug.config.recipe import load_recipe
 
     with errors():
@@ -167,7 +167,7 @@ def inspect(
 
 
 def _show_audit(entry) -> None:
-    from edgeaug.build.audit import warnings_for
+    from edgeaug.builder.audit import warnings_for
 
     if not entry:
         return

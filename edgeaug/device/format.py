@@ -1,6 +1,6 @@
 """The edgeaug pack format, version 1: the one place that defines the bytes.
 
-Both the writer (``edgeaug.build``) and the reader (``edgeaug.loader``) import
+Both the writer (``edgeaug.builder``) and the reader (``edgeaug.loader``) import
 this module, so it must stay importable with only numpy and the standard
 library (Python >= 3.9).
 

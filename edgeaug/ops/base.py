@@ -15,7 +15,7 @@ recipe's parameter ranges and probability ``p``:
   ops that are per-pixel tone curves also offer ``curve(x, params)`` so
   consecutive ones fuse into one lookup;
 * composite ops (``one_of``, ``some_of``) hold child ops and ``choose`` which
-  of them fire; :class:`edgeaug.build.augment.Augmenter` walks them.
+  of them fire; :class:`edgeaug.builder.augment.Augmenter` walks them.
 
 Parameters are plain JSON numbers and lists, so they are stored with each record.
 """

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgeaug.build.builder import build
+from edgeaug.builder.pipeline import build
 from edgeaug.config.fields import ConfigError
 from edgeaug.config.targets import list_targets, load_target, parse_target, quantization_lut, quantize
 from edgeaug.device.loader import Pack
@@ -58,8 +58,8 @@ def test_every_target_roundtrips_through_a_pack(name, shapes_dir, tmp_path):
         rec = p.record(0)
         assert rec["variant"] == 0 and rec["params"] == {"ops": []}
         # The stored tensor is exactly quantize() of the rendered original.
-        from edgeaug.build.augment import Augmenter
-        from edgeaug.build.render import decode, render_variant, source_labels, working_image
+        from edgeaug.builder.augment import Augmenter
+        from edgeaug.builder.render import decode, render_variant, source_labels, working_image
         from edgeaug.config.recipe import load_recipe
         from edgeaug.sources.scan import scan
 

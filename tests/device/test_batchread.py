@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeaug.build.builder import build
+from edgeaug.builder.pipeline import build
 from edgeaug.device import batchread
 from edgeaug.device import format as F
 from edgeaug.device.lmdbpure import PureEnvironment

@@ -413,7 +413,7 @@ def synth_packs(shapes_dir, tmp_path_factory):
 
     Two more are 16 wide, so rows of 1-byte pixels take the mirror's 8-byte word path.
     """
-    from edgeaug.build.builder import build
+    from edgeaug.builder.pipeline import build
 
     d = tmp_path_factory.mktemp("synth")
     out = {}

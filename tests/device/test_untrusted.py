@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgeaug.build.builder import build
+from edgeaug.builder.pipeline import build
 from edgeaug.device import format as F
 from edgeaug.device.loader import Pack, PackError
 

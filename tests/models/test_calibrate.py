@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeaug.build.builder import build
+from edgeaug.builder.pipeline import build
 from edgeaug.config.targets import QRANGE, parse_target, quantize
 from edgeaug.device.loader import Pack
 from edgeaug.models.calibrate import PackCalibrationReader, dequantize

@@ -17,7 +17,7 @@ pytest.importorskip("onnxruntime.quantization")
 from onnx_models import ArrayReader, conv_classifier, quantize  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from edgeaug.build.builder import build  # noqa: E402
+from edgeaug.builder.pipeline import build  # noqa: E402
 from edgeaug.cli import app  # noqa: E402
 from edgeaug.device.loader import Pack  # noqa: E402
 from edgeaug.device.loader import main as loader_main  # noqa: E402

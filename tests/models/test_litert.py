@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeaug.build.builder import build
+from edgeaug.builder.pipeline import build
 from edgeaug.config.targets import load_target, parse_target, quantization_lut, target_toml
 from edgeaug.device.loader import Pack
 from edgeaug.models import litert

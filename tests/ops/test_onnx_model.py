@@ -36,8 +36,8 @@ pytest.importorskip("onnx")
 
 from onnx_models import image_model  # noqa: E402
 
-from edgeaug.build.augment import Augmenter, Labels  # noqa: E402
-from edgeaug.build.builder import build  # noqa: E402
+from edgeaug.builder.augment import Augmenter, Labels  # noqa: E402
+from edgeaug.builder.pipeline import build  # noqa: E402
 from edgeaug.config.targets import load_target  # noqa: E402
 from edgeaug.device.loader import Pack  # noqa: E402
 from edgeaug.verify import verify_pack  # noqa: E402

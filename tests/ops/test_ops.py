@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeaug.build.augment import Augmenter, Labels, record_rng
+from edgeaug.builder.augment import Augmenter, Labels, record_rng
 from edgeaug.config.recipe import parse_recipe
 from edgeaug.config.targets import Device, Target
 from edgeaug.device.format import canonical_json

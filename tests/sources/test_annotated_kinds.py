@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeaug.build.builder import build
+from edgeaug.builder.pipeline import build
 from edgeaug.device.loader import Pack
 from edgeaug.sources.datayaml import yaml_entry
 from edgeaug.sources.scan import SourceError, scan
@@ -267,7 +267,7 @@ def test_detection_pack_end_to_end(tmp_path, kind):
 
 
 def test_unlabelled_sources_are_a_val_stratum(tmp_path):
-    from edgeaug.build.builder import val_sources
+    from edgeaug.builder.pipeline import val_sources
     from edgeaug.sources.scan import Source, SourceSet
 
     srcs = tuple(Source(f"{i}.png", tmp_path / f"{i}.png", -1 if i < 4 else 0) for i in range(8))

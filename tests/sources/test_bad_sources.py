@@ -20,9 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-import edgeaug.build.render as render
-from edgeaug.build.builder import BuildError, build
-from edgeaug.build.render import SourceDecodeError, decode
+import edgeaug.builder.render as render
+from edgeaug.builder.pipeline import BuildError, build
+from edgeaug.builder.render import SourceDecodeError, decode
 from edgeaug.cli import app
 from edgeaug.device.loader import Pack
 from edgeaug.sources.imagefile import exif_orientation, jpeg_complete, orient, sniff

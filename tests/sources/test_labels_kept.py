@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from test_annotated_kinds import SCENE, H, W, make_coco, make_yolo
 
-from edgeaug.build.builder import build
+from edgeaug.builder.pipeline import build
 from edgeaug.device.loader import Pack
 from edgeaug.sources.coco import flip_pairs
 from edgeaug.sources.scan import SourceError, scan

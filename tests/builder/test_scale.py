@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-import edgeaug.build.chunks as chunks
-from edgeaug.build.builder import BuildError, build
+import edgeaug.builder.chunks as chunks
+from edgeaug.builder.pipeline import BuildError, build
 from edgeaug.demo import make_dataset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,8 +51,8 @@ def reference(data, tmp_path_factory) -> str:
 # has taken that many chunks (0: never).
 CLI = """
 import os, signal, sys
-import edgeaug.build.chunks as c
-import edgeaug.build.writer as w
+import edgeaug.builder.chunks as c
+import edgeaug.builder.writer as w
 c.CHUNK_RECORDS = 32
 n, seen, add = int(sys.argv.pop(1)), [0], w.PackWriter.add
 def add_then_die(self, *a, **k):
@@ -312,8 +312,8 @@ def test_verify_source_notices_a_changed_mask(tmp_path):
 
 def test_a_dask_worker_with_other_library_versions_is_refused(shapes_dir):
     """The pack would not be the local build's: the worker names what differs."""
-    from edgeaug.build.dask_exec import _render_on_worker
-    from edgeaug.build.plan import render_versions
+    from edgeaug.builder.dask_exec import _render_on_worker
+    from edgeaug.builder.plan import render_versions
     from edgeaug.config.recipe import load_recipe
     from edgeaug.config.targets import load_target
 
@@ -331,7 +331,7 @@ def test_shards_starting_together_agree_on_one_plan(tmp_path, monkeypatch):
     import fcntl
     import threading
 
-    import edgeaug.build.writer as writer
+    import edgeaug.builder.writer as writer
 
     out, plan = tmp_path / "pack.lmdb", "a" * 64
     first, second = writer.Partial(out, shared=True), writer.Partial(out, shared=True)

@@ -14,9 +14,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from edgeaug.build.audit import histogram
-from edgeaug.build.augment import Augmenter, Labels, record_rng
-from edgeaug.build.plan import SourceResult, Task
+from edgeaug.builder.audit import histogram
+from edgeaug.builder.augment import Augmenter, Labels, record_rng
+from edgeaug.builder.plan import SourceResult, Task
 from edgeaug.device.format import SPLITS, encode_record, pack_labels
 from edgeaug.sources.imagefile import exif_orientation, jpeg_complete, orient, sniff, to_rgb8
 

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from edgeaug.build.augment import scale
+from edgeaug.builder.augment import scale
 from edgeaug.device.format import FORMAT_VERSION, HEADER_SIZE, RECORD_MAGIC, canonical_json, encode_record
 
 

@@ -18,11 +18,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
-from edgeaug.build import chunks
-from edgeaug.build.augment import Augmenter
-from edgeaug.build.plan import BuildError, SourceResult, Task
-from edgeaug.build.processes import process_context, single_threaded_blas
-from edgeaug.build.render import render_source
+from edgeaug.builder import chunks
+from edgeaug.builder.augment import Augmenter
+from edgeaug.builder.plan import BuildError, SourceResult, Task
+from edgeaug.builder.processes import process_context, single_threaded_blas
+from edgeaug.builder.render import render_source
 from edgeaug.config.recipe import Recipe
 from edgeaug.config.targets import Target
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-import edgeaug.build.workers as workers
+import edgeaug.builder.workers as workers
 
 
 @pytest.fixture

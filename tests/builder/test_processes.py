@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from edgeaug.build import processes
+from edgeaug.builder import processes
 
 
 def _child_sees() -> str:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-import edgeaug.build.chunks as chunks
-import edgeaug.build.workers as workers
-import edgeaug.build.writer as writer
-from edgeaug.build.builder import BuildError, build, plan
-from edgeaug.build.writer import Partial, WriteError
+import edgeaug.builder.chunks as chunks
+import edgeaug.builder.workers as workers
+import edgeaug.builder.writer as writer
+from edgeaug.builder.pipeline import BuildError, build, plan
+from edgeaug.builder.writer import Partial, WriteError
 from edgeaug.config.recipe import load_recipe
 from edgeaug.demo import make_dataset
 from edgeaug.sources.scan import scan
@@ -236,8 +236,8 @@ def test_no_resume_starts_over_and_a_second_build_is_locked_out(data, baseline, 
 # of the build instead of after a random sleep.
 CLI = """
 import os, signal, sys
-import edgeaug.build.chunks as c
-import edgeaug.build.writer as w
+import edgeaug.builder.chunks as c
+import edgeaug.builder.writer as w
 c.CHUNK_RECORDS = 1
 n, seen, add = int(sys.argv.pop(1)), [0], w.PackWriter.add
 def add_then_die(self, *a, **k):

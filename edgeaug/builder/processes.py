@@ -42,7 +42,7 @@ def single_threaded_blas() -> Iterator[None]:
 
 
 #: What the forkserver imports once, so every worker forked from it starts ready.
-PRELOAD = ["cv2", "lmdb", "edgeaug.build.workers", "edgeaug.build.writer"]
+PRELOAD = ["cv2", "lmdb", "edgeaug.builder.workers", "edgeaug.builder.writer"]
 
 
 def process_context():

@@ -4,7 +4,7 @@ through every geometric op and resize mode; one warp per image; fused tone curve
 import numpy as np
 import pytest
 
-from edgeaug.build.augment import Augmenter, Labels, record_rng
+from edgeaug.builder.augment import Augmenter, Labels, record_rng
 from edgeaug.config.recipe import parse_recipe
 from edgeaug.config.targets import Device, Target
 

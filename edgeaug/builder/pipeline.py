@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
-from edgeaug.build import chunks
-from edgeaug.build.audit import audit, warnings_for
-from edgeaug.build.plan import ERROR_POLICIES, BuildError, SourceResult, Task, plan, render_versions, val_sources  # noqa: F401
-from edgeaug.build.processes import start_early
-from edgeaug.build.render import SourceDecodeError, mask_digest, read_source
-from edgeaug.build.workers import LocalExecutor
-from edgeaug.build.writer import PackWriter, Partial, WriteError, manifest_for
+from edgeaug.builder import chunks
+from edgeaug.builder.audit import audit, warnings_for
+from edgeaug.builder.plan import ERROR_POLICIES, BuildError, SourceResult, Task, plan, render_versions, val_sources  # noqa: F401
+from edgeaug.builder.processes import start_early
+from edgeaug.builder.render import SourceDecodeError, mask_digest, read_source
+from edgeaug.builder.workers import LocalExecutor
+from edgeaug.builder.writer import PackWriter, Partial, WriteError, manifest_for
 from edgeaug.config.recipe import Recipe, load_recipe
 from edgeaug.config.targets import Target, load_target
 from edgeaug.device.format import FORMAT_VERSION, tensor_dtype
@@ -226,7 +226,7 @@ def _unusable(path: Path, job: _Job, k: int) -> Optional[str]:
 def _executor(job: _Job):
     """The executor that renders (and where the merge runs): local processes or a Dask cluster."""
     if job.dask:
-        from edgeaug.build.dask_exec import DaskExecutor  # only for --dask-scheduler: a local build never loads it
+        from edgeaug.builder.dask_exec import DaskExecutor  # only for --dask-scheduler: a local build never loads it
 
         return DaskExecutor(job.dask)
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from edgeaug.build.audit import audit, histogram, per_value_error, warnings_for
-from edgeaug.build.builder import build
+from edgeaug.builder.audit import audit, histogram, per_value_error, warnings_for
+from edgeaug.builder.pipeline import build
 from edgeaug.config.targets import parse_target
 from edgeaug.device.loader import Pack
 

@@ -32,7 +32,7 @@ import struct
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from edgeaug.build.plan import SourceResult, Task
+from edgeaug.builder.plan import SourceResult, Task
 from edgeaug.device.format import canonical_json
 
 #: At most this many records, and about this many bytes, per chunk: part of the plan, never tuned per machine.

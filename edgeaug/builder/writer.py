@@ -34,7 +34,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import numpy as np
 
 from edgeaug import __version__
-from edgeaug.build.chunks import Chunk, ChunkError
+from edgeaug.builder.chunks import Chunk, ChunkError
 from edgeaug.device.format import (
     FORMAT_VERSION,
     INDEX_DTYPE,
@@ -427,7 +427,7 @@ def _lock(path: Path, out: Path, shared: bool) -> int:
 
 def manifest_for(sset, tasks, results, recipe, target, seed: int, val: float) -> Dict[str, Any]:
     """The manifest: everything needed to understand and reproduce the pack."""
-    from edgeaug.build.plan import opencv_version
+    from edgeaug.builder.plan import opencv_version
 
     split_of = {t.index: t.split for t in tasks}
     sources, skipped = [], []

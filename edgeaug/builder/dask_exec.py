@@ -18,10 +18,10 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Sequence
 
-from edgeaug.build import chunks
-from edgeaug.build.augment import Augmenter
-from edgeaug.build.plan import BuildError, render_versions
-from edgeaug.build.workers import Job, render_chunk
+from edgeaug.builder import chunks
+from edgeaug.builder.augment import Augmenter
+from edgeaug.builder.plan import BuildError, render_versions
+from edgeaug.builder.workers import Job, render_chunk
 from edgeaug.config.recipe import Recipe
 from edgeaug.config.targets import Target
 

@@ -7,11 +7,11 @@ import subprocess
 import sys
 import types
 
-from edgeaug.build import plan
+from edgeaug.builder import plan
 
 
 def test_opencv_version_is_cv2s_own_and_the_planning_process_does_not_load_opencv():
-    code = "import sys; from edgeaug.build.plan import opencv_version as v; print(v(), 'cv2' in sys.modules)"
+    code = "import sys; from edgeaug.builder.plan import opencv_version as v; print(v(), 'cv2' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     import cv2
 

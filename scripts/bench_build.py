@@ -41,7 +41,7 @@ each build in its own subprocess whose ``PYTHONPATH`` selects the tree.
     python scripts/bench_build.py --base /tmp/base [--repeat 2] [--no-big]
 
 The figures measured on the development machine, with their ranges over
-separate runs, are in the README ("Building big datasets").  Each build runs
+separate runs, are in docs/benchmarks.md ("Building packs").  Each build runs
 the ``edgeaug build`` command (in a fresh interpreter, through its typer
 app), as users run it.
 """

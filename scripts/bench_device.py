@@ -23,15 +23,19 @@ and prints records/s, the ratios default/card, pure/card and hybrid/default, col
 times, peak anonymous memory while streaming (RssAnon and the cgroup's anon),
 and how many bytes the cgroup read from the device per delivered byte.
 
-Packs: by default it synthesizes one per case with random tensors, in the pack
-format (LMDB written in key order with append, then a compacting copy, like the
-builder), at least twice the memory limit:
+Packs: by default it builds one per case with the real builder
+(``edgeaug.builder.pipeline.build``, the code behind ``edgeaug build``), so the
+pack has the layout a user's pack has.  The sources are random-noise PNGs in 4
+class folders; the recipe is the shipped default with 8 variants plus the
+original (9 records per source); the target is the shipped profile of the case's
+name; the pack is at least twice the memory limit:
 
   rpi4        224x224x3 uint8 (~150 KB records), memory 512M, pack >= 1 GiB
   rpi-zero2w  96x96x1 int8 (~9 KB records),      memory 128M, pack >= 256 MiB
 
 ``--pack PATH`` measures an existing pack instead (e.g. from ``edgeaug build``).
-Synthesizing needs the ``lmdb`` package; measuring needs only edgeaug's loader.
+Building needs the workstation install (``pip install -e ".[build]"``);
+measuring needs only edgeaug's loader.  Figures: docs/benchmarks.md.
 
     sudo python scripts/bench_device.py [--case rpi4|rpi-zero2w|both] [--pack PATH]
         [--mem 512M] [--rbps 40M] [--riops 1500] [--seconds 20] [--quick]
@@ -41,7 +45,6 @@ Synthesizing needs the ``lmdb`` package; measuring needs only edgeaug's loader.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -56,27 +59,11 @@ import numpy as np
 
 NOT_MEASURED = 3
 HYBRID = {"hflip": 0.5, "shift": 8}
-CASES = {
-    "rpi4": {
-        "shape": (224, 224, 3),
-        "dtype": "uint8",
-        "quant": {"scale": 1 / 255, "zero_point": 0},
-        "mem": "512M",
-        "channels": 3,
-        "color": "RGB",
-        "device": {"arch": "aarch64", "name": "Raspberry Pi 4 Model B", "word_size": 64},
-    },
-    "rpi-zero2w": {
-        "shape": (96, 96, 1),
-        "dtype": "int8",
-        "quant": {"scale": 1 / 255, "zero_point": -128},
-        "mem": "128M",
-        "channels": 1,
-        "color": "GRAY",
-        "device": {"arch": "armv7l", "name": "Raspberry Pi Zero 2 W", "word_size": 32},
-    },
+CASES = {  # the shipped target of the same name, and the Pi's memory
+    "rpi4": {"mem": "512M"},
+    "rpi-zero2w": {"mem": "128M"},
 }
-VARIANTS = 9  # records per source, like --variants 8 with the original
+VARIANTS = 9  # records per source: --variants 8 with the original
 
 
 class NotMeasured(Exception):
@@ -284,108 +271,53 @@ def record_extents(path: str) -> tuple[np.ndarray, np.ndarray]:
     return np.array([e[0] for e in ext], np.int64).reshape(n), np.array([e[1] for e in ext], np.int64).reshape(n)
 
 
-# --- synthesizing a pack -----------------------------------------------------------------------------
+# --- building a pack -----------------------------------------------------------------------------
 
 
-def synthesize(out: Path, case: str, min_bytes: int, seed: int = 1) -> int:
-    """A valid pack of random tensors, >= ``min_bytes``, ``VARIANTS`` records per source; returns records.
+SOURCE_SIZE = 64  # px: the sources' side (the builder resizes them to the target)
 
-    The bytes come from edgeaug's format module (records, index, keys, fingerprint), as the builder's do.
-    """
-    import lmdb
 
-    from edgeaug.device import format as F
+def write_sources(root: Path, count: int, seed: int) -> None:
+    """``count`` random-noise PNGs of SOURCE_SIZE px in 4 class folders (distinct, so none is a duplicate)."""
+    import cv2
 
-    spec = CASES[case]
-    shape, dtype = spec["shape"], spec["dtype"]
-    nbytes = int(np.prod(shape))
-    labels = F.pack_labels(None, None, None)  # no boxes, no keypoints, no mask
-    # Parameters of a realistic size (a real build stores ~400 bytes of sampled op parameters).
-    params = {"ops": [{"on": False, "op": f"synthetic_{k}", "value": 0.123456789} for k in range(8)]}
-    per_record = -(-(F.HEADER_SIZE + nbytes + len(labels) + len(F.canonical_json(params)) + 16) // 4096) * 4096
-    sources = -(-min_bytes // (per_record * VARIANTS))
-    records = sources * VARIANTS
     rng = np.random.default_rng(seed)
-    partial = out.with_name(out.name + ".partial")
-    env = lmdb.open(
-        str(partial),
-        subdir=False,
-        map_size=records * per_record * 2 + (64 << 20),
-        lock=False,
-        readahead=False,
-        writemap=False,
-    )
-    index = np.zeros(records, F.INDEX_DTYPE)
-    src_entries, counts = [], {"c0": 0, "c1": 0, "c2": 0, "c3": 0}
-    r, chunk = 0, max(1, (64 << 20) // per_record)
-    while r < records:
-        with env.begin(write=True) as txn:
-            n = min(chunk, records - r)
-            blob = np.frombuffer(rng.bytes(n * nbytes), np.uint8).reshape(n, nbytes)
-            for j in range(n):
-                s, v = divmod(r, VARIANTS)
-                value = F.encode_record(blob[j], s % 4, s, v, F.SPLITS["train"], labels, params)
-                if not txn.put(F.record_key(r), value, append=True):
-                    raise RuntimeError("lmdb refused an append")
-                index[r] = (s, v, 0, 0, s % 4, np.frombuffer(F.RecordHeader(value).digest, np.uint8))
-                r += 1
-    for s in range(sources):
-        src_entries.append(
-            {
-                "label": s % 4,
-                "path": f"c{s % 4}/synthetic {s:06d}.png",
-                "records": VARIANTS,
-                "sha256": hashlib.sha256(b"%d" % s).hexdigest(),
-                "split": "train",
-            }
-        )
-        counts[f"c{s % 4}"] += VARIANTS
-    h, w, c = shape
-    manifest = {
-        "format_version": F.FORMAT_VERSION,
-        "generator": "edgeaug scripts/bench_device.py (synthetic random tensors)",
-        "versions": {"numpy": np.__version__, "python": sys.version.split()[0]},
-        "target": {
-            "name": case,
-            "device": spec["device"],
-            "input_name": "input",
-            "height": h,
-            "width": w,
-            "channels": c,
-            "layout": "NHWC",
-            "color": spec["color"],
-            "dtype": dtype,
-            "mean": [0.0] * c,
-            "std": [1.0] * c,
-            **spec["quant"],
-        },
-        "recipe": {"variants": VARIANTS - 1, "include_original": True, "ops": []},
-        "seed": seed,
-        "val_fraction": 0.0,
-        "source_kind": "folders",
-        "classes": ["c0", "c1", "c2", "c3"],
-        "sources": src_entries,
-        "skipped": [],
-        "splits": {"train": {"start": 0, "count": records}, "val": {"start": records, "count": 0}},
-        "counts": {"train": counts, "val": {}},
-        "tensor": {"shape": list(shape), "dtype": dtype},
-        "records": records,
-    }
-    manifest["fingerprint"] = F.fingerprint(manifest, index.tobytes())
-    with env.begin(write=True) as txn:
-        for k, v in ((F.INDEX_KEY, index.tobytes()), (F.MANIFEST_KEY, F.canonical_json(manifest))):
-            if not txn.put(k, v, append=True):
-                raise RuntimeError("lmdb refused an append")
-    tmp = out.with_name(out.name + ".tmp")
-    env.copy(str(tmp), compact=True)  # like the builder: the layout a real pack has
-    env.close()
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, out)
-    for p in (partial, partial.with_name(partial.name + "-lock")):
-        if p.exists():
-            p.unlink()
-    return records
+    for s in range(count):
+        folder = root / f"c{s % 4}"
+        folder.mkdir(parents=True, exist_ok=True)
+        img = rng.integers(0, 256, (SOURCE_SIZE, SOURCE_SIZE, 3), dtype=np.uint8)
+        if not cv2.imwrite(str(folder / f"synthetic {s:06d}.png"), img):
+            raise RuntimeError(f"cannot write a source image under {folder}")
+
+
+def build_pack(out: Path, case: str, min_bytes: int, seed: int = 1, workers: int | None = None) -> int:
+    """Build a pack of >= ``min_bytes`` at ``out`` with the real builder, ``VARIANTS`` records per source.
+
+    Returns the number of records.  The sources go to ``out``'s folder and are removed afterwards.
+    """
+    from edgeaug.builder.pipeline import build
+    from edgeaug.config.recipe import load_recipe
+    from edgeaug.config.targets import load_target
+    from edgeaug.device.format import HEADER_SIZE, tensor_dtype
+
+    target = load_target(case)
+    tensor = int(np.prod(target.shape)) * tensor_dtype(target.dtype).itemsize
+    # Each record is an overflow run of whole pages: header, tensor, empty labels, ~600 bytes of params.
+    per_record = -(-(HEADER_SIZE + tensor + 12 + 600 + 16) // 4096) * 4096
+    sources = -(-min_bytes // (per_record * VARIANTS)) + 4
+    data = out.with_name(out.stem + "-sources")
+    shutil.rmtree(data, ignore_errors=True)
+    try:
+        write_sources(data, sources, seed)
+        recipe = load_recipe("default")
+        result = build(data, out, target, recipe, variants=VARIANTS - 1, seed=seed, workers=workers)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    if result.records != sources * VARIANTS:
+        raise RuntimeError(f"{out}: built {result.records} records, expected {sources * VARIANTS}")
+    if out.stat().st_size < min_bytes:
+        raise RuntimeError(f"{out}: {out.stat().st_size} bytes, fewer than the {min_bytes} asked for")
+    return result.records
 
 
 # --- the measurements (child, inside the cgroup) ---------------------------------------------------------
@@ -623,8 +555,8 @@ def report(res: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--case", choices=(*CASES, "both"), default="both", help="which synthetic pack(s) to measure")
-    ap.add_argument("--pack", help="measure this pack instead of synthesizing one")
+    ap.add_argument("--case", choices=(*CASES, "both"), default="both", help="which built pack(s) to measure")
+    ap.add_argument("--pack", help="measure this pack instead of building one")
     ap.add_argument("--mem", type=parse_size, help="memory limit incl. page cache (default 512M; 128M rpi-zero2w)")
     ap.add_argument("--rbps", type=parse_size, default=parse_size("40M"), help="read bytes/s (default 40M)")
     ap.add_argument("--riops", type=int, default=1500, help="read IO/s (default 1500)")
@@ -633,9 +565,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument(
         "--workdir",
-        help="where synthetic packs go (must be on the disk to simulate; default: a temporary directory under $TMPDIR)",
+        help="where built packs go (must be on the disk to simulate; default: a temporary directory under $TMPDIR)",
     )
-    ap.add_argument("--keep", action="store_true", help="keep the synthetic packs")
+    ap.add_argument("--keep", action="store_true", help="keep the built packs")
     ap.add_argument("--json", action="store_true", help="also print the raw results as JSON")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--majmin", help=argparse.SUPPRESS)
@@ -669,9 +601,9 @@ def main(argv: list[str] | None = None) -> int:
                     mem = args.mem or parse_size(CASES[case]["mem"])
                     out = work / f"{case}.lmdb"
                     t0 = time.perf_counter()
-                    n = synthesize(out, case, 2 * mem)
+                    n = build_pack(out, case, 2 * mem)
                     print(
-                        f"{case}: synthesized {n} records, {out.stat().st_size / 1e6:.0f} MB "
+                        f"{case}: built {n} records, {out.stat().st_size / 1e6:.0f} MB "
                         f"(>= 2 x {mem >> 20} MiB) in {time.perf_counter() - t0:.1f}s",
                         flush=True,
                     )

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""Run the README's training examples (PyTorch, TensorFlow/Keras) as printed there.
+"""Run the training examples of docs/training.md (PyTorch, TensorFlow/Keras) as printed there.
 
 1. Writes scikit-learn's digits as PNG class folders and builds ``digits.lmdb``
    with the real builder: 32x32 gray uint8, 4 augmented variants per train
    source, 20% of the sources in val (the pack of ``scripts/study_variety.py``).
-2. With ``--python PY`` (repeatable), runs each ``python`` block of the README's
-   "Training on the device from a pack" section with that interpreter, in the
-   work folder, with this clone on ``PYTHONPATH``.  A block whose framework
-   (``torch``, ``tensorflow``) that interpreter cannot import is reported as
-   skipped; any other failure fails this script.
+2. With ``--python PY`` (repeatable), runs each ``python`` block of
+   ``docs/training.md`` with that interpreter, in the work folder, with this
+   clone on ``PYTHONPATH``.  A block whose framework (``torch``,
+   ``tensorflow``) that interpreter cannot import is reported as skipped; any
+   other failure fails this script.
 
 Neither framework is a dependency of edgeaug, and CI does not install them;
 this script is how the examples are checked by hand::
@@ -29,22 +29,20 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 REPO = Path(__file__).resolve().parent.parent
-SECTION = "## Training on the device from a pack"
+PAGE = REPO / "docs" / "training.md"
 FRAMEWORKS = ("torch", "tensorflow")
 
 
-def examples(readme: Path = REPO / "README.md") -> Dict[str, str]:
-    """The section's ``python`` blocks, keyed by the framework each imports."""
-    text = readme.read_text(encoding="utf-8")
-    start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
-    blocks = re.findall(r"```python\n(.*?)```", text[start : end if end >= 0 else None], re.S)
+def examples(page: Path = PAGE) -> Dict[str, str]:
+    """The page's ``python`` blocks, keyed by the framework each imports."""
+    text = page.read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
     out: Dict[str, str] = {}
     for block in blocks:
         names = [f for f in FRAMEWORKS if re.search(rf"^import {f}\b", block, re.M)]
         if len(names) != 1:
             raise SystemExit(
-                f"README.md: a training block imports {names or 'no framework'}, expected one of {FRAMEWORKS}"
+                f"{page}: a training block imports {names or 'no framework'}, expected one of {FRAMEWORKS}"
             )
         out[names[0]] = block
     return out
@@ -77,7 +75,9 @@ def run(block: str, framework: str, python: str, work: Path) -> str:
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     proc = subprocess.run([python, script.name], cwd=work, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"the README's {framework} example failed with {python}:\n{proc.stdout}\n{proc.stderr}")
+        raise SystemExit(
+            f"the {framework} example of docs/training.md failed with {python}:\n{proc.stdout}\n{proc.stderr}"
+        )
     tail = proc.stdout.strip().splitlines()[-1:] or [""]
     return f"ok (last line: {tail[0][-120:]})"
 

@@ -1,4 +1,4 @@
-"""Tests of scripts/readme_training.py: the README's training examples and the pack they train from."""
+"""Tests of scripts/readme_training.py: the training examples of docs/training.md and the pack they train from."""
 
 import math
 import sys
@@ -9,11 +9,11 @@ import readme_training  # noqa: E402  (scripts/ is on pytest's pythonpath)
 from edgeaug.loader import Pack
 
 
-def test_the_readme_has_one_pytorch_and_one_keras_example_and_both_are_valid_python():
+def test_the_training_page_has_one_pytorch_and_one_keras_example_and_both_are_valid_python():
     blocks = readme_training.examples()
     assert sorted(blocks) == ["tensorflow", "torch"]
     for name, block in blocks.items():
-        compile(block, f"README {name} example", "exec")
+        compile(block, f"docs/training.md {name} example", "exec")
         assert 'Pack("digits.lmdb")' in block
 
 

@@ -112,17 +112,25 @@ def _check_p(name: str, p: float) -> float:
     return float(p)
 
 
-def _offsets(rng: np.random.Generator, b: int) -> np.ndarray:
-    """(B, 5) partner offsets in ``1..B-1`` (0 for a batch of one): 3 distinct for mosaic, then mixup, cutmix."""
-    keys = rng.random((b, max(b - 1, 3)))
-    pair = rng.random((b, 2))
-    if b == 1:
-        return np.zeros((1, 5), np.int64)
-    if b > 3:  # the first 3 of a random order of the other rows
-        mosaic = np.argsort(keys, axis=1, kind="stable")[:, :3]
-    else:  # fewer than 3 other rows: partners repeat
-        mosaic = np.floor(keys[:, :3] * (b - 1)).astype(np.int64)
-    return np.concatenate([mosaic, np.floor(pair * (b - 1)).astype(np.int64)], axis=1) + 1
+def _offsets(u: np.ndarray, b: int) -> np.ndarray:
+    """(B, 5) partner offsets in ``1..B-1`` from uniforms ``u (B, 5)``: 3 distinct for mosaic, then mixup, cutmix.
+
+    The mosaic's three are drawn without replacement by skipping the ones
+    already taken (fewer than 3 other rows: they repeat); a batch of one
+    partners itself (offset 0).
+    """
+    n = b - 1
+    if n < 1:
+        return np.zeros((b, 5), np.int64)
+    r = np.floor(u * np.array([n, n - 1, n - 2, n, n], np.float64)).astype(np.int64)
+    if n >= 3:
+        r[:, 1] += r[:, 1] >= r[:, 0]
+        lo, hi = np.minimum(r[:, 0], r[:, 1]), np.maximum(r[:, 0], r[:, 1])
+        r[:, 2] += r[:, 2] >= lo
+        r[:, 2] += r[:, 2] >= hi
+    else:
+        r[:, :3] = np.floor(u[:, :3] * n).astype(np.int64)
+    return np.minimum(r, n - 1) + 1
 
 
 def _uniform_int(u: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -158,17 +166,16 @@ def plan_mix(
     f0, f1 = (float(v) for v in centre_range)
     if not 0.0 <= f0 <= f1 <= 1.0:
         raise ValueError(f"centre_range {centre_range} must be 0 <= lo <= hi <= 1")
-    u = rng.random((b, 3))
-    off = _offsets(rng, b)
-    qpos = rng.integers(0, 4, b)
-    uc = rng.random((b, 2))
+    u = rng.random((b, 13))  # per output: gates (3), partners (5), own quadrant, centre (2), cutmix centre (2)
     lam_mix = rng.beta(mixup_alpha, mixup_alpha, b)
     lam_cut = rng.beta(cutmix_alpha, cutmix_alpha, b)
-    ur = rng.random((b, 2))
+    off, uc, ur = _offsets(u[:, 3:8], b), u[:, 9:11], u[:, 11:13]
 
     rows = np.arange(b)
-    quads = (rows[:, None] + off[:, :3]) % b
-    quads = np.insert(quads, 0, rows, axis=1)  # own row first, then swapped into its seeded quadrant
+    quads = np.empty((b, 4), np.int64)
+    quads[:, 1:] = (rows[:, None] + off[:, :3]) % b
+    quads[:, 0] = rows
+    qpos = np.minimum(np.floor(u[:, 8] * 4).astype(np.int64), 3)  # own row swapped into its seeded quadrant
     quads[rows, 0], quads[rows, qpos] = quads[rows, qpos], rows
     cx = _uniform_int(uc[:, 0], int(np.ceil(f0 * w)), max(int(np.floor(f1 * w)), int(np.ceil(f0 * w))))
     cy = _uniform_int(uc[:, 1], int(np.ceil(f0 * h)), max(int(np.floor(f1 * h)), int(np.ceil(f0 * h))))
@@ -205,24 +212,56 @@ def _frame(x: np.ndarray, layout: str) -> Tuple[int, int]:
     return (x.shape[2], x.shape[3]) if layout == "NCHW" else (x.shape[1], x.shape[2])
 
 
-def _region(layout: str, x0: int, y0: int, x1: int, y1: int) -> tuple:
-    """The index of a rect inside one record."""
-    return (slice(None), slice(y0, y1), slice(x0, x1)) if layout == "NCHW" else (slice(y0, y1), slice(x0, x1))
+def _blend_into(dst: np.ndarray, partner: np.ndarray, wgt, scratch: np.ndarray) -> None:
+    """``dst = l * dst + (1 - l) * partner`` with ``l = wgt / 128`` (``wgt`` an int or broadcastable ints).
 
-
-def _blend_into(dst: np.ndarray, partner: np.ndarray, lam: float, scratch: np.ndarray) -> None:
-    """``dst = lam * dst + (1 - lam) * partner``: integer codes exactly rounded half up, floats in float32."""
+    Integer codes: exactly, rounded half up, in int16; floats in float32.
+    """
     if dst.dtype.kind in "iu":
-        wgt = int(round(lam * MIX_LEVELS))
         np.subtract(dst, partner, out=scratch, dtype=np.int16)  # |a - b| <= 255, * 127 + 64 fits int16
-        scratch *= wgt
+        scratch *= np.asarray(wgt, np.int16)
         scratch += MIX_LEVELS // 2
         scratch >>= 7  # floor division by 128 (arithmetic shift)
         np.add(partner, scratch, out=dst, casting="unsafe")
     else:
         np.subtract(dst, partner, out=scratch, dtype=np.float32)
-        scratch *= np.float32(lam)
+        scratch *= np.asarray(wgt, np.float32) / np.float32(MIX_LEVELS)
         np.add(partner, scratch, out=dst, casting="same_kind")
+
+
+def _mosaic_into(out: np.ndarray, x: np.ndarray, layout: str, plan: MixPlan) -> None:
+    """Each output's quadrants (:meth:`MixPlan.quadrants`, inlined: per output it is the cost), others copied."""
+    h, w = plan.height, plan.width
+    c = (slice(None),) if layout == "NCHW" else ()
+    mosaic, quads, centres = plan.mosaic.tolist(), plan.quads.tolist(), plan.centre.tolist()
+    for j in range(len(x)):
+        if not mosaic[j]:
+            out[j] = x[j]
+            continue
+        (cx, cy), (tl, tr, bl, br) = centres[j], quads[j]
+        ax, ay, bx, by = (w - cx) // 2, (h - cy) // 2, cx // 2, cy // 2  # the central windows' corners
+        top, bottom, left, right = slice(0, cy), slice(cy, h), slice(0, cx), slice(cx, w)
+        out[(j, *c, top, left)] = x[(tl, *c, slice(ay, ay + cy), slice(ax, ax + cx))]
+        out[(j, *c, top, right)] = x[(tr, *c, slice(ay, ay + cy), slice(bx, bx + w - cx))]
+        out[(j, *c, bottom, left)] = x[(bl, *c, slice(by, by + h - cy), slice(ax, ax + cx))]
+        out[(j, *c, bottom, right)] = x[(br, *c, slice(by, by + h - cy), slice(bx, bx + w - cx))]
+
+
+def _mixup_into(out: np.ndarray, x: np.ndarray, plan: MixPlan) -> None:
+    """Blend the mixup outputs with their partners: per record when large (in cache), else all at once."""
+    rows = np.flatnonzero(plan.mixup)
+    if not len(rows):
+        return
+    wgt = np.rint(plan.lam[rows] * MIX_LEVELS).astype(np.int64)
+    kind = np.int16 if x.dtype.kind in "iu" else np.float32
+    if x[0].nbytes >= 1 << 16:
+        scratch = np.empty(x.shape[1:], kind)
+        for j, k, wj in zip(rows.tolist(), plan.mix_partner[rows].tolist(), wgt.tolist()):
+            _blend_into(out[j], x[k], wj, scratch)
+        return
+    part = out[rows]
+    _blend_into(part, x[plan.mix_partner[rows]], wgt.reshape((-1,) + (1,) * (x.ndim - 1)), np.empty(part.shape, kind))
+    out[rows] = part
 
 
 def mix_batch(x: np.ndarray, layout: str, plan: MixPlan, out: Optional[np.ndarray] = None) -> np.ndarray:
@@ -241,23 +280,16 @@ def mix_batch(x: np.ndarray, layout: str, plan: MixPlan, out: Optional[np.ndarra
         out = np.empty_like(x)
     elif out.shape != x.shape or out.dtype != x.dtype or np.may_share_memory(out, x):
         raise ValueError(f"mix_batch: out {out.shape} {out.dtype} must be a separate {x.shape} {x.dtype} array")
-    if not plan.mosaic.any():
-        np.copyto(out, x)
+    if plan.mosaic.any():
+        _mosaic_into(out, x, layout, plan)
     else:
-        for j in range(len(x)):
-            if not plan.mosaic[j]:
-                out[j] = x[j]
-                continue
-            for row, dst, src in plan.quadrants(j):
-                out[j][_region(layout, *dst)] = x[row][_region(layout, *src)]
-    mixed = np.flatnonzero(plan.mixup).tolist()
-    if mixed:
-        scratch = np.empty(x.shape[1:], np.int16 if x.dtype.kind in "iu" else np.float32)
-        for j in mixed:
-            _blend_into(out[j], x[plan.mix_partner[j]], float(plan.lam[j]), scratch)
-    for j in np.flatnonzero(plan.cutmix).tolist():
-        r = _region(layout, *(int(v) for v in plan.rect[j]))
-        out[j][r] = x[plan.cut_partner[j]][r]
+        np.copyto(out, x)
+    _mixup_into(out, x, plan)
+    c = (slice(None),) if layout == "NCHW" else ()
+    for j, k, (x0, y0, x1, y1) in zip(
+        np.flatnonzero(plan.cutmix).tolist(), plan.cut_partner[plan.cutmix].tolist(), plan.rect[plan.cutmix].tolist()
+    ):
+        out[(j, *c, slice(y0, y1), slice(x0, x1))] = x[(k, *c, slice(y0, y1), slice(x0, x1))]
     return out
 
 
@@ -320,6 +352,6 @@ def soft_targets(y, plan: MixPlan, classes: int) -> np.ndarray:
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= int(classes)):
         raise ValueError(f"soft_targets: class ids must be in [0, {classes}), got {int(y.min())}..{int(y.max())}")
     sources, weights = mix_weights(plan)
-    t = np.zeros((len(y), int(classes)), np.float64)
-    np.add.at(t, (np.repeat(np.arange(len(y)), MIX_SOURCES), y[sources].reshape(-1)), weights.reshape(-1))
+    cells = (np.arange(len(y))[:, None] * int(classes) + y[sources]).reshape(-1)
+    t = np.bincount(cells, weights.reshape(-1), minlength=len(y) * int(classes)).reshape(len(y), int(classes))
     return (t / t.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -62,81 +62,99 @@ def _mask_bounds(inst: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return np.stack([x0, y0, x1, y1], 1).astype(np.float32), nonempty
 
 
-def _keep(layer: Dict[str, Any], area: np.ndarray, min_visibility: float) -> Dict[str, Any]:
-    """Drop boxes (and their instances) below ``min_visibility`` of their source area, or emptied."""
-    keep = (area > 0) & (area >= min_visibility * np.maximum(layer["area0"], 1e-12))
-    inst = layer["instances"]
-    if inst is not None and len(inst):
-        bounds, nonempty = _mask_bounds(inst)
-        b = layer["boxes"]
-        b[:, 1:3] = np.maximum(b[:, 1:3], bounds[:, :2])  # the box cut to its mask's remaining pixels
-        b[:, 3:5] = np.minimum(b[:, 3:5], bounds[:, 2:])
-        keep &= nonempty
-    out = dict(layer, boxes=layer["boxes"][keep], area0=layer["area0"][keep])
-    if inst is not None:
-        out["instances"] = inst[keep]
-    return out
+class _Pieces:
+    """The parts of the changed outputs, in output order: each shows one record's window ``src`` at ``dst``.
+
+    Per output: its mosaic quadrants (or its record, whole), the mixup
+    partner (whole), the cutmix partner's patch; ``occluded`` marks the
+    pieces under their output's cutmix patch (all but the patch itself).
+    """
+
+    def __init__(self, plan: MixPlan, outputs: List[int]):
+        full = (0, 0, plan.width, plan.height)
+        rows: List[Tuple[int, int, _Rect, int, int, bool]] = []  # output, record, dst, dx, dy, occluded
+        for j in outputs:
+            cut = bool(plan.cutmix[j])
+            if plan.mosaic[j]:
+                rows += [(j, r, d, d[0] - s[0], d[1] - s[1], cut) for r, d, s in plan.quadrants(j)]
+            else:
+                rows.append((j, j, full, 0, 0, cut))
+            if plan.mixup[j]:
+                rows.append((j, int(plan.mix_partner[j]), full, 0, 0, cut))
+            if cut:
+                rect = tuple(int(v) for v in plan.rect[j])
+                rows.append((j, int(plan.cut_partner[j]), rect, 0, 0, False))
+        self.output = np.array([r[0] for r in rows], np.int64)
+        self.record = np.array([r[1] for r in rows], np.int64)
+        self.dst = np.array([r[2] for r in rows], np.float32).reshape(-1, 4)
+        self.shift = np.array([r[3:5] for r in rows], np.float32).reshape(-1, 2)
+        self.occluded = np.array([r[5] for r in rows], bool)
+        self.rect = plan.rect[self.output].astype(np.float32)  # the output's cutmix patch
+
+    def gather(self, counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """For rows stacked per record (``counts[r]`` of record ``r``): each piece's rows, and their piece."""
+        n = counts[self.record]
+        piece = np.repeat(np.arange(len(n)), n)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        first = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
+        return starts[self.record][piece] + np.arange(len(piece)) - first[piece], piece
 
 
-def _place(lab: Dict[str, Any], dst: _Rect, src: _Rect, h: int, w: int, min_visibility: float) -> Dict[str, Any]:
-    """The labels of window ``src`` of a record, moved to ``dst`` (same size) and clipped to it."""
-    dx, dy = dst[0] - src[0], dst[1] - src[1]
-    b = lab["boxes"].copy()
-    b[:, [1, 3]] = np.clip(b[:, [1, 3]] + dx, dst[0], dst[2])
-    b[:, [2, 4]] = np.clip(b[:, [2, 4]] + dy, dst[1], dst[3])
-    k = lab["keypoints"].copy()
-    k[:, 0] += dx
-    k[:, 1] += dy
-    inside = (k[:, 0] >= dst[0]) & (k[:, 0] < dst[2]) & (k[:, 1] >= dst[1]) & (k[:, 1] < dst[3]) & (k[:, 2] > 0)
-    k[~inside] = 0
-    inst = None
-    if lab["instances"] is not None:
-        inst = np.zeros((len(b), h, w), bool)
-        inst[:, dst[1] : dst[3], dst[0] : dst[2]] = lab["instances"][:, src[1] : src[3], src[0] : src[2]]
-    layer = {"boxes": b, "area0": lab["area0"], "keypoints": k, "instances": inst}
-    return _keep(layer, (b[:, 3] - b[:, 1]).astype(np.float64) * (b[:, 4] - b[:, 2]), min_visibility)
-
-
-def _span_cut(lo: np.ndarray, hi: np.ndarray, r0: int, r1: int) -> Tuple[np.ndarray, np.ndarray]:
-    """An interval ``[lo, hi)`` minus ``[r0, r1)`` when that leaves one piece (else unchanged)."""
+def _span_cut(lo: np.ndarray, hi: np.ndarray, r0: np.ndarray, r1: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Intervals ``[lo, hi)`` minus ``[r0, r1)`` where that leaves one piece (else unchanged)."""
     covers_lo, covers_hi = (r0 <= lo) & (r1 > lo), (r0 < hi) & (r1 >= hi)
-    new_lo = np.where(covers_lo & ~covers_hi, np.float32(r1), lo)
-    new_hi = np.where(covers_hi & ~covers_lo, np.float32(r0), hi)
-    return new_lo, new_hi
+    return np.where(covers_lo & ~covers_hi, r1, lo), np.where(covers_hi & ~covers_lo, r0, hi)
 
 
-def _occlude(layer: Dict[str, Any], rect: _Rect, min_visibility: float) -> Dict[str, Any]:
-    """The labels of the objects a cutmix patch ``rect`` is pasted over."""
-    x0, y0, x1, y1 = rect
-    b = layer["boxes"].copy()
-    area = (b[:, 3] - b[:, 1]).astype(np.float64) * (b[:, 4] - b[:, 2])
-    iw = np.clip(np.minimum(b[:, 3], x1) - np.maximum(b[:, 1], x0), 0, None)
-    ih = np.clip(np.minimum(b[:, 4], y1) - np.maximum(b[:, 2], y0), 0, None)
-    visible = area - iw.astype(np.float64) * ih
-    across_x = (x0 <= b[:, 1]) & (x1 >= b[:, 3])  # the patch spans the box's width: its height shrinks
-    across_y = (y0 <= b[:, 2]) & (y1 >= b[:, 4])
-    ny0, ny1 = _span_cut(b[:, 2], b[:, 4], y0, y1)
-    nx0, nx1 = _span_cut(b[:, 1], b[:, 3], x0, x1)
-    b[:, 2], b[:, 4] = np.where(across_x, ny0, b[:, 2]), np.where(across_x, ny1, b[:, 4])
-    b[:, 1], b[:, 3] = np.where(across_y, nx0, b[:, 1]), np.where(across_y, nx1, b[:, 3])
-    k = layer["keypoints"].copy()
-    under = (k[:, 0] >= x0) & (k[:, 0] < x1) & (k[:, 1] >= y0) & (k[:, 1] < y1)
-    k[under] = 0
-    inst = layer["instances"]
-    if inst is not None:
-        inst = inst.copy()
-        inst[:, y0:y1, x0:x1] = False
-    return _keep(dict(layer, boxes=b, keypoints=k, instances=inst), visible, min_visibility)
+def _area(b: np.ndarray) -> np.ndarray:
+    return (b[:, 3] - b[:, 1]).astype(np.float64) * (b[:, 4] - b[:, 2])
 
 
-def _concat(layers: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    inst = [la["instances"] for la in layers]
-    return {
-        "boxes": np.concatenate([la["boxes"] for la in layers]),
-        "area0": np.concatenate([la["area0"] for la in layers]),
-        "keypoints": np.concatenate([la["keypoints"] for la in layers]),
-        "instances": None if any(i is None for i in inst) else np.concatenate(inst),
-    }
+def _place_boxes(b: np.ndarray, dst: np.ndarray, shift: np.ndarray, rect: np.ndarray, occluded: np.ndarray):
+    """Boxes moved by ``shift``, clipped to ``dst``, cut by ``rect`` where ``occluded``: (boxes, visible area)."""
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]] + shift[:, :1], dst[:, :1], dst[:, 2:3])
+    b[:, [2, 4]] = np.clip(b[:, [2, 4]] + shift[:, 1:], dst[:, 1:2], dst[:, 3:4])
+    iw = np.clip(np.minimum(b[:, 3], rect[:, 2]) - np.maximum(b[:, 1], rect[:, 0]), 0, None)
+    ih = np.clip(np.minimum(b[:, 4], rect[:, 3]) - np.maximum(b[:, 2], rect[:, 1]), 0, None)
+    visible = _area(b) - np.where(occluded, iw.astype(np.float64) * ih, 0.0)
+    across_x = occluded & (rect[:, 0] <= b[:, 1]) & (rect[:, 2] >= b[:, 3])  # the patch spans the box's width
+    across_y = occluded & (rect[:, 1] <= b[:, 2]) & (rect[:, 3] >= b[:, 4])
+    y0, y1 = _span_cut(b[:, 2], b[:, 4], rect[:, 1], rect[:, 3])
+    x0, x1 = _span_cut(b[:, 1], b[:, 3], rect[:, 0], rect[:, 2])
+    b[:, 2], b[:, 4] = np.where(across_x, y0, b[:, 2]), np.where(across_x, y1, b[:, 4])
+    b[:, 1], b[:, 3] = np.where(across_y, x0, b[:, 1]), np.where(across_y, x1, b[:, 3])
+    return b, visible
+
+
+def _place_instances(labs, pieces: _Pieces, piece: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Each candidate box's instance mask, moved into its piece and cut by the patch where occluded."""
+    inst = np.zeros((len(piece), h, w), bool)
+    first = np.searchsorted(piece, np.arange(len(pieces.record) + 1))
+    for p, r in enumerate(pieces.record.tolist()):
+        x0, y0, x1, y1 = (int(v) for v in pieces.dst[p])
+        dx, dy = (int(v) for v in pieces.shift[p])
+        inst[first[p] : first[p + 1], y0:y1, x0:x1] = labs[r]["instances"][:, y0 - dy : y1 - dy, x0 - dx : x1 - dx]
+        if pieces.occluded[p]:
+            c0, r0, c1, r1 = (int(v) for v in pieces.rect[p])
+            inst[first[p] : first[p + 1], r0:r1, c0:c1] = False
+    return inst
+
+
+def _place_keypoints(k: np.ndarray, pieces: _Pieces, piece: np.ndarray) -> np.ndarray:
+    """Keypoints moved with their piece; ``(0, 0, 0)`` outside it, under the patch, or unlabeled."""
+    dst, rect = pieces.dst[piece], pieces.rect[piece]
+    k[:, :2] += pieces.shift[piece]
+    inside = (k[:, 0] >= dst[:, 0]) & (k[:, 0] < dst[:, 2]) & (k[:, 1] >= dst[:, 1]) & (k[:, 1] < dst[:, 3])
+    under = (k[:, 0] >= rect[:, 0]) & (k[:, 0] < rect[:, 2]) & (k[:, 1] >= rect[:, 1]) & (k[:, 1] < rect[:, 3])
+    k[~inside | (under & pieces.occluded[piece]) | (k[:, 2] <= 0)] = 0
+    return k
+
+
+def _split(values: Optional[np.ndarray], outputs: np.ndarray, b: int) -> List[Optional[np.ndarray]]:
+    """Rows sorted by output, as one array per output ``0..b-1``."""
+    if values is None:
+        return [None] * b
+    return np.split(values, np.cumsum(np.bincount(outputs, minlength=b))[:-1])
 
 
 def _mask_of(labs: List[Dict[str, Any]], plan: MixPlan, j: int) -> Optional[np.ndarray]:
@@ -165,35 +183,46 @@ def mix_labels(records: Sequence[Dict[str, Any]], plan: MixPlan, min_visibility:
     ``records[j]`` holds batch row ``j``'s labels (``Pack.record`` dicts do);
     ``min_visibility`` is the share of a box's area (in its source record)
     that must stay visible, 0.1 as Ultralytics' mosaic.  Outputs the plan
-    leaves alone get copies of their record's labels.
+    leaves alone get copies of their record's labels.  Instance masks are
+    kept when every record has them.  Boxes and keypoints of the whole batch
+    go through numpy at once.
     """
     if len(records) != len(plan):
         raise ValueError(f"mix_labels: {len(records)} records for a plan of {len(plan)} outputs")
     if not 0.0 <= float(min_visibility) <= 1.0:
         raise ValueError(f"min_visibility {min_visibility} must be in [0, 1]")
-    h, w = plan.height, plan.width
+    h, w, n = plan.height, plan.width, len(plan)
     labs = [_record_labels(r, i, h, w) for i, r in enumerate(records)]
-    full = (0, 0, w, h)
+    changed = np.flatnonzero(plan.mosaic | plan.mixup | plan.cutmix).tolist()
+    pieces = _Pieces(plan, changed)
+    nb = np.array([len(la["boxes"]) for la in labs], np.int64)
+    idx, piece = pieces.gather(nb)
+    b0 = np.concatenate([la["boxes"] for la in labs])
+    boxes, visible = _place_boxes(
+        b0[idx], pieces.dst[piece], pieces.shift[piece], pieces.rect[piece], pieces.occluded[piece]
+    )
+    keep = (visible > 0) & (visible >= min_visibility * np.maximum(_area(b0[idx]), 1e-12))
+    inst = None
+    if all(la["instances"] is not None for la in labs):
+        inst = _place_instances(labs, pieces, piece, h, w)
+        bounds, nonempty = _mask_bounds(inst)
+        boxes[:, 1:3] = np.maximum(boxes[:, 1:3], bounds[:, :2])  # the box cut to its mask's remaining pixels
+        boxes[:, 3:5] = np.minimum(boxes[:, 3:5], bounds[:, 2:])
+        keep &= nonempty
+        inst = inst[keep]
+    kidx, kpiece = pieces.gather(np.array([len(la["keypoints"]) for la in labs], np.int64))
+    kps = _place_keypoints(np.concatenate([la["keypoints"] for la in labs])[kidx], pieces, kpiece)
+    out_boxes = _split(boxes[keep], pieces.output[piece][keep], n)
+    out_inst = _split(inst, pieces.output[piece][keep], n)
+    out_kps = _split(kps, pieces.output[kpiece], n)
     out = []
     for j, lab in enumerate(labs):
-        if plan.mosaic[j]:
-            layer = _concat([_place(labs[r], d, s, h, w, min_visibility) for r, d, s in plan.quadrants(j)])
-        elif plan.mixup[j] or plan.cutmix[j]:
-            layer = _place(lab, full, full, h, w, min_visibility)
-        else:
-            layer = {k: None if v is None else np.array(v) for k, v in lab.items()}
-        if plan.mixup[j]:
-            layer = _concat([layer, _place(labs[int(plan.mix_partner[j])], full, full, h, w, min_visibility)])
-        if plan.cutmix[j]:
-            rect = tuple(int(v) for v in plan.rect[j])
-            patch = _place(labs[int(plan.cut_partner[j])], rect, rect, h, w, min_visibility)
-            layer = _concat([_occlude(layer, rect, min_visibility), patch])
+        if not (plan.mosaic[j] or plan.mixup[j] or plan.cutmix[j]):
+            out.append(
+                {k: None if lab[k] is None else np.array(lab[k]) for k in ("boxes", "keypoints", "mask", "instances")}
+            )
+            continue
         out.append(
-            {
-                "boxes": layer["boxes"],
-                "keypoints": layer["keypoints"],
-                "mask": _mask_of(labs, plan, j),
-                "instances": layer["instances"],
-            }
+            {"boxes": out_boxes[j], "keypoints": out_kps[j], "mask": _mask_of(labs, plan, j), "instances": out_inst[j]}
         )
     return out

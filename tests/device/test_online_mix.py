@@ -70,10 +70,14 @@ def test_every_layout_and_dtype_gives_the_same_result(layout, dtype):
     assert _as(ref, layout).tobytes() == got.tobytes()
 
 
+SIZES = ((H, W), (160, 160))  # records blended all at once, and one by one (64 KB and more)
+
+
+@pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("dtype", ("uint8", "int8"))
-def test_mixup_of_integer_codes_is_exact_rounded_half_up(dtype):
-    x = _batch(dtype, n=5)
-    plan = _plan(len(x), mixup=1.0)
+def test_mixup_of_integer_codes_is_exact_rounded_half_up(dtype, size):
+    x = _batch(dtype, n=5, h=size[0], w=size[1])
+    plan = _plan(len(x), h=size[0], w=size[1], mixup=1.0)
     out = mix_batch(x, "NHWC", plan)
     for j in range(len(x)):
         wgt = int(round(plan.lam[j] * MIX_LEVELS))
@@ -83,10 +87,11 @@ def test_mixup_of_integer_codes_is_exact_rounded_half_up(dtype):
         assert np.array_equal(out[j].astype(np.int64), ref)
 
 
+@pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("dtype", ("float16", "float32"))
-def test_mixup_of_floats_is_the_float32_blend(dtype):
-    x = _batch(dtype, n=5)
-    plan = _plan(len(x), mixup=1.0, mixup_alpha=32.0)
+def test_mixup_of_floats_is_the_float32_blend(dtype, size):
+    x = _batch(dtype, n=5, h=size[0], w=size[1])
+    plan = _plan(len(x), h=size[0], w=size[1], mixup=1.0, mixup_alpha=32.0)
     out = mix_batch(x, "NHWC", plan)
     for j in range(len(x)):
         a, b = x[j].astype(np.float32), x[plan.mix_partner[j]].astype(np.float32)

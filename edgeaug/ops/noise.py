@@ -7,6 +7,8 @@ shared RNG.  Labels are untouched.  Registered in :data:`edgeaug.ops.OPS`.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from edgeaug.ops.base import Op, register
@@ -27,11 +29,14 @@ def _to_uint8(x: np.ndarray, shape) -> np.ndarray:
 
 @register
 class ISONoise(Op):
-    """Camera ISO noise, as Albumentations' ISONoise: hue jitter and Poisson luminance noise in HLS.
+    """Camera ISO noise: hue jitter and Poisson luminance noise in HLS (as Albumentations 1.x' ISONoise).
 
     Params: ``color_shift`` (default [0.01, 0.05]: hue noise std, a fraction of
     360 degrees, times ``intensity``), ``intensity`` (default [0.1, 0.5]:
-    luminance noise is Poisson with mean ``intensity * 255 * std(L)``), ``seed``.
+    luminance noise is Poisson with mean ``intensity * 255 * std(L)``, added as
+    ``L += noise / 255 * (1 - L)``), ``seed``.  Like ``gaussian_noise``, each
+    value's noise is one of 256 quantiles of its distribution, picked by a byte of
+    the record's ``PCG64(seed)`` stream (tails beyond 1/512 are cut).
     """
 
     name = "iso_noise"
@@ -45,16 +50,40 @@ class ISONoise(Op):
 
         if image.shape[2] != 3 or params["intensity"] <= 0:
             return image, labels
-        rng = noise_rng(params)
         hls = cv2.cvtColor(image.astype(np.float32) * np.float32(1 / 255), cv2.COLOR_RGB2HLS)
         std = float(cv2.meanStdDev(hls)[1][1, 0])
         h, w = image.shape[:2]
-        lum = rng.poisson(std * params["intensity"] * 255, size=(h, w)).astype(np.float32)
-        hue = rng.normal(0, params["color_shift"] * 360 * params["intensity"], size=(h, w)).astype(np.float32)
-        hls[..., 0] = np.mod(hls[..., 0] + hue, 360)
-        hls[..., 1] += lum * np.float32(1 / 255) * (1 - hls[..., 1])
-        rgb = cv2.cvtColor(np.clip(hls, 0, [360, 1, 1]).astype(np.float32), cv2.COLOR_HLS2RGB)
+        pick = np.frombuffer(noise_rng(params).bytes(2 * h * w), np.uint8).reshape(2, h, w)
+        lum = poisson_quantiles(std * params["intensity"] * 255).astype(np.float32) * np.float32(1 / 255)
+        hue = (QUANTILES * (params["color_shift"] * 360 * params["intensity"])).astype(np.float32)
+        hls[..., 0] = np.mod(hls[..., 0] + hue[pick[0]], 360)
+        hls[..., 1] += lum[pick[1]] * (1 - hls[..., 1])
+        rgb = cv2.cvtColor(_clip_lightness(hls), cv2.COLOR_HLS2RGB)
         return _to_uint8(rgb * 255, image.shape), labels
+
+
+def _clip_lightness(hls: np.ndarray) -> np.ndarray:
+    np.clip(hls[..., 1], 0, 1, out=hls[..., 1])
+    return hls
+
+
+def _normal_quantiles() -> np.ndarray:
+    from statistics import NormalDist
+
+    return np.array([NormalDist().inv_cdf((i + 0.5) / 256) for i in range(256)])
+
+
+QUANTILES = _normal_quantiles()  # the standard normal at the 256 mid-quantiles
+
+
+def poisson_quantiles(lam: float) -> np.ndarray:
+    """Poisson(``lam``) at the 256 mid-quantiles (i + 0.5) / 256, from its cumulative distribution."""
+    if lam <= 0:
+        return np.zeros(256)
+    k = np.arange(int(lam + 12 * math.sqrt(lam) + 20))
+    logpmf = k * math.log(lam) - lam - np.array([math.lgamma(i + 1) for i in k])
+    cdf = np.cumsum(np.exp(logpmf))
+    return np.minimum(np.searchsorted(cdf, (np.arange(256) + 0.5) / 256), len(k) - 1).astype(np.float64)
 
 
 @register

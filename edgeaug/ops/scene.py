@@ -132,16 +132,26 @@ class SunFlare(Op):
         h, w = image.shape[:2]
         out = image.copy()
         for cx, cy, r, alpha, grey in params["circles"]:
-            overlay = out.copy()
-            cv2.circle(overlay, (round(cx * w), round(cy * h)), max(1, round(r * w)), (int(grey),) * 3, -1)
-            cv2.addWeighted(overlay, alpha, out, 1 - alpha, 0, dst=out)
+            x, y, rad = round(cx * w), round(cy * h), max(1, round(r * w))
+            x0, y0, x1, y1 = max(0, x - rad), max(0, y - rad), min(w, x + rad + 1), min(h, y + rad + 1)
+            if x0 >= x1 or y0 >= y1:
+                continue  # off the frame
+            roi = out[y0:y1, x0:x1]  # blend only the circle's square: the rest would blend with itself
+            overlay = roi.copy()
+            cv2.circle(overlay, (x - x0, y - y0), rad, (int(grey),) * 3, -1)
+            cv2.addWeighted(overlay, alpha, roi, 1 - alpha, 0, dst=roi)
         rad = params["src_radius"] * w
-        if rad <= 0:
+        sx, sy = params["x"] * w, params["y"] * h
+        x0, y0 = max(0, math.floor(sx - rad)), max(0, math.floor(sy - rad))
+        x1, y1 = min(w, math.ceil(sx + rad) + 1), min(h, math.ceil(sy + rad) + 1)
+        if rad <= 0 or x0 >= x1 or y0 >= y1:
             return out, labels
-        yy, xx = np.ogrid[0:h, 0:w]
-        d = np.sqrt((xx + 0.5 - params["x"] * w) ** 2 + (yy + 0.5 - params["y"] * h) ** 2, dtype=np.float32)
-        glow = (np.clip(1 - d / np.float32(rad), 0, 1) ** 2)[..., None]
-        return np.rint(out + (255 - out.astype(np.float32)) * glow).astype(np.uint8), labels
+        yy, xx = np.ogrid[y0:y1, x0:x1]
+        d2 = ((xx + np.float32(0.5 - sx)) ** 2 + (yy + np.float32(0.5 - sy)) ** 2).astype(np.float32)
+        glow = (np.maximum(1 - np.sqrt(d2) / np.float32(rad), 0) ** 2)[..., None]  # zero beyond the radius
+        roi = out[y0:y1, x0:x1]
+        roi[:] = np.rint(roi + (255 - roi.astype(np.float32)) * glow).astype(np.uint8)
+        return out, labels
 
 
 @register

@@ -287,3 +287,29 @@ def test_cli_build_with_policies_on_boxes_and_keypoints(tmp_path):
     assert r.exit_code != 0 and "geometric = false" in r.output
     recipe.write_text('variants = 2\n[[ops]]\nop = "augmix"\ngeometric = false\n')
     assert _build(tmp_path / "m.jsonl", tmp_path / "flat.lmdb", recipe, 1).exit_code == 0
+
+
+@pytest.mark.parametrize("name", ["posterize", "solarize", "invert", "tone_curve"])
+def test_tone_ops_fast_apply_matches_their_fused_curve(name):
+    """The pipeline fuses tone ops through ``curve``; a lone op's faster ``apply`` gives the same bytes."""
+    from edgeaug.ops.photometric import ToneOp
+
+    op, img = build_op(name), photo()
+    assert isinstance(op, ToneOp)
+    for seed in SEEDS:
+        params = op.sample(np.random.default_rng(seed), (64.0, 48.0))
+        assert op.apply(img, None, params)[0].tobytes() == ToneOp.apply(op, img, None, params)[0].tobytes()
+    extremes = {"solarize": "threshold", "posterize": "bits"}
+    for v in {"threshold": (0.0, 0.5, 127.5, 128.0, 255.0, 256.0), "bits": range(1, 9)}.get(extremes.get(name), ()):
+        p = {extremes[name]: v}  # integer and fractional thresholds, every bit depth
+        assert op.apply(img, None, p)[0].tobytes() == ToneOp.apply(op, img, None, p)[0].tobytes(), p
+
+
+def test_autocontrast_stretches_each_channel_to_full_range():
+    img = np.zeros((8, 8, 3), np.uint8)
+    img[..., 0] = np.linspace(50, 150, 64).reshape(8, 8).astype(np.uint8)
+    img[..., 1] = 77  # flat: left alone
+    img[..., 2] = np.linspace(0, 255, 64).reshape(8, 8).astype(np.uint8)
+    out, _ = build_op("autocontrast").apply(img, None, {"cutoff": 0.0})
+    assert out[..., 0].min() == 0 and out[..., 0].max() == 255
+    assert (out[..., 1] == 77).all() and np.array_equal(out[..., 2], img[..., 2])

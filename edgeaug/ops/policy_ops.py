@@ -2,8 +2,9 @@
 
 Each takes a magnitude in torchvision's units.  The geometric members
 (ShearX/Y, TranslateX/Y, Rotate) warp the output image a second time (nearest
-neighbour, torchvision's default) and move the labels with it: boxes (clipped,
-dropped below ``min_visibility``), keypoints (invisible outside the frame) and the mask.
+neighbour, torchvision's default, in numpy: exact and independent of OpenCV's
+threads) and move the labels with it: boxes (clipped, dropped below
+``min_visibility``), keypoints (invisible outside the frame) and the mask.
 """
 
 from __future__ import annotations
@@ -58,21 +59,30 @@ def apply_member(image: np.ndarray, labels: Any, entry: dict, fill: int, min_vis
     return PIXEL[name](image, mag), labels
 
 
-def warp_image(image: np.ndarray, m: np.ndarray, fill: int, nearest: bool = True) -> np.ndarray:
-    import cv2
+def warp_image(image: np.ndarray, m: np.ndarray, fill: int) -> np.ndarray:
+    """Nearest-neighbour warp by the forward matrix ``m``; uncovered pixels get ``fill``.
 
+    Written in numpy rather than ``cv2.warpAffine``: OpenCV's nearest-neighbour warp
+    rounds ties differently with its thread count, which would make a verify run with
+    more threads than the build disagree.  Each output pixel centre maps back through
+    ``m``'s inverse and takes the source pixel that contains it (pixel i covers [i, i+1)).
+    """
     h, w = image.shape[:2]
-    pix = _pixel_centres(m)
-    flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
-    out = cv2.warpAffine(image, pix[:2], (w, h), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=(fill,) * 4)
-    return out.reshape(image.shape)
+    inv = affine_inverse(m)
+    xs, ys = np.arange(w) + 0.5, np.arange(h) + 0.5
+    sx = np.floor(inv[0, 0] * xs[None, :] + inv[0, 1] * ys[:, None] + inv[0, 2]).astype(np.intp)
+    sy = np.floor(inv[1, 0] * xs[None, :] + inv[1, 1] * ys[:, None] + inv[1, 2]).astype(np.intp)
+    inside = (sx >= 0) & (sx < w) & (sy >= 0) & (sy < h)
+    out = image[np.where(inside, sy, 0), np.where(inside, sx, 0)]
+    out[~inside] = fill
+    return out
 
 
-def _pixel_centres(m: np.ndarray) -> np.ndarray:
-    """The same map for OpenCV's convention (pixel centres at integers)."""
-    t = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]])
-    ti = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]])
-    return ti @ m @ t
+def affine_inverse(m: np.ndarray) -> np.ndarray:
+    """The inverse of an affine 3x3 matrix, written out: np.linalg.inv's LAPACK call wakes OpenBLAS's threads."""
+    (a, b, c), (d, e, f) = m[0], m[1]
+    det = a * e - b * d
+    return np.array([[e, -b, b * f - c * e], [-d, a, c * d - a * f], [0.0, 0.0, det]]) / det
 
 
 def warp_labels(labels: Any, m: np.ndarray, w: int, h: int, min_vis: float) -> Any:

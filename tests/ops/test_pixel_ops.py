@@ -264,6 +264,9 @@ def test_cli_build_with_every_new_op_is_identical_for_one_and_two_workers(tmp_pa
         assert r.exit_code == 0, r.output
         packs.append(hashlib.sha256(out.read_bytes()).hexdigest())
     assert packs[0] == packs[1]
+    # verify regenerates every record in this process (OpenCV's default threads, unlike the build's one)
+    r = CliRunner().invoke(app, ["verify", str(tmp_path / "w1.lmdb"), "--source", str(src)])
+    assert r.exit_code == 0 and "12/12 regenerated records byte-identical" in r.output, r.output
 
 
 def test_cli_build_with_policies_on_boxes_and_keypoints(tmp_path):
@@ -313,3 +316,41 @@ def test_autocontrast_stretches_each_channel_to_full_range():
     out, _ = build_op("autocontrast").apply(img, None, {"cutoff": 0.0})
     assert out[..., 0].min() == 0 and out[..., 0].max() == 255
     assert (out[..., 1] == 77).all() and np.array_equal(out[..., 2], img[..., 2])
+
+
+@pytest.mark.parametrize("name", sorted(NEW))
+def test_output_does_not_depend_on_opencvs_thread_count(name):
+    """Builds run OpenCV on one thread, `verify` may not: both must render the same bytes."""
+    import cv2
+
+    op, img = build_op(name), photo(96, 128)
+    before = cv2.getNumThreads()
+    try:
+        for seed in SEEDS:
+            params = op.sample(np.random.default_rng(seed), (128.0, 96.0))
+            outs = set()
+            for threads in (1, 2, 4):
+                cv2.setNumThreads(threads)
+                outs.add(op.apply(img, None, params)[0].tobytes())
+            assert len(outs) == 1, params
+    finally:
+        cv2.setNumThreads(before)
+
+
+@pytest.mark.parametrize("name", GEOMETRIC)
+def test_policy_geometry_does_not_depend_on_opencvs_thread_count(name):
+    """OpenCV's nearest-neighbour warpAffine rounds ties by thread stripe (ShearX -1/15 at 224 px did)."""
+    import cv2
+
+    img = np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+    before = cv2.getNumThreads()
+    try:
+        for mag in (-0.3, -1 / 15, 1 / 30, 0.1, 0.99):
+            entry = {"name": name, "magnitude": mag * (100 if name == "Rotate" else 1), "unit": "frac"}
+            outs = set()
+            for threads in (1, 2, 4):
+                cv2.setNumThreads(threads)
+                outs.add(apply_member(img, None, entry, 0, 0.3)[0].tobytes())
+            assert len(outs) == 1, entry
+    finally:
+        cv2.setNumThreads(before)

@@ -71,7 +71,7 @@ def member(rng: np.random.Generator, space: dict, name: str, index: int, bins: i
         mag = top * index / (bins - 1)
     if signed and rng.integers(2):
         mag = -mag
-    entry["magnitude"] = float(mag)
+    entry["magnitude"] = float(mag) + 0.0  # no -0.0 in the recorded params
     if name.startswith("Translate"):
         entry["unit"] = unit
     return entry

@@ -1,11 +1,23 @@
 """Every op by name: importing this module registers all op modules into :data:`OPS`.
 
-The op modules import only :mod:`edgeaug.ops.base`; this is the one module that imports them all.
+The op modules import only :mod:`edgeaug.ops.base` (the pixel-op families also the
+:class:`~edgeaug.ops.photometric.ToneOp` base and each other's small helpers); this is
+the one module that imports them all.
 """
 
 from __future__ import annotations
 
-from edgeaug.ops import composite, geometric, onnx_model, photometric  # noqa: F401  (registration)
+from edgeaug.ops import (  # noqa: F401  (registration)
+    auto,
+    blur,
+    color,
+    composite,
+    geometric,
+    noise,
+    onnx_model,
+    photometric,
+    scene,
+)
 from edgeaug.ops.base import OPS, Op
 
 __all__ = ["OPS", "Op"]

@@ -62,10 +62,37 @@ TABLE = {
     "gaussian_noise": ({"sigma": [0.02, 0.1]}, {"sigma": 0}),
     "jpeg": ({"quality": [10, 60]}, None),
     "cutout": ({"count": [1, 3], "size": [0.1, 0.3], "fill": [0, 255]}, {"count": 0}),
+    # Sensor noise, blur and sharpness, colour, scene, auto policies (issue 24).
+    "iso_noise": ({"color_shift": [0.02, 0.05], "intensity": [0.3, 0.6]}, {"intensity": 0}),
+    "shot_noise": ({"scale": [0.005, 0.02], "read_noise": [0.0, 0.02]}, {"scale": 0, "read_noise": 0}),
+    "salt_pepper": ({"amount": [0.02, 0.08]}, {"amount": 0}),
+    "multiplicative_noise": ({"multiplier": [0.8, 1.2]}, {"multiplier": 1}),
+    "median_blur": ({"ksize": [3, 7]}, {"ksize": 1}),
+    "box_blur": ({"ksize": [3, 7]}, {"ksize": 1}),
+    "defocus": ({"radius": [1, 3]}, {"radius": 0}),
+    "zoom_blur": ({"max_factor": [1.1, 1.3]}, {"max_factor": 1}),
+    "sharpen": ({"alpha": [0.3, 0.8]}, {"alpha": 0}),
+    "unsharp_mask": ({"alpha": [0.5, 1.5], "threshold": [0, 5]}, {"alpha": 0}),
+    "downscale": ({"scale": [0.25, 0.6]}, {"scale": 1}),
+    "channel_shuffle": ({}, None),
+    "rgb_shift": ({}, {"r_shift": 0, "g_shift": 0, "b_shift": 0}),
+    "white_balance": ({"temperature": [2500, 12000]}, {"temperature": 6500}),
+    "posterize": ({"bits": [2, 5]}, {"bits": 8}),
+    "solarize": ({"threshold": [60, 200]}, {"threshold": 256}),
+    "invert": ({}, None),
+    "autocontrast": ({"cutoff": [1, 5]}, None),
+    "tone_curve": ({"scale": [0.1, 0.2]}, {"scale": 0}),
+    "shadow": ({"count": [1, 3]}, {"count": 0}),
+    "fog": ({"fog_coef": [0.3, 0.8]}, {"fog_coef": 0}),
+    "sun_flare": ({}, {"circles": 0, "src_radius": 0}),
+    "rain": ({"density": [0.01, 0.03]}, {"density": 0}),
+    "randaugment": ({"num_ops": [2, 3], "magnitude": [5, 15]}, {"num_ops": 0}),
+    "trivial_augment": ({}, None),
+    "augmix": ({}, None),
     "one_of": ({"ops": CHILDREN}, {"ops": ZERO_CHILDREN}),
     "some_of": ({"n": [1, 3], "ops": CHILDREN}, {"n": [1, 3], "ops": ZERO_CHILDREN}),
 }
-RANDOM_FREE = {"hflip", "vflip", "grayscale", "equalize"}  # same output whatever the seed
+RANDOM_FREE = {"hflip", "vflip", "grayscale", "equalize", "invert"}  # same output whatever the seed
 
 
 def source_image():

@@ -22,11 +22,12 @@ def errors() -> Iterator[None]:
     from edgeaug.builder.writer import WriteError
     from edgeaug.config.fields import ConfigError
     from edgeaug.device.format import FormatError
+    from edgeaug.ops.base import OpError
     from edgeaug.sources.scan import SourceError
 
     try:
         yield
-    except (BuildError, ConfigError, FormatError, SourceError, WriteError, OSError) as e:
+    except (BuildError, ConfigError, FormatError, OpError, SourceError, WriteError, OSError) as e:
         fail(str(e))
 
 

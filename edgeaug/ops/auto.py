@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeaug.config.fields import ConfigError
-from edgeaug.ops.base import Op, register
+from edgeaug.ops.base import Op, OpError, register
 from edgeaug.ops.policy_ops import GEOMETRIC, apply_member, has_labels
 
 # member -> (magnitude at the top bin, signed); None: no magnitude; Posterize: (start bits, span).
@@ -194,7 +193,7 @@ class AugMix(Policy):
 
     def apply(self, image, labels, params):
         if self.options["geometric"] and has_labels(labels):
-            raise ConfigError(  # a recipe/dataset mismatch: the CLI prints it as one line
+            raise OpError(  # a recipe/dataset mismatch: the CLI prints it as one line
                 "op augmix: geometric: augmix blends differently warped copies, so boxes, keypoints and masks "
                 "cannot follow them: set geometric = false on the recipe's augmix op, or use randaugment or "
                 "trivial_augment"

@@ -31,6 +31,10 @@ Size = Tuple[float, float]
 OPS: Dict[str, type] = {}
 
 
+class OpError(ValueError):
+    """An op cannot run on this record (e.g. a recipe/dataset mismatch); the CLI prints it as one line."""
+
+
 def register(cls: type) -> type:
     OPS[cls.name] = cls
     return cls

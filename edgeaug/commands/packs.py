@@ -189,6 +189,13 @@ def verify(
         None, "--sample", help="With --source, regenerate only N records (chosen reproducibly)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress while regenerating."),
+    recipe_dir: Optional[Path] = typer.Option(
+        None,
+        "--recipe-dir",
+        help="With --source: the folder of the recipe the pack was built with, where model files the recipe "
+        "names (the onnx op) are found. A pack's model paths must be relative and stay inside SOURCE's folder "
+        "or this one.",
+    ),
 ) -> None:
     """Check every record's digest; with --source, regenerate records and compare bytes.
 
@@ -197,7 +204,7 @@ def verify(
     from edgeaug.verify import verify_pack
 
     with errors(), progress_to("regenerating", source is not None and not quiet, "records") as progress:
-        rep = verify_pack(pack, source, sample, progress)
+        rep = verify_pack(pack, source, sample, progress, recipe_dir)
     for line in rep.digest_problems + rep.source_problems + [str(m) for m in rep.mismatches]:
         typer.echo(line)
     typer.echo(rep.summary())

@@ -15,7 +15,7 @@ from typing import List, Tuple
 import numpy as np
 
 from edgeaug.config.fields import ConfigError, Fields, load_toml
-from edgeaug.device.format import DTYPES, tensor_shape
+from edgeaug.device.format import DTYPES, FormatError, tensor_shape
 
 LAYOUTS = ("NHWC", "NCHW")
 COLORS = {"RGB": 3, "BGR": 3, "GRAY": 1}
@@ -137,10 +137,21 @@ def parse_target(data: dict, name: str, where: str = "<target>") -> Target:
 
 
 def target_from_dict(d: dict) -> Target:
-    """Rebuild a Target from a manifest's ``target`` entry."""
-    d = dict(d)
-    dev = d.pop("device")
-    return Target(device=Device(**dev), **{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
+    """Rebuild a Target from a manifest's ``target`` entry (types checked by the loader); a missing field is a
+    FormatError naming it."""
+    names = [f.name for f in dataclasses.fields(Target)]
+    missing = [f"target.{k}" for k in names if k not in d] + [
+        f"target.device.{f.name}" for f in dataclasses.fields(Device) if _missing(d.get("device"), f.name)
+    ]
+    if missing:
+        raise FormatError(f"manifest: {', '.join(missing)}: missing (this command needs the whole target)")
+    kw = {k: d[k] for k in names}
+    dev = {f.name: d["device"][f.name] for f in dataclasses.fields(Device)}
+    return Target(**{**kw, "device": Device(**dev), "mean": tuple(d["mean"]), "std": tuple(d["std"])})
+
+
+def _missing(table, key: str) -> bool:
+    return not isinstance(table, dict) or key not in table
 
 
 def quantization_lut(t: Target) -> np.ndarray:

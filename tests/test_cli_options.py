@@ -146,3 +146,17 @@ def test_the_console_script_is_the_stdlib_entry_point():
     code = "import sys, edgeaug.console; print(sorted(m for m in ('typer', 'numpy', 'rich') if m in sys.modules))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_target_from_a_model_writes_to_the_current_folder_not_the_shipped_profiles(tmp_path, monkeypatch):
+    from edgeaug.config.targets import list_targets, load_target, shipped_target_dir
+
+    (tmp_path / "targets").mkdir()  # as in a checkout's root: the shipped profiles' folder
+    monkeypatch.chdir(tmp_path)
+    shipped = sorted(p.name for p in list_targets())
+    model = REPO / "tests" / "fixtures" / "tflite" / "uint8_edgetpu.tflite"
+    r = runner.invoke(app, ["target", "from-tflite", str(model), "--name", "coral-test"])
+    assert r.exit_code == 0, r.output
+    assert "wrote coral-test.toml" in r.output and load_target(tmp_path / "coral-test.toml").dtype == "uint8"
+    assert list((tmp_path / "targets").iterdir()) == []
+    assert sorted(p.name for p in list_targets()) == shipped and shipped_target_dir() == REPO / "targets"

@@ -31,6 +31,7 @@ out-of-range parameters are errors naming the file and field.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, List, Tuple
 
@@ -40,7 +41,8 @@ from edgeaug.ops.registry import OPS
 RESIZE_MODES = ("squash", "letterbox", "center_crop")
 BORDERS = ("constant", "reflect")
 MAX_NESTING = 8  # one_of inside some_of inside ...: a sane bound, not a recursion bomb
-RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
+# The shipped recipes: package data (a wheel installs them with the package).
+RECIPE_DIR = Path(str(files("edgeaug.config") / "recipes"))
 DEFAULT_RECIPE = RECIPE_DIR / "default.toml"
 
 

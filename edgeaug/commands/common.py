@@ -12,31 +12,16 @@ from typing import Callable, Iterator, Optional, TextIO, Tuple
 import typer
 
 
-# Choices as enums: typer checks them and lists them in --help.
-class Split(str, Enum):
-    train = "train"
-    val = "val"
+def _choices(name: str, *values: str) -> type:
+    """A str Enum whose members are named as their values: typer checks them and lists them in --help."""
+    return Enum(name, {v: v for v in values}, type=str)
 
 
-class OnError(str, Enum):
-    skip = "skip"
-    fail = "fail"
-
-
-class Layout(str, Enum):
-    NCHW = "NCHW"
-    NHWC = "NHWC"
-
-
-class Color(str, Enum):
-    RGB = "RGB"
-    BGR = "BGR"
-    GRAY = "GRAY"
-
-
-class WordSize(str, Enum):
-    w32 = "32"
-    w64 = "64"
+Split = _choices("Split", "train", "val")
+OnError = _choices("OnError", "skip", "fail")
+Layout = _choices("Layout", "NCHW", "NHWC")
+Color = _choices("Color", "RGB", "BGR", "GRAY")
+WordSize = _choices("WordSize", "32", "64")
 
 
 def value(choice: Optional[Enum]) -> Optional[str]:

@@ -32,7 +32,7 @@ _T_LAYOUT = typer.Option(None, "--layout", help="The model's layout when the sha
 _T_INPUT = typer.Option(None, "--input", help="Which input, for multi-input models.")
 _T_DEVICE = typer.Option(None, "--device", help="Device name stored in the profile.")
 _T_ARCH = typer.Option("any", "--arch", help="Device arch: aarch64, armv7l, x86_64 or any.")
-_T_WORD = typer.Option(WordSize.w64, "--word-size", help="The device OS's word size in bits.")
+_T_WORD = typer.Option(WordSize["64"], "--word-size", help="The device OS's word size in bits.")
 
 
 def _target_command(module: str, writer: str, model_help: str, doc: str):
@@ -158,15 +158,10 @@ def eval_pack(
 ) -> None:
     """Accuracy of a classifier on a pack split and samples/s, batches fed with no conversion."""
     split = value(split)
+    from edgeaug.models.evaluate import evaluate
+
     with model_errors():
-        if model.suffix.lower() == ".tflite":
-            from edgeaug.models.litert import evaluate_tflite
-
-            r = evaluate_tflite(pack, model, split, batch)
-        else:
-            from edgeaug.models.evaluate import evaluate
-
-            r = evaluate(pack, model, split, batch)
+        r = evaluate(pack, model, split, batch)  # a .tflite model runs in LiteRT, any other in onnxruntime
     if as_json:
         typer.echo(json.dumps(r, indent=2, sort_keys=True))
         return

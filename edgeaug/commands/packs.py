@@ -50,7 +50,7 @@ def build(
         "empty is warned about.",
     ),
     on_error: OnError = typer.Option(
-        OnError.skip, "--on-error", help="skip: skip and report unreadable sources; fail: stop at the first."
+        OnError["skip"], "--on-error", help="skip: skip and report unreadable sources; fail: stop at the first."
     ),
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No progress (a bar on a terminal, else a line every 10 s on stderr)."

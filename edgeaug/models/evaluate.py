@@ -1,4 +1,4 @@
-"""``edgeaug eval``: run a model over a pack with no conversion (ONNX here; LiteRT in :mod:`.litert`).
+"""``edgeaug eval``: run a model over a pack with no conversion (ONNX here, LiteRT's runner in :mod:`.litert`).
 
 ``pack.batches()`` output goes straight into ``session.run``: the pack holds
 the model's input tensor.  For class labels, the prediction is the argmax of
@@ -27,15 +27,18 @@ def predictions(y: np.ndarray) -> np.ndarray:
     return np.argmax(y.reshape(len(y), -1), axis=1)
 
 
-class OnnxPackRunner(OnnxRunner):
-    """The device's :class:`~edgeaug.device.runners.OnnxRunner`, with errors as :class:`ModelError`."""
+def device_runner(runner: Callable[..., Any], error: type, model_path: str | Path, pack: Pack, *args: Any) -> Any:
+    """The device's runner ``runner(model, pack, *args)``, its :class:`ModelInputError` raised as ``error``."""
+    try:
+        return runner(str(model_path), pack, *args)
+    except ModelInputError as e:
+        raise error(str(e)) from None
 
-    def __init__(self, model_path: str | Path, pack: Pack, batch_size: int = 32) -> None:
-        require("onnxruntime")  # ModelError saying how to install it
-        try:
-            super().__init__(str(model_path), pack, batch_size)
-        except ModelInputError as e:
-            raise ModelError(str(e)) from None
+
+def onnx_runner(model_path: str | Path, pack: Pack, batch_size: int = 32) -> Any:
+    """The device's :class:`~edgeaug.device.runners.OnnxRunner`, with errors as :class:`ModelError`."""
+    require("onnxruntime")  # ModelError saying how to install it
+    return device_runner(OnnxRunner, ModelError, model_path, pack, batch_size)
 
 
 def evaluate(
@@ -44,9 +47,22 @@ def evaluate(
     split: Optional[str] = None,
     batch_size: int = 32,
     limit: Optional[int] = None,
+    threads: Optional[int] = None,
 ) -> Dict[str, Any]:
-    """Accuracy and throughput of an ONNX model on a pack split (val when it has one); see :func:`evaluate_with`."""
-    return evaluate_with(lambda pack: OnnxPackRunner(model_path, pack, batch_size), pack_path, split, limit)
+    """Accuracy and throughput of a model on a pack split (val when it has one); see :func:`evaluate_with`.
+
+    A ``.tflite`` model runs in the LiteRT interpreter (``threads`` of them),
+    any other file in onnxruntime.
+    """
+
+    def runner(pack: Pack) -> Any:
+        if Path(model_path).suffix.lower() != ".tflite":
+            return onnx_runner(model_path, pack, batch_size)
+        from edgeaug.models.litert import tflite_runner
+
+        return tflite_runner(model_path, pack, batch_size, threads)
+
+    return evaluate_with(runner, pack_path, split, limit)
 
 
 def evaluate_with(

@@ -158,10 +158,12 @@ def eval_pack(
 ) -> None:
     """Accuracy of a classifier on a pack split and samples/s, batches fed with no conversion."""
     split = value(split)
-    from edgeaug.models.evaluate import evaluate
-
     with model_errors():
-        r = evaluate(pack, model, split, batch)  # a .tflite model runs in LiteRT, any other in onnxruntime
+        if model.suffix.lower() == ".tflite":
+            from edgeaug.models.litert import evaluate_tflite as evaluate
+        else:
+            from edgeaug.models.evaluate import evaluate
+        r = evaluate(pack, model, split, batch)
     if as_json:
         typer.echo(json.dumps(r, indent=2, sort_keys=True))
         return

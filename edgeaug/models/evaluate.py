@@ -1,4 +1,4 @@
-"""``edgeaug eval``: run a model over a pack with no conversion (ONNX here, LiteRT's runner in :mod:`.litert`).
+"""``edgeaug eval``: run a model over a pack with no conversion (ONNX here; LiteRT in :mod:`.litert`).
 
 ``pack.batches()`` output goes straight into ``session.run``: the pack holds
 the model's input tensor.  For class labels, the prediction is the argmax of
@@ -35,8 +35,9 @@ def device_runner(runner: Callable[..., Any], error: type, model_path: str | Pat
         raise error(str(e)) from None
 
 
-def onnx_runner(model_path: str | Path, pack: Pack, batch_size: int = 32) -> Any:
-    """The device's :class:`~edgeaug.device.runners.OnnxRunner`, with errors as :class:`ModelError`."""
+def onnx_runner(model_path: str | Path, pack: Pack, batch_size: int = 32, threads: Optional[int] = None) -> Any:
+    """The device's :class:`~edgeaug.device.runners.OnnxRunner`, with errors as :class:`ModelError` (``threads``:
+    unused, the session sets its own)."""
     require("onnxruntime")  # ModelError saying how to install it
     return device_runner(OnnxRunner, ModelError, model_path, pack, batch_size)
 
@@ -48,21 +49,15 @@ def evaluate(
     batch_size: int = 32,
     limit: Optional[int] = None,
     threads: Optional[int] = None,
+    runner: Optional[Callable[..., Any]] = None,
 ) -> Dict[str, Any]:
     """Accuracy and throughput of a model on a pack split (val when it has one); see :func:`evaluate_with`.
 
-    A ``.tflite`` model runs in the LiteRT interpreter (``threads`` of them),
-    any other file in onnxruntime.
+    ``runner(model_path, pack, batch_size, threads)`` runs the model: onnxruntime's
+    :func:`onnx_runner` by default, LiteRT's for ``evaluate_tflite``.
     """
-
-    def runner(pack: Pack) -> Any:
-        if Path(model_path).suffix.lower() != ".tflite":
-            return onnx_runner(model_path, pack, batch_size)
-        from edgeaug.models.litert import tflite_runner
-
-        return tflite_runner(model_path, pack, batch_size, threads)
-
-    return evaluate_with(runner, pack_path, split, limit)
+    make = runner or onnx_runner
+    return evaluate_with(lambda pack: make(model_path, pack, batch_size, threads), pack_path, split, limit)
 
 
 def evaluate_with(

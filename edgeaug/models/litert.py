@@ -37,6 +37,7 @@ numpy and the standard library only.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -195,8 +196,8 @@ def tflite_runner(model: str | Path, pack: Any, batch_size: int = 32, threads: O
 
 
 #: Accuracy and throughput of a ``.tflite`` classifier on a pack split (val when it has one): ``evaluate``
-#: runs a model whose file ends in .tflite in the interpreter, with the result dict it returns for ONNX.
-evaluate_tflite = evaluate
+#: (same arguments, same result dict as for ONNX) with the LiteRT interpreter as its runner.
+evaluate_tflite = functools.partial(evaluate, runner=tflite_runner)
 
 
 def bench_tflite(

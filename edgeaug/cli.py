@@ -27,7 +27,8 @@ models.target_app.command("from-tflite")(models.target_from_tflite)
 app.add_typer(models.target_app, name="target")
 app.command("adapt-model")(models.adapt_model)
 app.command("eval")(models.eval_pack)
-app.command()(packs.explain)
+# INDEX may be negative (-1: the last record): "-1" is an argument, not an unknown option.
+app.command(context_settings={"ignore_unknown_options": True})(packs.explain)
 app.command()(packs.preview)
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from edgeaug.config.recipe import Recipe
+from edgeaug.config.recipe import OpSpec, Recipe
 from edgeaug.sources.base import Source, SourceSet
 
 ERROR_POLICIES = ("skip", "fail")
@@ -72,34 +72,104 @@ class SourceResult:
         return cls(**kw)
 
 
-def val_sources(sset: SourceSet, seed: int, fraction: float) -> set:
+def val_sources(sset: SourceSet, seed: int, fraction: float, usable: Optional[Set[int]] = None) -> set:
     """A seeded, class-stratified choice of source indices for validation.
 
     Each class's sources are ranked by sha256(seed, path); the first
-    ``round(fraction * n)`` go to val.  Adding files to other classes does not
-    change a class's choice.
+    ``round(fraction * n)`` go to val.  With ``usable`` (the indices of
+    sources that decode, :func:`usable_sources`), only those count and are
+    chosen, so each class's val count is exact whatever files are broken.
+    Adding files to other classes does not change a class's choice.
     """
     if not 0.0 <= fraction < 1.0:
         raise BuildError(f"--val: {fraction} must be in [0, 1)")
     chosen = set()
     for c in [-1, *range(len(sset.classes))]:  # -1: sources without a class label
-        members = [i for i, s in enumerate(sset.sources) if s.label == c]
+        members = [i for i, s in enumerate(sset.sources) if s.label == c and (usable is None or i in usable)]
         members.sort(key=lambda i: hashlib.sha256(f"{seed}\0{sset.sources[i].rel}".encode()).digest())
         chosen.update(members[: int(round(fraction * len(members)))])
     return chosen
+
+
+def usable_sources(sset: SourceSet, fill: int = 0) -> Set[int]:
+    """Indices of the sources that read, decode and label: the render's own check (one decode each).
+
+    A source usable here renders (the same bytes give the same verdict); one
+    that changes in between is caught by its content hash, as any change is.
+    """
+    from edgeaug.builder.render import load_source  # render imports this module
+
+    return {i for i, s in enumerate(sset.sources) if load_source(s, fill).error is None}
 
 
 def plan(sset: SourceSet, recipe: Recipe, seed: int, val: float) -> List[Task]:
     """Every record of the pack, in write order: train sources, then val sources.
 
     Train sources get variant 0 (the original, if the recipe includes it) and
-    augmented variants 1..K; val sources only their original.
+    augmented variants 1..K; val sources only their original.  With ``val``,
+    every source is decoded once first, so the split counts only usable
+    sources (unusable ones stay in train, where the render skips them).
+    A YOLO pose set without ``flip_idx`` and a recipe that mirrors is refused.
     """
-    held = val_sources(sset, seed, val)
+    check_mirroring(sset, recipe)
+    held = val_sources(sset, seed, val, usable_sources(sset, recipe.fill) if val > 0 else None)
     train_v = ((0,) if recipe.include_original else ()) + tuple(range(1, recipe.variants + 1))
     tasks = [Task(i, s, "train", train_v) for i, s in enumerate(sset.sources) if i not in held]
     tasks += [Task(i, s, "val", (0,)) for i, s in enumerate(sset.sources) if i in held]
     return tasks
+
+
+#: Ops whose matrix has a negative determinant (they swap left and right); rotations, crops, affine
+#: (positive scale), perspective (corners move less than half the frame) never mirror.
+MIRROR_OPS = frozenset({"hflip", "vflip"})
+
+
+def mirroring_ops(ops: Sequence[OpSpec]) -> List[str]:
+    """The names of the ops in ``ops`` that can fire and mirror (composites searched)."""
+    found: List[str] = []
+    for o in ops:
+        if can_fire(o):
+            found += [o.op] if o.op in MIRROR_OPS else mirroring_ops(o.children)
+    return found
+
+
+def can_fire(o: OpSpec) -> bool:
+    """Whether an op ever fires: p > 0, and a composite has a child that can (``some_of`` n > 0)."""
+    if o.p <= 0:
+        return False
+    if not o.children:
+        return True
+    return dict(o.ranges).get("n", (1, 1))[1] > 0 and any(can_fire(c) for c in o.children)
+
+
+def check_mirroring(sset: SourceSet, recipe: Recipe) -> None:
+    """Refuse a YOLO pose set without ``flip_idx`` when the recipe mirrors: left and right would swap."""
+    if sset.kind != "yolo" or sset.keypoint_flip is not None or not any(s.keypoints for s in sset.sources):
+        return
+    ops = mirroring_ops(recipe.ops)
+    if ops:
+        from edgeaug.sources.datayaml import data_yaml
+
+        where = data_yaml(sset.root)[0] or sset.root / "data.yaml"
+        raise BuildError(
+            f"{where}: flip_idx: missing, and the recipe mirrors images ({', '.join(sorted(set(ops)))}): every "
+            f"mirrored record would have its left and right keypoints swapped. Add flip_idx (keypoint i of a "
+            f"mirrored image is keypoint flip_idx[i], e.g. [0, 2, 1, 4, 3, ...] for a nose and left/right pairs; "
+            f"[0, 1, 2, ...] when no keypoint has a left/right twin), or remove the mirroring ops from the recipe"
+        )
+
+
+def build_warnings(sset: SourceSet, recipe: Recipe) -> List[str]:
+    """What a build tells the user once: the dataset's warnings, and a recipe that cannot change a pixel."""
+    out = list(sset.warnings)
+    copies = recipe.variants + (1 if recipe.include_original else 0)
+    if copies > 1 and not any(can_fire(o) for o in recipe.ops):
+        why = "has no ops" if not recipe.ops else "has no op that can fire (every p is 0)"
+        out.append(
+            f"recipe {recipe.origin or '(given in code)'} {why}: each source's {copies} records are identical copies; "
+            f"use --variants 0 to store each image once"
+        )
+    return out
 
 
 def render_versions() -> List[str]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from edgeaug.config.recipe import OpSpec, Recipe
 from edgeaug.sources.base import Source, SourceSet
@@ -72,34 +73,37 @@ class SourceResult:
         return cls(**kw)
 
 
-def val_sources(sset: SourceSet, seed: int, fraction: float, usable: Optional[Set[int]] = None) -> set:
+def val_sources(sset: SourceSet, seed: int, fraction: float, usable: Optional[Callable[[Source], bool]] = None) -> set:
     """A seeded, class-stratified choice of source indices for validation.
 
-    Each class's sources are ranked by sha256(seed, path); the first
-    ``round(fraction * n)`` go to val.  With ``usable`` (the indices of
-    sources that decode, :func:`usable_sources`), only those count and are
-    chosen, so each class's val count is exact whatever files are broken.
-    Adding files to other classes does not change a class's choice.
+    Each class's sources are ranked by sha256(seed, path) and ``round(fraction
+    * n)`` of its ``n`` sources go to val: the first ones in that ranking, or
+    with ``usable`` (:func:`usable`) the first ones that decode, so val holds
+    exactly that many usable images whatever files are broken (those stay in
+    train, where the render skips them by name).  Only the ranked prefix is
+    checked.  Adding files to other classes does not change a class's choice.
     """
     if not 0.0 <= fraction < 1.0:
         raise BuildError(f"--val: {fraction} must be in [0, 1)")
     chosen = set()
     for c in [-1, *range(len(sset.classes))]:  # -1: sources without a class label
-        members = [i for i, s in enumerate(sset.sources) if s.label == c and (usable is None or i in usable)]
+        members = [i for i, s in enumerate(sset.sources) if s.label == c]
         members.sort(key=lambda i: hashlib.sha256(f"{seed}\0{sset.sources[i].rel}".encode()).digest())
-        chosen.update(members[: int(round(fraction * len(members)))])
+        want = int(round(fraction * len(members)))
+        ok = (i for i in members if usable is None or usable(sset.sources[i]))
+        chosen.update(itertools.islice(ok, want))
     return chosen
 
 
-def usable_sources(sset: SourceSet, fill: int = 0) -> Set[int]:
-    """Indices of the sources that read, decode and label: the render's own check (one decode each).
+def usable(source: Source, fill: int = 0) -> bool:
+    """Whether a source reads, decodes and labels: the render's own check (:func:`~.render.load_source`).
 
-    A source usable here renders (the same bytes give the same verdict); one
+    The same bytes give the same verdict, so a source usable here renders; one
     that changes in between is caught by its content hash, as any change is.
     """
     from edgeaug.builder.render import load_source  # render imports this module
 
-    return {i for i, s in enumerate(sset.sources) if load_source(s, fill).error is None}
+    return load_source(source, fill).error is None
 
 
 def plan(sset: SourceSet, recipe: Recipe, seed: int, val: float) -> List[Task]:
@@ -107,12 +111,12 @@ def plan(sset: SourceSet, recipe: Recipe, seed: int, val: float) -> List[Task]:
 
     Train sources get variant 0 (the original, if the recipe includes it) and
     augmented variants 1..K; val sources only their original.  With ``val``,
-    every source is decoded once first, so the split counts only usable
-    sources (unusable ones stay in train, where the render skips them).
-    A YOLO pose set without ``flip_idx`` and a recipe that mirrors is refused.
+    the sources that rank first for val are decoded once here, until each
+    class has its count of usable ones (:func:`val_sources`).  A YOLO pose
+    set without ``flip_idx`` and a recipe that mirrors is refused.
     """
     check_mirroring(sset, recipe)
-    held = val_sources(sset, seed, val, usable_sources(sset, recipe.fill) if val > 0 else None)
+    held = val_sources(sset, seed, val, lambda s: usable(s, recipe.fill))
     train_v = ((0,) if recipe.include_original else ()) + tuple(range(1, recipe.variants + 1))
     tasks = [Task(i, s, "train", train_v) for i, s in enumerate(sset.sources) if i not in held]
     tasks += [Task(i, s, "val", (0,)) for i, s in enumerate(sset.sources) if i in held]

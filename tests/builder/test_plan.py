@@ -77,7 +77,7 @@ def _folders_with_bad_first_ranked(root, seed, n_per_class=30, bad=6):
     return broken
 
 
-def test_val_counts_per_class_are_exact_over_usable_sources(tmp_path):
+def test_val_holds_the_asked_count_of_usable_sources_per_class(tmp_path):
     seed = 4
     broken = _folders_with_bad_first_ranked(tmp_path / "src", seed)
     out = tmp_path / "p.lmdb"
@@ -86,13 +86,12 @@ def test_val_counts_per_class_are_exact_over_usable_sources(tmp_path):
     with Pack(str(out)) as p:
         entries = p.manifest["sources"]
     val = {c: [e["path"] for e in entries if e["split"] == "val" and e["path"][0] == c] for c in "ab"}
-    assert len(val["a"]) == round(0.2 * 24) == 5  # 24 usable in a
-    assert len(val["b"]) == 6
-    usable_a = [r for r in _rank(seed, [e["path"] for e in entries if e["path"][0] == "a"]) if r not in broken]
-    assert sorted(val["a"]) == sorted(usable_a[:5])  # the ranking is kept: the next-ranked usable sources
+    assert len(val["a"]) == len(val["b"]) == round(0.2 * 30) == 6
+    ranked_a = _rank(seed, [e["path"] for e in entries if e["path"][0] == "a"])
+    assert sorted(val["a"]) == sorted(ranked_a[6:12])  # the ranking is kept: the next-ranked usable sources
     assert all("skipped" not in e for e in entries if e["split"] == "val")
     assert all(e["split"] == "train" for e in entries if e["path"] in broken)  # skipped from train, by name
-    assert res.splits == {"train": 2 * (24 - 5 + 30 - 6), "val": 11}
+    assert res.splits == {"train": 2 * (30 - 12 + 30 - 6), "val": 12}
 
 
 def test_the_split_with_broken_sources_is_the_same_pack_for_any_worker_count(tmp_path):

@@ -126,6 +126,9 @@ def build(
     part = Partial(out, shared=shard is not None)
     try:
         done, notes = _prepare(part, job, resume, shard)
+        from edgeaug.builder.plan import build_warnings  # (kept apart from the imports above: one small hunk)
+
+        notes[:0] = build_warnings(sset, rcp)  # the dataset's and the recipe's, once per build
         if shard is not None:
             return _run_shard(part, job, done, shard, notes, t0)
         return _run_full(part, job, done, notes, max_map_size, t0)

@@ -30,7 +30,7 @@ out-of-range parameters are errors naming the file and field.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, List, Tuple
@@ -76,6 +76,7 @@ class Recipe:
     fill: int
     min_visibility: float
     ops: Tuple[OpSpec, ...]
+    origin: str = field(default="", compare=False)  # the file it was read from, for messages; not in to_dict
 
     def to_dict(self) -> dict:
         """Canonical form stored in the manifest (every default made explicit)."""
@@ -94,7 +95,7 @@ class Recipe:
             return self
         if not 0 <= k <= 10000:
             raise ConfigError(f"--variants: {k} is outside 0..10000")
-        return Recipe(k, self.include_original, self.resize, self.border, self.fill, self.min_visibility, self.ops)
+        return replace(self, variants=k)
 
 
 def list_recipes() -> List[Path]:
@@ -131,7 +132,7 @@ def describe_recipe(path: Path) -> str:
 def load_recipe(path: str | Path | None = None) -> Recipe:
     """Load and validate a recipe: a file path or a shipped recipe's name (the default when None)."""
     p = recipe_path(path)
-    return parse_recipe(load_toml(p), p.name, base=p.parent)
+    return replace(parse_recipe(load_toml(p), p.name, base=p.parent), origin=str(p))
 
 
 def parse_recipe(data: dict, where: str = "<recipe>", base: Path | Tuple[Path, ...] | None = None) -> Recipe:

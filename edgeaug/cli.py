@@ -19,7 +19,7 @@ app = typer.Typer(
     "load it on the device with numpy and lmdb only (python -m edgeaug.loader).",
 )
 
-for command in (packs.build, packs.inspect, packs.verify, packs.targets, packs.recipes, packs.demo):
+for command in (packs.build, packs.inspect, packs.verify, packs.targets, packs.recipes, packs.ops, packs.demo):
     app.command()(command)
 app.command("bundle-loader")(packs.bundle_loader)
 models.target_app.command("from-onnx")(models.target_from_onnx)

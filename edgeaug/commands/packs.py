@@ -272,6 +272,29 @@ def recipes() -> None:
             typer.echo(f"{'':10} {p}")
 
 
+def ops(
+    name: Optional[str] = typer.Argument(None, help="One op's entry only (e.g. mosaic); all ops when omitted."),
+    as_json: bool = typer.Option(False, "--json", help="A JSON list of {op, kind, summary, ranges, options}."),
+) -> None:
+    """List every recipe op with its kind, parameters, default ranges, allowed bounds and options.
+
+    In a recipe, a range is written `param = \\[low, high]` (or one number) and must stay within the allowed
+    bounds; options are fixed settings. Kinds: geometric ops compose into one warp, tone ops fuse into one
+    lookup table, photometric ops run in recipe order on the output image.
+    """
+    from edgeaug.ops.catalog import catalogue, describe, text_lines
+    from edgeaug.ops.registry import OPS
+
+    if name is not None and name not in OPS:
+        fail(f"no op named {name!r}; `edgeaug ops` lists them: {', '.join(sorted(OPS))}")
+    entries = [describe(name)] if name else catalogue()
+    if as_json:
+        typer.echo(json.dumps(entries, indent=2))
+        return
+    for e in entries:
+        typer.echo("\n".join(text_lines(e)))
+
+
 def demo(
     out: Path = typer.Option(Path("edgeaug-demo"), "--out", help="Folder for the sample dataset and the pack."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes."),

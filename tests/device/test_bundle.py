@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from edgeaug import bundle
 from edgeaug.cli import app
-from edgeaug.device import bundle
 from edgeaug.device.format import HEADER_SIZE, record_key
 from edgeaug.device.loader import Pack
 
@@ -154,7 +154,7 @@ def flip_tensor_byte(path: Path, r: int) -> int:
 
 def test_module_and_cli_entry_points(tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "edgeaug.device.bundle", "-o", str(tmp_path / "a.py")],
+        [sys.executable, "-m", "edgeaug.bundle", "-o", str(tmp_path / "a.py")],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -171,7 +171,7 @@ def _fake_package(tmp_path: Path, loader_text: str, extra: str = "") -> Path:
     pkg.mkdir()
     (pkg / "format.py").write_text('"""f."""\nfrom __future__ import annotations\nA = 1\n' + extra)
     (pkg / "lmdbpure.py").write_text('"""p."""\nfrom __future__ import annotations\n__all__ = ["B"]\nB = 2\n')
-    for name in bundle.SOURCES[2:-1]:  # the modules between lmdbpure and the loader: empty here
+    for name in set(bundle.SOURCES) - {"format.py", "lmdbpure.py", "loader.py"}:  # the others: empty here
         (pkg / name).write_text(f'"""{name}."""\nfrom __future__ import annotations\n')
     (pkg / "loader.py").write_text(loader_text)
     return pkg

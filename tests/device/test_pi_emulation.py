@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from edgeaug.builder.pipeline import build
-from edgeaug.device.bundle import write_bundle
+from edgeaug.bundle import write_bundle
 from edgeaug.device.format import HEADER_SIZE, record_key
 from edgeaug.device.loader import Pack
 

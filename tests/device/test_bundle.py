@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 from edgeaug import bundle
 from edgeaug.cli import app
-from edgeaug.device.format import HEADER_SIZE, record_key
 from edgeaug.device.loader import Pack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,7 +128,7 @@ def test_bundle_as_script_info_verify_bench(bundled, small_pack, tmp_path):
     assert r.returncode == 2 and "cannot open" in r.stderr
 
 
-def test_bundle_verify_fails_on_a_tampered_pack(bundled, small_pack, tmp_path):
+def test_bundle_verify_fails_on_a_tampered_pack(bundled, small_pack, tmp_path, flip_tensor_byte):
     bad = tmp_path / "bad.lmdb"
     shutil.copyfile(small_pack, bad)
     k = flip_tensor_byte(bad, 5)
@@ -138,18 +137,6 @@ def test_bundle_verify_fails_on_a_tampered_pack(bundled, small_pack, tmp_path):
         assert r.returncode == 1, r.stdout + r.stderr
         assert f"record {k}: digest mismatch (payload altered)" in r.stdout
         assert "71/72 records ok" in r.stdout
-
-
-def flip_tensor_byte(path: Path, r: int) -> int:
-    """Flip one tensor byte of record ``r`` in the file itself (no LMDB rewrite)."""
-    with Pack(str(path)) as p:
-        value = bytes(p._db.get(record_key(r)))
-    data = bytearray(path.read_bytes())
-    at = data.find(value)
-    assert at >= 0 and data.find(value, at + 1) < 0, "record value not found once in the file"
-    data[at + HEADER_SIZE + 1000] ^= 0x01
-    path.write_bytes(bytes(data))
-    return r
 
 
 def test_module_and_cli_entry_points(tmp_path):

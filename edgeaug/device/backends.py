@@ -171,7 +171,9 @@ def open_backend(path: str, backend: str, owner: object) -> Tuple[Any, Callable[
     finally:
         if fd is not None:
             os.close(fd)
-    return share.db, weakref.finalize(owner, _release, share)
+    release = weakref.finalize(owner, _release, share)
+    release.atexit = False  # at exit the OS closes the file; a prefetch thread may still be reading it
+    return share.db, release
 
 
 def _open_file(path: str) -> Tuple[int, int]:

@@ -157,3 +157,26 @@ def _parse_node(pgno: int, raw: bytes, off: int, bounds: Tuple[int, int, int], i
     if kend + (8 if nflags & F_BIGDATA else dsize) > psize:
         raise LmdbFormatError(f"page {pgno}: {dsize}-byte value at offset {off} overruns the page")
     return key, (nflags, dsize, kend)
+
+
+def check_record(rec: DbRecord, what: str, last_pgno: int) -> None:
+    """A tree's ``MDB_db`` record: depth within bounds, root a data page (or the empty tree's marker)."""
+    if rec.depth > MAX_DEPTH:
+        raise LmdbFormatError(f"{what}: tree depth {rec.depth} exceeds {MAX_DEPTH}")
+    if rec.root == P_INVALID:
+        if rec.depth:
+            raise LmdbFormatError(f"{what}: empty tree with depth {rec.depth}")
+    elif not 2 <= rec.root <= last_pgno or rec.depth == 0:
+        raise LmdbFormatError(
+            f"{what}: root page {rec.root} (depth {rec.depth}) is invalid for data pages 2..{last_pgno}"
+        )
+
+
+def check_supported(rec: DbRecord, what: str) -> None:
+    """Refuse trees the pure reader does not read (dupsort, integer or reverse keys)."""
+    bad = [name for bit, name in UNSUPPORTED_FLAGS.items() if rec.flags & bit]
+    if bad:
+        raise NotImplementedError(
+            f"{what} uses {', '.join(bad)}; only plain byte-ordered, "
+            "non-dupsort databases are supported by the pure reader"
+        )

@@ -33,12 +33,13 @@ from .lmdblayout import (  # bundle: drop
     PAGEHDRSZ,
     PSIZE_GUESSES,
     U64,
-    UNSUPPORTED_FLAGS,
     DbRecord,
     LmdbFormatError,
     Meta,
     Page,
     as_key,
+    check_record,
+    check_supported,
     parse_meta,
     parse_page,
 )
@@ -149,18 +150,7 @@ class PureEnvironment:
                 f"pages of {meta.psize} bytes = {need} bytes, file has {self._file_size}"
             )
         self._meta, self._psize, self._last_pgno = meta, meta.psize, meta.last_pgno
-        self._check_record(meta.main, "main DB")
-
-    def _check_record(self, rec: DbRecord, what: str) -> None:
-        if rec.depth > MAX_DEPTH:
-            raise LmdbFormatError(f"{what}: tree depth {rec.depth} exceeds {MAX_DEPTH}")
-        if rec.root == P_INVALID:
-            if rec.depth:
-                raise LmdbFormatError(f"{what}: empty tree with depth {rec.depth}")
-        elif not 2 <= rec.root <= self._last_pgno or rec.depth == 0:
-            raise LmdbFormatError(
-                f"{what}: root page {rec.root} (depth {rec.depth}) is invalid for data pages 2..{self._last_pgno}"
-            )
+        check_record(meta.main, "main DB", self._last_pgno)
 
     # -- pages -----------------------------------------------------------
 
@@ -260,14 +250,6 @@ class PureEnvironment:
 
     # -- databases -------------------------------------------------------
 
-    def _check_supported(self, rec: DbRecord, what: str) -> None:
-        bad = [name for bit, name in UNSUPPORTED_FLAGS.items() if rec.flags & bit]
-        if bad:
-            raise NotImplementedError(
-                f"{what} uses {', '.join(bad)}; only plain byte-ordered, "
-                "non-dupsort databases are supported by the pure reader"
-            )
-
     def _lookup(self, rec: DbRecord, key: bytes) -> Optional[Tuple[Page, int]]:
         if rec.root == P_INVALID:
             return None
@@ -286,7 +268,7 @@ class PureEnvironment:
         handle = self._dbs.get(name)
         if handle is not None:
             return handle
-        self._check_supported(self._meta.main, "main DB")
+        check_supported(self._meta.main, "main DB")
         hit = self._lookup(self._meta.main, name)
         if hit is None:
             raise KeyError(f"no named database {name!r} in {self.path}")
@@ -296,8 +278,8 @@ class PureEnvironment:
             raise LmdbFormatError(f"key {name!r} of the main DB is not a named-database record")
         rec = DbRecord(*DB_RECORD.unpack_from(page.raw, doff))
         what = f"database {name!r}"
-        self._check_record(rec, what)
-        self._check_supported(rec, what)
+        check_record(rec, what, self._last_pgno)
+        check_supported(rec, what)
         handle = self._dbs[name] = PureDatabase(name, rec, self)
         return handle
 
@@ -313,7 +295,7 @@ class PureEnvironment:
     def _readable(self, db) -> DbRecord:
         rec = self._resolve(db)
         if db is None:
-            self._check_supported(rec, "main DB")
+            check_supported(rec, "main DB")
         return rec
 
     # -- public API ------------------------------------------------------

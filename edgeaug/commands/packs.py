@@ -312,7 +312,7 @@ def bundle_loader(
     out: Path = typer.Option(Path("edgeaug_loader.py"), "--out", "-o", help="The single .py file to write."),
 ) -> None:
     """Write the device loader as one self-contained file (numpy + optional lmdb only)."""
-    from edgeaug.device.bundle import BundleError, write_bundle
+    from edgeaug.bundle import BundleError, write_bundle
 
     try:
         path = write_bundle(out)

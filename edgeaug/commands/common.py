@@ -18,8 +18,8 @@ def fail(msg: str, code: int = 2) -> None:
 @contextmanager
 def errors() -> Iterator[None]:
     """Turn the library's expected errors into one clear line and exit code 2."""
-    from edgeaug.builder.pipeline import BuildError
-    from edgeaug.builder.writer import WriteError
+    from edgeaug.builder.partial import WriteError
+    from edgeaug.builder.plan import BuildError
     from edgeaug.config.fields import ConfigError
     from edgeaug.device.format import FormatError
     from edgeaug.sources.scan import SourceError

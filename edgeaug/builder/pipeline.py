@@ -7,19 +7,18 @@ shards.  Renderers write chunk files into ``OUT.partial/``; the build that
 seals reads them in plan order and puts each record once into the pack
 (:mod:`.writer`), then renames it into place.
 
-Control flow never reads error text: :class:`NoUsableSource` and
-:class:`SourceFailed` are the build's own outcomes, :class:`Unusable` says
-why a chunk on disk cannot be reused.
+What an interrupted build left is sorted out by :mod:`.resume`.  Control
+flow never reads error text: :class:`NoUsableSource` and :class:`SourceFailed`
+are the build's own outcomes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 from edgeaug.builder import chunks
 from edgeaug.builder.audit import warnings_for
@@ -27,7 +26,7 @@ from edgeaug.builder.manifest import manifest_for, plan_fingerprint
 from edgeaug.builder.partial import Partial, WriteError
 from edgeaug.builder.plan import ERROR_POLICIES, BuildError, SourceResult, Task, plan
 from edgeaug.builder.processes import start_early
-from edgeaug.builder.render import SourceDecodeError, mask_digest, read_source
+from edgeaug.builder.resume import prepare
 from edgeaug.builder.workers import LocalExecutor
 from edgeaug.builder.writer import PackWriter
 from edgeaug.config.recipe import Recipe, load_recipe
@@ -45,14 +44,6 @@ class NoUsableSource(BuildError):
 
 class SourceFailed(BuildError):
     """``on_error="fail"``: a source could not be used; the message says what is kept and how to go on."""
-
-
-@dataclass(frozen=True)
-class Unusable:
-    """Why a chunk file of an interrupted build cannot be reused."""
-
-    reason: str
-    changed: Optional[str] = None  # the source (REL) whose content changed since the chunk was rendered
 
 
 @dataclass
@@ -152,7 +143,7 @@ def build(
     job.workers, job.dask = max(1, workers or os.cpu_count() or 1), dask_scheduler
     part = Partial(out, shared=shard is not None)
     try:
-        done, notes = _prepare(part, job, resume, shard)
+        done, notes = prepare(part, job, resume, shard)
         if shard is not None:
             return _run_shard(part, job, done, shard, notes, t0)
         return _run_full(part, job, done, notes, max_map_size, t0)
@@ -206,60 +197,6 @@ def record_bytes(target: Target) -> int:
     import math
 
     return math.prod(target.shape) * tensor_dtype(target.dtype).itemsize
-
-
-def _prepare(part, job: _Job, resume: Optional[bool], shard) -> Tuple[Set[int], List[str]]:
-    """The chunks already rendered for this plan and still valid, after starting over where needed."""
-
-    notes = [part.note] if part.note else []
-    found = part.plan()
-    other = "the partial build was made from other sources, recipe, target, seed, val or versions"
-    if resume is False and shard is not None:
-        for k in range(shard[0], len(job.ranges), shard[1]):  # only this shard's: others may be running
-            chunks.chunk_path(part.dir, k).unlink(missing_ok=True)
-    elif resume is False:
-        part.clear()
-    elif found is not None and found != job.key:
-        if resume:
-            raise WriteError(f"cannot resume {part.out}: {other}")
-        notes.append(f"started over: {other}")
-    elif resume and (found is None or not any(part.dir.glob("chunk-*.bin"))):
-        raise WriteError(f"cannot resume {part.out}: no partial build")
-    part.start(job.key)
-    if shard is None:
-        part.drop_stale_temporaries()
-    mine = [k for k in range(len(job.ranges)) if shard is None or k % shard[1] == shard[0]]
-    done: Set[int] = set()
-    for k in mine:
-        path = chunks.chunk_path(part.dir, k)
-        if not path.exists():
-            continue
-        why = _unusable(path, job, k)
-        if why is None:
-            done.add(k)
-        elif why.changed and shard is None:
-            if resume:
-                raise BuildError(
-                    f"cannot resume: {why.changed} changed since the interrupted build "
-                    f"(run again without --resume to start over)"
-                )
-            part.clear()
-            part.start(job.key)
-            return set(), notes + [f"started over: {why.changed} changed since the interrupted build"]
-        else:
-            path.unlink()  # damaged, or a source changed (a shard redoes only its own chunks)
-            notes.append(f"rendering {path.name} again: {why.reason}")
-    return done, notes
-
-
-def _unusable(path: Path, job: _Job, k: int) -> Optional[Unusable]:
-    """Why an existing chunk file cannot be used, or None."""
-    try:
-        results = chunks.Chunk(path, job.key, k, job.chunk_tasks(k)).results
-    except (chunks.ChunkError, OSError, ValueError, KeyError, TypeError) as e:
-        return Unusable(f"the partial build is damaged ({e})")
-    changed = _changed_source(job.chunk_tasks(k), {r.index: r for r in results})
-    return Unusable(f"{changed} changed since the interrupted build", changed) if changed else None
 
 
 def _executor(job: _Job):
@@ -403,24 +340,3 @@ class _Hist:
         if res.hist is not None:
             self.total = res.hist.astype("int64") if self.total is None else self.total + res.hist
         res.hist = None
-
-
-def _changed_source(tasks: Sequence[Task], results: Dict[int, SourceResult]) -> Optional[str]:
-    """The first already-rendered source whose image or mask no longer has the content it was built from."""
-
-    for t in tasks:
-        res = results[t.index]
-        try:
-            sha = hashlib.sha256(read_source(t.source.path)).hexdigest()
-        except SourceDecodeError:
-            sha = ""
-        if sha != res.sha256:
-            return t.source.rel
-        if res.sha256:  # the mask is read only once the image was
-            try:
-                mask = mask_digest(t.source)
-            except SourceDecodeError:
-                mask = ""
-            if mask != res.mask_sha256:
-                return f"{t.source.rel} (its mask)"
-    return None

@@ -23,7 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 CALLER = """
 import gc, json, multiprocessing, os, sys
 import cv2
+import edgeaug.builder.chunks as chunks
 import edgeaug.builder.workers as workers
+chunks.CHUNK_RECORDS = 2  # several chunks: workers=2 renders in a pool
 cv2.setNumThreads(3)  # the caller's own choice
 calls = []
 real_keep_heap = workers.keep_heap

@@ -48,8 +48,8 @@ def errors(about: Optional[Path] = None) -> Iterator[None]:
 
     ``about`` is the file an OSError without a file name is reported against (the command's output or pack).
     """
-    from edgeaug.builder.pipeline import BuildError
-    from edgeaug.builder.writer import WriteError
+    from edgeaug.builder.partial import WriteError
+    from edgeaug.builder.plan import BuildError
     from edgeaug.config.fields import ConfigError
     from edgeaug.device.format import FormatError
     from edgeaug.ops.base import OpError

@@ -3,9 +3,10 @@
 Debian bookworm's own python3.11 / numpy 1.24 / python3-lmdb 1.4 (what Pi OS
 bookworm ships) run under qemu-user-static for arm64 and armhf (32-bit), from
 the package folder (PYTHONPATH) and from the single bundled file.  Every
-record's bytes are compared with this host's read.  The roots come from
-``scripts/pisandbox.py``; when qemu or the roots cannot be had, or
-EDGEAUG_SKIP_PI=1, these tests skip.
+record's bytes are compared with this host's read.  The roots come from the
+set-up step ``python3 scripts/pisandbox.py setup --install-qemu`` (``.ci/run``
+runs it); when qemu or the roots are missing, or EDGEAUG_SKIP_PI=1, these
+tests skip, naming that command.
 """
 
 from __future__ import annotations
@@ -84,9 +85,8 @@ print(json.dumps(out))
 def roots() -> dict:
     if os.environ.get("EDGEAUG_SKIP_PI") == "1":
         pytest.skip("EDGEAUG_SKIP_PI=1: emulated Pi tests skipped")
-    try:
-        pisandbox.ensure_qemu(install=True)
-        return {arch: pisandbox.ensure_root(arch) for arch in pisandbox.ARCHES}
+    try:  # never installs or builds anything: that is `scripts/pisandbox.py setup` (.ci/run runs it)
+        return {arch: pisandbox.ready_root(arch) for arch in pisandbox.ARCHES}
     except pisandbox.PiSandboxUnavailable as exc:
         pytest.skip(f"emulated Pi sandbox unavailable: {exc}")
 

@@ -36,7 +36,6 @@ def manifest_for(sset, tasks, results, recipe, target, seed: int, val: float, hi
 
     split_of = {t.index: t.split for t in tasks}
     sources, skipped = [], []
-    counts: Dict[str, Dict[str, int]] = {s: {} for s in SPLITS}
     splits: Dict[str, Dict[str, int]] = {s: {"start": 0, "count": 0} for s in SPLITS}
     for i, s in enumerate(sset.sources):
         res = results.get(i)
@@ -54,9 +53,6 @@ def manifest_for(sset, tasks, results, recipe, target, seed: int, val: float, hi
             skipped.append({"path": s.rel, "reason": entry["skipped"]})
             if res is not None and res.duplicate_of:
                 entry["duplicate_of"] = res.duplicate_of
-        else:
-            name = sset.classes[s.label] if s.label >= 0 else "(none)"  # -1: no class label
-            counts[split_of[i]][name] = counts[split_of[i]].get(name, 0) + entry["records"]
         sources.append(entry)
     for t in tasks:
         splits[t.split]["count"] += results[t.index].count if t.index in results else 0
@@ -80,7 +76,7 @@ def manifest_for(sset, tasks, results, recipe, target, seed: int, val: float, hi
         "sources": sources,
         "skipped": skipped,
         "splits": splits,
-        "counts": counts,
+        # "counts" (records per split and class, by each record's own label) comes from the index: PackWriter.finish.
         "tensor": {"shape": list(target.shape), "dtype": target.dtype},
         # Optional: per-instance keypoint i is keypoint_flip_idx[i] after a mirror (for online flips on the device).
         **({"keypoint_flip_idx": list(sset.keypoint_flip)} if getattr(sset, "keypoint_flip", None) else {}),

@@ -23,7 +23,7 @@ import numpy as np
 
 from edgeaug.builder import merge
 from edgeaug.builder.partial import WriteError, kept
-from edgeaug.device.format import canonical_json, fingerprint, tensor_dtype, validate_manifest
+from edgeaug.device.format import INDEX_DTYPE, SPLITS, canonical_json, fingerprint, tensor_dtype, validate_manifest
 
 PAGE_SLACK = 4096
 MAX_MAP_SIZE: Optional[int] = None  # cap on map growth (None: until the disk is full)
@@ -71,7 +71,7 @@ class PackWriter:
     def finish(self, manifest: Dict[str, Any]) -> Dict[str, Any]:
         """Write index and manifest, fsync, rename. Returns the manifest with its fingerprint."""
         index = b"".join(_result(r) if hasattr(r, "result") else r for r in self.rows)
-        manifest = dict(manifest, records=self.count)
+        manifest = dict(manifest, records=self.count, counts=record_counts(index, manifest["classes"]))
         manifest["fingerprint"] = fingerprint(manifest, index)
         validate_manifest(manifest)  # the reader will insist on it
         args = (str(self.tmp), index, canonical_json(manifest), self.limits)
@@ -105,6 +105,16 @@ class PackWriter:
         finally:
             merge.release(str(self.tmp))
             _unlink(self.tmp)
+
+
+def record_counts(index: bytes, classes: List[str]) -> Dict[str, Dict[str, int]]:
+    """Records per split and class, by each record's own label (a detection record's is its kept boxes' class)."""
+    rows = np.frombuffer(index, INDEX_DTYPE)
+    out: Dict[str, Dict[str, int]] = {}
+    for split, code in SPLITS.items():
+        labels, n = np.unique(rows["label"][rows["split"] == code], return_counts=True)
+        out[split] = {(classes[c] if c >= 0 else "(none)"): int(k) for c, k in zip(labels.tolist(), n.tolist())}
+    return out
 
 
 def _result(fut: Any) -> Any:

@@ -57,6 +57,9 @@ def test_detection_record_label_is_the_majority_of_its_remaining_boxes(tmp_path)
     assert changed and -1 in labels  # crops did change labels, and emptied some records
     originals = [i for i, (_, _, _, v) in enumerate(recs) if v == 0]
     assert [labels[i] for i in originals] == source_label  # an uncropped record keeps its source's label
+    names = [*p.manifest["classes"]]
+    by_label = {(names[c] if c >= 0 else "(none)"): labels.count(c) for c in set(labels)}
+    assert p.manifest["counts"]["train"] == by_label  # the manifest counts records by their own labels
 
 
 def test_a_jsonl_records_given_label_stays(tmp_path):

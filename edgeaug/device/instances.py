@@ -84,12 +84,13 @@ def decode_instances(buf, n_expected: int, h: int, w: int) -> np.ndarray:
         return np.zeros((0, h, w), bool)
     runs = np.frombuffer(mv, rt, total, 4 + 4 * n).astype(np.int64)
     starts = np.cumsum(lengths) - lengths
-    sums = np.add.reduceat(runs, starts)
+    sums = np.add.reduceat(runs, starts.astype(np.intp))
     bad = np.flatnonzero(sums != hw)
     if len(bad):
         raise FormatError(f"instances: mask {bad[0]} has runs summing to {sums[bad[0]]}, not {h}x{w} = {hw}")
-    parity = (np.arange(total) - np.repeat(starts, lengths)) % 2 == 1  # odd runs are foreground
-    return np.repeat(parity, runs).reshape(n, h, w)
+    # reduceat and repeat want intp (int32 on armhf): every value here is bounded by n*(H*W + 1).
+    parity = (np.arange(total) - np.repeat(starts, lengths.astype(np.intp))) % 2 == 1  # odd runs are foreground
+    return np.repeat(parity, runs.astype(np.intp)).reshape(n, h, w)
 
 
 def instance_boxes(masks: np.ndarray) -> np.ndarray:

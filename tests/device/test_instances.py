@@ -1,6 +1,10 @@
 """Instance mask storage: round trips, size, and crafted sections give FormatError."""
 
+import hashlib
+import json
+import os
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,3 +115,40 @@ def test_random_garbage_never_crashes():
 def test_encode_rejects_wrong_rank():
     with pytest.raises(FormatError, match=r"must be \(n, H, W\)"):
         encode_instances(np.zeros((4, 4), bool))
+
+
+PI_PROBE = r"""
+import hashlib, json, sys
+import numpy as np
+from edgeaug.device.format import FormatError
+from edgeaug.device.instances import decode_instances
+buf = bytes.fromhex(sys.argv[1])
+out = decode_instances(buf, 6, 224, 224)
+try:
+    decode_instances(buf[:-2], 6, 224, 224)
+    bad = "accepted"
+except FormatError as e:
+    bad = str(e)
+print(json.dumps({"sha": hashlib.sha256(out.tobytes()).hexdigest(), "shape": list(out.shape), "bad": bad}))
+"""
+
+
+@pytest.mark.parametrize("arch", ["arm64", "armhf"])
+def test_decode_on_emulated_pi(arch, tmp_path):
+    """armhf's intp is 32 bits: numpy's repeat/reduceat refuse int64 counts there unless cast."""
+    if os.environ.get("EDGEAUG_SKIP_PI") == "1":
+        pytest.skip("EDGEAUG_SKIP_PI=1: emulated Pi tests skipped")
+    import pisandbox
+
+    try:
+        pisandbox.ensure_root(arch)
+    except pisandbox.PiSandboxUnavailable as exc:
+        pytest.skip(f"emulated Pi sandbox unavailable: {exc}")
+    m = blobs(6, 224, 224, seed=9)
+    (tmp_path / "probe.py").write_text(PI_PROBE)
+    repo = Path(__file__).resolve().parents[2]
+    proc = pisandbox.run_python(arch, ["probe.py", encode_instances(m).hex()], cwd=tmp_path, extra_path=[repo])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["sha"] == hashlib.sha256(m.tobytes()).hexdigest() and seen["shape"] == [6, 224, 224]
+    assert "do not fill" in seen["bad"]

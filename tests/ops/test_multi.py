@@ -140,7 +140,7 @@ CASES = [
 
 @pytest.mark.parametrize("instances", [True, False], ids=["instances", "boxes"])
 @pytest.mark.parametrize("name, kw", CASES, ids=[f"{n}{kw}" for n, kw in CASES])
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("seed", range(4))
 def test_labels_follow_the_pixels(name, kw, seed, instances):
     if name == "copy_paste" and not instances:
         pytest.skip("copy_paste needs instances; its no-op is tested below")
@@ -193,7 +193,7 @@ def run_chain(chain, seed, only=None, lam=None):
 
 
 @pytest.mark.parametrize("chain", CHAINS)
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", range(2))
 def test_chains(chain, seed):
     for lam, side in ((1.0, 0), (0.0, 1)) if chain.endswith("mixup") else ((None, None),):
         img, lab = run_chain(chain, seed, lam=lam)
@@ -334,3 +334,40 @@ def test_scale_jitter_pads_and_crops():
     assert np.abs(lab.boxes[:, [1, 3]] - want_x).max() <= 1 and np.abs(lab.boxes[:, [2, 4]] - want_y).max() <= 1
     img, lab = o.apply(images, labels, {"scale": 2.0, "ox": 1.0, "oy": 1.0}, OUT, FILL, 0.5)
     assert lab.boxes[:, 0].tolist() == [2]  # only the bottom-right rectangle keeps half its area
+
+
+def test_pasted_instances_that_overlap_are_made_disjoint_later_on_top():
+    img0 = np.full((60, 60, 3), BACKGROUNDS[0], np.uint8)
+    img1 = np.full((60, 60, 3), BACKGROUNDS[1], np.uint8)
+    theirs = np.zeros((2, 60, 60), bool)
+    theirs[0, 10:40, 10:40] = True
+    theirs[1, 20:50, 20:50] = True  # overlaps the first: it is drawn on top
+    img1[theirs[0]], img1[theirs[1]] = OBJECTS[0], OBJECTS[1]
+    labs = [
+        InstanceLabels(np.zeros((0, 5), np.float32), instances=np.zeros((0, 60, 60), bool)),
+        InstanceLabels(np.array([[0, 10, 10, 40, 40], [1, 20, 20, 50, 50]], np.float32), instances=theirs),
+    ]
+    params = {"partners": [0], "flip": False, "scale": 1.0, "ox": 0.0, "oy": 0.0, "select": "3"}
+    img, lab = make("copy_paste").apply([img0, img1], labs, params, (60, 60), FILL, 0.3)
+    assert lab.instances.sum(0).max() == 1
+    assert lab.instances[0].sum() == 30 * 30 - 20 * 20 and lab.instances[1].sum() == 30 * 30
+    assert (img[lab.instances[0]] == OBJECTS[0]).all() and (img[lab.instances[1]] == OBJECTS[1]).all()
+
+
+def test_warp_follows_continuous_coordinates():
+    """A source column [10, 11) scaled by 2 covers [20, 22): its warped profile is symmetric about x = 21."""
+    from edgeaug.ops.base import scale, translate
+    from edgeaug.ops.instances_geom import warp_into, warp_masks
+
+    src = np.zeros((4, 30, 3), np.uint8)
+    src[:, 10] = 200
+    dst = np.zeros((4, 60, 3), np.uint8)
+    warp_into(dst, src, scale(2, 1), (0, 0, 60, 4), 0, linear=True)
+    row = dst[1, :, 0].astype(float)
+    assert row[19] == row[22] and row[20] == row[21] and row.sum() == pytest.approx(400, abs=2)
+    m = np.zeros((1, 4, 30), bool)
+    m[0, :, 10] = True
+    assert np.nonzero(warp_masks(m, translate(0.4, 0) @ scale(2, 1), (0, 0, 60, 4), (60, 4))[0, 1])[0].tolist() == [
+        20,
+        21,
+    ]  # [20.4, 22.4): pixel centres 20.5 and 21.5

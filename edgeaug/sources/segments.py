@@ -74,6 +74,25 @@ class Segment:
         return (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
 
 
+def instance_labels(segments: Sequence[Segment], w: int, h: int) -> Tuple[np.ndarray, np.ndarray]:
+    """A decoded image's instances: boxes ``(n, 5)`` float32 ``[class, x0, y0, x1, y1]`` and masks ``(n, h, w)``.
+
+    Each box is the bounding box of its mask, row for row; an instance with no
+    pixel in the image (a polygon outside it, or thinner than a pixel centre) is
+    left out with its box.
+    """
+    masks = np.zeros((len(segments), h, w), bool)
+    for k, seg in enumerate(segments):
+        masks[k] = seg.mask(h, w)
+    cols, rows = masks.any(1), masks.any(2)
+    keep = cols.any(1)
+    masks, cols, rows = masks[keep], cols[keep], rows[keep]
+    cls = np.array([s.cls for s, k in zip(segments, keep) if k], np.float32)
+    x0, x1 = cols.argmax(1), w - cols[:, ::-1].argmax(1)
+    y0, y1 = rows.argmax(1), h - rows[:, ::-1].argmax(1)
+    return np.stack([cls, x0, y0, x1, y1], 1).astype(np.float32).reshape(-1, 5), masks
+
+
 def rasterize(polygons: Sequence[np.ndarray], h: int, w: int) -> np.ndarray:
     """Pixels whose centres fall inside any of the polygons (even-odd within one, union across them).
 

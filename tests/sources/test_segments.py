@@ -9,6 +9,7 @@ from edgeaug.sources.segments import (
     SegmentError,
     coco_segment,
     decode_rle,
+    instance_labels,
     string_counts,
     yolo_line_kind,
     yolo_segment,
@@ -195,3 +196,24 @@ def test_line_kind_by_length():
 def test_segment_is_frozen_value():
     a = Segment(0, ((0.0, 0.0, 1.0, 0.0, 1.0, 1.0),))
     assert a == Segment(0, ((0.0, 0.0, 1.0, 0.0, 1.0, 1.0),)) and hash(a) == hash(Segment(0, a.polygons))
+
+
+def test_polygon_partly_outside_is_clipped_and_far_vertices_are_safe():
+    seg = coco_segment([[-5, -5, 4, -5, 4, 3, -5, 3]], 0, WHERE)
+    want = np.zeros((6, 6), bool)
+    want[0:3, 0:4] = True
+    assert np.array_equal(seg.mask(6, 6), want)
+    far = coco_segment([[-1e30, 2, 1e30, 2, 1e30, 4, -1e30, 4]], 0, WHERE)
+    assert far.mask(6, 6).sum() == 12
+
+
+def test_instance_labels_boxes_are_mask_bounds_and_empty_instances_go():
+    rle = rle_counts(blob())
+    segs = [
+        coco_segment([[2, 1, 6, 1, 6, 4, 2, 4]], 3, WHERE),
+        coco_segment([[20, 20, 30, 20, 30, 30]], 1, WHERE),  # outside the 11x13 image
+        coco_segment({"size": [13, 11], "counts": rle}, 5, WHERE),
+    ]
+    boxes, masks = instance_labels(segs, 11, 13)
+    assert boxes.tolist() == [[3, 2, 1, 6, 4], [5, 0, 2, 10, 12]]
+    assert masks.shape == (2, 13, 11) and np.array_equal(masks[1], blob())

@@ -190,23 +190,17 @@ class Mosaic(MultiOp):
 class MixUp(MultiOp):
     """Blend the record with a partner: ``lam * record + (1 - lam) * partner``, ``lam ~ Beta(alpha, alpha)``.
 
-    Both images are fitted to the output by the recipe's resize.  Boxes,
-    instances and keypoints of both are kept; the semantic mask is the
-    dominant image's; classification gets ``mix = [(class, lam), (partner
-    class, 1 - lam)]``.
+    ``alpha`` is one number (Ultralytics' 32) or a range.  Both images are
+    fitted to the output by the recipe's resize.  Boxes, instances and
+    keypoints of both are kept; the semantic mask is the dominant image's;
+    classification gets ``mix = [(class, lam), (partner class, 1 - lam)]``.
     """
 
     name = "mixup"
-    OPTIONS = {"alpha": (float, 32.0)}
-
-    @classmethod
-    def check(cls, ranges, options):
-        if not options.get("alpha", 1) > 0:
-            return "alpha", "must be > 0"
-        return super().check(ranges, options)
+    RANGES = {"alpha": ((32.0, 32.0), (0.01, 1000.0))}  # a range draws alpha per record first
 
     def sample(self, rng, size, n_candidates: int = 0):
-        a = float(self.options["alpha"])
+        a = self.uniform(rng, "alpha")
         return {"partners": self.draw_partners(rng, n_candidates), "lam": float(rng.beta(a, a))}
 
     def apply(self, images, labels_list, params, out_size, fill=114, min_visibility=0.0, resize="squash"):

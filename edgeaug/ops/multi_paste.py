@@ -42,16 +42,10 @@ class CutMix(MultiOp):
     """
 
     name = "cutmix"
-    OPTIONS = {"alpha": (float, 1.0)}
-
-    @classmethod
-    def check(cls, ranges, options):
-        if not options.get("alpha", 1) > 0:
-            return "alpha", "must be > 0"
-        return super().check(ranges, options)
+    RANGES = {"alpha": ((1.0, 1.0), (0.01, 1000.0))}
 
     def sample(self, rng, size, n_candidates: int = 0):
-        a = float(self.options["alpha"])
+        a = self.uniform(rng, "alpha")
         return {
             "partners": self.draw_partners(rng, n_candidates),
             "lam": float(rng.beta(a, a)),
@@ -114,19 +108,17 @@ class CopyPaste(MultiOp):
     """
 
     name = "copy_paste"
-    RANGES = {"scale": ((0.1, 2.0), (0.01, 10.0))}
-    OPTIONS = {"mode": (str, "flip"), "fraction": (float, 0.5)}
+    RANGES = {"scale": ((0.1, 2.0), (0.01, 10.0)), "fraction": ((0.5, 0.5), (0.01, 1.0))}
+    OPTIONS = {"mode": (str, "flip")}
 
     @classmethod
     def check(cls, ranges, options):
         if options.get("mode") not in ("flip", "lsj"):
             return "mode", f"expected 'flip' or 'lsj', got {options.get('mode')!r}"
-        if not 0 < options.get("fraction", 1) <= 1:
-            return "fraction", "must be in (0, 1]"
         return super().check(ranges, options)
 
     def sample(self, rng, size, n_candidates: int = 0):
-        bits = rng.random(MAX_PASTE) < float(self.options["fraction"])
+        bits = rng.random(MAX_PASTE) < self.uniform(rng, "fraction")
         lsj = self.options["mode"] == "lsj"
         return {
             "partners": self.draw_partners(rng, n_candidates),

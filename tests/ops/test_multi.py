@@ -8,6 +8,7 @@ or the patch area as weights; same params give the same bytes, and sampling
 depends only on the generator.
 """
 
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -133,7 +134,7 @@ CASES = [
     ("mixup", {}),
     ("cutmix", {}),
     ("copy_paste", {}),
-    ("copy_paste", {"mode": "lsj", "fraction": 1.0}),
+    ("copy_paste", {"mode": "lsj", "fraction": [1.0, 1.0]}),
     ("scale_jitter", {}),
 ]
 
@@ -185,7 +186,7 @@ def run_chain(chain, seed, only=None, lam=None):
         params["partners"] = list(range(o.partners))
         images, labels = scenes(ids, only=only)
         outs.append(o.apply(images[: o.partners + 1], labels[: o.partners + 1], params, OUT, fill, MIN_VIS))
-    o = make(second, **({"fraction": 1.0} if second == "copy_paste" else {}))
+    o = make(second, **({"fraction": [1.0, 1.0]} if second == "copy_paste" else {}))
     params = o.sample(rng, OUT, n_candidates=1)
     if lam is not None:
         params["lam"] = lam
@@ -371,3 +372,38 @@ def test_warp_follows_continuous_coordinates():
         20,
         21,
     ]  # [20.4, 22.4): pixel centres 20.5 and 21.5
+
+
+@pytest.mark.parametrize(
+    "table, want",
+    [
+        ({"op": "mosaic", "grid": 3}, {"partners": 8}),
+        ({"op": "mixup", "alpha": 32}, {"ranges": {"alpha": (32, 32)}}),
+        ({"op": "cutmix"}, {"ranges": {"alpha": (1.0, 1.0)}}),
+        ({"op": "copy_paste", "mode": "lsj", "fraction": 1}, {"options": {"mode": "lsj"}}),
+        ({"op": "scale_jitter", "scale": [0.5, 1.5]}, {"partners": 0}),
+    ],
+)
+def test_recipes_validate_multi_ops(table, want):
+    from edgeaug.config.recipe import parse_op
+
+    o = parse_op(table, "recipe.toml", "ops[0]").build()
+    for key, value in want.items():
+        got = getattr(o, key)
+        assert got == value if not isinstance(value, dict) else all(got[k] == v for k, v in value.items())
+
+
+@pytest.mark.parametrize(
+    "table, field",
+    [
+        ({"op": "mosaic", "grid": 4}, "ops[0].grid: expected 2 or 3"),
+        ({"op": "copy_paste", "mode": "random"}, "ops[0].mode: expected 'flip' or 'lsj'"),
+        ({"op": "mixup", "alpha": 0}, "ops[0].alpha"),
+        ({"op": "copy_paste", "fraction": 0}, "ops[0].fraction"),
+    ],
+)
+def test_recipes_refuse_bad_multi_ops(table, field):
+    from edgeaug.config.recipe import ConfigError, parse_op
+
+    with pytest.raises(ConfigError, match=re.escape(field)):
+        parse_op(table, "recipe.toml", "ops[0]")

@@ -95,22 +95,41 @@ def warp_into(dst: np.ndarray, src: np.ndarray, m: np.ndarray, rect: Rect, fill:
 def warp_masks(masks: np.ndarray, m: np.ndarray, rect: Rect, out: Tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour warp of ``(n, h, w)`` bool masks into ``rect`` of an ``out`` frame.
 
-    Eight masks ride in each byte (nearest sampling copies bits), so n masks
-    take n/8 channels of one warp.
+    Each output pixel takes the source pixel under its centre.  Axis-aligned
+    matrices (every multi-image op's) gather rows and columns directly; others
+    go through OpenCV with eight masks bit-packed per channel.
     """
     n = masks.shape[0]
     res = np.zeros((n, out[1], out[0]), bool)
-    if n == 0:
+    x0, y0, x1, y1 = rect
+    if n == 0 or x1 <= x0 or y1 <= y0:
+        return res
+    if m[0, 1] == 0 and m[1, 0] == 0 and m[2, 0] == 0 and m[2, 1] == 0 and m[2, 2] == 1:
+        sx, vx = _source_index(m[0, 0], m[0, 2], x0, x1, masks.shape[2])
+        sy, vy = _source_index(m[1, 1], m[1, 2], y0, y1, masks.shape[1])
+        res[:, y0:y1, x0:x1] = masks[:, sy[:, None], sx[None, :]] & (vy[:, None] & vx[None, :])
         return res
     planes = np.packbits(masks, axis=0).transpose(1, 2, 0)  # (h, w, ceil(n/8))
     dst = np.zeros((out[1], out[0], planes.shape[2]), np.uint8)
     for c in range(0, planes.shape[2], MAX_CHANNELS):
         part = np.ascontiguousarray(planes[:, :, c : c + MAX_CHANNELS])
-        view = dst[:, :, c : c + MAX_CHANNELS]
-        tmp = np.zeros_like(view)
+        tmp = np.zeros(dst.shape[:2] + part.shape[2:], np.uint8)
         warp_into(tmp, part, m, rect, 0, linear=False)
-        view[...] = tmp
+        dst[:, :, c : c + MAX_CHANNELS] = tmp
     return np.unpackbits(dst, axis=2, count=n).transpose(2, 0, 1).astype(bool)
+
+
+def _source_index(a: float, b: float, lo: int, hi: int, size: int) -> Tuple[np.ndarray, np.ndarray]:
+    """For output pixels ``lo..hi-1`` of ``x' = a x + b``: the source pixel under each centre, and whether it exists."""
+    src = np.floor((np.arange(lo, hi) + 0.5 - b) / a).astype(np.intp)
+    valid = (src >= 0) & (src < size)
+    return np.clip(src, 0, size - 1), valid
+
+
+def count(masks: np.ndarray) -> np.ndarray:
+    """Pixels per mask of ``(n, H, W)`` bool: one whole-array count_nonzero per mask (an axis sum converts
+    every pixel to an integer first, several times slower)."""
+    return np.array([np.count_nonzero(x) for x in masks], np.int64)
 
 
 def boxes_from_instances(classes: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -130,7 +149,7 @@ def place(lab: InstanceLabels, m: np.ndarray, rect: Rect, out: Tuple[int, int], 
     res = InstanceLabels(label=lab.label, flip=lab.flip)
     if lab.instances is not None:
         warped = warp_masks(lab.instances, m, rect, out)
-        kept = visible(warped.sum((1, 2)), lab.instances.sum((1, 2)) * det, min_vis)
+        kept = visible(count(warped), count(lab.instances) * det, min_vis)
         res.instances = warped[kept]
         res.boxes = boxes_from_instances(lab.boxes[kept, 0], res.instances)
     else:
@@ -221,7 +240,7 @@ def occlude(lab: InstanceLabels, cover: np.ndarray, min_vis: float) -> InstanceL
     res = replace(lab)
     if lab.instances is not None:
         cut = lab.instances & ~cover
-        kept = visible(cut.sum((1, 2)), lab.instances.sum((1, 2)), min_vis)
+        kept = visible(count(cut), count(lab.instances), min_vis)
         res.instances = cut[kept]
         res.boxes = boxes_from_instances(lab.boxes[kept, 0], res.instances)
     elif len(lab.boxes):

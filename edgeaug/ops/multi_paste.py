@@ -15,6 +15,7 @@ from edgeaug.ops.instances_geom import (
     InstanceLabels,
     boxes_from_instances,
     concat,
+    count,
     fit_matrix,
     hflip,
     occlude,
@@ -178,6 +179,6 @@ def _pasted(partner: InstanceLabels, idx: np.ndarray, m: np.ndarray, out: Tuple[
     for k in range(len(warped) - 1, -1, -1):
         warped[k] &= ~above
         above |= warped[k]
-    before = partner.instances[idx].sum((1, 2)) * abs(float(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]))
-    kept = visible(warped.sum((1, 2)), before, min_vis)
+    before = count(partner.instances[idx]) * abs(float(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]))
+    kept = visible(count(warped), before, min_vis)
     return InstanceLabels(boxes_from_instances(partner.boxes[idx][kept, 0], warped[kept]), instances=warped[kept])

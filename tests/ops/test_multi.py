@@ -407,3 +407,14 @@ def test_recipes_refuse_bad_multi_ops(table, field):
 
     with pytest.raises(ConfigError, match=re.escape(field)):
         parse_op(table, "recipe.toml", "ops[0]")
+
+
+def test_warp_masks_general_matrix_path_matches_rot90():
+    """Non-axis-aligned matrices go through OpenCV with bit-packed planes (here 11 masks: 2 bytes)."""
+    from edgeaug.ops.instances_geom import warp_masks
+
+    rng = np.random.default_rng(2)
+    m = rng.random((11, 7, 9)) < 0.5
+    quarter = np.array([[0, 1, 0], [-1, 0, 9], [0, 0, 1]], np.float64)  # (x, y) -> (y, 9 - x)
+    out = warp_masks(m, quarter, (0, 0, 7, 9), (7, 9))
+    assert np.array_equal(out, np.rot90(m, 1, axes=(1, 2)))

@@ -152,7 +152,8 @@ def run(work: Path, seed: int = 0, val: float = 0.2, seconds: float = 0.0) -> Di
                 bench[key] = bench_model(p, str(model), 32, seconds)["records_per_s"]
     tflite = None
     if importlib.util.find_spec("ai_edge_litert") or importlib.util.find_spec("tflite_runtime"):
-        from make_tflite_fixtures import digits_tflite  # beside this script: float and int8 .tflite, no TensorFlow
+        sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling, also when imported by path
+        from make_tflite_fixtures import digits_tflite  # float and int8 .tflite, no TensorFlow
 
         tflite = digits_tflite(work, clf, data, seed, val)
     return {

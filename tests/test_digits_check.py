@@ -8,7 +8,9 @@ pytest.importorskip("sklearn")
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime.quantization")
 
-import digits_check  # noqa: E402  (scripts/ is on pytest's pythonpath)
+from scripts_under_test import load  # noqa: E402
+
+digits_check = load("digits_check")
 
 
 def test_quantized_digits_classifier_within_one_point_of_float(tmp_path):

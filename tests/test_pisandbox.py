@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-import pisandbox  # noqa: E402  (scripts/ is on pytest's pythonpath)
+from scripts_under_test import load  # noqa: E402
+
+pisandbox = load("pisandbox")
 
 EXPECTED = {
     "arm64": {"pointer_size": 8, "machines": {"aarch64"}},

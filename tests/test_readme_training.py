@@ -4,9 +4,11 @@ import math
 import sys
 
 import pytest
-import readme_training  # noqa: E402  (scripts/ is on pytest's pythonpath)
+from scripts_under_test import load
 
 from edgeaug.loader import Pack
+
+readme_training = load("readme_training")
 
 
 def test_the_training_page_has_one_pytorch_and_one_keras_example_and_both_are_valid_python():

@@ -138,10 +138,11 @@ def test_decode_on_emulated_pi(arch, tmp_path):
     """armhf's intp is 32 bits: numpy's repeat/reduceat refuse int64 counts there unless cast."""
     if os.environ.get("EDGEAUG_SKIP_PI") == "1":
         pytest.skip("EDGEAUG_SKIP_PI=1: emulated Pi tests skipped")
-    import pisandbox
+    from scripts_under_test import load
 
+    pisandbox = load("pisandbox")
     try:
-        pisandbox.ensure_root(arch)
+        pisandbox.ready_root(arch)  # never installs or builds: `scripts/pisandbox.py setup` does
     except pisandbox.PiSandboxUnavailable as exc:
         pytest.skip(f"emulated Pi sandbox unavailable: {exc}")
     m = blobs(6, 224, 224, seed=9)

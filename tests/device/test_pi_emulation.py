@@ -26,7 +26,9 @@ from edgeaug.device.format import HEADER_SIZE, record_key
 from edgeaug.device.loader import Pack
 
 REPO = Path(__file__).resolve().parents[2]
-import pisandbox  # noqa: E402  (scripts/ is on pytest's pythonpath)
+from scripts_under_test import load  # noqa: E402
+
+pisandbox = load("pisandbox")
 
 TARGETS = ("rpi4", "rpi-zero2w")
 BITS = {"arm64": 64, "armhf": 32}

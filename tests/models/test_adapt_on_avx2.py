@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("onnxruntime.quantization")
-import pisandbox  # noqa: E402  (scripts/ is on pytest's pythonpath)
+from scripts_under_test import load  # noqa: E402
+
+pisandbox = load("pisandbox")
 
 REPO = Path(__file__).resolve().parents[2]
 

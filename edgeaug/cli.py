@@ -19,7 +19,7 @@ app = typer.Typer(
     "load it on the device with numpy and lmdb only (python -m edgeaug.loader).",
 )
 
-for command in (packs.build, packs.inspect, packs.verify, packs.targets, packs.recipes, packs.demo):
+for command in (packs.build, packs.inspect, packs.verify, packs.targets, packs.recipes, packs.ops, packs.demo):
     app.command()(command)
 app.command("bundle-loader")(packs.bundle_loader)
 models.target_app.command("from-onnx")(models.target_from_onnx)
@@ -27,7 +27,8 @@ models.target_app.command("from-tflite")(models.target_from_tflite)
 app.add_typer(models.target_app, name="target")
 app.command("adapt-model")(models.adapt_model)
 app.command("eval")(models.eval_pack)
-app.command()(packs.explain)
+# INDEX may be negative (-1: the last record): "-1" is an argument, not an unknown option.
+app.command(context_settings={"ignore_unknown_options": True})(packs.explain)
 app.command()(packs.preview)
 
 if __name__ == "__main__":

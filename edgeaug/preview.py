@@ -39,8 +39,29 @@ PALETTE = np.array(
 )
 
 
+def _class_colors() -> np.ndarray:
+    """256 distinct RGB colours, one per class id: the 16 of PALETTE, then hues a golden angle apart."""
+    import colorsys
+
+    more = []
+    for k in range(256 - len(PALETTE)):
+        h, v = (k * 0.618033988749895) % 1.0, (0.95, 0.75, 0.55)[k % 3]
+        more.append([round(255 * c) for c in colorsys.hsv_to_rgb(h, 0.65 + 0.1 * (k % 4), v)])
+    return np.concatenate([PALETTE, np.array(more, np.uint8)])
+
+
+#: Class id -> colour, shared by boxes and mask tints (mask values are class ids 0..255).
+CLASS_COLORS = _class_colors()
+
+
 def color_of(i: int) -> tuple:
-    return tuple(int(v) for v in PALETTE[int(i) % len(PALETTE)])
+    """The colour of class ``i`` (boxes, mask tints and the legend agree)."""
+    return tuple(int(v) for v in CLASS_COLORS[int(i) % len(CLASS_COLORS)])
+
+
+def keypoint_color(i: int) -> tuple:
+    """The colour of keypoint ``i`` of an instance (the sheet's legend names them)."""
+    return color_of(i + 3)
 
 
 # --- explain ----------------------------------------------------------------------
@@ -134,7 +155,7 @@ def draw_record(rec: Dict[str, Any], target: Any, classes: Sequence[str], zoom: 
 
     img = to_rgb(rec["x"], target)
     if rec["mask"] is not None and rec["mask"].any():
-        tint = PALETTE[(rec["mask"].astype(np.int64) - 1) % len(PALETTE)]
+        tint = CLASS_COLORS[rec["mask"]]  # each class id its own colour; 0 (background) stays untinted
         on = rec["mask"][..., None] > 0
         img = np.where(on, (0.55 * img + 0.45 * tint).astype(np.uint8), img)
     img = cv2.resize(img, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
@@ -162,7 +183,7 @@ def draw_record(rec: Dict[str, Any], target: Any, classes: Sequence[str], zoom: 
         if v > 0:
             c = (round(x * zoom), round(y * zoom))
             cv2.circle(img, c, 4, (0, 0, 0), -1, cv2.LINE_AA)
-            cv2.circle(img, c, 3, color_of(i + 3), -1, cv2.LINE_AA)
+            cv2.circle(img, c, 3, keypoint_color(i), -1, cv2.LINE_AA)
     cap = f"#{rec['index']} s{rec['source']} v{rec['variant']}"
     if 0 <= rec["label"] < len(classes):
         cap += f" {classes[rec['label']]}"
@@ -172,19 +193,47 @@ def draw_record(rec: Dict[str, Any], target: Any, classes: Sequence[str], zoom: 
     return img
 
 
-def contact_sheet(pack: Any, count: int = 16, start: int = 0, columns: int = 0) -> np.ndarray:
-    """A grid of records ``start .. start+count-1`` (whole pack, both splits) as RGB uint8."""
+def pick_records(
+    pack: Any, count: int = 16, start: int = 0, shuffle: bool = False, seed: int = 0, per_class: bool = False
+) -> List[int]:
+    """Which records a sheet shows: ``count`` from ``start`` on, in order, or shuffled with ``seed``.
 
+    ``per_class`` takes the classes in turn (by their sources' labels in the
+    manifest), so a pack whose first records are all one class shows them all.
+    """
     if count < 1:
         raise ValueError("--count must be at least 1")
     if not 0 <= start < pack.records:
         raise IndexError(f"--start {start} is outside the pack's {pack.records} records")
+    idx = np.arange(start, pack.records)
+    if shuffle:
+        idx = np.random.default_rng(seed).permutation(idx)
+    if per_class:
+        from edgeaug.verify import record_sources
+
+        src = pack.manifest["sources"]
+        labels = np.asarray([e["label"] for e in src], np.int64)[record_sources(pack.manifest, pack.records)][idx]
+        groups = [idx[labels == c] for c in np.unique(labels)]
+        rank = np.concatenate([np.arange(len(g)) for g in groups])
+        group = np.concatenate([np.full(len(g), j) for j, g in enumerate(groups)])
+        idx = np.concatenate(groups)[np.lexsort((group, rank))]  # round robin over the classes
+    return [int(i) for i in idx[:count]]
+
+
+def contact_sheet(
+    pack: Any, count: int = 16, start: int = 0, columns: int = 0, records: Sequence[int] | None = None
+) -> np.ndarray:
+    """A grid of records (``records``, else ``start .. start+count-1``; whole pack) as RGB uint8.
+
+    A legend row under the grid names the classes drawn (boxes, mask tints) and the keypoint colours.
+    """
+    records = list(records) if records is not None else pick_records(pack, count, start)
     target = target_from_dict(pack.manifest["target"])
     zoom = max(1, math.ceil(160 / max(target.width, target.height)))  # small targets get bigger
-    tiles = []
-    for r in range(start, min(pack.records, start + count)):
-        rec = dict(pack.record_at(r), index=r)
-        tiles.append(draw_record(rec, target, pack.manifest.get("classes", []), zoom))
+    classes = pack.manifest.get("classes", [])
+    tiles, recs = [], [dict(pack.record_at(r), index=r) for r in records]
+    for rec in recs:
+        tiles.append(draw_record(rec, target, classes, zoom))
     cols = columns or math.ceil(math.sqrt(len(tiles)))
     rows = math.ceil(len(tiles) / cols)
     th, tw = tiles[0].shape[:2]
@@ -193,7 +242,40 @@ def contact_sheet(pack: Any, count: int = 16, start: int = 0, columns: int = 0) 
     for i, t in enumerate(tiles):
         y, x = gap + (i // cols) * (th + gap), gap + (i % cols) * (tw + gap)
         sheet[y : y + th, x : x + tw] = t
-    return sheet
+    items = legend_items(recs, classes)
+    return np.concatenate([sheet, legend(items, sheet.shape[1])]) if items else sheet
+
+
+def legend_items(recs: Sequence[Dict[str, Any]], classes: Sequence[str]) -> List[tuple]:
+    """(text, colour) for every class drawn as a box or mask tint, then every keypoint index drawn."""
+    ids = sorted(
+        {int(c) for r in recs for c in r["boxes"][:, 0]}
+        | {int(v) for r in recs if r["mask"] is not None for v in np.unique(r["mask"]) if v}
+    )
+    items = [(classes[c] if 0 <= c < len(classes) else f"class {c}", color_of(c)) for c in ids]
+    kps = max((len(r["keypoints"]) for r in recs if len(r["keypoints"]) and r["keypoints"][:, 2].any()), default=0)
+    return items + [(f"kp {i}", keypoint_color(i)) for i in range(kps)]
+
+
+def legend(items: Sequence[tuple], width: int) -> np.ndarray:
+    """Rows of colour swatches with their names, ``width`` pixels wide (RGB uint8)."""
+    import cv2
+
+    font, row_h, x, rows = cv2.FONT_HERSHEY_PLAIN, 16, 4, [[]]
+    for text, col in items:
+        w = 16 + cv2.getTextSize(text, font, 0.9, 1)[0][0] + 10
+        if x + w > width and rows[-1]:
+            rows.append([])
+            x = 4
+        rows[-1].append((x, text, col))
+        x += w
+    img = np.full((len(rows) * row_h + 4, width, 3), 40, np.uint8)
+    for k, row in enumerate(rows):
+        y = 4 + k * row_h
+        for x, text, col in row:
+            cv2.rectangle(img, (x, y + 2), (x + 10, y + 12), col, -1)
+            cv2.putText(img, text, (x + 14, y + 12), font, 0.9, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
 
 
 #: Contact sheet formats by file suffix, with OpenCV's encoder options.
@@ -206,10 +288,19 @@ SHEET_FORMATS = {
 }
 
 
-def write_preview(pack_path: str | Path, out: str | Path, count: int = 16, start: int = 0) -> Path:
+def write_preview(
+    pack_path: str | Path,
+    out: str | Path,
+    count: int = 16,
+    start: int = 0,
+    shuffle: bool = False,
+    seed: int = 0,
+    per_class: bool = False,
+) -> Path:
     """Write the contact sheet in the format ``out``'s suffix names (PNG, JPEG, WebP, BMP); returns its path.
 
-    An unknown suffix or a missing folder is a ValueError, raised before any record is read.
+    Records are picked by :func:`pick_records`.  An unknown suffix or a missing
+    folder is a ValueError, raised before any record is read.
     """
     import cv2
 
@@ -222,7 +313,7 @@ def write_preview(pack_path: str | Path, out: str | Path, count: int = 16, start
     opts = SHEET_FORMATS[fmt]
     params = [getattr(cv2, f"IMWRITE_{opts[0]}"), opts[1]] if opts else []
     with Pack(str(pack_path)) as pack:
-        sheet = contact_sheet(pack, count, start)
+        sheet = contact_sheet(pack, records=pick_records(pack, count, start, shuffle, seed, per_class))
     ok, buf = cv2.imencode(fmt, sheet[..., ::-1], params)
     if not ok:
         raise OSError(f"{out}: could not encode the {fmt[1:].upper()} image")

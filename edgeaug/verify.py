@@ -17,7 +17,7 @@ from edgeaug.builder.augment import Augmenter
 from edgeaug.builder.render import load_source, render_variant, working_image
 from edgeaug.config.recipe import parse_recipe
 from edgeaug.config.targets import target_from_dict
-from edgeaug.device.format import pack_labels
+from edgeaug.device.format import FormatError, pack_labels
 from edgeaug.device.loader import Pack, PackError
 from edgeaug.sources.scan import scan
 
@@ -62,17 +62,21 @@ def verify_pack(
     source: str | Path | None = None,
     sample: Optional[int] = None,
     progress: Optional[Callable[[int, int], None]] = None,
+    recipe_dir: str | Path | None = None,
 ) -> VerifyReport:
     """Check digests; with ``source``, regenerate all (or ``sample``) records and compare.
 
-    ``progress(done, total)`` is called after each regenerated record.
+    ``progress(done, total)`` is called after each regenerated record.  The
+    pack is untrusted: a model file its recipe names (the ``onnx`` op) must be
+    a relative path inside ``source``'s folder or ``recipe_dir`` (the build
+    recipe's folder), symlinks resolved; anything else is refused.
     """
     rep = VerifyReport()
     with Pack(str(path)) as pack:
         rep.records = pack.records
         rep.digest_problems = pack.verify()
         if source is not None:
-            _regenerate(pack, Path(source), sample, rep, progress)
+            _regenerate(pack, Path(source), sample, rep, progress, recipe_dir)
     return rep
 
 
@@ -98,15 +102,21 @@ def _pick(n: int, sample: Optional[int], fp: str) -> np.ndarray:
 
 
 def _regenerate(
-    pack: Pack, source: Path, sample: Optional[int], rep: VerifyReport, progress: Optional[Callable[[int, int], None]]
+    pack: Pack,
+    source: Path,
+    sample: Optional[int],
+    rep: VerifyReport,
+    progress: Optional[Callable[[int, int], None]],
+    recipe_dir: str | Path | None = None,
 ) -> None:
 
     m = pack.manifest
     try:
         tgt = target_from_dict(m["target"])
-    except (TypeError, ValueError, KeyError) as e:  # a crafted manifest
-        raise PackError(f"{pack.path}: manifest target is malformed: {e}") from None
-    aug = Augmenter(parse_recipe(m["recipe"], "manifest.recipe"), tgt)
+    except FormatError as e:  # a crafted manifest
+        raise PackError(f"{pack.path}: {e}") from None
+    roots = (source if source.is_dir() else source.parent,) + ((Path(recipe_dir),) if recipe_dir else ())
+    aug = Augmenter(parse_recipe(m["recipe"], f"{pack.path}: manifest.recipe", base=roots), tgt)
     sset = scan(source)
     built_from = m.get("source_kind")
     if built_from is not None and sset.kind != built_from:

@@ -123,7 +123,10 @@ import json, os, sys, time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import cv2
 cv2.setNumThreads(1)
-from edgeaug.builder.pipeline import load_recipe, load_target, plan, scan
+from edgeaug.builder.plan import plan
+from edgeaug.config.recipe import load_recipe
+from edgeaug.config.targets import load_target
+from edgeaug.sources.scan import scan
 from edgeaug.builder.augment import Augmenter
 from edgeaug.builder.render import render_source
 try:

@@ -52,7 +52,7 @@ def load_split(root: Path, seed: int, val: float):
     """(X_train, y_train, X_val, y_val) in [0, 1], split exactly as the pack build splits."""
     import cv2
 
-    from edgeaug.builder.pipeline import val_sources
+    from edgeaug.builder.plan import val_sources
     from edgeaug.sources.scan import scan
 
     sset = scan(root)

@@ -27,15 +27,22 @@ How a root is built (stdlib only, nothing on the host's apt state is touched):
 
 Cache: ``$EDGEAUG_PI_CACHE/<arch>`` or ``~/.cache/edgeaug/pi/<arch>``.
 
+Set-up is explicit: only ``setup --install-qemu`` installs a system package
+(qemu-user-static, with apt-get, as root); ``setup`` builds the roots into
+the cache.  ``.ci/run`` runs it before the tests.  Tests never install or
+build anything: :func:`ready_root` gives a root that is ready, or raises
+:class:`PiSandboxUnavailable` naming the set-up command (a skip).
+
 CLI::
 
-    python scripts/pisandbox.py setup [--arch arm64|armhf|all] [--force]
+    sudo python3 scripts/pisandbox.py setup --install-qemu   # once per machine: apt-get install qemu-user-static
+    python scripts/pisandbox.py setup [--arch arm64|armhf|all] [--force] [--install-qemu]
     python scripts/pisandbox.py run --arch armhf [--path DIR] -- -c "import numpy"
     python scripts/pisandbox.py check [--arch all]     # print versions seen inside
     python scripts/pisandbox.py clean [--arch all]
 
 Module API: ``ARCHES``, ``qemu_available()``, ``ensure_qemu()``,
-``ensure_root()``, ``run_python()``, ``python_command()``, and
+``ensure_root()``, ``ready_root()``, ``run_python()``, ``python_command()``, and
 ``PiSandboxUnavailable`` (raised when the sandbox cannot be had on this host:
 tests turn it into a skip).
 
@@ -90,6 +97,9 @@ _SMOKE = (
     " 'machine': platform.machine(), 'pointer_size': struct.calcsize('P'),"
     " 'byteorder': sys.byteorder, 'prefix': sys.prefix}))\n"
 )
+
+
+SETUP = "python3 scripts/pisandbox.py setup --install-qemu"  # the set-up command, as tests name it
 
 
 class PiSandboxUnavailable(RuntimeError):
@@ -147,8 +157,8 @@ def qemu_available(arch: str | None = None) -> bool:
     return all(qemu_binary(a) for a in arches)
 
 
-def ensure_qemu(install: bool = True, quiet: bool = True) -> None:
-    """Make sure qemu-user-static is installed, installing it with apt-get if we can.
+def ensure_qemu(install: bool = False, quiet: bool = True) -> None:
+    """Make sure qemu-user-static is installed; ``install=True`` (``setup --install-qemu`` only) runs apt-get.
 
     Raises PiSandboxUnavailable with a human-readable reason otherwise.
     """
@@ -156,7 +166,9 @@ def ensure_qemu(install: bool = True, quiet: bool = True) -> None:
         return
     missing = ", ".join(_ARCH_INFO[a]["qemu"] for a in ARCHES if not qemu_binary(a))
     if not install:
-        raise PiSandboxUnavailable(f"{missing} not found (install Debian's qemu-user-static)")
+        raise PiSandboxUnavailable(
+            f"{missing} not found: run `sudo {SETUP}` (installs Debian's qemu-user-static with apt-get)"
+        )
     if not sys.platform.startswith("linux"):
         raise PiSandboxUnavailable(f"{missing} not found and this is not Linux")
     if not shutil.which("apt-get"):
@@ -474,8 +486,21 @@ def _locked(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def ready_root(arch: str, cache: Path | str | None = None) -> Path:
+    """The root for ``arch`` when qemu and a built root are there; never installs or builds (for tests).
+
+    Raises PiSandboxUnavailable naming the set-up command otherwise.
+    """
+    if os.environ.get("EDGEAUG_SKIP_PI") == "1":
+        raise PiSandboxUnavailable("EDGEAUG_SKIP_PI=1 is set")
+    ensure_qemu(install=False)
+    if root_info(arch, cache) is None:
+        raise PiSandboxUnavailable(f"no {arch} root in {root_dir(arch, cache).parent}: run `{SETUP}` first")
+    return root_dir(arch, cache)
+
+
 def ensure_root(
-    arch: str, cache: Path | str | None = None, quiet: bool = True, force: bool = False, install_qemu: bool = True
+    arch: str, cache: Path | str | None = None, quiet: bool = True, force: bool = False, install_qemu: bool = False
 ) -> Path:
     """Return the root dir for ``arch``, building it first unless a valid one is cached.
 
@@ -657,9 +682,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cache", type=Path, default=None, help="cache base dir (default: $EDGEAUG_PI_CACHE or ~/.cache/edgeaug/pi)"
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("setup", help="install qemu-user-static if needed and build the roots")
+    p = sub.add_parser("setup", help="build the roots (and, with --install-qemu, install qemu-user-static)")
     p.add_argument("--arch", choices=(*ARCHES, "all"), default="all")
     p.add_argument("--force", action="store_true", help="rebuild even if a root is cached")
+    p.add_argument(
+        "--install-qemu",
+        action="store_true",
+        help="install Debian's qemu-user-static with apt-get when it is missing (needs root; changes the host)",
+    )
     p = sub.add_parser("run", help="run the emulated python: run --arch A -- ARGS...")
     p.add_argument("--arch", choices=ARCHES, required=True)
     p.add_argument("--path", action="append", default=[], type=Path, help="host dir to put on PYTHONPATH (repeatable)")
@@ -674,7 +704,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.cmd == "setup":
             for arch in _arches(ns.arch):
                 t0 = time.monotonic()
-                root = ensure_root(arch, ns.cache, quiet=False, force=ns.force)
+                root = ensure_root(arch, ns.cache, quiet=False, force=ns.force, install_qemu=ns.install_qemu)
                 info = root_info(arch, ns.cache) or {}
                 print(
                     f"{arch}: {root} ({time.monotonic() - t0:.1f}s; "

@@ -1,14 +1,17 @@
 """Tests of scripts/pisandbox.py: emulated Debian bookworm (Pi OS-equivalent) pythons.
 
-The emulated tests need qemu-user-static plus the two roots; the fixture
-installs/builds them when it can (root + Debian package registry) and skips
-otherwise.  Set EDGEAUG_SKIP_PI=1 to skip them outright.
+The emulated tests need qemu-user-static plus the two roots, made by the
+explicit set-up step ``python3 scripts/pisandbox.py setup --install-qemu``
+(``.ci/run`` runs it); without them they skip, naming that command.  A test
+never installs or builds anything.  Set EDGEAUG_SKIP_PI=1 to skip them outright.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -29,9 +32,8 @@ EXPECTED = {
 def roots() -> dict:
     if os.environ.get("EDGEAUG_SKIP_PI") == "1":
         pytest.skip("EDGEAUG_SKIP_PI=1: emulated Pi sandbox tests skipped")
-    try:
-        pisandbox.ensure_qemu(install=True)
-        return {arch: pisandbox.ensure_root(arch) for arch in pisandbox.ARCHES}
+    try:  # never installs or builds anything: that is `scripts/pisandbox.py setup` (.ci/run runs it)
+        return {arch: pisandbox.ready_root(arch) for arch in pisandbox.ARCHES}
     except pisandbox.PiSandboxUnavailable as exc:
         pytest.skip(f"emulated Pi sandbox unavailable: {exc}")
 
@@ -184,3 +186,40 @@ def test_warm_ensure_root_downloads_and_unpacks_nothing(roots, monkeypatch):
         assert pisandbox.ensure_root(arch) == roots[arch]
     info = pisandbox.root_info("armhf")
     assert info and info["seen"]["pointer_size"] == 4
+
+
+# --- the set-up step is the only place that changes the host (these run without qemu) -----------
+
+
+@pytest.fixture
+def no_qemu(monkeypatch):
+    """qemu-user-static missing on a Debian host where we are root: every subprocess call recorded, none run."""
+    calls = []
+
+    def record(cmd, *a, **k):
+        calls.append(list(cmd))
+        return subprocess.CompletedProcess(cmd, 1, "", "refused by the test")
+
+    monkeypatch.delenv("EDGEAUG_SKIP_PI", raising=False)
+    monkeypatch.setattr(pisandbox, "qemu_binary", lambda arch: None)
+    monkeypatch.setattr(pisandbox, "_is_root", lambda: True)
+    monkeypatch.setattr(pisandbox.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "apt-get" else None)
+    monkeypatch.setattr(pisandbox.subprocess, "run", record)
+    return calls
+
+
+def test_tests_never_install_qemu_they_name_the_set_up_command(no_qemu, tmp_path):
+    with pytest.raises(pisandbox.PiSandboxUnavailable, match=re.escape(pisandbox.SETUP)):
+        pisandbox.ready_root("arm64", tmp_path)
+    with pytest.raises(pisandbox.PiSandboxUnavailable, match="--install-qemu"):
+        pisandbox.ensure_qemu()
+    with pytest.raises(pisandbox.PiSandboxUnavailable, match="--install-qemu"):
+        pisandbox.ensure_root("arm64", tmp_path)
+    assert no_qemu == [] and list(tmp_path.iterdir()) == []
+
+
+def test_only_setup_with_install_qemu_runs_apt_get(no_qemu, tmp_path, capsys):
+    assert pisandbox.main(["--cache", str(tmp_path), "setup", "--arch", "arm64"]) == 3
+    assert "--install-qemu" in capsys.readouterr().err and no_qemu == []
+    assert pisandbox.main(["--cache", str(tmp_path), "setup", "--arch", "arm64", "--install-qemu"]) == 3
+    assert no_qemu[0][:2] == ["apt-get", "install"] and "qemu-user-static" in no_qemu[0]

@@ -60,3 +60,83 @@ def test_contact_sheet_and_explain_of_a_nested_recipe(shapes_dir, tmp_path):
     assert sheet.shape == (2 * (192 + 4) + 4,) * 2 + (3,) and sheet.dtype == np.uint8
     assert lines[0].startswith("record 1: train") and any(ln.strip().startswith("- some_of") for ln in lines)
     assert any(ln.startswith("      - ") for ln in lines)  # the nested children are indented
+
+
+def _rec(t, mask=None, boxes=(), keypoints=(), index=0, label=-1):
+    return {
+        "x": quantize(np.full((t.height, t.width, 3), 128, np.uint8), t),
+        "boxes": np.array(boxes, np.float32).reshape(-1, 5),
+        "keypoints": np.array(keypoints, np.float32).reshape(-1, 3),
+        "mask": mask,
+        "index": index,
+        "source": 0,
+        "variant": 0,
+        "label": label,
+    }
+
+
+def test_mask_tints_differ_between_classes_and_match_their_boxes():
+    from edgeaug.preview import color_of
+
+    t = load_target("rpi4")
+    mask = np.zeros((224, 224), np.uint8)
+    mask[10:60, 10:60], mask[100:150, 100:150], mask[160:200, 160:200] = 1, 17, 3
+    tile = draw_record(_rec(t, mask), t, [], 1)
+    tints = {c: tuple(tile[y, y]) for c, y in ((1, 30), (17, 125), (3, 180))}
+    assert len(set(tints.values())) == 3, tints  # 16 palette colours no longer wrap: 1 and 17 differ
+    gray = np.full(3, 128.0)
+    for c, tint in tints.items():  # the tint is class c's own colour, the one its boxes get
+        assert np.abs(np.array(tint) - (0.55 * gray + 0.45 * np.array(color_of(c)))).max() <= 1, c
+
+
+class _FakePack:
+    def __init__(self, t, recs, classes):
+        self.manifest = {"target": t.to_dict(), "classes": classes}
+        self.records, self._recs = len(recs), recs
+
+    def record_at(self, i):
+        return self._recs[i]
+
+
+def test_the_sheet_has_a_legend_for_keypoints_and_classes():
+    from edgeaug.preview import color_of, contact_sheet, keypoint_color
+
+    t = load_target("rpi4")
+    recs = [_rec(t, boxes=[[1, 10, 10, 80, 80]], keypoints=[[50, 50, 2], [60, 60, 2], [70, 70, 1]])] * 2
+    sheet = contact_sheet(_FakePack(t, recs, ["cat", "dog"]), count=2)
+    grid_h = 224 + 8
+    assert sheet.shape[0] > grid_h  # a legend row under the grid
+    below = {tuple(p) for p in sheet[grid_h:].reshape(-1, 3).tolist()}
+    for col in [color_of(1)] + [keypoint_color(i) for i in range(3)]:
+        assert col in below, col
+    plain = contact_sheet(_FakePack(t, [_rec(t)] * 2, ["cat"]), count=2)
+    assert plain.shape[0] == grid_h  # nothing drawn, no legend
+
+
+def test_pick_records_shuffles_by_seed_and_takes_classes_in_turn(small_pack):
+    from edgeaug.device.loader import Pack
+    from edgeaug.preview import pick_records
+
+    with Pack(str(small_pack)) as p:
+        assert pick_records(p, 4) == [0, 1, 2, 3]
+        a, b = pick_records(p, 8, shuffle=True, seed=1), pick_records(p, 8, shuffle=True, seed=2)
+        assert a == pick_records(p, 8, shuffle=True, seed=1) and a != b and a != list(range(8))
+        label = [p.record_at(i)["label"] for i in range(p.records)]
+        assert len({label[i] for i in range(4)}) == 1  # in order: one class first
+        by_class = pick_records(p, 8, per_class=True)
+        assert len({label[i] for i in by_class[:4]}) == 4 and len({label[i] for i in by_class[4:]}) == 4
+        mixed = pick_records(p, 8, shuffle=True, seed=3, per_class=True)
+        assert len({label[i] for i in mixed[:4]}) == 4 and mixed != by_class
+
+
+def test_preview_cli_per_class_and_shuffle(small_pack, tmp_path):
+    import cv2
+    from typer.testing import CliRunner
+
+    from edgeaug.cli import app
+
+    for flags in (["--per-class"], ["--shuffle", "--seed", "5"]):
+        out = tmp_path / "s.png"
+        r = CliRunner().invoke(app, ["preview", str(small_pack), "-o", str(out), "-n", "4", *flags])
+        assert r.exit_code == 0, r.output
+        assert cv2.imread(str(out)).shape == (2 * (224 + 4) + 4,) * 2 + (3,)

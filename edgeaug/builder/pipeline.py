@@ -6,33 +6,45 @@ worker count, the executor (local processes, a Dask cluster) or the number of
 shards.  Renderers write chunk files into ``OUT.partial/``; the build that
 seals reads them in plan order and puts each record once into the pack
 (:mod:`.writer`), then renames it into place.
+
+What an interrupted build left is sorted out by :mod:`.resume`.  Control
+flow never reads error text: :class:`NoUsableSource` and :class:`SourceFailed`
+are the build's own outcomes.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 
 from edgeaug.builder import chunks
-from edgeaug.builder.audit import audit, warnings_for
-from edgeaug.builder.plan import ERROR_POLICIES, BuildError, SourceResult, Task, plan, render_versions, val_sources  # noqa: F401
+from edgeaug.builder.audit import warnings_for
+from edgeaug.builder.manifest import manifest_for, plan_fingerprint
+from edgeaug.builder.partial import Partial, WriteError
+from edgeaug.builder.plan import ERROR_POLICIES, BuildError, build_warnings, plan
 from edgeaug.builder.processes import start_early
-from edgeaug.builder.render import SourceDecodeError, mask_digest, read_source
+from edgeaug.builder.resume import prepare
+from edgeaug.builder.tasks import SourceResult, Task
 from edgeaug.builder.workers import LocalExecutor
-from edgeaug.builder.writer import PackWriter, Partial, WriteError, manifest_for
+from edgeaug.builder.writer import PackWriter
 from edgeaug.config.recipe import Recipe, load_recipe
 from edgeaug.config.targets import Target, load_target
-from edgeaug.device.format import FORMAT_VERSION, tensor_dtype
+from edgeaug.device.format import tensor_dtype
 from edgeaug.sources.base import SourceSet
 from edgeaug.sources.scan import scan
 
 MAX_LISTED = 20  # sources named in a "no usable source" error
+
+
+class NoUsableSource(BuildError):
+    """No source gave a record: no pack is written, and nothing is kept to resume."""
+
+
+class SourceFailed(BuildError):
+    """``on_error="fail"``: a source could not be used; the message says what is kept and how to go on."""
 
 
 @dataclass
@@ -65,12 +77,15 @@ def parse_shard(shard: Union[str, Tuple[int, int], None]) -> Optional[Tuple[int,
 
 
 def check_output(out: Path) -> None:
-    """Refuse an unusable output path before any rendering (a directory, a file as folder, no permission)."""
+    """Refuse an unusable output path before any rendering: a directory, a missing folder, no permission.
+
+    A missing folder is never created: a typo in ``-o`` must not leave new folders behind.
+    """
     if out.is_dir():
         raise BuildError(f"-o {out}: is a directory; give the pack's file name, e.g. {out / 'pack.lmdb'}")
     folder = out.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    if not folder.exists():
+        raise BuildError(f"-o {out}: the folder {folder} does not exist; create it first (mkdir -p {folder})")
     if not folder.is_dir():
         raise BuildError(f"-o {out}: {folder} is not a directory")
     if not os.access(folder, os.W_OK | os.X_OK):
@@ -100,7 +115,11 @@ def build(
     resumes there and writes a byte-identical pack.  ``resume``: None resumes
     when the inputs match, True insists, False starts over.  Sources with the
     same content as an earlier one are skipped as duplicates.  A build with
-    no usable source raises :class:`BuildError` naming each source's problem.
+    no usable source raises :class:`NoUsableSource` naming each source's problem;
+    ``on_error="fail"`` raises :class:`SourceFailed` at the first bad source,
+    saying what is kept in ``OUT.partial/`` and how to go on.  Worker
+    processes are stopped (never waited on without bound) when the build
+    stops early, Ctrl-C included; the calling process is left as it was.
 
     ``dask_scheduler`` (``tcp://HOST:PORT``) renders on that Dask cluster.
     ``shard="I/N"`` renders only shard I of N into ``OUT.partial/`` and writes
@@ -125,16 +144,29 @@ def build(
     job.workers, job.dask = max(1, workers or os.cpu_count() or 1), dask_scheduler
     part = Partial(out, shared=shard is not None)
     try:
-        done, notes = _prepare(part, job, resume, shard)
+        done, notes = prepare(part, job, resume, shard)
+        notes[:0] = build_warnings(sset, rcp)  # the dataset's and the recipe's, once per build
         if shard is not None:
             return _run_shard(part, job, done, shard, notes, t0)
         return _run_full(part, job, done, notes, max_map_size, t0)
+    except SourceFailed as e:  # counted now: the stopped workers write no more chunks
+        raise SourceFailed(f"{e}; {_kept_note(part)}") from None
     except BaseException:
         if shard is None and not any(part.dir.glob("chunk-*.bin")):
             part.remove()  # nothing to resume: leave nothing behind
         raise
     finally:
         part.release()
+
+
+def _kept_note(part: Partial) -> str:
+    """What ``on_error="fail"`` leaves in ``OUT.partial/`` and the ways on from there."""
+    n, d = part.chunk_files(), part.dir
+    return (
+        f"stopped (--on-error fail); kept {n} rendered chunk{'s' * (n != 1)} in {d}: rerun the same command with "
+        f"--on-error skip to resume and leave the bad sources out, or fix the source and rerun (the build starts "
+        f"over), or delete {d}"
+    )
 
 
 @dataclass
@@ -167,60 +199,6 @@ def record_bytes(target: Target) -> int:
     import math
 
     return math.prod(target.shape) * tensor_dtype(target.dtype).itemsize
-
-
-def _prepare(part, job: _Job, resume: Optional[bool], shard) -> Tuple[Set[int], List[str]]:
-    """The chunks already rendered for this plan and still valid, after starting over where needed."""
-
-    notes = [part.note] if part.note else []
-    found = part.plan()
-    other = "the partial build was made from other sources, recipe, target, seed, val or versions"
-    if resume is False and shard is not None:
-        for k in range(shard[0], len(job.ranges), shard[1]):  # only this shard's: others may be running
-            chunks.chunk_path(part.dir, k).unlink(missing_ok=True)
-    elif resume is False:
-        part.clear()
-    elif found is not None and found != job.key:
-        if resume:
-            raise WriteError(f"cannot resume {part.out}: {other}")
-        notes.append(f"started over: {other}")
-    elif resume and (found is None or not any(part.dir.glob("chunk-*.bin"))):
-        raise WriteError(f"cannot resume {part.out}: no partial build")
-    part.start(job.key)
-    if shard is None:
-        part.drop_stale_temporaries()
-    mine = [k for k in range(len(job.ranges)) if shard is None or k % shard[1] == shard[0]]
-    done: Set[int] = set()
-    for k in mine:
-        path = chunks.chunk_path(part.dir, k)
-        if not path.exists():
-            continue
-        why = _unusable(path, job, k)
-        if why is None:
-            done.add(k)
-        elif why.startswith("changed:") and shard is None:
-            if resume:
-                raise BuildError(
-                    f"cannot resume: {why[8:]} changed since the interrupted build "
-                    f"(run again without --resume to start over)"
-                )
-            part.clear()
-            part.start(job.key)
-            return set(), notes + [f"started over: {why[8:]} changed since the interrupted build"]
-        else:
-            path.unlink()  # damaged, or a source changed (a shard redoes only its own chunks)
-            notes.append(f"rendering {path.name} again: {why}")
-    return done, notes
-
-
-def _unusable(path: Path, job: _Job, k: int) -> Optional[str]:
-    """Why an existing chunk file cannot be used (``changed:REL`` for a changed source), or None."""
-    try:
-        results = chunks.Chunk(path, job.key, k, job.chunk_tasks(k)).results
-    except (chunks.ChunkError, OSError, ValueError, KeyError, TypeError) as e:
-        return f"the partial build is damaged ({e})"
-    changed = _changed_source(job.chunk_tasks(k), {r.index: r for r in results})
-    return f"changed:{changed}" if changed else None
 
 
 def _executor(job: _Job):
@@ -276,13 +254,12 @@ def _run_full(part, job: _Job, done: Set[int], notes: List[str], max_map_size, t
         try:
             results, hist = _merge(part, job, done, ex, writer)
             if writer.count == 0:
-                raise BuildError(_nothing_usable(job, results))
-            manifest = _manifest(job.sset, job.tasks, results, job.recipe, job.target, job.seed, job.val, hist)
+                raise NoUsableSource(_nothing_usable(job, results))
+            manifest = manifest_for(job.sset, job.tasks, results, job.recipe, job.target, job.seed, job.val, hist)
             manifest = writer.finish(manifest)
-        except BuildError as e:
+        except NoUsableSource:
             writer.abort()
-            if str(e).startswith("no usable source"):
-                part.remove()  # nothing worth resuming
+            part.remove()  # nothing worth resuming
             raise
         except BaseException:
             writer.abort()  # the chunks stay for a rerun
@@ -335,7 +312,7 @@ def _merge(part, job: _Job, done: Set[int], ex, writer) -> Tuple[Dict[int, Sourc
 def _take(job: _Job, task: Task, res: SourceResult, n: int, seen: Dict[Tuple[str, str], str]) -> bool:
     """Whether one source's ``n`` records go into the pack: not if it failed or repeats an earlier source."""
     if res.error and not res.duplicate_of and job.on_error == "fail":
-        raise BuildError(f"{task.source.path}: {res.error}")
+        raise SourceFailed(f"{task.source.path}: {res.error}")
     ident = (res.sha256, res.mask_sha256)
     if not res.error and ident in seen:  # same image (and mask) twice: keep the first in plan order
         res.duplicate_of, res.hist = seen[ident], None
@@ -365,70 +342,3 @@ class _Hist:
         if res.hist is not None:
             self.total = res.hist.astype("int64") if self.total is None else self.total + res.hist
         res.hist = None
-
-
-def _manifest(sset, tasks, results, rcp, tgt, seed, val, hist=None) -> Dict[str, Any]:
-
-    manifest = manifest_for(sset, tasks, results, rcp, tgt, seed, val)
-    if hist is None:
-        manifest["quantization_audit"] = audit_results(results.values(), tgt)
-    else:
-        manifest["quantization_audit"] = audit(hist, tgt)
-    return manifest
-
-
-def _changed_source(tasks: Sequence[Task], results: Dict[int, SourceResult]) -> Optional[str]:
-    """The first already-rendered source whose image or mask no longer has the content it was built from."""
-
-    for t in tasks:
-        res = results[t.index]
-        try:
-            sha = hashlib.sha256(read_source(t.source.path)).hexdigest()
-        except SourceDecodeError:
-            sha = ""
-        if sha != res.sha256:
-            return t.source.rel
-        if res.sha256:  # the mask is read only once the image was
-            try:
-                mask = mask_digest(t.source)
-            except SourceDecodeError:
-                mask = ""
-            if mask != res.mask_sha256:
-                return f"{t.source.rel} (its mask)"
-    return None
-
-
-def plan_fingerprint(
-    sset: SourceSet, tasks: Sequence[Task], recipe: Recipe, target: Target, seed: int, val: float
-) -> str:
-    """sha256 of everything a pack's bytes depend on except the sources' content.
-
-    A partial build is resumed only when this matches (contents are checked
-    separately).  Absolute paths stay in the local sidecar; never in a pack.
-    """
-    srcs = [{f.name: getattr(s, f.name) for f in dataclasses.fields(s)} for s in sset.sources]
-    body = {
-        "format": FORMAT_VERSION,
-        "versions": render_versions(),
-        "target": target.to_dict(),
-        "recipe": recipe.to_dict(),
-        "seed": seed,
-        "val": val,
-        "classes": list(sset.classes),
-        "kind": sset.kind,
-        "sources": srcs,
-        "tasks": [[t.index, t.split, list(t.variants)] for t in tasks],
-        "chunk_records": chunks.CHUNK_RECORDS,
-    }
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def audit_results(results, target: Target) -> Dict[str, Any]:
-    """Sum the workers' histograms into the manifest's quantization audit."""
-    import numpy as np
-
-    total = np.zeros((target.channels, 256), np.int64)
-    for r in results:
-        if r.hist is not None:
-            total += r.hist
-    return audit(total, target)

@@ -1,19 +1,18 @@
 """The plan: every record of the pack, in write order, as a pure function of the inputs.
 
-(sources, recipe, seed, val fraction) -> a list of :class:`Task`, so the pack's
-bytes never depend on the worker count, the executor or timing.
-:class:`SourceResult` is what rendering one task gives back.
+(sources, recipe, seed, val fraction) -> a list of :class:`~.tasks.Task`, so the
+pack's bytes never depend on the worker count, the executor or timing.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-from dataclasses import dataclass, field
+import itertools
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence
 
-from edgeaug.config.recipe import Recipe
+from edgeaug.builder.tasks import SourceResult, Task  # noqa: F401  (their home was here: importers still find them)
+from edgeaug.config.recipe import OpSpec, Recipe
 from edgeaug.sources.base import Source, SourceSet
 
 ERROR_POLICIES = ("skip", "fail")
@@ -23,61 +22,15 @@ class BuildError(RuntimeError):
     """The build could not finish; the message says which source or step."""
 
 
-@dataclass(frozen=True)
-class Task:
-    """Render ``variants`` of source number ``index`` into ``split``."""
-
-    index: int
-    source: Source
-    split: str
-    variants: Tuple[int, ...]
-
-
-@dataclass
-class SourceResult:
-    """What rendering one source produced.
-
-    Every field but ``records`` is saved with the partial build (:meth:`meta`)
-    so a resumed build writes the same manifest: keep them JSON-friendly
-    (numbers, strings, lists, or numpy arrays, which are saved as lists).
-    """
-
-    index: int
-    sha256: str = ""
-    records: List[bytes] = field(default_factory=list)
-    error: Optional[str] = None
-    hist: Any = None  # (channels, 256) pixel counts for the quantization audit
-    count: int = 0  # records written; ``records`` is emptied once they are
-    duplicate_of: Optional[str] = None  # skipped: same content as this earlier source
-    mask_sha256: str = ""  # of the mask file, when the source has one (a changed mask is a changed source)
-
-    def meta(self) -> Dict[str, Any]:
-        """The JSON-able fields, for the partial build's resume metadata."""
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if f.name != "records":
-                out[f.name] = {"array": v.tolist(), "dtype": str(v.dtype)} if hasattr(v, "dtype") else v
-        return out
-
-    @classmethod
-    def from_meta(cls, meta: Dict[str, Any]) -> "SourceResult":
-        import numpy as np
-
-        names = {f.name for f in dataclasses.fields(cls)} - {"records"}
-        kw = {k: v for k, v in meta.items() if k in names}
-        for k, v in kw.items():
-            if isinstance(v, dict) and set(v) == {"array", "dtype"}:
-                kw[k] = np.asarray(v["array"], v["dtype"])
-        return cls(**kw)
-
-
-def val_sources(sset: SourceSet, seed: int, fraction: float) -> set:
+def val_sources(sset: SourceSet, seed: int, fraction: float, usable: Optional[Callable[[Source], bool]] = None) -> set:
     """A seeded, class-stratified choice of source indices for validation.
 
-    Each class's sources are ranked by sha256(seed, path); the first
-    ``round(fraction * n)`` go to val.  Adding files to other classes does not
-    change a class's choice.
+    Each class's sources are ranked by sha256(seed, path) and ``round(fraction
+    * n)`` of its ``n`` sources go to val: the first ones in that ranking, or
+    with ``usable`` (:func:`usable`) the first ones that decode, so val holds
+    exactly that many usable images whatever files are broken (those stay in
+    train, where the render skips them by name).  Only the ranked prefix is
+    checked.  Adding files to other classes does not change a class's choice.
     """
     if not 0.0 <= fraction < 1.0:
         raise BuildError(f"--val: {fraction} must be in [0, 1)")
@@ -85,21 +38,91 @@ def val_sources(sset: SourceSet, seed: int, fraction: float) -> set:
     for c in [-1, *range(len(sset.classes))]:  # -1: sources without a class label
         members = [i for i, s in enumerate(sset.sources) if s.label == c]
         members.sort(key=lambda i: hashlib.sha256(f"{seed}\0{sset.sources[i].rel}".encode()).digest())
-        chosen.update(members[: int(round(fraction * len(members)))])
+        want = int(round(fraction * len(members)))
+        ok = (i for i in members if usable is None or usable(sset.sources[i]))
+        chosen.update(itertools.islice(ok, want))
     return chosen
+
+
+def usable(source: Source, fill: int = 0) -> bool:
+    """Whether a source reads, decodes and labels: the render's own check (:func:`~.render.load_source`).
+
+    The same bytes give the same verdict, so a source usable here renders; one
+    that changes in between is caught by its content hash, as any change is.
+    """
+    from edgeaug.builder.render import load_source  # render imports this module
+
+    return load_source(source, fill).error is None
 
 
 def plan(sset: SourceSet, recipe: Recipe, seed: int, val: float) -> List[Task]:
     """Every record of the pack, in write order: train sources, then val sources.
 
     Train sources get variant 0 (the original, if the recipe includes it) and
-    augmented variants 1..K; val sources only their original.
+    augmented variants 1..K; val sources only their original.  With ``val``,
+    the sources that rank first for val are decoded once here, until each
+    class has its count of usable ones (:func:`val_sources`).  A YOLO pose
+    set without ``flip_idx`` and a recipe that mirrors is refused.
     """
-    held = val_sources(sset, seed, val)
+    check_mirroring(sset, recipe)
+    held = val_sources(sset, seed, val, lambda s: usable(s, recipe.fill))
     train_v = ((0,) if recipe.include_original else ()) + tuple(range(1, recipe.variants + 1))
     tasks = [Task(i, s, "train", train_v) for i, s in enumerate(sset.sources) if i not in held]
     tasks += [Task(i, s, "val", (0,)) for i, s in enumerate(sset.sources) if i in held]
     return tasks
+
+
+#: Ops whose matrix has a negative determinant (they swap left and right); rotations, crops, affine
+#: (positive scale), perspective (corners move less than half the frame) never mirror.
+MIRROR_OPS = frozenset({"hflip", "vflip"})
+
+
+def mirroring_ops(ops: Sequence[OpSpec]) -> List[str]:
+    """The names of the ops in ``ops`` that can fire and mirror (composites searched)."""
+    found: List[str] = []
+    for o in ops:
+        if can_fire(o):
+            found += [o.op] if o.op in MIRROR_OPS else mirroring_ops(o.children)
+    return found
+
+
+def can_fire(o: OpSpec) -> bool:
+    """Whether an op ever fires: p > 0, and a composite has a child that can (``some_of`` n > 0)."""
+    if o.p <= 0:
+        return False
+    if not o.children:
+        return True
+    return dict(o.ranges).get("n", (1, 1))[1] > 0 and any(can_fire(c) for c in o.children)
+
+
+def check_mirroring(sset: SourceSet, recipe: Recipe) -> None:
+    """Refuse a YOLO pose set without ``flip_idx`` when the recipe mirrors: left and right would swap."""
+    if sset.kind != "yolo" or sset.keypoint_flip is not None or not any(s.keypoints for s in sset.sources):
+        return
+    ops = mirroring_ops(recipe.ops)
+    if ops:
+        from edgeaug.sources.datayaml import data_yaml
+
+        where = data_yaml(sset.root)[0] or sset.root / "data.yaml"
+        raise BuildError(
+            f"{where}: flip_idx: missing, and the recipe mirrors images ({', '.join(sorted(set(ops)))}): every "
+            f"mirrored record would have its left and right keypoints swapped. Add flip_idx (keypoint i of a "
+            f"mirrored image is keypoint flip_idx[i], e.g. [0, 2, 1, 4, 3, ...] for a nose and left/right pairs; "
+            f"[0, 1, 2, ...] when no keypoint has a left/right twin), or remove the mirroring ops from the recipe"
+        )
+
+
+def build_warnings(sset: SourceSet, recipe: Recipe) -> List[str]:
+    """What a build tells the user once: the dataset's warnings, and a recipe that cannot change a pixel."""
+    out = list(sset.warnings)
+    copies = recipe.variants + (1 if recipe.include_original else 0)
+    if copies > 1 and not any(can_fire(o) for o in recipe.ops):
+        why = "has no ops" if not recipe.ops else "has no op that can fire (every p is 0)"
+        out.append(
+            f"recipe {recipe.origin or '(given in code)'} {why}: each source's {copies} records are identical copies; "
+            f"use --variants 0 to store each image once"
+        )
+    return out
 
 
 def render_versions() -> List[str]:

@@ -17,8 +17,7 @@ so the CLI can use it before numpy is loaded.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Optional
 
 BLAS_ENV = {"OPENBLAS_NUM_THREADS": "1"}
 
@@ -29,31 +28,37 @@ def use_single_threaded_blas() -> None:
         os.environ.setdefault(k, v)
 
 
-@contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """Processes started inside start numpy with one BLAS thread; this process's environment is restored after."""
-    added = {k: v for k, v in BLAS_ENV.items() if k not in os.environ}
-    os.environ.update(added)
-    try:
-        yield
-    finally:
-        for k in added:
-            os.environ.pop(k, None)
-
-
-#: What the forkserver imports once, so every worker forked from it starts ready.
-PRELOAD = ["cv2", "lmdb", "edgeaug.builder.workers", "edgeaug.builder.writer"]
+#: What the forkserver imports once, so every worker forked from it starts ready (childenv first: before numpy).
+PRELOAD = ["edgeaug.builder.childenv", "cv2", "lmdb", "edgeaug.builder.workers", "edgeaug.builder.merge"]
 
 
 def process_context():
-    """A forkserver that has imported the heavy modules once (workers fork from it), else spawn."""
+    """The forkserver context (workers fork from it, see :func:`ensure_forkserver`), else spawn."""
     import multiprocessing as mp
 
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(PRELOAD)
-    return ctx
+    return mp.get_context("forkserver")
+
+
+def ensure_forkserver() -> None:
+    """Start the forkserver with :data:`PRELOAD`, unless it runs; the caller's preload setting is kept.
+
+    The forkserver imports numpy and OpenCV once (with one BLAS thread, see
+    :mod:`.childenv`), so every worker forked from it starts ready.  Only a
+    forkserver started here preloads them: one the caller started keeps its own.
+    """
+    if process_context().get_start_method() != "forkserver":
+        return
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver  # the process-wide forkserver that the context uses
+    before = getattr(server, "_preload_modules", ["__main__"])
+    server.set_forkserver_preload(PRELOAD)
+    try:
+        server.ensure_running()
+    finally:
+        server.set_forkserver_preload(before)  # the caller's own processes start as they did
 
 
 def start_early(workers: Optional[int] = None, dask_scheduler: Optional[str] = None) -> None:
@@ -65,8 +70,4 @@ def start_early(workers: Optional[int] = None, dask_scheduler: Optional[str] = N
     """
     if dask_scheduler or (workers or os.cpu_count() or 1) <= 1:
         return
-    if process_context().get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        with single_threaded_blas():
-            forkserver.ensure_running()
+    ensure_forkserver()

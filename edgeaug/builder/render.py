@@ -9,19 +9,24 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from edgeaug.builder.audit import histogram
 from edgeaug.builder.augment import Augmenter, Labels, record_rng
-from edgeaug.builder.plan import SourceResult, Task
+from edgeaug.builder.tasks import SourceResult, Task
 from edgeaug.device.format import SPLITS, encode_record, pack_labels
+from edgeaug.sources.base import majority
 from edgeaug.sources.imagefile import exif_orientation, jpeg_complete, orient, sniff, to_rgb8
 
 MAX_PIXELS = 120_000_000  # refuse decompression bombs
 MAX_FILE_BYTES = 2 << 30
+# libjpeg warnings that mean the pixels are wrong (missing or garbled blocks): the file is skipped.
+JPEG_CORRUPT = ("Corrupt JPEG data", "Premature end of JPEG file", "Inconsistent progression sequence")
 
 
 class SourceDecodeError(ValueError):
@@ -56,10 +61,9 @@ def decode(data: bytes, background: int = 0) -> np.ndarray:
     orientation is applied, so labels are in the displayed frame.  Gray,
     palette, 16-bit and float images are converted (see
     :func:`edgeaug.imagefile.to_rgb8`); alpha is composited over
-    ``background`` (the recipe's ``fill``).
+    ``background`` (the recipe's ``fill``).  A JPEG whose scan data libjpeg
+    reports as corrupt (it would fill the rest grey) is refused.
     """
-    import cv2
-
     if not data:
         raise SourceDecodeError("empty file")
     fmt, size = sniff(data)
@@ -67,16 +71,14 @@ def decode(data: bytes, background: int = 0) -> np.ndarray:
         raise SourceDecodeError(f"{size[0]}x{size[1]} image exceeds the limit of {MAX_PIXELS} pixels")
     if fmt == "JPEG" and not jpeg_complete(data):
         raise SourceDecodeError("not a decodable image: truncated JPEG (no end-of-image marker)")
-    buf, o = np.frombuffer(data, np.uint8), 1
-    try:
-        if hasattr(cv2, "imdecodeWithMetadata"):  # OpenCV >= 4.12: alpha, depth and EXIF
-            raw, types, meta = cv2.imdecodeWithMetadata(buf, cv2.IMREAD_UNCHANGED)
-            exif = [m for t, m in zip(types, meta) if t == cv2.IMAGE_METADATA_EXIF]
-            o = exif_orientation(np.asarray(exif[0]).tobytes()) if exif else 1
-        else:  # older OpenCV orients itself but drops alpha
-            raw = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
-    except cv2.error:
-        raw = None
+    if fmt == "JPEG":  # libjpeg only warns (on stderr) about corrupt scan data and fills the rest grey
+        with captured_stderr() as said:
+            raw, o = _imdecode(data)
+        bad = [line for line in said.text.splitlines() if line.startswith(JPEG_CORRUPT)]
+        if bad:
+            raise SourceDecodeError(f"not a decodable image: corrupt JPEG data (libjpeg: {bad[0]})"[:200])
+    else:
+        raw, o = _imdecode(data)
     if raw is None or raw.size == 0:
         raise SourceDecodeError(
             f"not a decodable image: corrupt, truncated or unsupported {fmt}"
@@ -89,6 +91,72 @@ def decode(data: bytes, background: int = 0) -> np.ndarray:
         return orient(to_rgb8(raw, background), o)
     except ValueError as e:
         raise SourceDecodeError(f"not a decodable image: {fmt or 'image'} with {e}") from None
+
+
+def _imdecode(data: bytes) -> Tuple[Optional[np.ndarray], int]:
+    """OpenCV's decode of ``data`` and the EXIF orientation still to apply; (None, 1) when it fails."""
+    import cv2
+
+    buf = np.frombuffer(data, np.uint8)
+    try:
+        if hasattr(cv2, "imdecodeWithMetadata"):  # OpenCV >= 4.12: alpha, depth and EXIF
+            raw, types, meta = cv2.imdecodeWithMetadata(buf, cv2.IMREAD_UNCHANGED)
+            exif = [m for t, m in zip(types, meta) if t == cv2.IMAGE_METADATA_EXIF]
+            return raw, exif_orientation(np.asarray(exif[0]).tobytes()) if exif else 1
+        return cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH), 1  # older OpenCV orients, drops alpha
+    except cv2.error:
+        return None, 1
+
+
+class _Said:
+    text = ""
+
+
+_capture_lock = threading.Lock()  # fd 2 is the process's: one capture at a time (Dask workers run threads)
+_capture_file: Dict[str, Any] = {}  # pid -> the temporary file fd 2 points to while capturing
+
+
+@contextmanager
+def captured_stderr() -> Iterator[_Said]:
+    """What native code writes on fd 2 inside the block (libjpeg's warnings), in ``.text`` afterwards.
+
+    fd 2 points to a per-process temporary file meanwhile (a few syscalls, ~8 us),
+    and back after.  Lines that report corrupt JPEG data (:data:`JPEG_CORRUPT`)
+    stay out of stderr, since :func:`decode` turns them into the skip reason;
+    any other text is written back to stderr.
+    """
+    said = _Said()
+    with _capture_lock:
+        fd = _capture_fd()
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        try:
+            saved = os.dup(2)
+        except OSError:  # fd 2 closed: nothing to capture into or restore
+            yield said
+            return
+        try:
+            os.dup2(fd, 2)
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.lseek(fd, 0, os.SEEK_SET)  # (os.pread is POSIX-only)
+            said.text = os.read(fd, 1 << 16).decode("utf-8", "replace")
+    rest = "".join(line for line in said.text.splitlines(True) if not line.startswith(JPEG_CORRUPT))
+    if rest:  # warnings that do not spoil the pixels still reach stderr, as before
+        os.write(2, rest.encode())
+
+
+def _capture_fd() -> int:
+    """This process's capture file (a forked child makes its own: the parent's shares its offset)."""
+    key = str(os.getpid())
+    if key not in _capture_file:
+        import tempfile
+
+        _capture_file.clear()
+        _capture_file[key] = tempfile.TemporaryFile()
+    return _capture_file[key].fileno()
 
 
 def working_image(image: np.ndarray, aug: Augmenter) -> np.ndarray:
@@ -215,10 +283,20 @@ def render_source(task: Task, aug: Augmenter, seed: int) -> SourceResult:
     for v in task.variants:
         tensor, lab, params = render_variant(aug, work, labels, src_size, seed, task.source, v, res.hist)
         packed = pack_labels(lab.boxes, lab.keypoints, lab.mask)
-        res.records.append(
-            encode_record(tensor, task.source.label, task.index, v, SPLITS[task.split], packed, {"ops": params})
-        )
+        label = record_label(task.source, lab)
+        res.records.append(encode_record(tensor, label, task.index, v, SPLITS[task.split], packed, {"ops": params}))
     return res
+
+
+def record_label(source: Any, labels: Labels) -> int:
+    """A record's class label: the source's, or for detection sources (YOLO, COCO) that of its boxes.
+
+    Those take the majority class of the boxes left after augmentation
+    (lowest id on ties; -1 when none is left), as their sources do of theirs.
+    """
+    if getattr(source, "label_from_boxes", False):
+        return majority(labels.boxes)
+    return source.label
 
 
 def read_mask(source: Any) -> Optional[bytes]:

@@ -6,6 +6,12 @@ reads the chunk file from the page cache when it merges (see
 imported numpy, OpenCV and edgeaug, and each watches the main process: when
 it dies (even by SIGKILL) they exit, and the forkserver and the resource
 tracker follow because nothing holds their pipes any more.
+
+A build that stops early (Ctrl-C, an error) never waits on its processes
+for long: they ignore SIGINT (the main process stops and reports), and are
+terminated, then killed after a short grace, and reaped (see :func:`stop`).
+A one-process build renders in the caller's process and leaves it as it
+was: OpenCV's thread count is restored, no allocator setting, no globals.
 """
 
 from __future__ import annotations
@@ -14,32 +20,45 @@ import os
 import signal
 import threading
 from collections import deque
-from contextlib import ExitStack
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 from edgeaug.builder import chunks
 from edgeaug.builder.augment import Augmenter
 from edgeaug.builder.plan import BuildError, SourceResult, Task
-from edgeaug.builder.processes import process_context, single_threaded_blas
+from edgeaug.builder.processes import ensure_forkserver, process_context
 from edgeaug.builder.render import render_source
 from edgeaug.config.recipe import Recipe
 from edgeaug.config.targets import Target
 
-_STATE: Dict[str, Any] = {}
+_STATE: Dict[str, Any] = {}  # in a pool process only: what _init_worker prepared
 Job = Tuple[int, Sequence[Task]]  # (chunk number, its tasks)
+GRACE = 1.0  # seconds a stopped process has to exit on SIGTERM before SIGKILL
 
 
-def _init_worker(recipe: Recipe, target: Target, seed: int, folder: Path, plan: str, parent: int = 0) -> None:
-    """Per-process setup: one OpenCV thread, so results never depend on threading."""
+def _init_worker(recipe: Recipe, target: Target, seed: int, folder: Path, plan: str, parent: int) -> None:
+    """A pool process's setup: one OpenCV thread, so results never depend on threading."""
     import cv2
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it stops and reports
+    exit_with(parent)
     cv2.setNumThreads(1)
     keep_heap()
-    if parent:  # a pool process
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's: it stops and reports
-        exit_with(parent)
     _STATE.update(aug=Augmenter(recipe, target), seed=seed, folder=folder, plan=plan)
+
+
+@contextmanager
+def one_opencv_thread() -> Iterator[None]:
+    """Render with one OpenCV thread in this process; its thread count is restored after."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def render_chunk(k: int, tasks: Sequence[Task], aug: Augmenter, seed: int, plan: str) -> List[bytes]:
@@ -115,7 +134,8 @@ class LocalExecutor:
     """Worker processes that render chunks, and one writer process that merges them (see :mod:`.writer`).
 
     ``workers == 1`` renders and merges in this process (``writer`` is None).
-    Use as a context manager; leaving it stops the processes.
+    Use as a context manager; leaving it stops the processes: normally they
+    finish their work, after an exception (Ctrl-C) they are stopped at once.
     """
 
     def __init__(self, workers: int) -> None:
@@ -124,41 +144,49 @@ class LocalExecutor:
         self._pool: Any = None
 
     def __enter__(self) -> "LocalExecutor":
-        self._env = ExitStack()
+        import multiprocessing as mp
+
+        self._before = set(mp.active_children())  # the caller's own children are never stopped here
         if self.workers > 1:
             from concurrent.futures import ProcessPoolExecutor
 
-            self._env.enter_context(single_threaded_blas())  # the forkserver, spawned workers, the writer
+            ensure_forkserver()
             self.writer = ProcessPoolExecutor(1, process_context(), _init_writer, (os.getpid(),))
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        try:
-            for ex in (self._pool, self.writer):
-                if ex is not None:
-                    ex.shutdown(wait=True, cancel_futures=True)
-        finally:
-            self._env.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        pools = [ex for ex in (self._pool, self.writer) if ex is not None]
+        if exc_type is None:
+            for ex in pools:
+                ex.shutdown(wait=True)
+        else:
+            stop(pools, self._before)
 
     def render(
         self, jobs: Sequence[Job], recipe: Recipe, target: Target, seed: int, folder: Path, plan: str
     ) -> Iterator[int]:
         """Render ``jobs``, yielding each chunk number, in order, once its file is written."""
         if self.workers == 1 or len(jobs) <= 1:
-            _init_worker(recipe, target, seed, folder, plan)
+            aug = Augmenter(recipe, target)
             for k, tasks in jobs:
-                yield _run_chunk(k, tasks)
+                with one_opencv_thread():
+                    chunks.write(folder, k, render_chunk(k, tasks, aug, seed, plan))
+                yield k
             return
+        yield from self._render_in_pool(jobs, (recipe, target, seed, folder, plan, os.getpid()))
+
+    def _render_in_pool(self, jobs: Sequence[Job], args: tuple) -> Iterator[int]:
         from concurrent.futures import ProcessPoolExecutor
         from concurrent.futures.process import BrokenProcessPool
 
-        args = (recipe, target, seed, folder, plan, os.getpid())
         self._pool = ex = ProcessPoolExecutor(self.workers, process_context(), _init_worker, args)
         window = self.workers * 2  # bounded look-ahead
         it = iter(jobs)
-        pending = deque((ex.submit(_run_chunk, k, t), t) for _, (k, t) in zip(range(window), it))
+        pending: deque = deque()
         tasks = jobs[0][1]
         try:
+            for _, (k, t) in zip(range(window), it):
+                pending.append((ex.submit(_run_chunk, k, t), t))
             while pending:
                 fut, tasks = pending.popleft()
                 k = fut.result()
@@ -175,3 +203,32 @@ class LocalExecutor:
         finally:
             for fut, _ in pending:
                 fut.cancel()
+
+
+def stop(pools: Sequence[Any], before: set) -> None:
+    """Stop ``pools`` now: no new work, every process this build started terminated, killed if it lingers, reaped.
+
+    Never waits without bound: a pool interrupted while it started its
+    processes has no manager thread to stop them, and its idle workers would
+    otherwise block the interpreter's exit (which joins every child) forever.
+    """
+    import multiprocessing as mp
+
+    threads = [getattr(ex, "_executor_manager_thread", None) for ex in pools]
+    procs = set(mp.active_children()) - before
+    for ex in pools:
+        procs.update((getattr(ex, "_processes", None) or {}).values())
+        queue = getattr(ex, "_call_queue", None)
+        if queue is not None:  # jobs not yet read are dropped: nobody waits to flush them into the pipe
+            queue.cancel_join_thread()
+        ex.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.join(GRACE)
+        if p.exitcode is None:
+            p.kill()
+            p.join()
+    for t in threads:  # with its processes gone, a manager thread ends at once
+        if t is not None:
+            t.join(GRACE)

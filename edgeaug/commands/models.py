@@ -8,27 +8,31 @@ from typing import Optional
 
 import typer
 
-from edgeaug.commands.common import fail, model_errors, numbers, size_arg
+from edgeaug.commands.common import Color, Layout, Split, WordSize, model_errors, numbers, size_arg, value
 
 target_app = typer.Typer(no_args_is_help=True, help="Derive device target profiles from models.")
 
-_T_OUTPUT = typer.Option(None, "-o", "--output", help="TOML to write; default targets/NAME.toml.")
+_T_OUTPUT = typer.Option(
+    None, "-o", "--output", help="TOML to write; default ./NAME.toml (pass it to build --target as a path)."
+)
 _T_NAME = typer.Option(
     None,
     "--name",
-    help="Profile name, the file targets/NAME.toml when -o is not given (default: the model's file name).",
+    help="Profile name, the file ./NAME.toml when -o is not given (default: the model's file name).",
 )
-_T_SIZE = typer.Option(None, "--size", help="HxW for dynamic height/width, e.g. 224x224.")
+_T_SIZE = typer.Option(
+    None, "--size", metavar="HxW", callback=size_arg, help="HxW for dynamic height/width, e.g. 224x224."
+)
 _T_MEAN = typer.Option(
     None, "--mean", help="Per-channel mean, e.g. 0.485,0.456,0.406 (default: model metadata 'mean', else 0)."
 )
 _T_STD = typer.Option(None, "--std", help="Per-channel std (default: model metadata 'std', else 1).")
-_T_COLOR = typer.Option(None, "--color", help="RGB, BGR or GRAY (default: metadata 'color', else by channels).")
-_T_LAYOUT = typer.Option(None, "--layout", help="NCHW or NHWC when the shape is ambiguous.")
+_T_COLOR = typer.Option(None, "--color", help="Colour order (default: metadata 'color', else by channels).")
+_T_LAYOUT = typer.Option(None, "--layout", help="The model's layout when the shape is ambiguous.")
 _T_INPUT = typer.Option(None, "--input", help="Which input, for multi-input models.")
 _T_DEVICE = typer.Option(None, "--device", help="Device name stored in the profile.")
 _T_ARCH = typer.Option("any", "--arch", help="Device arch: aarch64, armv7l, x86_64 or any.")
-_T_WORD = typer.Option(64, "--word-size", help="32 or 64 (the device OS).")
+_T_WORD = typer.Option(WordSize["64"], "--word-size", help="The device OS's word size in bits.")
 
 
 def _target_command(module: str, writer: str, model_help: str, doc: str):
@@ -41,17 +45,18 @@ def _target_command(module: str, writer: str, model_help: str, doc: str):
         size: Optional[str] = _T_SIZE,
         mean: Optional[str] = _T_MEAN,
         std: Optional[str] = _T_STD,
-        color: Optional[str] = _T_COLOR,
-        layout: Optional[str] = _T_LAYOUT,
+        color: Optional[Color] = _T_COLOR,
+        layout: Optional[Layout] = _T_LAYOUT,
         input_name: Optional[str] = _T_INPUT,
         device: Optional[str] = _T_DEVICE,
         arch: str = _T_ARCH,
-        word_size: int = _T_WORD,
+        word_size: WordSize = _T_WORD,
     ) -> None:
         import importlib
 
         write = getattr(importlib.import_module(module), writer)
-        _model_target(write, model, output, name, size, mean, std, color, layout, input_name, device, arch, word_size)
+        style, dev = (value(color), value(layout)), (device, arch, int(word_size.value))
+        _model_target(write, model, output, name, size, mean, std, style, input_name, dev)
 
     command.__doc__ = doc
     return command
@@ -75,15 +80,18 @@ target_from_tflite = _target_command(
 )
 
 
-def _model_target(write, model, output, name, size, mean, std, color, layout, input_name, device, arch, word_size):
-    """Derive, write and report a target with ``write(model, out, **kw)``; the models' warnings become lines."""
+def _model_target(write, model, output, name, hw, mean, std, style, input_name, dev_args):
+    """Derive, write and report a target with ``write(model, out, **kw)``; the models' warnings become lines.
+
+    The default output is ./NAME.toml: never the shipped profiles' folder, even when run from a checkout.
+    """
     import warnings
 
+    (color, layout), (device, arch, word_size) = style, dev_args
     with model_errors(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        hw = size_arg(size)
         name = name or model.stem
-        out = output or Path("targets") / f"{name}.toml"
+        out = output or Path(f"{name}.toml")
         dev = {"arch": arch, "word_size": word_size, **({"name": device} if device else {})}
         t = write(
             model,
@@ -115,7 +123,7 @@ def adapt_model(
     std: Optional[str] = typer.Option(
         None, "--std", help="With --insert-preprocess: per-channel std (default: metadata, else 1)."
     ),
-    layout: Optional[str] = typer.Option(None, "--layout", help="The model's layout when ambiguous: NCHW or NHWC."),
+    layout: Optional[Layout] = typer.Option(None, "--layout", help="The model's layout when ambiguous."),
     input_name: Optional[str] = typer.Option(None, "--input", help="Which input, for multi-input models."),
 ) -> None:
     """Make a model take the pack's integer tensor directly, with outputs bit-identical to the original's.
@@ -127,14 +135,14 @@ def adapt_model(
 
     with model_errors():
         r = run_adapt(
-            model, output, insert_preprocess, numbers(mean, "--mean"), numbers(std, "--std"), layout, input_name
+            model, output, insert_preprocess, numbers(mean, "--mean"), numbers(std, "--std"), value(layout), input_name
         )
     what = "input QuantizeLinear removed" if r.kind == "qdq" else "pixel preprocessing inserted"
     typer.echo(
         f"wrote {output}: {what}; input {r.input_name} is {r.dtype} {list(r.shape)}, "
         f"scale {r.scale!r}, zero point {r.zero_point}"
     )
-    typer.echo(f"next: edgeaug target from-onnx {output} -o targets/{output.stem}.toml")
+    typer.echo(f"next: edgeaug target from-onnx {output} -o {output.stem}.toml")
 
 
 def eval_pack(
@@ -142,22 +150,20 @@ def eval_pack(
     model: Path = typer.Option(
         ..., "--model", "-m", help="An ONNX or .tflite (LiteRT) model whose input is the pack's tensor."
     ),
-    split: Optional[str] = typer.Option(None, "--split", help="train or val (default: val when the pack has one)."),
+    split: Optional[Split] = typer.Option(
+        None, "--split", help="The split to evaluate (default: val when the pack has one)."
+    ),
     batch: int = typer.Option(32, "--batch", help="Batch size (a fixed-batch model uses its own)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Accuracy of a classifier on a pack split and samples/s, batches fed with no conversion."""
-    if split not in (None, "train", "val"):
-        fail(f"--split: {split!r} is not train or val")
+    split = value(split)
     with model_errors():
         if model.suffix.lower() == ".tflite":
-            from edgeaug.models.litert import evaluate_tflite
-
-            r = evaluate_tflite(pack, model, split, batch)
+            from edgeaug.models.litert import evaluate_tflite as evaluate
         else:
             from edgeaug.models.evaluate import evaluate
-
-            r = evaluate(pack, model, split, batch)
+        r = evaluate(pack, model, split, batch)
     if as_json:
         typer.echo(json.dumps(r, indent=2, sort_keys=True))
         return

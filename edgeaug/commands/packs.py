@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from edgeaug.commands.common import errors, fail, progress_to
+from edgeaug.commands.common import OnError, errors, fail, progress_to, shard_arg, val_arg
 
 _SOURCE_HELP = (
     "The labelled images, read by kind: (1) a folder with one subfolder per class; (2) a YOLO folder: images/ "
@@ -42,10 +42,15 @@ def build(
         None, "--workers", "-w", help="Worker processes (default: all cores). Never changes the output."
     ),
     val: float = typer.Option(
-        0.0, "--val", help="Fraction of sources per class held out (unaugmented) as the val split."
+        0.0,
+        "--val",
+        min=0.0,
+        callback=val_arg,
+        help="Fraction of sources per class held out (unaugmented) as the val split, in [0, 1); a split left "
+        "empty is warned about.",
     ),
-    on_error: str = typer.Option(
-        "skip", "--on-error", help="skip: skip and report unreadable sources; fail: stop at the first."
+    on_error: OnError = typer.Option(
+        OnError["skip"], "--on-error", help="skip: skip and report unreadable sources; fail: stop at the first."
     ),
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No progress (a bar on a terminal, else a line every 10 s on stderr)."
@@ -59,12 +64,14 @@ def build(
     dask_scheduler: Optional[str] = typer.Option(
         None,
         "--dask-scheduler",
-        help="Render on the Dask cluster at tcp://HOST:PORT (pip install 'edgeaug[dask]'); its workers must "
+        help="Render on the Dask cluster at tcp://HOST:PORT (pip install 'edgeaug\\[dask]'); its workers must "
         "see SOURCE at the same path. Same pack, byte for byte.",
     ),
     shard: Optional[str] = typer.Option(
         None,
         "--shard",
+        metavar="I/N",
+        callback=shard_arg,
         help="I/N: render only shard I of N (0-based) into OUTPUT.partial, e.g. one per Slurm array task on "
         "machines sharing the folder; then the same command without --shard seals the pack.",
     ),
@@ -77,7 +84,9 @@ def build(
 
     use_single_threaded_blas()  # before numpy is imported
     start_early(workers, dask_scheduler)  # the worker processes' imports overlap this process's own
+    from edgeaug.builder.pipeline import BuildError
     from edgeaug.builder.pipeline import build as run_build
+    from edgeaug.builder.writer import WriteError
     from edgeaug.config.recipe import load_recipe
 
     with errors():
@@ -86,13 +95,19 @@ def build(
             fail("--variants 0 with a recipe that excludes the original leaves nothing to build")
     if rcp.variants == 0:
         typer.echo("note: 0 variants: building the originals only (no augmented variants)", err=True)
-    with errors(), progress_to("rendering", not quiet) as progress:
+    with errors(output), progress_to("rendering", not quiet) as progress:
         try:
             more = dict(resume=resume, dask_scheduler=dask_scheduler, shard=shard)
-            res = run_build(source, output, target, rcp, None, seed, workers, val, on_error, progress, **more)
+            res = run_build(source, output, target, rcp, None, seed, workers, val, on_error.value, progress, **more)
         except KeyboardInterrupt:
             _interrupted(output)
+        except (BuildError, WriteError) as e:
+            if resume:  # --resume insisted: say how to start over instead
+                partial = output.with_name(output.name + ".partial")
+                fail(f"{e}\n  to start over instead: the same command with --no-resume (it clears {partial})")
+            raise
     _report_build(res)
+    _warn_empty_splits(res, val)
 
 
 def _interrupted(output: Path) -> None:
@@ -127,6 +142,26 @@ def _report_build(res) -> None:
         typer.secho(f"warning: {w}", fg="yellow", err=True)
 
 
+def _warn_empty_splits(res, val: float) -> None:
+    """--val 0.99 leaves nothing to train on, --val 0.01 nothing to validate on: say so, with the counts."""
+    if res.shard is not None or not val:
+        return
+    train, held = res.splits.get("train", 0), res.splits.get("val", 0)
+    if held == 0:
+        typer.secho(
+            f"warning: --val {val:g} held out no source: the val split is empty (val 0, train {train} records); "
+            "a class needs about 1/(2*val) sources for one to be held out",
+            fg="yellow",
+            err=True,
+        )
+    if train == 0:
+        typer.secho(
+            f"warning: --val {val:g} held out every source: the train split is empty (train 0, val {held} records)",
+            fg="yellow",
+            err=True,
+        )
+
+
 def inspect(
     pack: Path = typer.Argument(..., help="The pack file."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a summary."),
@@ -134,7 +169,7 @@ def inspect(
     """Show what a pack holds: target, recipe, seed, counts, versions, fingerprint."""
     from edgeaug.device.loader import Pack
 
-    with errors(), Pack(str(pack)) as p:
+    with errors(pack), Pack(str(pack)) as p:
         m = p.manifest
         info = {
             **p.info(),
@@ -189,6 +224,13 @@ def verify(
         None, "--sample", help="With --source, regenerate only N records (chosen reproducibly)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress while regenerating."),
+    recipe_dir: Optional[Path] = typer.Option(
+        None,
+        "--recipe-dir",
+        help="With --source: the folder of the recipe the pack was built with, where model files the recipe "
+        "names (the onnx op) are found. A pack's model paths must be relative and stay inside SOURCE's folder "
+        "or this one.",
+    ),
 ) -> None:
     """Check every record's digest; with --source, regenerate records and compare bytes.
 
@@ -196,8 +238,8 @@ def verify(
     """
     from edgeaug.verify import verify_pack
 
-    with errors(), progress_to("regenerating", source is not None and not quiet, "records") as progress:
-        rep = verify_pack(pack, source, sample, progress)
+    with errors(pack), progress_to("regenerating", source is not None and not quiet, "records") as progress:
+        rep = verify_pack(pack, source, sample, progress, recipe_dir)
     for line in rep.digest_problems + rep.source_problems + [str(m) for m in rep.mismatches]:
         typer.echo(line)
     typer.echo(rep.summary())
@@ -230,6 +272,29 @@ def recipes() -> None:
             typer.echo(f"{'':10} {p}")
 
 
+def ops(
+    name: Optional[str] = typer.Argument(None, help="One op's entry only (e.g. mosaic); all ops when omitted."),
+    as_json: bool = typer.Option(False, "--json", help="A JSON list of {op, kind, summary, ranges, options}."),
+) -> None:
+    """List every recipe op with its kind, parameters, default ranges, allowed bounds and options.
+
+    In a recipe, a range is written `param = \\[low, high]` (or one number) and must stay within the allowed
+    bounds; options are fixed settings. Kinds: geometric ops compose into one warp, tone ops fuse into one
+    lookup table, photometric ops run in recipe order on the output image.
+    """
+    from edgeaug.ops.catalog import catalogue, describe, text_lines
+    from edgeaug.ops.registry import OPS
+
+    if name is not None and name not in OPS:
+        fail(f"no op named {name!r}; `edgeaug ops` lists them: {', '.join(sorted(OPS))}")
+    entries = [describe(name)] if name else catalogue()
+    if as_json:
+        typer.echo(json.dumps(entries, indent=2))
+        return
+    for e in entries:
+        typer.echo("\n".join(text_lines(e)))
+
+
 def demo(
     out: Path = typer.Option(Path("edgeaug-demo"), "--out", help="Folder for the sample dataset and the pack."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", help="Worker processes."),
@@ -237,7 +302,7 @@ def demo(
     """Generate a small procedural dataset, build an rpi4 pack, verify it and load it."""
     from edgeaug.demo import run_demo
 
-    with errors(), progress_to("rendering") as progress:
+    with errors(out), progress_to("rendering") as progress:
         summary = run_demo(out, workers, progress, typer.echo)
     if not summary["verified"]:
         fail("the demo pack did not verify", 1)
@@ -247,7 +312,7 @@ def bundle_loader(
     out: Path = typer.Option(Path("edgeaug_loader.py"), "--out", "-o", help="The single .py file to write."),
 ) -> None:
     """Write the device loader as one self-contained file (numpy + optional lmdb only)."""
-    from edgeaug.device.bundle import BundleError, write_bundle
+    from edgeaug.bundle import BundleError, write_bundle
 
     try:
         path = write_bundle(out)
@@ -261,7 +326,9 @@ def bundle_loader(
 
 def explain(
     pack: Path = typer.Argument(..., help="The pack file."),
-    index: int = typer.Argument(..., help="Record index in the whole pack (train records first, then val)."),
+    index: int = typer.Argument(
+        ..., help="Record index in the whole pack (train records first, then val); negative counts from the end."
+    ),
     as_json: bool = typer.Option(
         False, "--json", help="Print JSON: record, split, source, source_index, variant, label and params."
     ),
@@ -270,10 +337,13 @@ def explain(
     from edgeaug.device.loader import Pack
     from edgeaug.preview import explain as explain_record
 
-    with errors(), Pack(str(pack)) as p:
-        if not 0 <= index < p.records:
-            fail(f"INDEX {index} is outside the pack's {p.records} records")
-        lines = [json.dumps(_explain_json(p, index), indent=2)] if as_json else explain_record(p, index)
+    with errors(pack), Pack(str(pack)) as p:
+        i = index + p.records if index < 0 else index
+        if not 0 <= i < p.records:
+            n = p.records
+            valid = f"0..{n - 1}, or -{n}..-1 from the end" if n else "it is empty"
+            fail(f"INDEX {index} is outside the pack's {n} records ({valid})")
+        lines = [json.dumps(_explain_json(p, i), indent=2)] if as_json else explain_record(p, i)
     typer.echo("\n".join(lines))
 
 
@@ -295,19 +365,28 @@ def _explain_json(pack, index: int) -> dict:
 def preview(
     pack: Path = typer.Argument(..., help="The pack file."),
     output: Path = typer.Option(
-        ..., "-o", "--output", help="The contact sheet to write; its suffix sets the format (.png, .jpg, .webp)."
+        ...,
+        "-o",
+        "--output",
+        help="The contact sheet to write; its suffix sets the format: .png, .jpg or .jpeg, .webp, .bmp.",
     ),
-    count: int = typer.Option(16, "--count", "-n", help="How many records to show."),
-    start: int = typer.Option(0, "--start", help="First record index (whole pack)."),
+    count: int = typer.Option(16, "--count", "-n", min=1, help="How many records to show."),
+    start: int = typer.Option(0, "--start", min=0, help="First record index (whole pack)."),
+    shuffle: bool = typer.Option(False, "--shuffle", help="Pick records at random (from --start on), by --seed."),
+    seed: int = typer.Option(0, "--seed", help="With --shuffle: the same seed shows the same records."),
+    per_class: bool = typer.Option(
+        False, "--per-class", help="Take the classes in turn (by the sources' labels), e.g. 4 classes x 4 records."
+    ),
 ) -> None:
-    """Write a contact sheet of records, de-quantized, with boxes, masks and keypoints drawn."""
+    """Write a contact sheet of records, de-quantized, with boxes, masks and keypoints drawn.
+
+    A legend under the grid names the class colours (boxes, mask tints) and the keypoint colours.
+    """
     from edgeaug.preview import write_preview
 
-    if count < 1:
-        fail("--count must be at least 1")
-    with errors():
+    with errors(output):
         try:
-            out = write_preview(pack, output, count, start)
+            out = write_preview(pack, output, count, start, shuffle, seed, per_class)
         except (IndexError, ValueError) as e:
             fail(str(e))
     typer.echo(f"wrote {out}")

@@ -30,7 +30,8 @@ out-of-range parameters are errors naming the file and field.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, List, Tuple
 
@@ -40,7 +41,8 @@ from edgeaug.ops.registry import OPS
 RESIZE_MODES = ("squash", "letterbox", "center_crop")
 BORDERS = ("constant", "reflect")
 MAX_NESTING = 8  # one_of inside some_of inside ...: a sane bound, not a recursion bomb
-RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
+# The shipped recipes: package data (a wheel installs them with the package).
+RECIPE_DIR = Path(str(files("edgeaug.config") / "recipes"))
 DEFAULT_RECIPE = RECIPE_DIR / "default.toml"
 
 
@@ -74,6 +76,7 @@ class Recipe:
     fill: int
     min_visibility: float
     ops: Tuple[OpSpec, ...]
+    origin: str = field(default="", compare=False)  # the file it was read from, for messages; not in to_dict
 
     def to_dict(self) -> dict:
         """Canonical form stored in the manifest (every default made explicit)."""
@@ -92,7 +95,7 @@ class Recipe:
             return self
         if not 0 <= k <= 10000:
             raise ConfigError(f"--variants: {k} is outside 0..10000")
-        return Recipe(k, self.include_original, self.resize, self.border, self.fill, self.min_visibility, self.ops)
+        return replace(self, variants=k)
 
 
 def list_recipes() -> List[Path]:
@@ -129,14 +132,16 @@ def describe_recipe(path: Path) -> str:
 def load_recipe(path: str | Path | None = None) -> Recipe:
     """Load and validate a recipe: a file path or a shipped recipe's name (the default when None)."""
     p = recipe_path(path)
-    return parse_recipe(load_toml(p), p.name, base=p.parent)
+    return replace(parse_recipe(load_toml(p), p.name, base=p.parent), origin=str(p))
 
 
-def parse_recipe(data: dict, where: str = "<recipe>", base: Path | None = None) -> Recipe:
+def parse_recipe(data: dict, where: str = "<recipe>", base: Path | Tuple[Path, ...] | None = None) -> Recipe:
     """Validate a parsed TOML table into a Recipe.
 
     ``base`` is the recipe file's folder: ops that name files (``onnx``'s
     ``model``) resolve relative paths against it (the current folder if None).
+    A tuple of folders marks an untrusted recipe (a pack's manifest): its files
+    must be relative paths that stay inside one of them.
     """
     top = Fields(data, where)
     raw_ops = top.raw("ops", [])
@@ -157,7 +162,7 @@ def parse_recipe(data: dict, where: str = "<recipe>", base: Path | None = None) 
     return recipe
 
 
-def parse_op(table: Any, where: str, prefix: str, depth: int = 0, base: Path | None = None) -> OpSpec:
+def parse_op(table: Any, where: str, prefix: str, depth: int = 0, base: Any = None) -> OpSpec:
     """Validate one ``[[ops]]`` table against its op's declared ranges.
 
     Composite ops (``one_of``, ``some_of``) validate their nested ``ops``
@@ -197,7 +202,7 @@ def parse_op(table: Any, where: str, prefix: str, depth: int = 0, base: Path | N
     return OpSpec(name, p, tuple(ranges), tuple(options), children)
 
 
-def _parse_children(f: Fields, where: str, prefix: str, depth: int, base: Path | None = None) -> Tuple[OpSpec, ...]:
+def _parse_children(f: Fields, where: str, prefix: str, depth: int, base: Any = None) -> Tuple[OpSpec, ...]:
     raw = f.raw("ops", _REQUIRED)
     if not isinstance(raw, list) or not raw:
         f.fail("ops", "expected a non-empty array of op tables")

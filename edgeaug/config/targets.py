@@ -1,6 +1,6 @@
 """Device target profiles: the exact input tensor of one device's model.
 
-A profile is a TOML file (``targets/*.toml``) validated into a frozen
+A profile is a TOML file (the shipped ones: :func:`shipped_target_dir`) validated into a frozen
 :class:`Target`.  :func:`quantize` turns an augmented uint8 image into that
 tensor; the loader never converts anything afterwards.
 """
@@ -15,14 +15,36 @@ from typing import List, Tuple
 import numpy as np
 
 from edgeaug.config.fields import ConfigError, Fields, load_toml
-from edgeaug.device.format import DTYPES, tensor_shape
+from edgeaug.device.format import DTYPES, FormatError, tensor_shape
 
 LAYOUTS = ("NHWC", "NCHW")
 COLORS = {"RGB": 3, "BGR": 3, "GRAY": 1}
 QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
-# The shipped profiles: the top-level targets/ of a source checkout (editable installs
-# read it there), packaged as edgeaug/config/profiles/ in wheels (pyproject maps it).
-TARGET_DIRS = (Path(__file__).resolve().parents[2] / "targets", Path(__file__).resolve().parent / "profiles")
+
+
+def shipped_target_dir() -> Path:
+    """The folder of the shipped profiles.
+
+    In a source checkout (editable install, or PYTHONPATH) it is the top-level
+    targets/, the one to edit; an installed wheel holds it as the package data
+    edgeaug/config/profiles/ (pyproject maps targets/ there).  A folder beside
+    the package that is not this project's checkout (site-packages/targets of
+    another distribution) is never read.
+    """
+    root = Path(__file__).resolve().parents[2]
+    if _is_checkout(root):
+        return root / "targets"
+    from importlib.resources import files
+
+    return Path(str(files("edgeaug.config") / "profiles"))
+
+
+def _is_checkout(root: Path) -> bool:
+    try:
+        text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return (root / "targets").is_dir() and 'name = "edgeaug"' in text
 
 
 @dataclass(frozen=True)
@@ -67,24 +89,19 @@ class Target:
 
 def list_targets() -> List[Path]:
     """Shipped profiles, by name."""
-    seen = {}
-    for d in TARGET_DIRS:
-        for p in sorted(d.glob("*.toml")) if d.is_dir() else ():
-            seen.setdefault(p.stem, p)
-    return [seen[k] for k in sorted(seen)]
+    d = shipped_target_dir()
+    return sorted(d.glob("*.toml"), key=lambda p: p.stem) if d.is_dir() else []
 
 
 def load_target(name_or_path: str | Path) -> Target:
     """Load a shipped profile by name, or any profile file by path."""
     p = Path(name_or_path)
     if p.suffix != ".toml" or not p.exists():
-        for d in TARGET_DIRS:
-            if (d / f"{name_or_path}.toml").is_file():
-                p = d / f"{name_or_path}.toml"
-                break
-        else:
+        shipped = shipped_target_dir() / f"{name_or_path}.toml"
+        if len(p.parts) != 1 or not shipped.is_file():
             names = ", ".join(t.stem for t in list_targets())
             raise ConfigError(f"unknown target {str(name_or_path)!r}: not a file and not one of: {names}")
+        p = shipped
     return parse_target(load_toml(p), p.stem, p.name)
 
 
@@ -137,10 +154,21 @@ def parse_target(data: dict, name: str, where: str = "<target>") -> Target:
 
 
 def target_from_dict(d: dict) -> Target:
-    """Rebuild a Target from a manifest's ``target`` entry."""
-    d = dict(d)
-    dev = d.pop("device")
-    return Target(device=Device(**dev), **{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
+    """Rebuild a Target from a manifest's ``target`` entry (types checked by the loader); a missing field is a
+    FormatError naming it."""
+    names = [f.name for f in dataclasses.fields(Target)]
+    missing = [f"target.{k}" for k in names if k not in d] + [
+        f"target.device.{f.name}" for f in dataclasses.fields(Device) if _missing(d.get("device"), f.name)
+    ]
+    if missing:
+        raise FormatError(f"manifest: {', '.join(missing)}: missing (this command needs the whole target)")
+    kw = {k: d[k] for k in names}
+    dev = {f.name: d["device"][f.name] for f in dataclasses.fields(Device)}
+    return Target(**{**kw, "device": Device(**dev), "mean": tuple(d["mean"]), "std": tuple(d["std"])})
+
+
+def _missing(table, key: str) -> bool:
+    return not isinstance(table, dict) or key not in table
 
 
 def quantization_lut(t: Target) -> np.ndarray:

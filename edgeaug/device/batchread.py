@@ -28,14 +28,7 @@ from __future__ import annotations
 
 import mmap
 import os
-import queue
-import struct
-import sys
-import threading
-import time
-from array import array
-from pathlib import Path
-from typing import Callable, Iterable, Iterator, List, Optional, Tuple
+from typing import Optional
 
 import numpy as np
 
@@ -44,16 +37,9 @@ from .format import (  # bundle: drop
     HEADER_SIZE,
     RECORD_HEADER_DTYPE,
     RECORD_MAGIC,
-    RECORD_PREFIX,
-    FormatError,
-    record_number,
 )
-from .lmdbpure import P_OVERFLOW, PAGEHDRSZ, PureEnvironment  # bundle: drop
-
-
-class PackError(FormatError):
-    """The pack cannot be used: truncated, incomplete, tampered or another version."""
-
+from .lmdblayout import P_OVERFLOW, PAGEHDRSZ  # bundle: drop
+from .readplan import PackError, RecordTable  # bundle: drop
 
 #: What one read puts in front of a tensor: the overflow page header, then the record header.
 SLOT_DTYPE = np.dtype(
@@ -62,113 +48,37 @@ SLOT_DTYPE = np.dtype(
 SLOT_SIZE = SLOT_DTYPE.itemsize  # 16 + 64
 _PAGE_TYPES = 0x6F  # lmdbpure's page-type bits; P_DIRTY and friends are ignored
 _SMALL_RECORD = 64 << 10  # below this, one numpy gather beats per-record copies (scripts/bench_loader.py)
-READERS = ("auto", "pread", "mmap")
-#: A 32-bit process maps a pack only up to this size (its whole address space is 2-3 GB); larger ones use pread.
-MAX_MAP_32BIT = 512 << 20
-
-
-class RecordTable:
-    """Where each record's value lies: offset, size and first overflow page (0: inside its leaf).
-
-    Built by walking the whole tree once; that walk is also the structure
-    check that must pass before the native (mmap) LMDB reader touches the file.
-    """
-
-    def __init__(self, env: PureEnvironment) -> None:
-        # Compact arrays, not lists of ints: a list costs ~36 bytes per number, kept by the allocator.
-        keys, offs, sizes, pgnos = array("q"), array("q"), array("q"), array("q")
-        n = 0
-        for key, off, size, pgno in env.extents():
-            n += 1
-            r = record_number(key) if key[:1] == RECORD_PREFIX else -1
-            if r >= 0:  # other keys (index, manifest) are read through the backend
-                keys.append(r)
-                offs.append(off)
-                sizes.append(size)
-                pgnos.append(pgno)
-        self.entries = n
-        self.keys = np.frombuffer(keys, np.int64)  # strictly increasing: the walk checks key order
-        self.offsets = np.frombuffer(offs, np.int64)
-        self.sizes = np.frombuffer(sizes, np.int64)
-        self.pgnos = np.frombuffer(pgnos, np.int64)
-        self.psize = env.stat()["psize"]
-
-    def dense(self, n: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Offsets, sizes and overflow pages of records ``0..n-1``; offset -1 where a record is missing."""
-        off, size, pgno = np.full(n, -1, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
-        k = self.keys < n
-        off[self.keys[k]], size[self.keys[k]], pgno[self.keys[k]] = self.offsets[k], self.sizes[k], self.pgnos[k]
-        return off, size, pgno
-
-
-def _memory_budget() -> Optional[int]:
-    """Bytes the page cache can hold for us: min(MemAvailable, this cgroup's memory limit); None if unknown."""
-    values = []
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                values.append(int(line.split()[1]) << 10)
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
-            _, ctrls, rel = line.split(":", 2)
-            if ctrls == "":  # cgroup v2
-                f = Path("/sys/fs/cgroup") / rel.lstrip("/") / "memory.max"
-            elif "memory" in ctrls.split(","):
-                f = Path("/sys/fs/cgroup/memory") / rel.lstrip("/") / "memory.limit_in_bytes"
-            else:
-                continue
-            text = f.read_text().strip() if f.exists() else "max"
-            if text.isdigit():
-                values.append(int(text))
-    except (OSError, ValueError):
-        pass
-    return min(values) if values else None
-
-
-def choose_reader(file_size: int, wanted: str = "auto") -> str:
-    """``pread`` or ``mmap`` for a pack of ``file_size`` bytes in this process."""
-    if wanted not in READERS:
-        raise ValueError(f"reader must be one of {READERS}, got {wanted!r}")
-    if wanted != "auto":
-        return wanted
-    if not hasattr(os, "preadv"):
-        return "mmap"
-    budget = _memory_budget()
-    # mmap pays one card read per 4 KB page fault when the pack does not stay cached: only when it fits easily.
-    fits = budget is not None and file_size <= budget * 3 // 4
-    if struct.calcsize("P") < 8:  # a 32-bit process: only what its address space holds easily
-        fits = fits and file_size <= MAX_MAP_32BIT
-    return "mmap" if fits else "pread"
 
 
 class BatchReader:
     """Fills batches with the tensors of records, by record index into the whole pack.
 
-    ``expect`` holds, per record, the source, variant and split its header must
-    carry (from the fingerprinted index); ``nbytes`` is the target's tensor size.
+    ``file`` is the open pack (a backend: ``path``, ``fd``, ``size``); reads go
+    through its descriptor, so they read the file the backend opened even if
+    another file has been renamed over its path since.  The descriptor stays
+    the backend's.  ``expect`` holds, per record, the source, variant and split
+    its header must carry (from the fingerprinted index); ``nbytes`` is the
+    target's tensor size.
     """
 
-    def __init__(self, path: str, table: RecordTable, records: int, nbytes: int, expect, mode: str) -> None:
-        self.path, self.nbytes, self.mode, self.psize = path, nbytes, mode, table.psize
+    def __init__(self, file, table: RecordTable, records: int, nbytes: int, expect, mode: str) -> None:
+        self.path, self.nbytes, self.mode, self.psize = file.path, nbytes, mode, table.psize
         self.off, self.size, self.pgno = table.dense(records)
         self._toff = self.off + HEADER_SIZE  # where each tensor starts
         self.need = (PAGEHDRSZ - 1 + self.size) // self.psize + 1  # OVPAGES()
         self.expect = expect
-        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._fd: Optional[int] = file.fd
         self._checked = np.zeros(records, bool)  # mmap: headers already validated
         self._unchecked = records
         self._mm = None
-        try:
-            self.file_size = os.fstat(self._fd).st_size
-            # Each record's tensor must lie inside its value and the value inside the file.
-            self._fits = (self.off >= 0) & (self.size >= HEADER_SIZE + nbytes)
-            self._fits &= self.off + self.size <= self.file_size
-            if mode == "pread" and hasattr(os, "posix_fadvise"):  # a shuffle uses none of the kernel's readahead
-                os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)
-            if mode == "mmap":
-                self._map()
-        except BaseException:
-            self.close()
-            raise
+        self.file_size = file.size
+        # Each record's tensor must lie inside its value and the value inside the file.
+        self._fits = (self.off >= 0) & (self.size >= HEADER_SIZE + nbytes)
+        self._fits &= self.off + self.size <= self.file_size
+        if mode == "pread" and hasattr(os, "posix_fadvise"):  # a shuffle uses none of the kernel's readahead
+            os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)
+        if mode == "mmap":
+            self._map()
 
     def _map(self) -> None:
         # No MADV_RANDOM: this regime has the pack in the page cache, where the kernel's fault-around
@@ -185,9 +95,7 @@ class BatchReader:
             except BufferError:  # a batch view still exports it: the mapping goes with the last view
                 pass
             self._mm = None
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._fd = None  # the backend's: it closes it
 
     # --- checks ---------------------------------------------------------------------------------
 
@@ -413,99 +321,3 @@ def _sorted_unique(a: np.ndarray) -> np.ndarray:
     """``np.unique`` for an integer array without its first-call cost (it imports numpy.ma: ~16 ms)."""
     a = np.sort(a)
     return a[np.concatenate(([True], a[1:] != a[:-1]))] if len(a) else a
-
-
-def prefetched(jobs: Iterable, fill: Callable, depth: int = 1) -> Iterator:
-    """``fill(job)`` for each job on a background thread, ``depth`` results ahead; yields them in order.
-
-    The reads release the GIL, so the next batch is read while the caller's
-    model runs.  An exception in ``fill`` is raised here, at the batch it
-    belongs to.  Closing the generator stops the thread before returning.
-    """
-    q: "queue.Queue" = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for job in jobs:
-                if stop.is_set() or not put((fill(job), None)):
-                    return
-            put((done, None))
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
-            put((None, e))
-
-    t = threading.Thread(target=work, name="edgeaug-prefetch", daemon=True)
-    t.start()
-    try:
-        while True:
-            item, err = q.get()
-            if err is not None:
-                raise err
-            if item is done:
-                return
-            yield item
-            item = None
-    finally:
-        stop.set()
-        t.join()
-
-
-def prefetched_when_useful(
-    jobs: Iterable, fill: Callable, clock: Callable[[], float] = time.perf_counter, share: float = 0.25, probe: int = 3
-) -> Iterator:
-    """``fill(job)`` for each job, in order: on this thread while the caller is quick, then on a background one.
-
-    A background thread costs a queue hand-off per batch (10-30% of a mapped
-    read when the caller does nothing with the batches), and saves the whole
-    read when the caller's own work (a model step that releases the GIL) is
-    as long.  So batches are read here until ``probe`` of them show the
-    caller spending more than ``share`` of the read time between batches;
-    the rest go through :func:`prefetched`.  Only the speed depends on the
-    timing: the batches and their order are the same either way.
-    """
-    it = iter(jobs)
-    reading = waiting = 0.0
-    for k, job in enumerate(it):
-        t0 = clock()
-        item = fill(job)
-        t1 = clock()
-        yield item
-        item = None
-        reading, waiting = reading + (t1 - t0), waiting + (clock() - t1)
-        if k + 1 >= probe and waiting > share * reading:
-            yield from prefetched(it, fill)
-            return
-
-
-def reusable(spare: List[np.ndarray], shape: Tuple[int, ...], dtype: np.dtype, keep: int = 5) -> np.ndarray:
-    """A batch array: a recycled one if nobody else holds it any more, else a new one.
-
-    A fresh multi-megabyte ``np.empty`` per batch can cost as much as the copy
-    itself (page faults, depending on the allocator's state).  Arrays the
-    caller (or a view, a queue, a session) still references are never
-    recycled: ``sys.getrefcount`` is 2 only for the ``spare`` list's reference
-    plus the call's own argument (a view the caller holds references its
-    base).  A shorter batch (an epoch's last) is the front of a free full one.
-    ``keep`` bounds the list: the caller's batch, the one before, one queued,
-    one being filled.
-    """
-    for k in range(len(spare)):
-        fits = spare[k].shape[1:] == shape[1:] and spare[k].shape[0] >= shape[0] and spare[k].dtype == dtype
-        if fits and sys.getrefcount(spare[k]) == 2:
-            spare.append(spare.pop(k))
-            # A short (last) batch is the front of a full one: no new buffer to fault in.
-            return spare[-1] if spare[-1].shape[0] == shape[0] else spare[-1][: shape[0]]
-    spare.append(np.empty(shape, dtype))
-    if len(spare) > keep:
-        spare.pop(0)
-    return spare[-1]

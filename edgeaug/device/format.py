@@ -260,25 +260,50 @@ def tensor_shape(target: dict) -> Tuple[int, ...]:
 # --- manifest validation ------------------------------------------------------
 
 LAYOUTS = ("NHWC", "NCHW")
+COLORS = {"RGB": 3, "BGR": 3, "GRAY": 1}
 MAX_SEED = 2**63 - 1
 
 
 def validate_manifest(m: Any) -> None:
-    """Check every manifest field a reader or ``verify`` relies on.
+    """Check every manifest field a reader or a command (inspect, explain, preview, verify, eval) relies on.
 
     The fingerprint is a plain hash, so a crafted pack can carry a valid one:
     types and ranges are checked here, and the first bad field is named in the
     :class:`FormatError`.  Unknown fields are allowed (newer writers add some).
+    A missing field names the pack's format version and writer (an older pack).
     """
     _mf(m, None, "manifest", dict)
     _mf(m, "format_version", "", int, FORMAT_VERSION, FORMAT_VERSION)
+    try:
+        _check_fields(m)
+    except _Missing as e:
+        v = m.get("versions")
+        by = f", written by edgeaug {v.get('edgeaug')}" if isinstance(v, dict) and v.get("edgeaug") else ""
+        raise FormatError(
+            f"{e} (a format version {m['format_version']} pack{by}: an older or foreign writer; rebuild it)"
+        ) from None
+
+
+class _Missing(FormatError):
+    """A required manifest field is absent."""
+
+
+def _check_fields(m: dict) -> None:
     t = _mf(m, "target", "", dict)
     for key, hi in (("height", 1 << 16), ("width", 1 << 16), ("channels", 4)):
         _mf(t, key, "target", int, 1, hi)
     _mf(t, "layout", "target", str, choices=LAYOUTS)
     _mf(t, "dtype", "target", str, choices=tuple(DTYPES))
-    for key, kind in (("input_name", str), ("name", str), ("device", dict)):
+    for key, kind in (("input_name", str), ("name", str)):
         _mf(t, key, "target", kind, optional=True)
+    color = _mf(t, "color", "target", str, choices=tuple(COLORS), optional=True)
+    if color is not None and COLORS[color] != t["channels"]:
+        raise FormatError(f"manifest: target.color: {color} does not have {t['channels']} channels")
+    dev = _mf(t, "device", "target", dict, optional=True)
+    if dev is not None:
+        _mf(dev, "name", "target.device", str, optional=True)
+        _mf(dev, "arch", "target.device", str, optional=True)
+        _mf(dev, "word_size", "target.device", int, 32, 64, optional=True)
     _check_quantization(t)
     n = _mf(m, "records", "", int, 0, MAX_RECORDS - 1)
     splits = _mf(m, "splits", "", dict)
@@ -301,7 +326,8 @@ def validate_manifest(m: Any) -> None:
         _mf(e, "split", where, str, choices=tuple(SPLITS))
         _mf(e, "sha256", where, str)
         _mf(e, "records", where, int, 0, n)
-        _mf(e, "skipped", where, str, optional=True)
+        for key in ("skipped", "mask_sha256", "duplicate_of"):
+            _mf(e, key, where, str, optional=True)
     for i, e in enumerate(_mf(m, "skipped", "", list)):
         _mf(e, None, f"skipped[{i}]", dict)
         _mf(e, "path", f"skipped[{i}]", str)
@@ -309,6 +335,7 @@ def validate_manifest(m: Any) -> None:
     r = _mf(m, "recipe", "", dict)
     _mf(r, "variants", "recipe", int, 0)
     _mf(r, "include_original", "recipe", bool)
+    _mf(r, "resize", "recipe", str, optional=True)
     _mf(r, "fill", "recipe", int, 0, 255, optional=True)  # the online shift's border
     _mf(r, "min_visibility", "recipe", (int, float), 0, 1, optional=True)
     flip = _mf(m, "keypoint_flip_idx", "", list, optional=True)
@@ -317,8 +344,30 @@ def validate_manifest(m: Any) -> None:
     for i, op in enumerate(_mf(r, "ops", "recipe", list)):
         _mf(op, None, f"recipe.ops[{i}]", dict)
         _mf(op, "op", f"recipe.ops[{i}]", str)
-    for key in ("counts", "versions"):
-        _mf(m, key, "", dict)
+    _check_workstation_fields(m)
+
+
+def _check_workstation_fields(m: dict) -> None:
+    """What ``inspect`` shows: val fraction, per-split class counts, versions, the quantization audit."""
+    _mf(m, "val_fraction", "", (int, float), 0, 1)
+    _mf(m, "source_kind", "", str, optional=True)
+    for split, per_class in _mf(m, "counts", "", dict).items():
+        _mf(per_class, None, f"counts.{split}", dict)
+        for name, n in per_class.items():
+            _mf({"n": n}, "n", f"counts.{split}.{name}", int, 0)
+    for k, v in _mf(m, "versions", "", dict).items():
+        _mf({"v": v}, "v", f"versions.{k}", str)
+    a = _mf(m, "quantization_audit", "", dict, optional=True)
+    if a is None:
+        return
+    _mf(a, "values", "quantization_audit", int, 0, optional=True)
+    _mf(a, "warning", "quantization_audit", bool, optional=True)
+    _mf(a, "clip_warn_threshold", "quantization_audit", (int, float), 0, 1, optional=True)
+    for c, ch in enumerate(_mf(a, "channels", "quantization_audit", list)):
+        where = f"quantization_audit.channels[{c}]"
+        _mf(ch, None, where, dict)
+        for key in ("clip_low", "clip_high", "mae", "max_error"):
+            _mf(ch, key, where, (int, float), 0, 1e12)
 
 
 def _check_quantization(t: dict) -> None:
@@ -355,7 +404,7 @@ def _mf(
     elif not isinstance(d, dict) or key not in d:
         if optional:
             return None
-        raise FormatError(f"manifest: {name}: missing")
+        raise (_Missing if isinstance(d, dict) else FormatError)(f"manifest: {name}: missing")
     else:
         v = d[key]
     if not isinstance(v, kind) or (isinstance(v, bool) and kind is not bool):

@@ -9,90 +9,44 @@ page (or one overflow run) at a time and never mapped as a whole, so files
 larger than a 32-bit address space work.  Every number taken from the file is
 bounds-checked; malformed input raises :class:`LmdbFormatError`.
 
-Layout (``mdb.c`` of LMDB 0.9, LP64, ``MDB_DEVEL`` off): a 16-byte page header
-(``mp_pgno`` u64, ``mp_pad``, ``mp_flags``, ``mp_lower``, ``mp_upper`` u16, the
-last two overlaid by ``mp_pages`` u32 on overflow pages), then ``mp_ptrs[]``:
-u16 node offsets from the page start.  Node: ``mn_lo``, ``mn_hi``, ``mn_flags``,
-``mn_ksize`` (u16), key, data.  Meta pages 0 and 1 hold magic, version, address,
-mapsize, the free and main ``MDB_db`` records (page size in the free DB's
-``md_pad``), last page number and txnid.
+The file layout and the parsing of single pages are in :mod:`.lmdblayout`.
 """
 
 from __future__ import annotations
 
 import bisect
 import os
-import struct
 import threading
 from collections import OrderedDict
-from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
+
+from .lmdblayout import (  # bundle: drop
+    DB_RECORD,
+    F_BIGDATA,
+    F_SUBDATA,
+    MAX_DEPTH,
+    META_END,
+    P_INVALID,
+    P_OVERFLOW,
+    P_TYPES,
+    PAGE_HEADER,
+    PAGEHDRSZ,
+    PSIZE_GUESSES,
+    U64,
+    DbRecord,
+    LmdbFormatError,
+    Meta,
+    Page,
+    as_key,
+    check_record,
+    check_supported,
+    parse_meta,
+    parse_page,
+)
 
 __all__ = ["LmdbFormatError", "PureDatabase", "PureEnvironment", "open_pure"]
 
-MDB_MAGIC = 0xBEEFC0DE
-MDB_DATA_VERSION = 1
-PAGEHDRSZ = 16
-NODESIZE = 8
-P_INVALID = 0xFFFFFFFFFFFFFFFF  # md_root of an empty tree
-MAX_DEPTH = 64  # LMDB's own cursor stack holds 32 levels
-
-P_BRANCH, P_LEAF, P_OVERFLOW, P_META, P_LEAF2, P_SUBP = 0x01, 0x02, 0x04, 0x08, 0x20, 0x40
-_P_TYPES = P_BRANCH | P_LEAF | P_OVERFLOW | P_META | P_LEAF2 | P_SUBP  # ignores P_DIRTY etc.
-F_BIGDATA, F_SUBDATA, F_DUPDATA = 0x01, 0x02, 0x04
-_UNSUPPORTED_FLAGS = {
-    0x02: "MDB_REVERSEKEY",
-    0x04: "MDB_DUPSORT",
-    0x08: "MDB_INTEGERKEY",
-    0x10: "MDB_DUPFIXED",
-    0x20: "MDB_INTEGERDUP",
-    0x40: "MDB_REVERSEDUP",
-}
-_PSIZE_GUESSES = (4096, 8192, 16384, 32768, 65536, 512, 1024, 2048)
-
-_HDR = struct.Struct("<QHHHH")
-_DB = struct.Struct("<IHHQQQQQ")  # MDB_db, 48 bytes
-_META = struct.Struct("<IIQQ48s48sQQ")  # MDB_meta, 136 bytes
-_NODE = struct.Struct("<HHHH")
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
-_META_END = PAGEHDRSZ + _META.size
 _HAVE_PREAD = hasattr(os, "pread")
-
-
-class LmdbFormatError(ValueError):
-    """The file is not a readable 64-bit LMDB 0.9 data file (corrupt or truncated)."""
-
-
-class _DbRecord(NamedTuple):
-    pad: int
-    flags: int
-    depth: int
-    branch_pages: int
-    leaf_pages: int
-    overflow_pages: int
-    entries: int
-    root: int
-
-
-class _Meta(NamedTuple):
-    psize: int
-    map_size: int
-    main: _DbRecord
-    last_pgno: int
-    txnid: int
-
-
-class _Page:
-    """A parsed, validated branch or leaf page.
-
-    ``nodes`` holds child page numbers on branch pages and
-    ``(node_flags, data_size, data_offset)`` tuples on leaf pages.
-    """
-
-    __slots__ = ("pgno", "is_leaf", "raw", "keys", "nodes")
-
-    def __init__(self, pgno: int, is_leaf: bool, raw: bytes, keys: List[bytes], nodes: list):
-        self.pgno, self.is_leaf, self.raw, self.keys, self.nodes = pgno, is_leaf, raw, keys, nodes
 
 
 class PureDatabase:
@@ -100,46 +54,11 @@ class PureDatabase:
 
     __slots__ = ("name", "_record", "_env")
 
-    def __init__(self, name: bytes, record: _DbRecord, env: "PureEnvironment"):
+    def __init__(self, name: bytes, record: DbRecord, env: "PureEnvironment"):
         self.name, self._record, self._env = name, record, env
 
     def __repr__(self) -> str:
         return f"PureDatabase({self.name!r}, entries={self._record.entries})"
-
-
-def _magic_hint(raw: bytes) -> str:
-    # Name the common wrong-platform layouts instead of a bare "bad magic".
-    if raw[12:16] == _U32.pack(MDB_MAGIC):
-        return "bad magic (looks like a file written by 32-bit LMDB, unsupported)"
-    if raw[16:20] == struct.pack(">I", MDB_MAGIC):
-        return "bad magic (looks like a big-endian LMDB file, unsupported)"
-    return "bad magic (not an LMDB data file)"
-
-
-def _parse_meta(raw: bytes) -> Tuple[Optional[_Meta], str]:
-    """Decode one meta page; return ``(meta, "")`` or ``(None, reason)``."""
-    if len(raw) < _META_END:
-        return None, "too short"
-    flags = _HDR.unpack_from(raw)[2]
-    magic, version, _addr, map_size, free, main, last_pgno, txnid = _META.unpack_from(raw, PAGEHDRSZ)
-    if magic != MDB_MAGIC:
-        return None, _magic_hint(raw)
-    if not flags & P_META:
-        return None, f"page flags 0x{flags:x} lack P_META"
-    if version != MDB_DATA_VERSION:
-        return None, f"unsupported data version {version}"
-    psize = _DB.unpack(free)[0]  # mm_psize lives in md_pad of the free DB
-    if not 512 <= psize <= 65536 or psize & (psize - 1):
-        return None, f"invalid page size {psize}"
-    return _Meta(psize, map_size, _DbRecord(*_DB.unpack(main)), last_pgno, txnid), ""
-
-
-def _as_key(key) -> bytes:
-    if isinstance(key, bytes):
-        return key
-    if isinstance(key, (bytearray, memoryview)):
-        return bytes(key)
-    raise TypeError(f"keys must be bytes, not {type(key).__name__}")
 
 
 class PureEnvironment:
@@ -150,22 +69,25 @@ class PureEnvironment:
     one environment may be shared between threads.
     """
 
-    def __init__(self, path: str, max_cached_pages: int = 256, readahead: bool = True):
+    def __init__(self, path: str, max_cached_pages: int = 256, readahead: bool = True, fd: Optional[int] = None):
         """Open ``path`` (the data file itself) and validate its meta pages and size.
 
         ``readahead=False`` asks the kernel not to read ahead of each page
         (``POSIX_FADV_RANDOM``), like py-lmdb's option: lookups and tree walks
-        on slow storage then read only the pages they need.
+        on slow storage then read only the pages they need.  ``fd``: read this
+        open descriptor of the file instead of opening ``path`` (which then only
+        names it in messages); it stays the caller's to close.
         """
         self.path = os.fspath(path)
         self._fd: Optional[int] = None
+        self._owns_fd = fd is None
         self._max_cached = max(0, int(max_cached_pages))
-        self._cache: "OrderedDict[int, _Page]" = OrderedDict()
+        self._cache: "OrderedDict[int, Page]" = OrderedDict()
         self._dbs: Dict[bytes, PureDatabase] = {}
         self._lock = threading.Lock()
-        if os.path.isdir(self.path):
+        if fd is None and os.path.isdir(self.path):
             raise LmdbFormatError(f"{self.path} is a directory; pass the data file (subdir=False)")
-        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0)) if fd is None else fd
         try:
             if not readahead and hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)
@@ -197,18 +119,18 @@ class PureEnvironment:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _load_meta(self) -> None:
-        if self._file_size < _META_END:
+        if self._file_size < META_END:
             raise LmdbFormatError(
                 f"{self.path}: file is {self._file_size} bytes, too small for an LMDB meta page (truncated or empty)"
             )
-        m0, why0 = _parse_meta(self._pread(0, _META_END))
+        m0, why0 = parse_meta(self._pread(0, META_END))
         m1, why1 = None, "not found at any supported page size"
         # Meta 1 sits one page in; if meta 0 is unusable its psize is unknown, so try the usual ones.
-        for off in [m0.psize] if m0 else _PSIZE_GUESSES:
-            if off + _META_END > self._file_size:
+        for off in [m0.psize] if m0 else PSIZE_GUESSES:
+            if off + META_END > self._file_size:
                 why1 = "beyond end of file"
                 continue
-            cand, why1 = _parse_meta(self._pread(off, _META_END))
+            cand, why1 = parse_meta(self._pread(off, META_END))
             if cand is not None and cand.psize != off:
                 cand, why1 = None, f"page size {cand.psize} does not match its offset {off}"
             if cand is not None:
@@ -220,7 +142,7 @@ class PureEnvironment:
         # Newest snapshot wins; max() keeps meta 0 on a tie, as LMDB does.
         self._check_meta(max(valid, key=lambda m: m.txnid))
 
-    def _check_meta(self, meta: _Meta) -> None:
+    def _check_meta(self, meta: Meta) -> None:
         need = (meta.last_pgno + 1) * meta.psize
         if meta.last_pgno < 1 or need > self._file_size:
             raise LmdbFormatError(
@@ -228,22 +150,11 @@ class PureEnvironment:
                 f"pages of {meta.psize} bytes = {need} bytes, file has {self._file_size}"
             )
         self._meta, self._psize, self._last_pgno = meta, meta.psize, meta.last_pgno
-        self._check_record(meta.main, "main DB")
-
-    def _check_record(self, rec: _DbRecord, what: str) -> None:
-        if rec.depth > MAX_DEPTH:
-            raise LmdbFormatError(f"{what}: tree depth {rec.depth} exceeds {MAX_DEPTH}")
-        if rec.root == P_INVALID:
-            if rec.depth:
-                raise LmdbFormatError(f"{what}: empty tree with depth {rec.depth}")
-        elif not 2 <= rec.root <= self._last_pgno or rec.depth == 0:
-            raise LmdbFormatError(
-                f"{what}: root page {rec.root} (depth {rec.depth}) is invalid for data pages 2..{self._last_pgno}"
-            )
+        check_record(meta.main, "main DB", self._last_pgno)
 
     # -- pages -----------------------------------------------------------
 
-    def _page(self, pgno: int) -> _Page:
+    def _page(self, pgno: int) -> Page:
         with self._lock:
             page = self._cache.get(pgno)
             if page is not None:
@@ -251,7 +162,7 @@ class PureEnvironment:
                 return page
         if not 2 <= pgno <= self._last_pgno:
             raise LmdbFormatError(f"page number {pgno} outside data pages 2..{self._last_pgno}")
-        page = self._parse_page(pgno, self._pread(pgno * self._psize, self._psize))
+        page = parse_page(pgno, self._pread(pgno * self._psize, self._psize), self._psize, self._last_pgno)
         if self._max_cached:
             with self._lock:
                 self._cache[pgno] = page
@@ -259,52 +170,11 @@ class PureEnvironment:
                     self._cache.popitem(last=False)
         return page
 
-    def _parse_page(self, pgno: int, raw: bytes) -> _Page:
-        mp_pgno, _pad, flags, lower, upper = _HDR.unpack_from(raw)
-        if mp_pgno != pgno:
-            raise LmdbFormatError(f"page {pgno}: header claims page number {mp_pgno}")
-        kind = flags & _P_TYPES
-        if kind not in (P_BRANCH, P_LEAF):
-            raise LmdbFormatError(f"page {pgno}: expected a branch or leaf page, flags 0x{flags:x}")
-        if not PAGEHDRSZ <= lower <= upper <= self._psize or (lower - PAGEHDRSZ) & 1:
-            raise LmdbFormatError(f"page {pgno}: bad free-space bounds lower={lower} upper={upper}")
-        count, is_leaf = (lower - PAGEHDRSZ) >> 1, kind == P_LEAF
-        if count == 0 and not is_leaf:
-            raise LmdbFormatError(f"page {pgno}: branch page without children")
-        keys: List[bytes] = []
-        nodes: list = []
-        for off in struct.unpack_from(f"<{count}H", raw, PAGEHDRSZ):
-            key, node = self._parse_node(pgno, raw, off, upper, is_leaf)
-            keys.append(key)
-            nodes.append(node)
-        return _Page(pgno, is_leaf, raw, keys, nodes)
-
-    def _parse_node(self, pgno: int, raw: bytes, off: int, upper: int, is_leaf: bool):
-        psize = self._psize
-        if off < upper or off & 1 or off + NODESIZE > psize:
-            raise LmdbFormatError(f"page {pgno}: node offset {off} outside node area {upper}..{psize}")
-        lo, hi, nflags, ksize = _NODE.unpack_from(raw, off)
-        kend = off + NODESIZE + ksize
-        if kend > psize:
-            raise LmdbFormatError(f"page {pgno}: {ksize}-byte key at offset {off} overruns the page")
-        key = raw[off + NODESIZE : kend]
-        if not is_leaf:  # on 64-bit the child pgno spills into mn_flags
-            child = lo | hi << 16 | nflags << 32
-            if not 2 <= child <= self._last_pgno:
-                raise LmdbFormatError(f"page {pgno}: child page {child} outside 2..{self._last_pgno}")
-            return key, child
-        dsize = lo | hi << 16
-        if nflags & F_DUPDATA:
-            raise NotImplementedError(f"page {pgno}: duplicate-key (MDB_DUPSORT) data is not supported")
-        if kend + (8 if nflags & F_BIGDATA else dsize) > psize:
-            raise LmdbFormatError(f"page {pgno}: {dsize}-byte value at offset {off} overruns the page")
-        return key, (nflags, dsize, kend)
-
-    def _value(self, page: _Page, idx: int) -> bytes:
+    def _value(self, page: Page, idx: int) -> bytes:
         nflags, dsize, doff = page.nodes[idx]
         if not nflags & F_BIGDATA:
             return page.raw[doff : doff + dsize]
-        return self._read_overflow(_U64.unpack_from(page.raw, doff)[0], dsize)
+        return self._read_overflow(U64.unpack_from(page.raw, doff)[0], dsize)
 
     def _read_overflow(self, pgno: int, size: int) -> bytes:
         """Return a value stored in an overflow run (header on its first page only)."""
@@ -312,10 +182,10 @@ class PureEnvironment:
         need = (PAGEHDRSZ - 1 + size) // psize + 1  # OVPAGES() in mdb.c
         if not 2 <= pgno or pgno + need - 1 > last:
             raise LmdbFormatError(f"overflow value of {size} bytes at page {pgno} runs past page {last}")
-        mp_pgno, _pad, flags, lo, up = _HDR.unpack(self._pread(pgno * psize, PAGEHDRSZ))
+        mp_pgno, _pad, flags, lo, up = PAGE_HEADER.unpack(self._pread(pgno * psize, PAGEHDRSZ))
         pages = lo | up << 16  # mp_pages overlays mp_lower/mp_upper
         # An overwrite may reuse a longer run in place, so pages >= need is fine.
-        if mp_pgno != pgno or flags & _P_TYPES != P_OVERFLOW or not need <= pages <= last - pgno + 1:
+        if mp_pgno != pgno or flags & P_TYPES != P_OVERFLOW or not need <= pages <= last - pgno + 1:
             raise LmdbFormatError(
                 f"page {pgno}: not a valid overflow page for a {size}-byte value "
                 f"(pgno {mp_pgno}, flags 0x{flags:x}, {pages} pages)"
@@ -324,7 +194,7 @@ class PureEnvironment:
 
     # -- tree walking ----------------------------------------------------
 
-    def _descend(self, rec: _DbRecord, stack: list, pgno: int, key: Optional[bytes]) -> None:
+    def _descend(self, rec: DbRecord, stack: list, pgno: int, key: Optional[bytes]) -> None:
         """Push ``[page, index]`` pairs from ``pgno`` down to a leaf onto ``stack``.
 
         ``key`` None takes the leftmost path, else the path to the first key
@@ -348,7 +218,7 @@ class PureEnvironment:
             stack.append([page, idx])
             pgno = page.nodes[idx]
 
-    def _walk(self, rec: _DbRecord, start: Optional[bytes]) -> Iterator[Tuple[_Page, int]]:
+    def _walk(self, rec: DbRecord, start: Optional[bytes]) -> Iterator[Tuple[Page, int]]:
         """Yield ``(leaf_page, index)`` for each entry in key order, from ``start``."""
         if rec.root == P_INVALID:
             return
@@ -380,15 +250,7 @@ class PureEnvironment:
 
     # -- databases -------------------------------------------------------
 
-    def _check_supported(self, rec: _DbRecord, what: str) -> None:
-        bad = [name for bit, name in _UNSUPPORTED_FLAGS.items() if rec.flags & bit]
-        if bad:
-            raise NotImplementedError(
-                f"{what} uses {', '.join(bad)}; only plain byte-ordered, "
-                "non-dupsort databases are supported by the pure reader"
-            )
-
-    def _lookup(self, rec: _DbRecord, key: bytes) -> Optional[Tuple[_Page, int]]:
+    def _lookup(self, rec: DbRecord, key: bytes) -> Optional[Tuple[Page, int]]:
         if rec.root == P_INVALID:
             return None
         stack: list = []
@@ -402,26 +264,26 @@ class PureEnvironment:
         Raises KeyError if there is no such database and NotImplementedError
         for dupsort / integer-key / reverse-key databases.
         """
-        name = _as_key(name)
+        name = as_key(name)
         handle = self._dbs.get(name)
         if handle is not None:
             return handle
-        self._check_supported(self._meta.main, "main DB")
+        check_supported(self._meta.main, "main DB")
         hit = self._lookup(self._meta.main, name)
         if hit is None:
             raise KeyError(f"no named database {name!r} in {self.path}")
         page, idx = hit
         nflags, dsize, doff = page.nodes[idx]
-        if not nflags & F_SUBDATA or nflags & F_BIGDATA or dsize != _DB.size:
+        if not nflags & F_SUBDATA or nflags & F_BIGDATA or dsize != DB_RECORD.size:
             raise LmdbFormatError(f"key {name!r} of the main DB is not a named-database record")
-        rec = _DbRecord(*_DB.unpack_from(page.raw, doff))
+        rec = DbRecord(*DB_RECORD.unpack_from(page.raw, doff))
         what = f"database {name!r}"
-        self._check_record(rec, what)
-        self._check_supported(rec, what)
+        check_record(rec, what, self._last_pgno)
+        check_supported(rec, what)
         handle = self._dbs[name] = PureDatabase(name, rec, self)
         return handle
 
-    def _resolve(self, db) -> _DbRecord:
+    def _resolve(self, db) -> DbRecord:
         if db is None:
             return self._meta.main
         if isinstance(db, PureDatabase):
@@ -430,10 +292,10 @@ class PureEnvironment:
             return db._record
         return self.open_db(db)._record
 
-    def _readable(self, db) -> _DbRecord:
+    def _readable(self, db) -> DbRecord:
         rec = self._resolve(db)
         if db is None:
-            self._check_supported(rec, "main DB")
+            check_supported(rec, "main DB")
         return rec
 
     # -- public API ------------------------------------------------------
@@ -443,17 +305,17 @@ class PureEnvironment:
 
         ``db`` is None (main DB), a sub-database name or an ``open_db`` handle.
         """
-        hit = self._lookup(self._readable(db), _as_key(key))
+        hit = self._lookup(self._readable(db), as_key(key))
         return default if hit is None else self._value(*hit)
 
     def keys(self, db=None, start: Optional[bytes] = None) -> Iterator[bytes]:
         """Iterate keys in byte order, from the first key >= ``start`` (set_range)."""
-        rec, start = self._readable(db), None if start is None else _as_key(start)
+        rec, start = self._readable(db), None if start is None else as_key(start)
         return (page.keys[idx] for page, idx in self._walk(rec, start))
 
     def items(self, db=None, start: Optional[bytes] = None) -> Iterator[Tuple[bytes, bytes]]:
         """Iterate ``(key, value)`` pairs in key order, from the first key >= ``start``."""
-        rec, start = self._readable(db), None if start is None else _as_key(start)
+        rec, start = self._readable(db), None if start is None else as_key(start)
         return ((page.keys[idx], self._value(page, idx)) for page, idx in self._walk(rec, start))
 
     def extents(self, db=None, start: Optional[bytes] = None) -> Iterator[Tuple[bytes, int, int, int]]:
@@ -465,14 +327,14 @@ class PureEnvironment:
         passes the end of the (size-checked) file.  The overflow page's own
         header is not read here: one read per value would be a card seek each.
         """
-        rec, start = self._readable(db), None if start is None else _as_key(start)
+        rec, start = self._readable(db), None if start is None else as_key(start)
         psize, last = self._psize, self._last_pgno
         for page, idx in self._walk(rec, start):
             nflags, dsize, doff = page.nodes[idx]
             if not nflags & F_BIGDATA:
                 yield page.keys[idx], page.pgno * psize + doff, dsize, 0
                 continue
-            pgno = _U64.unpack_from(page.raw, doff)[0]
+            pgno = U64.unpack_from(page.raw, doff)[0]
             need = (PAGEHDRSZ - 1 + dsize) // psize + 1  # OVPAGES() in mdb.c
             if not 2 <= pgno or pgno + need - 1 > last:
                 raise LmdbFormatError(f"page {page.pgno}: {dsize}-byte value at page {pgno} runs past page {last}")
@@ -505,9 +367,9 @@ class PureEnvironment:
         return {"map_size": meta.map_size, "last_pgno": meta.last_pgno, "last_txnid": meta.txnid}
 
     def close(self) -> None:
-        """Close the file; further reads raise ValueError.  Safe to call twice."""
+        """Close the file (unless it was given as ``fd``); further reads raise ValueError.  Safe to call twice."""
         fd, self._fd = self._fd, None
-        if fd is not None:
+        if fd is not None and self._owns_fd:
             os.close(fd)
         with self._lock:
             self._cache.clear()

@@ -27,15 +27,19 @@ def predictions(y: np.ndarray) -> np.ndarray:
     return np.argmax(y.reshape(len(y), -1), axis=1)
 
 
-class OnnxPackRunner(OnnxRunner):
-    """The device's :class:`~edgeaug.device.runners.OnnxRunner`, with errors as :class:`ModelError`."""
+def device_runner(runner: Callable[..., Any], error: type, model_path: str | Path, pack: Pack, *args: Any) -> Any:
+    """The device's runner ``runner(model, pack, *args)``, its :class:`ModelInputError` raised as ``error``."""
+    try:
+        return runner(str(model_path), pack, *args)
+    except ModelInputError as e:
+        raise error(str(e)) from None
 
-    def __init__(self, model_path: str | Path, pack: Pack, batch_size: int = 32) -> None:
-        require("onnxruntime")  # ModelError saying how to install it
-        try:
-            super().__init__(str(model_path), pack, batch_size)
-        except ModelInputError as e:
-            raise ModelError(str(e)) from None
+
+def onnx_runner(model_path: str | Path, pack: Pack, batch_size: int = 32, threads: Optional[int] = None) -> Any:
+    """The device's :class:`~edgeaug.device.runners.OnnxRunner`, with errors as :class:`ModelError` (``threads``:
+    unused, the session sets its own)."""
+    require("onnxruntime")  # ModelError saying how to install it
+    return device_runner(OnnxRunner, ModelError, model_path, pack, batch_size)
 
 
 def evaluate(
@@ -44,9 +48,16 @@ def evaluate(
     split: Optional[str] = None,
     batch_size: int = 32,
     limit: Optional[int] = None,
+    threads: Optional[int] = None,
+    runner: Optional[Callable[..., Any]] = None,
 ) -> Dict[str, Any]:
-    """Accuracy and throughput of an ONNX model on a pack split (val when it has one); see :func:`evaluate_with`."""
-    return evaluate_with(lambda pack: OnnxPackRunner(model_path, pack, batch_size), pack_path, split, limit)
+    """Accuracy and throughput of a model on a pack split (val when it has one); see :func:`evaluate_with`.
+
+    ``runner(model_path, pack, batch_size, threads)`` runs the model: onnxruntime's
+    :func:`onnx_runner` by default, LiteRT's for ``evaluate_tflite``.
+    """
+    make = runner or onnx_runner
+    return evaluate_with(lambda pack: make(model_path, pack, batch_size, threads), pack_path, split, limit)
 
 
 def evaluate_with(

@@ -9,51 +9,34 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from edgeaug.config.targets import Target
 from edgeaug.models.onnx_io import find_input_quant, graph_input, input_signature, load_model
 from edgeaug.models.profile import (
     DEFAULT_RAW_QUANT,
-    ModelError,
+    TargetRequest,
     channel_values,
-    infer_layout,
     parse_numbers,
-    spatial,
     write_target_file,
 )
 
 
-def target_from_onnx(
-    path: str | Path,
-    name: Optional[str] = None,
-    size: Optional[Tuple[int, int]] = None,
-    mean: Optional[Sequence[float]] = None,
-    std: Optional[Sequence[float]] = None,
-    color: Optional[str] = None,
-    layout: Optional[str] = None,
-    input_name: Optional[str] = None,
-    device: Optional[Dict[str, Any]] = None,
-) -> Dict[str, Any]:
-    """The target profile (as a TOML-shaped dict) of the model's image input.
+def target_from_onnx(path: str | Path, **kw: Any) -> Dict[str, Any]:
+    """The target profile (as a TOML-shaped dict) of the model's image input; ``kw``: :class:`TargetRequest`'s fields.
 
     ``size`` is (height, width) for dynamic spatial dims.  ``mean``/``std``
     default to the model's ``metadata_props`` (keys ``mean``, ``std``) and then
     to 0 / 1; values above 1 are read as 0-255 units.  ``color`` defaults to the
     metadata key ``color``, else RGB (3 channels) or GRAY (1).
     """
-    where = str(path)
+    req, where = TargetRequest(**kw), str(path)
     model = load_model(path)
-    vi = graph_input(model, input_name, where)
+    vi = graph_input(model, req.input_name, where)
     dims, dtype = input_signature(vi, where)
-    lay = infer_layout(dims, layout, where)
-    c_ax, h_ax, w_ax = (1, 2, 3) if lay == "NCHW" else (3, 1, 2)
-    channels = dims[c_ax]
-    if not isinstance(channels, int) or channels not in (1, 3):
-        raise ModelError(f"{where}: input {vi.name!r} has {channels} channels; a target needs 1 or 3")
-    height, width = spatial(dims[h_ax], dims[w_ax], size, where)
+    lay, channels, height, width = req.geometry(dims, where, f"input {vi.name!r}")
     meta = {p.key: p.value for p in model.metadata_props}
-    col = color or meta.get("color", "RGB" if channels == 3 else "GRAY")
+    col = req.color or meta.get("color", "RGB" if channels == 3 else "GRAY")
     inp: Dict[str, Any] = {
         "name": vi.name,
         "height": height,
@@ -67,13 +50,12 @@ def target_from_onnx(
     if raw:
         meta = {}  # metadata normalization describes the model's inside, not the stored bytes
     inp["mean"] = list(
-        channel_values(mean if mean is not None else meta_numbers(meta, "mean", where), channels, 0.0, "mean")
+        channel_values(req.mean if req.mean is not None else meta_numbers(meta, "mean", where), channels, 0.0, "mean")
     )
     inp["std"] = list(
-        channel_values(std if std is not None else meta_numbers(meta, "std", where), channels, 1.0, "std")
+        channel_values(req.std if req.std is not None else meta_numbers(meta, "std", where), channels, 1.0, "std")
     )
-    dev = {"name": Path(path).stem, "arch": "any", "word_size": 64, **(device or {})}
-    return {"name": name or Path(path).stem, "device": dev, "input": inp}
+    return req.profile(path, inp)
 
 
 def _dtype_fields(model: Any, name: str, dtype: str, where: str) -> Tuple[Dict[str, Any], bool]:

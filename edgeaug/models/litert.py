@@ -37,22 +37,22 @@ numpy and the standard library only.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from edgeaug.config.targets import QRANGE
-from edgeaug.device.runners import ModelInputError, TFLiteRunner, bench_model, tflite_interpreter_class
+from edgeaug.device.runners import TFLiteRunner, bench_model, tflite_interpreter_class
 from edgeaug.models.calibrate import PackCalibrationReader
-from edgeaug.models.evaluate import evaluate_with
+from edgeaug.models.evaluate import device_runner, evaluate
 from edgeaug.models.profile import (
     DEFAULT_RAW_QUANT,
     ModelError,
+    TargetRequest,
     channel_values,
-    infer_layout,
-    spatial,
     write_target_file,
 )
 from edgeaug.models.tflite_file import TFLiteInfo, TFLiteTensor, inspect_tflite
@@ -111,39 +111,24 @@ def range_normalization(dtype: str, scale: float, zero_point: int) -> Tuple[floa
     return -lo * std, std, False
 
 
-def target_from_tflite(
-    path: str | Path,
-    name: Optional[str] = None,
-    size: Optional[Tuple[int, int]] = None,
-    mean: Optional[Sequence[float]] = None,
-    std: Optional[Sequence[float]] = None,
-    color: Optional[str] = None,
-    layout: Optional[str] = None,
-    input_name: Optional[str] = None,
-    device: Optional[Dict[str, Any]] = None,
-) -> Dict[str, Any]:
+def target_from_tflite(path: str | Path, **kw: Any) -> Dict[str, Any]:
     """The target profile (a TOML-shaped dict, as ``target_from_onnx`` returns) of a ``.tflite`` image input.
 
-    ``size`` is (height, width) for dynamic spatial dims.  ``mean``/``std``:
-    see the module doc (arguments, else metadata, else the quantization range
-    or 0 / 1).  ``color`` defaults to the metadata's colour space, else RGB
-    (3 channels) or GRAY (1).  An input quantized per channel raises
-    :class:`LiteRTError`.
+    ``kw``: :class:`~edgeaug.models.profile.TargetRequest`'s fields.  ``size``
+    is (height, width) for dynamic spatial dims.  ``mean``/``std``: see the
+    module doc (arguments, else metadata, else the quantization range or 0 / 1).
+    ``color`` defaults to the metadata's colour space, else RGB (3 channels) or
+    GRAY (1).  An input quantized per channel raises :class:`LiteRTError`.
     """
-    where = str(path)
+    req, where = TargetRequest(**kw), str(path)
     info = inspect_tflite(path)
-    pos, t = model_input(info, input_name)
+    pos, t = model_input(info, req.input_name)
     if t.dtype not in ("float32", "float16", "uint8", "int8"):
         raise LiteRTError(f"{where}: input {t.name!r} is {t.dtype}; a pack holds float32, float16, uint8 or int8")
-    dims = list(t.shape)
-    lay = infer_layout(dims, layout, where, default="NHWC")  # TFLite's own layout when ambiguous
-    c_ax, h_ax, w_ax = (1, 2, 3) if lay == "NCHW" else (3, 1, 2)
-    channels = dims[c_ax]
-    if channels not in (1, 3):
-        raise LiteRTError(
-            f"{where}: input {t.name!r} {list(t.shape)} has {channels} channels ({lay}); a target needs 1 or 3"
-        )
-    height, width = spatial(dims[h_ax], dims[w_ax], size, where)
+    try:  # TFLite's own layout NHWC when ambiguous
+        lay, channels, height, width = req.geometry(list(t.shape), where, f"input {t.name!r} {list(t.shape)}", "NHWC")
+    except ModelError as e:
+        raise LiteRTError(str(e)) from None
     meta = info.metadata[pos] if pos < len(info.metadata) else {}
     meta_color = meta.get("color") if {"RGB": 3, "GRAY": 1}.get(meta.get("color", ""), 0) == channels else None
     inp: Dict[str, Any] = {
@@ -152,7 +137,7 @@ def target_from_tflite(
         "width": width,
         "channels": channels,
         "layout": lay,
-        "color": color or meta_color or ("RGB" if channels == 3 else "GRAY"),
+        "color": req.color or meta_color or ("RGB" if channels == 3 else "GRAY"),
         "dtype": t.dtype,
     }
     default_mean, default_std = 0.0, 1.0
@@ -162,7 +147,7 @@ def target_from_tflite(
             quant, meta = DEFAULT_RAW_QUANT[t.dtype], {}
         inp["scale"], inp["zero_point"] = float(quant[0]), int(quant[1])
         default_mean, default_std, standard = range_normalization(t.dtype, *quant)
-        if not standard and (mean is None or std is None) and not ("mean" in meta and "std" in meta):
+        if not standard and (req.mean is None or req.std is None) and not ("mean" in meta and "std" in meta):
             warnings.warn(
                 f"{where}: no normalization given or in the metadata; mean {default_mean:.6g}, "
                 f"std {default_std:.6g} map pixels 0..255 onto the input's quantized range "
@@ -170,19 +155,18 @@ def target_from_tflite(
                 stacklevel=2,
             )
     inp["mean"] = list(
-        channel_values(mean, channels, default_mean, "mean")
-        if mean is not None
+        channel_values(req.mean, channels, default_mean, "mean")
+        if req.mean is not None
         else channel_values(meta.get("mean"), channels, default_mean, f"{where}: metadata mean", True)
     )
     inp["std"] = list(
-        channel_values(std, channels, default_std, "std")
-        if std is not None
+        channel_values(req.std, channels, default_std, "std")
+        if req.std is not None
         else channel_values(meta.get("std"), channels, default_std, f"{where}: metadata std", True)
     )
     if min(inp["std"]) <= 0:
         raise LiteRTError(f"{where}: std {inp['std']} must be positive")
-    dev = {"name": Path(path).stem, "arch": "any", "word_size": 64, **(device or {})}
-    return {"name": name or Path(path).stem, "device": dev, "input": inp}
+    return req.profile(path, inp)
 
 
 def write_tflite_target(model_path: str | Path, out: str | Path, **kw: Any) -> Any:
@@ -205,33 +189,15 @@ def interpreter_class() -> Any:
         raise InterpreterMissing(str(e)) from None
 
 
-class PackRunner(TFLiteRunner):
+def tflite_runner(model: str | Path, pack: Any, batch_size: int = 32, threads: Optional[int] = None) -> Any:
     """The device's :class:`~edgeaug.device.runners.TFLiteRunner`, with errors as :class:`LiteRTError`."""
-
-    def __init__(self, model: str | Path, pack: Any, batch_size: int = 32, threads: Optional[int] = None) -> None:
-        interpreter_class()  # InterpreterMissing, with the install hint, before anything else
-        try:
-            super().__init__(str(model), pack, batch_size, threads)
-        except ModelInputError as e:
-            raise LiteRTError(str(e)) from None
+    interpreter_class()  # InterpreterMissing, with the install hint, before anything else
+    return device_runner(TFLiteRunner, LiteRTError, model, pack, batch_size, threads)
 
 
-def evaluate_tflite(
-    pack_path: str | Path,
-    model_path: str | Path,
-    split: Optional[str] = None,
-    batch_size: int = 32,
-    limit: Optional[int] = None,
-    threads: Optional[int] = None,
-) -> Dict[str, Any]:
-    """Accuracy and throughput of a ``.tflite`` classifier on a pack split (val when it has one).
-
-    The same result dict as ONNX's ``evaluate``: split, samples, labelled,
-    correct, accuracy (None without labels), batch (the batch the model ran),
-    samples_per_s (reading batches plus inference) and model_samples_per_s
-    (inference alone).  Output index ``i`` is the pack's class ``i``.
-    """
-    return evaluate_with(lambda pack: PackRunner(model_path, pack, batch_size, threads), pack_path, split, limit)
+#: Accuracy and throughput of a ``.tflite`` classifier on a pack split (val when it has one): ``evaluate``
+#: (same arguments, same result dict as for ONNX) with the LiteRT interpreter as its runner.
+evaluate_tflite = functools.partial(evaluate, runner=tflite_runner)
 
 
 def bench_tflite(
@@ -244,7 +210,7 @@ def bench_tflite(
     ValueError) when the model does not take the pack's tensor, and
     InterpreterMissing (also an ImportError) without an interpreter.
     """
-    return bench_model(pack, str(model), batch_size, seconds, runner=PackRunner(model, pack, batch_size, threads))
+    return bench_model(pack, str(model), batch_size, seconds, runner=tflite_runner(model, pack, batch_size, threads))
 
 
 # --- calibration for the TFLite converter ----------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -106,6 +107,39 @@ def spatial(h: Any, w: Any, size: Optional[Tuple[int, int]], where: str) -> Tupl
         if ok and dim != want:
             raise ModelError(f"--size: the model's {what} is fixed at {dim}, not {want}")
     return int(size[0]), int(size[1])
+
+
+@dataclass(frozen=True)
+class TargetRequest:
+    """What ``target from-onnx`` / ``from-tflite`` ask of the derived profile; None means: from the model.
+
+    ``size`` is (height, width) for dynamic spatial dims; ``mean``/``std`` in
+    [0, 1] units (values above 1 are read as 0-255); ``device`` overrides the
+    profile's device table (name, arch, word_size).
+    """
+
+    name: Optional[str] = None
+    size: Optional[Tuple[int, int]] = None
+    mean: Optional[Sequence[float]] = None
+    std: Optional[Sequence[float]] = None
+    color: Optional[str] = None
+    layout: Optional[str] = None
+    input_name: Optional[str] = None
+    device: Optional[Dict[str, Any]] = None
+
+    def geometry(self, dims: Sequence[Any], where: str, what: str, default_layout: Optional[str] = None):
+        """(layout, channels, height, width) of a 4-d image input; ModelError unless it has 1 or 3 channels."""
+        lay = infer_layout(dims, self.layout, where, default_layout)
+        c_ax, h_ax, w_ax = (1, 2, 3) if lay == "NCHW" else (3, 1, 2)
+        channels = dims[c_ax]
+        if not isinstance(channels, int) or channels not in (1, 3):
+            raise ModelError(f"{where}: {what} has {channels} channels ({lay}); a target needs 1 or 3")
+        return (lay, channels, *spatial(dims[h_ax], dims[w_ax], self.size, where))
+
+    def profile(self, path: str | Path, inp: Dict[str, Any]) -> Dict[str, Any]:
+        """The TOML-shaped target: ``inp`` with a name and device (by default the model's file name)."""
+        dev = {"name": Path(path).stem, "arch": "any", "word_size": 64, **(self.device or {})}
+        return {"name": self.name or Path(path).stem, "device": dev, "input": inp}
 
 
 def write_target_file(target: Dict[str, Any], out: str | Path, command: str, model_path: str | Path) -> Target:

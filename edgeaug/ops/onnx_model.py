@@ -80,7 +80,10 @@ class OnnxModel(Op):
         if options["layout"] not in LAYOUTS:
             fields.fail("layout", f"{options['layout']!r} is not one of {list(LAYOUTS)}")
         text = options["model"]
-        path = Path(text) if base is None or Path(text).is_absolute() else Path(base) / text
+        if isinstance(base, tuple):  # an untrusted recipe (a pack's manifest): confined to these folders
+            path = confined_model_path(text, base, fields)
+        else:
+            path = Path(text) if base is None or Path(text).is_absolute() else Path(base) / text
         if not text or not path.is_file():
             fields.fail("model", f"{text!r}: no such file (relative paths start at the recipe's folder)")
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -106,6 +109,26 @@ class OnnxModel(Op):
         s = params["strength"]
         out = image.astype(np.float64) * (1.0 - s) + y * s
         return np.clip(np.rint(out), 0, 255).astype(np.uint8), labels
+
+
+def confined_model_path(text: str, roots: Tuple[Path, ...], fields: Any) -> Path:
+    """The model file a pack's recipe names, which must lie inside one of ``roots``.
+
+    A pack is untrusted: its model path must be relative, without '..', and,
+    symlinks resolved, stay inside the folder it is found in; else ``fields.fail``.
+    """
+    where = " or ".join(str(r) for r in roots)
+    if not text or Path(text).is_absolute() or text.startswith(("/", "\\")) or ".." in Path(text).parts:
+        fields.fail("model", f"{text!r}: a pack's recipe may name a model only by a relative path inside {where}")
+    for root in roots:
+        base = Path(root).resolve()
+        path = (base / text).resolve()
+        if not path.is_relative_to(base):
+            fields.fail("model", f"{text!r} leads to {path}, outside {root} (a symlink?): refused")
+        if path.is_file():
+            return path
+    fields.fail("model", f"{text!r}: no such file in {where} (pass the build recipe's folder with --recipe-dir)")
+    raise AssertionError("unreachable")  # fields.fail raises
 
 
 def _load(path: str, sha256: str, noise: str) -> Tuple[Any, Dict[str, Any]]:

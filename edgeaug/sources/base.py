@@ -34,6 +34,8 @@ class Source:
     normalized: bool = False  # box/keypoint coordinates are fractions of the image size
     # After a mirror, keypoint i is the old keypoint keypoint_flip[i] (left/right pairs swap); None: no pairs.
     keypoint_flip: Optional[Tuple[int, ...]] = None
+    # The label is the majority class of the boxes (YOLO, COCO): each record then takes that of its remaining boxes.
+    label_from_boxes: bool = False
 
     @property
     def key(self) -> Tuple[int, ...]:
@@ -50,6 +52,8 @@ class SourceSet:
     kind: str
     # Per-instance keypoint flip permutation (YOLO pose flip_idx), when one holds for the whole dataset.
     keypoint_flip: Optional[Tuple[int, ...]] = None
+    # What the build should tell the user about the dataset (fields it drops, ...): shown once per build.
+    warnings: Tuple[str, ...] = ()
 
 
 def inside(root: Path, rel: str, where: str, field: str) -> Tuple[str, Path]:
@@ -111,8 +115,8 @@ def numbers(tokens: Sequence[str], where: str) -> List[float]:
 
 
 def majority(boxes: Sequence[Sequence[float]]) -> int:
-    """The record label of a detection source: most frequent box class, lowest on ties."""
-    if not boxes:
+    """The label of a detection source or record: most frequent box class, lowest on ties, -1 without boxes."""
+    if len(boxes) == 0:
         return -1
     counts = Counter(int(b[0]) for b in boxes)
     return min(counts, key=lambda c: (-counts[c], c))

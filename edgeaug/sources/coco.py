@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from edgeaug.sources.base import Source, SourceError, SourceSet, majority
+
+#: Annotation fields edgeaug reads, or that carry nothing more than those (``area``, ``num_keypoints``, ``id``).
+#: Any other field is dropped with one warning per build; add a field here once it is used.
+ANNOTATION_FIELDS = frozenset(
+    {"id", "image_id", "category_id", "bbox", "iscrowd", "keypoints", "num_keypoints", "area"}
+)
 
 
 def scan_coco(p: Path, root: Optional[Path] = None) -> SourceSet:
@@ -20,7 +27,10 @@ def scan_coco(p: Path, root: Optional[Path] = None) -> SourceSet:
     indices.  ``iscrowd`` annotations are skipped.  A category with K keypoint
     names contributes exactly K keypoints per annotation, in annotation order;
     names ``left_X`` and ``right_X`` make a pair that swaps when the image is
-    mirrored.
+    mirrored.  Annotation fields outside :data:`ANNOTATION_FIELDS` (e.g.
+    ``segmentation``) are dropped, with one warning per field in
+    ``SourceSet.warnings``.  Images may sit behind symlinks inside the dataset
+    folder (``images/`` itself may be one), as for the other kinds.
     """
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
@@ -42,10 +52,13 @@ def scan_coco(p: Path, root: Optional[Path] = None) -> SourceSet:
     anns = data.get("annotations", [])
     if not isinstance(anns, list):
         raise SourceError(f"{p.name}: annotations: expected a list")
+    unused: Dict[str, List[int]] = {}  # field -> [annotations carrying it, index of the first]
     for j, a in enumerate(anns):
         where = f"{p.name}: annotations[{j}]"
         if not isinstance(a, dict):
             raise SourceError(f"{where}: expected an object")
+        for k in a.keys() - ANNOTATION_FIELDS:
+            unused.setdefault(k, [0, j])[0] += 1
         if not _is_id(a.get("image_id")) or a["image_id"] not in images:
             raise SourceError(f"{where}.image_id: {a.get('image_id')!r} is not in images"[:160])
         if not _is_id(a.get("category_id")) or a["category_id"] not in index:
@@ -71,13 +84,23 @@ def scan_coco(p: Path, root: Optional[Path] = None) -> SourceSet:
             None,
             tuple(kps[i]) or None,
             keypoint_flip=tuple(flips[i]) if flips[i] != list(range(len(flips[i]))) else None,
+            label_from_boxes=True,
         )
         for i, (rel, full) in images.items()
     ]
     with_kp = [pairs[cid] for cid, _, kp in cats if kp]
     same = with_kp[0] if len(with_kp) == 1 and with_kp[0] != list(range(len(with_kp[0]))) else None
     classes = tuple(name for _, name, _ in cats)
-    return SourceSet(root, tuple(sorted(sources, key=lambda s: s.rel)), classes, "coco", tuple(same) if same else None)
+    notes = tuple(_unused_note(p, k, n, first, len(anns)) for k, (n, first) in sorted(unused.items()))
+    srcs = tuple(sorted(sources, key=lambda s: s.rel))
+    return SourceSet(root, srcs, classes, "coco", tuple(same) if same else None, notes)
+
+
+def _unused_note(p: Path, field: str, n: int, first: int, total: int) -> str:
+    return (
+        f"{p}: annotations: field {field!r} (in {n} of {total} annotations, first annotations[{first}]) "
+        f"is not used by edgeaug and is left out of the pack"
+    )
 
 
 def flip_pairs(names: List[str]) -> List[int]:
@@ -124,13 +147,7 @@ def _coco_images(p: Path, root: Path, imgs: list) -> Dict[Any, Tuple[str, Path]]
             raise SourceError(f"{where}.file_name: missing or not a string")
         if not _is_id(im.get("id")) or im["id"] in out:
             raise SourceError(f"{where}.id: missing, not an integer/string, or duplicate {im.get('id')!r}"[:160])
-        names = (p.parent / im["file_name"], root / im["file_name"], root / "images" / im["file_name"])
-        cands = [c.resolve() for c in names]
-        full = next((c for c in cands if c.is_file()), cands[0])
-        try:
-            rel = full.relative_to(root).as_posix()
-        except ValueError:
-            raise SourceError(f"{where}.file_name: {im['file_name']!r} escapes the dataset folder {root}") from None
+        rel, full = _image_path(p, root, im["file_name"], f"{where}.file_name")
         if rel in seen:
             raise SourceError(f"{where}.file_name: {im['file_name']!r} is listed twice")
         seen.add(rel)
@@ -138,6 +155,37 @@ def _coco_images(p: Path, root: Path, imgs: list) -> Dict[Any, Tuple[str, Path]]
     if not out:
         raise SourceError(f"{p.name}: images: the list is empty")
     return out
+
+
+def _image_path(p: Path, root: Path, name: str, where: str) -> Tuple[str, Path]:
+    """(path relative to ``root``, full path) of an image ``file_name``.
+
+    Tried beside the JSON, in ``root`` and in ``root/images``.  Paths are
+    joined and normalized by name, not resolved, so symlinks inside the
+    dataset folder are followed as for class folders and YOLO; a name that
+    leaves the folder (``..``, or an absolute path elsewhere) is refused.
+    """
+    import posixpath
+
+    json_dir = None
+    for d in (Path(os.path.abspath(p.parent)), p.parent.resolve()):  # by name first: annotations/ may be a link
+        try:
+            json_dir = d.relative_to(root).as_posix()
+            break
+        except ValueError:
+            pass
+    if posixpath.isabs(name):
+        try:
+            name = Path(name).relative_to(root).as_posix()
+        except ValueError:
+            raise SourceError(f"{where}: {name!r} escapes the dataset folder {root}") from None
+    bases = ([json_dir] if json_dir is not None else []) + ["", "images"]
+    rels = [posixpath.normpath(posixpath.join(b, name)) for b in bases]
+    inside = [r for r in rels if r != ".." and not r.startswith("../")]
+    rel = next((r for r in inside if (root / r).is_file()), rels[0])
+    if rel not in inside:
+        raise SourceError(f"{where}: {name!r} escapes the dataset folder {root}")
+    return rel, root / rel
 
 
 def _is_id(v: Any) -> bool:

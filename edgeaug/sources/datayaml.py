@@ -92,9 +92,10 @@ def kpt_shape(v: Any, p: Path) -> Tuple[int, int]:
 def flip_idx(root: Path, k: int) -> Optional[Tuple[int, ...]]:
     """YOLO pose ``flip_idx``: keypoint ``i`` of a mirrored image is keypoint ``flip_idx[i]``.
 
-    None when data.yaml has none (or it maps every keypoint to itself).  It must
-    be a permutation of ``0..k-1`` that swaps pairs (applying it twice gives
-    the identity), as Ultralytics requires.
+    None when data.yaml has none.  It must be a permutation of ``0..k-1`` that
+    swaps pairs (applying it twice gives the identity), as Ultralytics
+    requires.  The identity ``[0, 1, ..., k-1]`` says the keypoints have no
+    left/right pairs: mirroring keeps every keypoint's index.
     """
     p, data = data_yaml(root)
     v = data.get("flip_idx")
@@ -105,4 +106,4 @@ def flip_idx(root: Path, k: int) -> Optional[Tuple[int, ...]]:
         raise SourceError(f"{p}: flip_idx: expected a permutation of 0..{k - 1} (kpt_shape has {k}), got {v!r}"[:200])
     if any(v[v[i]] != i for i in range(k)):
         raise SourceError(f"{p}: flip_idx: {v!r} must swap pairs: flip_idx[flip_idx[i]] == i for every i"[:200])
-    return None if v == list(range(k)) else tuple(v)
+    return tuple(v)

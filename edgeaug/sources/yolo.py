@@ -55,6 +55,7 @@ def scan_yolo(root: Path) -> SourceSet:
                 kps or None,
                 normalized=True,
                 keypoint_flip=tiled_flip(flip, len(boxes)) if kps else None,
+                label_from_boxes=True,
             )
         )
     classes = tuple(names) if names is not None else tuple(str(i) for i in range(max_id + 1))

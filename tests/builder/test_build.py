@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from edgeaug.builder.pipeline import BuildError, build, plan, val_sources
+from edgeaug.builder.pipeline import build
+from edgeaug.builder.plan import BuildError, plan, val_sources
 from edgeaug.config.recipe import load_recipe
 from edgeaug.device.loader import Pack
 from edgeaug.sources.scan import scan

@@ -1,4 +1,4 @@
-"""The build's processes start numpy with one BLAS thread, unless the user chose otherwise."""
+"""The build's processes start numpy with one BLAS thread, unless the user chose otherwise; the caller's stays as is."""
 
 from __future__ import annotations
 
@@ -10,25 +10,34 @@ import pytest
 
 from edgeaug.builder import processes
 
+# In a fresh process (a fresh forkserver): what a process of the build's pool sees, and what the caller keeps.
+POOL_ENV = """
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import forkserver
+from edgeaug.builder import processes
+processes.ensure_forkserver()
+with ProcessPoolExecutor(1, processes.process_context()) as ex:
+    child = ex.submit(os.getenv, "OPENBLAS_NUM_THREADS", "-").result()
+print(child, os.environ.get("OPENBLAS_NUM_THREADS", "-"), forkserver._forkserver._preload_modules)
+"""
 
-def _child_sees() -> str:
-    code = "import os; print(os.environ.get('OPENBLAS_NUM_THREADS', '-'))"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+def _pool_env(**env: str) -> list:
+    base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run(
+        [sys.executable, "-c", POOL_ENV], capture_output=True, text=True, env={**base, **env}, check=True
+    )
+    return out.stdout.strip().split(maxsplit=2)
 
 
-def test_processes_started_inside_get_one_blas_thread_and_the_environment_is_restored(monkeypatch):
-    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
-    with processes.single_threaded_blas():
-        assert _child_sees() == "1"
-    assert "OPENBLAS_NUM_THREADS" not in os.environ
-    assert _child_sees() == "-"
+def test_pool_processes_get_one_blas_thread_and_the_callers_environment_is_untouched():
+    assert _pool_env() == ["1", "-", "['__main__']"]  # the caller's forkserver preload setting is kept too
 
 
 def test_a_value_the_user_set_wins(monkeypatch):
+    assert _pool_env(OPENBLAS_NUM_THREADS="3")[:2] == ["3", "3"]
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")
-    with processes.single_threaded_blas():
-        assert _child_sees() == "3"
-    assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
     processes.use_single_threaded_blas()
     assert os.environ["OPENBLAS_NUM_THREADS"] == "3"
 

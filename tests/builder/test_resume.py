@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 
 import edgeaug.builder.chunks as chunks
+import edgeaug.builder.merge as merge
 import edgeaug.builder.workers as workers
 import edgeaug.builder.writer as writer
-from edgeaug.builder.pipeline import BuildError, build, plan
-from edgeaug.builder.writer import Partial, WriteError
+from edgeaug.builder.partial import Partial, WriteError
+from edgeaug.builder.pipeline import build
+from edgeaug.builder.plan import BuildError, plan
 from edgeaug.config.recipe import load_recipe
 from edgeaug.demo import make_dataset
 from edgeaug.sources.scan import scan
@@ -145,9 +147,9 @@ def _killed_build(data: Path, out: Path, point: str, n: int) -> int:
             elif point == "txn":
                 _kill_inside_txn(n)
             elif point == "seal":
-                _after_nth(writer, "seal", n, before=True)
+                _after_nth(merge, "seal", n, before=True)
             elif point == "sealed":
-                _after_nth(writer, "seal", n)
+                _after_nth(merge, "seal", n)
             elif point == "replaced":
                 _after_nth(writer, "_fsync_dir", n, before=True)
             build(data, out, **ARGS)

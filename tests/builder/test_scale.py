@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 import edgeaug.builder.chunks as chunks
-from edgeaug.builder.pipeline import BuildError, build
+from edgeaug.builder.pipeline import build
+from edgeaug.builder.plan import BuildError
 from edgeaug.demo import make_dataset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -331,12 +332,12 @@ def test_shards_starting_together_agree_on_one_plan(tmp_path, monkeypatch):
     import fcntl
     import threading
 
-    import edgeaug.builder.writer as writer
+    import edgeaug.builder.partial as partial
 
     out, plan = tmp_path / "pack.lmdb", "a" * 64
-    first, second = writer.Partial(out, shared=True), writer.Partial(out, shared=True)
+    first, second = partial.Partial(out, shared=True), partial.Partial(out, shared=True)
     inside, go, errors = threading.Event(), threading.Event(), []
-    real = writer.canonical_json
+    real = partial.canonical_json
 
     def paused(obj):  # the first shard stops halfway through writing its plan
         inside.set()
@@ -349,7 +350,7 @@ def test_shards_starting_together_agree_on_one_plan(tmp_path, monkeypatch):
         except Exception as e:  # noqa: BLE001 - reported by the assertion below
             errors.append(e)
 
-    monkeypatch.setattr(writer, "canonical_json", paused)
+    monkeypatch.setattr(partial, "canonical_json", paused)
     a = threading.Thread(target=start, args=(first,))
     a.start()
     assert inside.wait(60)

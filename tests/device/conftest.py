@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -28,3 +29,24 @@ def tiny_target(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tinytarget") / "tiny.toml"
     path.write_text(TINY_TARGET)
     return path
+
+
+def _flip_tensor_byte(path: Path, r: int) -> int:
+    """Flip one tensor byte of record ``r`` in the file itself (no LMDB rewrite); returns ``r``."""
+    from edgeaug.device.format import HEADER_SIZE, record_key
+    from edgeaug.device.loader import Pack
+
+    with Pack(str(path)) as p:
+        value = bytes(p._db.get(record_key(r)))
+    data = bytearray(path.read_bytes())
+    at = data.find(value)
+    assert at >= 0 and data.find(value, at + 1) < 0, "record value not found once in the file"
+    data[at + HEADER_SIZE + 1000] ^= 0x01
+    path.write_bytes(bytes(data))
+    return r
+
+
+@pytest.fixture
+def flip_tensor_byte() -> Callable[[Path, int], int]:
+    """``flip_tensor_byte(path, r)``: damage record ``r``'s tensor in place, so only its digest check fails."""
+    return _flip_tensor_byte

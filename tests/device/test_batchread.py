@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from edgeaug.builder.pipeline import build
-from edgeaug.device import batchread
+from edgeaug.device import batchread, prefetch, readplan
 from edgeaug.device import format as F
 from edgeaug.device.lmdbpure import PureEnvironment
 from edgeaug.device.loader import Pack, PackError
@@ -59,16 +59,16 @@ def test_batches_hold_the_same_bytes_as_single_records(request, which, backend, 
 def test_inline_values_really_are_inline(tiny_pack, small_pack):
     for path, inline in ((tiny_pack, True), (small_pack, False)):
         with PureEnvironment(str(path)) as env:
-            table = batchread.RecordTable(env)
+            table = readplan.RecordTable(env)
         assert len(table.keys) and bool((table.pgnos == 0).all()) == inline and bool((table.pgnos != 0).all()) != inline
 
 
 def test_reader_choice():
-    assert batchread.choose_reader(1, "pread") == "pread" and batchread.choose_reader(1 << 50, "mmap") == "mmap"
+    assert readplan.choose_reader(1, "pread") == "pread" and readplan.choose_reader(1 << 50, "mmap") == "mmap"
     if struct.calcsize("P") == 8 and hasattr(os, "preadv"):
-        assert batchread.choose_reader(1 << 50) == "pread"  # larger than any memory: one read per record
+        assert readplan.choose_reader(1 << 50) == "pread"  # larger than any memory: one read per record
     with pytest.raises(ValueError, match="reader must be one of"):
-        batchread.choose_reader(1, "fast")
+        readplan.choose_reader(1, "fast")
     with pytest.raises(ValueError, match="reader must be one of"):
         Pack("nonexistent.lmdb", reader="fast")
 
@@ -80,22 +80,22 @@ def test_a_32_bit_process_maps_only_small_packs(monkeypatch):
         def calcsize(fmt: str) -> int:
             return 4 if fmt == "P" else struct.calcsize(fmt)
 
-    monkeypatch.setattr(batchread, "struct", Struct32)
-    monkeypatch.setattr(batchread, "_memory_budget", lambda: 64 << 30)
-    assert batchread.choose_reader(100 << 20) == "mmap"
-    assert batchread.choose_reader(batchread.MAX_MAP_32BIT) == "mmap"
-    assert batchread.choose_reader(batchread.MAX_MAP_32BIT + 1) == "pread"
-    monkeypatch.setattr(batchread, "_memory_budget", lambda: 64 << 20)  # fits the address space, not memory
-    assert batchread.choose_reader(100 << 20) == "pread"
+    monkeypatch.setattr(readplan, "struct", Struct32)
+    monkeypatch.setattr(readplan, "_memory_budget", lambda: 64 << 30)
+    assert readplan.choose_reader(100 << 20) == "mmap"
+    assert readplan.choose_reader(readplan.MAX_MAP_32BIT) == "mmap"
+    assert readplan.choose_reader(readplan.MAX_MAP_32BIT + 1) == "pread"
+    monkeypatch.setattr(readplan, "_memory_budget", lambda: 64 << 20)  # fits the address space, not memory
+    assert readplan.choose_reader(100 << 20) == "pread"
 
 
 def test_a_failed_mapping_falls_back_to_pread_unless_mmap_was_asked_for(small_pack, monkeypatch):
     def no_room(self):
         raise OSError(12, "Cannot allocate memory")
 
-    import edgeaug.device.loader as loader_module
+    import edgeaug.device.pack as pack_module
 
-    monkeypatch.setattr(loader_module, "choose_reader", lambda size, wanted: "mmap" if wanted == "auto" else wanted)
+    monkeypatch.setattr(pack_module, "choose_reader", lambda size, wanted: "mmap" if wanted == "auto" else wanted)
     monkeypatch.setattr(batchread.BatchReader, "_map", no_room)
     with Pack(str(small_pack)) as p:
         assert p.reader == "pread"
@@ -215,14 +215,14 @@ def test_header_mismatch_is_a_pack_error(small_pack, tmp_path, backend, reader, 
 
 def test_offsets_outside_the_file_and_missing_records_are_errors(small_pack):
     with Pack(str(small_pack), backend="pure", reader="pread") as p, PureEnvironment(str(small_pack)) as env:
-        table = batchread.RecordTable(env)
+        table = readplan.RecordTable(env)
         size = os.path.getsize(small_pack)
         expect = (p._index["source"], p._index["variant"], p._index["split"])
         for reader in ("pread", "mmap"):
-            t = batchread.RecordTable(env)
+            t = readplan.RecordTable(env)
             t.offsets[3] = size - 100  # the value would run past the end of the file
             t.keys, t.offsets, t.sizes, t.pgnos = (a[t.keys != 5] for a in (t.keys, t.offsets, t.sizes, t.pgnos))
-            br = batchread.BatchReader(str(small_pack), t, p.records, p.nbytes, expect, reader)
+            br = batchread.BatchReader(p._db, t, p.records, p.nbytes, expect, reader)
             try:
                 x = np.empty((1,) + p.shape, p.dtype)
                 fill = br.fill_pread if reader == "pread" else br.fill_mapped
@@ -253,7 +253,7 @@ def test_prefetch_reads_the_next_batch_while_the_caller_holds_this_one():
         seen.append(job)
         return job
 
-    it = batchread.prefetched(iter(range(3)), fill)
+    it = prefetch.prefetched(iter(range(3)), fill)
     assert next(it) == 0
     holding.set()
     assert list(it) == [1, 2] and seen == [0, 1, 2]
@@ -266,12 +266,12 @@ def test_prefetch_raises_at_the_failing_batch_and_stops_its_thread():
             raise PackError("record 9: damaged")
         return job
 
-    it = batchread.prefetched(iter(range(5)), fill)
+    it = prefetch.prefetched(iter(range(5)), fill)
     assert [next(it), next(it)] == [0, 1]
     with pytest.raises(PackError, match="record 9"):
         next(it)
     assert _prefetch_threads() == []
-    it = batchread.prefetched(iter(range(100)), lambda j: j)
+    it = prefetch.prefetched(iter(range(100)), lambda j: j)
     next(it)
     it.close()  # the caller stops early: the thread ends too
     assert _prefetch_threads() == []
@@ -382,7 +382,7 @@ def test_mapped_batches_prefetch_once_the_caller_works_between_them(caller_time)
         return job
 
     out, threaded = [], []
-    for item in batchread.prefetched_when_useful(range(10), fill, clock=clock):
+    for item in prefetch.prefetched_when_useful(range(10), fill, clock=clock):
         out.append(item)
         threaded.append(any(t.name == "edgeaug-prefetch" for t in threading.enumerate()))
         clock.t += caller_time  # the caller's own work on this batch
@@ -402,7 +402,7 @@ def test_a_caller_that_stops_early_leaves_no_prefetch_thread_behind():
         clock.t += 1.0
         return job
 
-    it = batchread.prefetched_when_useful(range(100), fill, clock=clock)
+    it = prefetch.prefetched_when_useful(range(100), fill, clock=clock)
     for item in it:
         clock.t += 1.0  # a slow caller: reading moves to a background thread after 3 batches
         if item == 5:

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from edgeaug import bundle
 from edgeaug.cli import app
-from edgeaug.device import bundle
-from edgeaug.device.format import HEADER_SIZE, record_key
 from edgeaug.device.loader import Pack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,7 +128,7 @@ def test_bundle_as_script_info_verify_bench(bundled, small_pack, tmp_path):
     assert r.returncode == 2 and "cannot open" in r.stderr
 
 
-def test_bundle_verify_fails_on_a_tampered_pack(bundled, small_pack, tmp_path):
+def test_bundle_verify_fails_on_a_tampered_pack(bundled, small_pack, tmp_path, flip_tensor_byte):
     bad = tmp_path / "bad.lmdb"
     shutil.copyfile(small_pack, bad)
     k = flip_tensor_byte(bad, 5)
@@ -140,21 +139,9 @@ def test_bundle_verify_fails_on_a_tampered_pack(bundled, small_pack, tmp_path):
         assert "71/72 records ok" in r.stdout
 
 
-def flip_tensor_byte(path: Path, r: int) -> int:
-    """Flip one tensor byte of record ``r`` in the file itself (no LMDB rewrite)."""
-    with Pack(str(path)) as p:
-        value = bytes(p._db.get(record_key(r)))
-    data = bytearray(path.read_bytes())
-    at = data.find(value)
-    assert at >= 0 and data.find(value, at + 1) < 0, "record value not found once in the file"
-    data[at + HEADER_SIZE + 1000] ^= 0x01
-    path.write_bytes(bytes(data))
-    return r
-
-
 def test_module_and_cli_entry_points(tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "edgeaug.device.bundle", "-o", str(tmp_path / "a.py")],
+        [sys.executable, "-m", "edgeaug.bundle", "-o", str(tmp_path / "a.py")],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -171,7 +158,7 @@ def _fake_package(tmp_path: Path, loader_text: str, extra: str = "") -> Path:
     pkg.mkdir()
     (pkg / "format.py").write_text('"""f."""\nfrom __future__ import annotations\nA = 1\n' + extra)
     (pkg / "lmdbpure.py").write_text('"""p."""\nfrom __future__ import annotations\n__all__ = ["B"]\nB = 2\n')
-    for name in bundle.SOURCES[2:-1]:  # the modules between lmdbpure and the loader: empty here
+    for name in set(bundle.SOURCES) - {"format.py", "lmdbpure.py", "loader.py"}:  # the others: empty here
         (pkg / name).write_text(f'"""{name}."""\nfrom __future__ import annotations\n')
     (pkg / "loader.py").write_text(loader_text)
     return pkg

@@ -342,7 +342,7 @@ def test_bundles_into_the_single_file_loader(tmp_path):
     """online.py is part of the single-file loader, and works from it."""
     import importlib.util
 
-    from edgeaug.device import bundle
+    from edgeaug import bundle
 
     assert "online.py" in bundle.SOURCES
     out = bundle.write_bundle(tmp_path / "edgeaug_loader_online.py")

@@ -189,8 +189,8 @@ def test_builds_are_identical_across_runs_and_workers(recipe_dir, shapes_dir, tm
         fired = [r["params"]["ops"][1] for r in recs if r["variant"] > 0]  # variant 0: the original
         on = [f for f in fired if f.get("on")]
         assert on and all("seed" in f and 0.3 <= f["strength"] <= 1.0 for f in on)
-    monkeypatch.chdir(recipe_dir)  # regeneration resolves the model as the manifest spells it
-    rep = verify_pack(tmp_path / "p0.lmdb", shapes_dir, sample=10)
+    monkeypatch.chdir(tmp_path)  # not the recipe's folder: --recipe-dir names it
+    rep = verify_pack(tmp_path / "p0.lmdb", shapes_dir, sample=10, recipe_dir=recipe_dir)
     assert rep.ok and rep.regenerated == 10, rep.summary()
 
 
@@ -214,3 +214,59 @@ def test_inside_one_of_the_model_path_still_resolves(recipe_dir, tmp_path, monke
     )
     child = r.to_dict()["ops"][0]["ops"][1]
     assert child["model"] == "models/invert.onnx" and len(child["sha256"]) == 64
+
+
+@pytest.fixture(scope="module")
+def onnx_pack(recipe_dir, shapes_dir, tmp_path_factory):
+    """A small pack whose recipe runs models/invert.onnx, built from a recipe in ``recipe_dir``."""
+    recipe = write_recipe(recipe_dir, '[[ops]]\nop = "onnx"\nmodel = "models/invert.onnx"\n', "inv.toml")
+    out = tmp_path_factory.mktemp("onnxpack") / "inv.lmdb"
+    build(shapes_dir, out, load_target("rpi-zero2w"), recipe, variants=1, seed=1, workers=1)
+    return out
+
+
+def _set_model(path: str):
+    def change(m):
+        m["recipe"]["ops"][0]["model"] = path
+
+    return change
+
+
+def test_verify_finds_the_model_in_the_recipe_dir_given(onnx_pack, recipe_dir, shapes_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from edgeaug.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    args = ["verify", str(onnx_pack), "--source", str(shapes_dir), "--sample", "3", "-q"]
+    r = CliRunner().invoke(app, args + ["--recipe-dir", str(recipe_dir)])
+    assert r.exit_code == 0 and "3/3 regenerated" in r.output, r.output
+    r = CliRunner().invoke(app, args)  # neither SOURCE's folder nor the current one holds models/
+    assert r.exit_code == 2 and "models/invert.onnx" in r.output and "--recipe-dir" in r.output, r.output
+
+
+@pytest.mark.parametrize("kind", ["absolute", "dotdot", "symlink"])
+def test_verify_refuses_a_pack_whose_model_path_leaves_the_folders(kind, onnx_pack, recipe_dir, shapes_dir, tmp_path):
+    """A pack is untrusted: its recipe may not make verify open files outside SOURCE's or the recipe's folder."""
+    from craft_manifest import craft_manifest
+    from typer.testing import CliRunner
+
+    from edgeaug.cli import app
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    image_model(outside / "invert.onnx", "invert")  # the same model bytes: only the path is wrong
+    root = tmp_path / "recipe"
+    (root / "models").mkdir(parents=True)
+    path = {
+        "absolute": str(outside / "invert.onnx"),
+        "dotdot": "../elsewhere/invert.onnx",
+        "symlink": "models/link.onnx",
+    }[kind]
+    (root / "models" / "link.onnx").symlink_to(outside / "invert.onnx")
+    crafted = craft_manifest(onnx_pack, tmp_path / "crafted.lmdb", _set_model(path))
+    args = ["verify", str(crafted), "--source", str(shapes_dir), "--recipe-dir", str(root), "--sample", "2", "-q"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2, r.output
+    assert "model" in r.output and "Traceback" not in r.output
+    assert ("outside" in r.output) if kind == "symlink" else ("relative path inside" in r.output), r.output

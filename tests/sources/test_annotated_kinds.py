@@ -267,7 +267,7 @@ def test_detection_pack_end_to_end(tmp_path, kind):
 
 
 def test_unlabelled_sources_are_a_val_stratum(tmp_path):
-    from edgeaug.builder.pipeline import val_sources
+    from edgeaug.builder.plan import val_sources
     from edgeaug.sources.scan import Source, SourceSet
 
     srcs = tuple(Source(f"{i}.png", tmp_path / f"{i}.png", -1 if i < 4 else 0) for i in range(8))

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import edgeaug.builder.render as render
-from edgeaug.builder.pipeline import BuildError, build
+from edgeaug.builder.pipeline import build
+from edgeaug.builder.plan import BuildError
 from edgeaug.builder.render import SourceDecodeError, decode
 from edgeaug.cli import app
 from edgeaug.device.loader import Pack

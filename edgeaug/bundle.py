@@ -1,7 +1,8 @@
-"""Write the device loader as ONE self-contained Python file.
+"""Write the device loader as ONE self-contained Python file (a workstation tool).
 
-The bundle is ``format.py``, ``lmdbpure.py`` and ``loader.py`` concatenated in
-that order, text kept verbatim except for three mechanical changes:
+The bundle is the modules of ``edgeaug/device/`` listed in :data:`SOURCES`
+(every one but ``__init__.py``), concatenated in that order, text kept verbatim
+except for three mechanical changes:
 
 * a single ``from __future__ import annotations`` at the top (each module's own
   is removed, since a future import must come first in a file);
@@ -32,19 +33,24 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set
 
-# The device modules, in dependency order.
+# The device modules, in dependency order; the last one holds the command line (``if __name__ == "__main__"``).
 SOURCES = (
     "format.py",
+    "lmdblayout.py",
     "lmdbpure.py",
+    "readplan.py",
     "batchread.py",
+    "prefetch.py",
     "backends.py",
     "online.py",
     "online_labels.py",
     "runners.py",
+    "packmeta.py",
+    "pack.py",
     "loader.py",
 )
 DROP_MARK = "# bundle: drop"
-_PKG = Path(__file__).resolve().parent
+_PKG = Path(__file__).resolve().parent / "device"
 
 
 class BundleError(ValueError):
@@ -109,7 +115,10 @@ def _top_level_names(text: str) -> Set[str]:
 
 
 def bundle_text(package_dir: Optional[Path] = None) -> str:
-    """The bundled loader's source text (deterministic: same sources, same bytes)."""
+    """The bundled loader's source text (deterministic: same sources, same bytes).
+
+    ``package_dir``: the folder of the device modules (default ``edgeaug/device``).
+    """
     pkg = Path(package_dir) if package_dir is not None else _PKG
     parts, seen = [], {}  # seen: name -> module that defined it
     digest = hashlib.sha256()

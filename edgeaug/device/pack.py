@@ -1,0 +1,388 @@
+"""The device's view of a pack: :class:`Pack`, its records and shuffled batches.
+
+The pack is untrusted input: every size and offset is checked before use, the
+file size is checked against LMDB's page count (an mmap read past the end of
+the file would kill the process with SIGBUS), and only JSON and fixed
+little-endian arrays are parsed.  Python >= 3.9, numpy >= 1.21.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import threading
+from functools import partial
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from .backends import open_backend  # bundle: drop
+from .batchread import BatchReader  # bundle: drop
+from .format import HEADER_SIZE, SPLITS, FormatError, RecordHeader, record_key, unpack_labels  # bundle: drop
+from .online import OnlineBatch, border_pattern, fill_value, online_params, read_moves  # bundle: drop
+from .online_labels import transform_record  # bundle: drop
+from .packmeta import PackMeta, check_records, device_warnings, split_rows  # bundle: drop
+from .prefetch import prefetched, prefetched_when_useful, reusable  # bundle: drop
+from .readplan import READERS, PackError, choose_reader  # bundle: drop
+
+
+class Pack:
+    """A read-only view of one split of a pack.
+
+    ``pack[i]`` returns ``(x, y)``: a copy of the record's tensor (safe to keep
+    after :meth:`close`) and its class label; :meth:`batches` is the fast path.
+    ``backend`` is ``"auto"``, ``"lmdb"`` or ``"pure"``: how single records
+    and the manifest are read.  ``reader`` is how batches are read:
+    ``"pread"`` (one read per record, for packs larger than memory), ``"mmap"``
+    (copies from a mapping, for packs that fit in the page cache) or
+    ``"auto"``, which picks by file size against min(MemAvailable, the
+    cgroup's memory limit); a 32-bit process maps packs of at most
+    512 MB, and reads with pread when a mapping fails.
+    """
+
+    def __init__(
+        self, path: str, split: str = "train", seed: Optional[int] = None, backend: str = "auto", reader: str = "auto"
+    ) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {sorted(SPLITS)}, got {split!r}")
+        if reader not in READERS:
+            raise ValueError(f"reader must be one of {READERS}, got {reader!r}")
+        self.path, self.split = str(path), split
+        self._reader: Optional[BatchReader] = None
+        # Released on close() or when this Pack is garbage-collected; the last user closes the file.
+        self._db, self._release = open_backend(self.path, backend, self)
+        try:
+            self._adopt(PackMeta(self._db, self.path))
+            self._setup_split()
+            self._reader = self._batch_reader(choose_reader(self._db.size, reader), reader == "auto")
+        except OSError as e:
+            self._release()
+            raise PackError(f"{self.path}: cannot open for batch reads: {e.strerror or e}") from None
+        except BaseException:
+            self._release()
+            raise
+        self.seed = int(self.manifest["seed"]) if seed is None else int(seed)
+        self._spare: List[np.ndarray] = []  # batch buffers to recycle, across epochs
+        self._spare_lock = threading.Lock()
+        self.reader = self._reader.mode
+
+    def _adopt(self, meta: PackMeta) -> None:
+        self.manifest, self._index, self._splits = meta.manifest, meta.index, meta.splits
+        self.shape, self.dtype, self.nbytes = meta.shape, meta.dtype, meta.nbytes
+        self.records, self.classes, self.input_name = meta.records, meta.classes, meta.input_name
+
+    def _batch_reader(self, mode: str, may_fall_back: bool) -> BatchReader:
+        idx = self._index
+        args = (self._db, self._db.table, self.records, self.nbytes, (idx["source"], idx["variant"], idx["split"]))
+        try:
+            return BatchReader(*args, mode)
+        except PackError:
+            raise
+        except (OSError, ValueError, OverflowError):
+            # Mapping can fail where address space is short (a 32-bit process): read with pread instead.
+            if mode != "mmap" or not may_fall_back:
+                raise
+            return BatchReader(*args, "pread")
+
+    def _setup_split(self) -> None:
+        start, count = self._splits[self.split]
+        rows = split_rows(self._index, self.split, (start, count), self.path)
+        self._start, self._count = start, count
+        self.labels = rows["label"].astype(np.int64)
+        # Records of one source are contiguous: first record and variant count per source.
+        _, self._first, self._nvar = np.unique(rows["source"], return_index=True, return_counts=True)
+
+    # --- access -------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def sources(self) -> int:
+        """Number of distinct sources in this split (one sample per epoch each)."""
+        return len(self._first)
+
+    def _value(self, i: int):
+        i = operator.index(i)  # numpy integers too (e.g. from epoch_order)
+        if not -self._count <= i < self._count:
+            raise IndexError(f"record {i} out of range for {self._count} records in split {self.split}")
+        i = i % self._count if i < 0 else i
+        value = self._db.get(record_key(self._start + i))
+        if value is None:
+            raise PackError(f"{self.path}: record {self._start + i} is missing")
+        return value
+
+    def _tensor(self, value, r: int) -> np.ndarray:
+        """The tensor of record ``r`` after checking its header against the target and the index."""
+        try:
+            h = RecordHeader(value)
+        except FormatError as e:
+            raise PackError(f"{self.path}: record {r}: {e}") from None
+        row = self._index[r]
+        if h.tensor_nbytes != self.nbytes or (h.source, h.variant, h.split) != (
+            row["source"],
+            row["variant"],
+            row["split"],
+        ):
+            raise PackError(f"{self.path}: record {r}: header does not match the target or the index")
+        # A copy: a view into py-lmdb's map would crash the process if read after close().
+        return np.frombuffer(value, self.dtype, int(np.prod(self.shape)), HEADER_SIZE).reshape(self.shape).copy()
+
+    def __getitem__(self, i: int) -> Tuple[np.ndarray, int]:
+        value = self._value(i)  # bounds-checked
+        return self._tensor(value, self._start + i % self._count), int(self.labels[i])
+
+    def record(self, i: int, epoch: int = 0, hflip: float = 0.0, shift: int = 0) -> Dict[str, Any]:
+        """Everything stored for record ``i`` of this split: tensor, labels, params, ids.
+
+        With ``hflip``/``shift``, the tensor, boxes, keypoints (left/right pairs
+        swapped on a mirror, from the manifest's ``keypoint_flip_idx``) and mask
+        come transformed exactly as :meth:`batches` transforms record ``i`` in
+        ``epoch`` (a copy; the stored record is not touched).
+        """
+        self._value(i)  # bounds check against the split
+        i = operator.index(i) % self._count
+        rec = self.record_at(self._start + i)
+        if not (hflip or shift):
+            return rec
+        (flip,), (sh,) = online_params(self.seed, epoch, np.array([i]), float(hflip), int(shift))
+        pairs = self.manifest.get("keypoint_flip_idx")
+        min_vis = float((self.manifest.get("recipe") or {}).get("min_visibility", 0.0))
+        layout = self.manifest["target"]["layout"]
+        return transform_record(rec, layout, bool(flip), sh.tolist(), fill_value(self.manifest), pairs, min_vis)
+
+    def record_at(self, r: int) -> Dict[str, Any]:
+        """Like :meth:`record`, by index into the whole pack (both splits)."""
+        r = operator.index(r)
+        if not 0 <= r < self.records:
+            raise IndexError(f"record {r} out of range for {self.records} records")
+        value = self._db.get(record_key(r))
+        if value is None:
+            raise PackError(f"{self.path}: record {r} is missing")
+        try:
+            h = RecordHeader(value)
+            labels = unpack_labels(memoryview(value)[h.labels_offset : h.params_offset], self._mask_shape())
+            params = json.loads(bytes(value[h.params_offset :]).decode("utf-8"))
+        except (FormatError, ValueError, RecursionError) as e:
+            raise PackError(f"{self.path}: record {r}: {e}") from None
+        return {
+            "x": self._tensor(value, r),
+            "label": h.label,
+            "source": h.source,
+            "variant": h.variant,
+            "split": h.split,
+            "digest": h.digest.hex(),
+            "params": params,
+            **labels,
+        }
+
+    def _mask_shape(self) -> Tuple[int, int]:
+        t = self.manifest["target"]
+        return int(t["height"]), int(t["width"])
+
+    def epoch_order(self, epoch: int, shuffle: bool = True, all_variants: bool = False) -> np.ndarray:
+        """Record indices of one epoch: each source once, variant chosen by (seed, epoch).
+
+        Over K consecutive epochs a source with K records serves each of them once.
+        With ``all_variants`` every record is served every epoch.
+        """
+        if all_variants:
+            order = np.arange(self._count)
+        else:
+            k = int(self._nvar.max()) if len(self._nvar) else 1
+            cycle_rng = _rng(self.seed, 1, epoch // k)
+            perms = np.argsort(cycle_rng.random((len(self._first), k)), axis=1)
+            # Sources with fewer than k records take the slot modulo their own count.
+            order = self._first + perms[:, epoch % k] % self._nvar
+        if shuffle:
+            order = order[_rng(self.seed, 2, epoch).permutation(len(order))]
+        return order
+
+    def batches(
+        self,
+        batch_size: int,
+        epoch: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        all_variants: bool = False,
+        prefetch: Optional[bool] = None,
+        hflip: float = 0.0,
+        shift: int = 0,
+        with_index: bool = False,
+    ) -> Iterator[Tuple[np.ndarray, ...]]:
+        """Yield ``(X, Y)``: X one contiguous array (batch, *shape) of the target dtype.
+
+        ``prefetch`` reads the next batch on a background thread while the
+        caller works on this one.  Default: on with the ``pread`` reader,
+        where reads wait for storage; with ``mmap``, on once the caller's own
+        work between batches is a quarter of the read time or more (a thread
+        hand-off costs more than it saves when the caller only reads; see
+        :func:`~edgeaug.device.batchread.prefetched_when_useful`).  Yielded
+        arrays are never overwritten while the caller holds them.
+
+        Online augmentation (the hybrid): ``hflip`` mirrors each record with
+        that probability and ``shift`` translates it by up to that many pixels
+        in x and y (pad-and-crop, the target's quantized fill in the border),
+        as a function of (pack seed, epoch, record) only (see
+        :mod:`edgeaug.device.online`).  ``with_index`` also yields the split
+        record indices: ``pack.record(i, epoch=, hflip=, shift=)`` gives a
+        record's boxes, keypoints and mask transformed the same way.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        order = self.epoch_order(epoch, shuffle, all_variants)
+        stop = len(order) - (len(order) % batch_size if drop_last else 0)
+        if self._reader is None:
+            raise PackError(f"{self.path}: pack is closed")
+        # Per epoch, not per batch: pack record numbers, labels and (mapped) tensor offsets, sliced per batch.
+        ep = _Epoch(epoch, order[:stop], self._start, self.labels, self._reader)
+        jobs = ((b, slice(b, min(b + batch_size, stop))) for b in range(0, stop, batch_size))
+        if hflip or shift:
+            read = self._online_reader(ep, float(hflip), int(shift))
+        else:
+
+            def read(job: Tuple[int, slice]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+                return self._read_batch(ep, job[1])
+
+        if prefetch or (prefetch is None and self._reader.mode == "pread"):
+            batches = prefetched(jobs, read)
+        elif prefetch is None:
+            batches = prefetched_when_useful(jobs, read)
+        else:
+            batches = map(read, jobs)
+        for x, y, idx in batches:
+            yield (x, y, idx) if with_index else (x, y)
+
+    def _online_reader(self, epoch: "_Epoch", hflip: float, shift: int):
+        """Reads ``(start, part)`` jobs of ``epoch`` with its flips and shifts done during the read.
+
+        Each tensor is read at the byte offset that shifts it (see
+        :func:`~edgeaug.device.online.read_moves`); flipped ones are read into a
+        scratch batch and mirrored from there; then the exposed borders are
+        filled.  The draws for the whole epoch are made once.
+        """
+        layout = self.manifest["target"]["layout"]
+        pattern = border_pattern(self.shape, layout, fill_value(self.manifest), self.dtype)
+        h, w = (self.shape[1], self.shape[2]) if layout == "NCHW" else (self.shape[0], self.shape[1])
+        if not 0.0 <= hflip <= 1.0 or not 0 <= shift < min(h, w):
+            raise ValueError(f"hflip must be in [0, 1] and shift in [0, {min(h, w) - 1}], got {hflip}, {shift}")
+        flips, shifts = online_params(self.seed, epoch.number, epoch.order, hflip, shift)
+        moves = read_moves(self.shape, layout, self.dtype.itemsize, flips, shifts)
+        scratch = np.empty(self.shape, self.dtype)  # where a flipped record is read to (this generator's own)
+
+        def read(job: Tuple[int, slice]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+            part = job[1]
+            return self._read_batch(epoch, part, (layout, flips[part], shifts[part], moves[part], pattern, scratch))
+
+        return read
+
+    def _read_batch(self, epoch: "_Epoch", part: slice, online=None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The tensors, labels and split indices of ``epoch``'s records ``part``, every header checked.
+
+        ``online``: ``(layout, flips, shifts, moves, pattern, scratch)`` of these
+        records, done during the read (see :class:`~edgeaug.device.online.OnlineBatch`).
+        """
+        reader, idx, recs = self._reader, epoch.order[part], epoch.recs[part]
+        moves = None if online is None else online[3]
+        if reader.mode == "mmap" and reader.small:
+            x = reader.gather(recs, moves, epoch.starts[part], checked=True)
+            x = x.view(self.dtype).reshape((len(idx),) + self.shape)
+            if online is not None:
+                OnlineBatch(x, *online).finish_all()
+        else:
+            with self._spare_lock:
+                x = reusable(self._spare, (len(idx),) + self.shape, self.dtype)
+            # pread checks every header it reads; the mapping's were checked for the whole epoch.
+            fill = reader.fill_pread if reader.mode == "pread" else partial(reader.fill_mapped, checked=True)
+            if online is None:
+                fill(x, recs)
+            else:
+                batch = OnlineBatch(x, *online)
+                fill(x, recs, moves, batch.dest, batch.finish)
+        return x, epoch.labels[part], idx
+
+    # --- checks -------------------------------------------------------------------
+
+    def verify(self, limit: Optional[int] = None, split_only: bool = False) -> List[str]:
+        """Check every record of the pack (both splits; with ``split_only``, this split's) against its digests.
+
+        ``limit`` checks only the first that many.  Returns a list of problems;
+        empty means every byte checked out.
+        """
+        first, n = (self._start, self._count) if split_only else (0, self.records)
+        n = n if limit is None else min(limit, n)
+        return check_records(self._db, self._index, self.nbytes, range(first, first + n))
+
+    def device_warnings(self) -> List[str]:
+        """Differences between the target's device and this process (architecture, word size)."""
+        return device_warnings(self.manifest)
+
+    def info(self) -> Dict[str, Any]:
+        m = self.manifest
+        return {
+            "path": self.path,
+            "format_version": m["format_version"],
+            "fingerprint": m["fingerprint"],
+            "records": self.records,
+            "splits": {s: c for s, (_, c) in self._splits.items()},
+            "seed": m["seed"],
+            "target": m["target"].get("name"),
+            "shape": list(self.shape),
+            "dtype": str(self.dtype),
+            "classes": self.classes,
+            "backend": self._db.name,
+            "reader": self.reader,
+        }
+
+    def backend_name(self) -> str:
+        return self._db.name
+
+    def close(self) -> None:
+        """Release the file now (dropping the Pack does it when it is garbage-collected).
+
+        Tensors returned earlier are copies and stay valid.  Safe to call twice.
+        """
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self._release()
+        self._db = _Closed(self._db)
+
+    def __enter__(self) -> "Pack":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _Epoch:
+    """One epoch's records, worked out once and sliced per batch (a few numpy calls fewer per batch).
+
+    ``order``: split indices; ``recs``: pack record numbers; ``labels``; and
+    for small mapped tensors their file offsets.  A mapped pack's headers of
+    the whole epoch are checked here, so its batches skip that check.
+    """
+
+    def __init__(self, number: int, order: np.ndarray, start: int, labels: np.ndarray, reader: BatchReader) -> None:
+        self.number, self.order = number, order
+        self.recs = order + start
+        self.labels = labels[order]
+        self.starts = None
+        if reader.mode == "mmap":
+            reader.precheck(self.recs)
+            if reader.small:
+                self.starts = reader.offsets(self.recs)
+
+
+class _Closed:
+    """Stands in for a closed Pack's backend: every read is a clear error."""
+
+    def __init__(self, db) -> None:
+        self.path, self.name = db.path, db.name
+
+    def get(self, key: bytes):
+        raise PackError(f"{self.path}: pack is closed")
+
+
+def _rng(seed: int, stream: int, n: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(stream, n))))

@@ -1,0 +1,34 @@
+"""Rewrite a pack's manifest as an attacker would: the change applied, the fingerprint recomputed."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import lmdb
+
+from edgeaug.device import format as F
+
+
+def read_manifest(pack: Path) -> dict:
+    env = lmdb.open(str(pack), subdir=False, readonly=True, lock=False)
+    with env.begin() as txn:
+        m = json.loads(bytes(txn.get(F.MANIFEST_KEY)))
+    env.close()
+    return m
+
+
+def craft_manifest(src: Path, dst: Path, change: Callable[[dict], Any]) -> Path:
+    """Copy ``src`` to ``dst``; ``change(manifest)`` edits it in place; the fingerprint is re-signed."""
+    shutil.copy(src, dst)
+    env = lmdb.open(str(dst), subdir=False, lock=False, map_size=1 << 30)
+    with env.begin(write=True) as txn:
+        m, idx = copy.deepcopy(json.loads(bytes(txn.get(F.MANIFEST_KEY)))), bytes(txn.get(F.INDEX_KEY))
+        change(m)
+        m["fingerprint"] = F.fingerprint({k: v for k, v in m.items() if k != "fingerprint"}, idx)
+        txn.put(F.MANIFEST_KEY, json.dumps(m).encode())
+    env.close()
+    return dst

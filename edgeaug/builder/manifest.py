@@ -57,8 +57,11 @@ def manifest_for(sset, tasks, results, recipe, target, seed: int, val: float, hi
     for t in tasks:
         splits[t.split]["count"] += results[t.index].count if t.index in results else 0
     splits["val"]["start"] = splits["train"]["count"]
+    codec, level = target.compress
     return {
-        "format_version": FORMAT_VERSION,
+        # Uncompressed packs stay version 1: every loader since the first reads them.
+        "format_version": FORMAT_VERSION if codec != "none" else 1,
+        **({"compression": {"codec": codec, "level": level}} if codec != "none" else {}),
         "generator": "edgeaug",
         "versions": {
             "edgeaug": __version__,
@@ -105,7 +108,8 @@ def plan_fingerprint(
     """
     srcs = [{f.name: getattr(s, f.name) for f in dataclasses.fields(s)} for s in sset.sources]
     body = {
-        "format": FORMAT_VERSION,
+        "format": 1,
+        **({"compress": list(target.compress)} if target.compress[0] != "none" else {}),
         "versions": render_versions(),
         "target": target.to_dict(),
         "recipe": recipe.to_dict(),

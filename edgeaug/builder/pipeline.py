@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Union
 
@@ -60,6 +60,23 @@ class BuildResult:
     shard: Optional[Tuple[int, int]] = None  # (I, N) of a --shard run, which writes no pack
     chunks_done: int = 0  # for a shard: chunks of the whole plan now rendered
     chunks_total: int = 0
+
+
+def storage(compress: str, level: Optional[int]) -> Tuple[str, int]:
+    """(codec, level) for ``--compress``/``--level``, checked (zstd: that this machine has it)."""
+    from edgeaug.device.codec import CODECS, DEFAULT_LEVELS, LEVEL_RANGES, CodecError, check_available
+
+    if compress not in CODECS:
+        raise BuildError(f"--compress: {compress!r} is not one of {sorted(CODECS)}")
+    lvl = DEFAULT_LEVELS[compress] if level is None else level
+    lo, hi = LEVEL_RANGES[compress]
+    if not lo <= lvl <= hi:
+        raise BuildError(f"--level: {lvl} is outside [{lo}, {hi}] for {compress}")
+    try:
+        check_available(compress)
+    except CodecError as e:
+        raise BuildError(f"--compress: {e}") from None
+    return compress, lvl
 
 
 def parse_shard(shard: Union[str, Tuple[int, int], None]) -> Optional[Tuple[int, int]]:
@@ -107,6 +124,8 @@ def build(
     max_map_size: Optional[int] = None,
     dask_scheduler: Optional[str] = None,
     shard: Union[str, Tuple[int, int], None] = None,
+    compress: str = "none",
+    level: Optional[int] = None,
 ) -> BuildResult:
     """Build a pack at ``out``; it appears there only when complete.
 
@@ -137,6 +156,7 @@ def build(
     check_output(out)
     start_early(workers, dask_scheduler)  # the worker processes' imports overlap the scan and the plan
     tgt = target if isinstance(target, Target) else load_target(target)
+    tgt = replace(tgt, compress=storage(compress, level))
     rcp = (recipe if isinstance(recipe, Recipe) else load_recipe(recipe)).with_variants(variants)
     sset = scan(source)
     job = _Job(sset, plan(sset, rcp, seed, val), rcp, tgt, seed, val, on_error, progress)

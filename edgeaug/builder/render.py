@@ -19,6 +19,7 @@ import numpy as np
 from edgeaug.builder.audit import histogram
 from edgeaug.builder.augment import Augmenter, Labels, record_rng
 from edgeaug.builder.tasks import SourceResult, Task
+from edgeaug.device.codec import encode
 from edgeaug.device.format import SPLITS, encode_record, pack_labels
 from edgeaug.sources.base import majority
 from edgeaug.sources.imagefile import exif_orientation, jpeg_complete, orient, sniff, to_rgb8
@@ -280,11 +281,15 @@ def render_source(task: Task, aug: Augmenter, seed: int) -> SourceResult:
     src_size = (image.shape[1], image.shape[0])
     work = working_image(image, aug)
     res.hist = np.zeros((aug.target.channels, 256), np.int64)
+    codec, level = aug.target.compress  # compressed here, in the render workers, not in the writer
     for v in task.variants:
         tensor, lab, params = render_variant(aug, work, labels, src_size, seed, task.source, v, res.hist)
         packed = pack_labels(lab.boxes, lab.keypoints, lab.mask)
         label = record_label(task.source, lab)
-        res.records.append(encode_record(tensor, label, task.index, v, SPLITS[task.split], packed, {"ops": params}))
+        stored = encode(tensor, codec, level, aug.target.layout) if codec != "none" else None
+        res.records.append(
+            encode_record(tensor, label, task.index, v, SPLITS[task.split], packed, {"ops": params}, stored)
+        )
     return res
 
 

@@ -71,6 +71,9 @@ class Target:
     std: Tuple[float, ...]
     scale: float = 1.0
     zero_point: int = 0
+    # How the build stores tensors: (codec, level) for edgeaug.device.codec; not a device property,
+    # so not in to_dict (the manifest's target): the manifest records it under "compression".
+    compress: Tuple[str, int] = ("none", 0)
 
     @property
     def shape(self) -> Tuple[int, ...]:
@@ -83,6 +86,7 @@ class Target:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
+        del d["compress"]
         d["mean"], d["std"] = list(self.mean), list(self.std)
         return d
 
@@ -156,7 +160,7 @@ def parse_target(data: dict, name: str, where: str = "<target>") -> Target:
 def target_from_dict(d: dict) -> Target:
     """Rebuild a Target from a manifest's ``target`` entry (types checked by the loader); a missing field is a
     FormatError naming it."""
-    names = [f.name for f in dataclasses.fields(Target)]
+    names = [f.name for f in dataclasses.fields(Target) if f.name != "compress"]
     missing = [f"target.{k}" for k in names if k not in d] + [
         f"target.device.{f.name}" for f in dataclasses.fields(Device) if _missing(d.get("device"), f.name)
     ]

@@ -33,7 +33,6 @@ from typing import Optional
 import numpy as np
 
 from .format import (  # bundle: drop
-    FORMAT_VERSION,
     HEADER_SIZE,
     RECORD_HEADER_DTYPE,
     RECORD_MAGIC,
@@ -61,8 +60,11 @@ class BatchReader:
     target's tensor size.
     """
 
-    def __init__(self, file, table: RecordTable, records: int, nbytes: int, expect, mode: str) -> None:
+    def __init__(
+        self, file, table: RecordTable, records: int, nbytes: int, expect, mode: str, compressed: bool = False
+    ) -> None:
         self.path, self.nbytes, self.mode, self.psize = file.path, nbytes, mode, table.psize
+        self.compressed = compressed  # records decode (edgeaug.device.decodedread) instead of being copied
         self.off, self.size, self.pgno = table.dense(records)
         self._toff = self.off + HEADER_SIZE  # where each tensor starts
         self.need = (PAGEHDRSZ - 1 + self.size) // self.psize + 1  # OVPAGES()
@@ -73,7 +75,7 @@ class BatchReader:
         self._mm = None
         self.file_size = file.size
         # Each record's tensor must lie inside its value and the value inside the file.
-        self._fits = (self.off >= 0) & (self.size >= HEADER_SIZE + nbytes)
+        self._fits = (self.off >= 0) & (self.size >= HEADER_SIZE + (1 if compressed else nbytes))
         self._fits &= self.off + self.size <= self.file_size
         if mode == "pread" and hasattr(os, "posix_fadvise"):  # a shuffle uses none of the kernel's readahead
             os.posix_fadvise(self._fd, 0, 0, os.POSIX_FADV_RANDOM)
@@ -119,15 +121,13 @@ class BatchReader:
             ("overflow page type", ov & ((slots["pflags"] & _PAGE_TYPES) != P_OVERFLOW)),
             ("overflow page count", ov & (slots["pages"] < self.need[recs])),
             ("magic", h["magic"] != RECORD_MAGIC),
-            ("format version", (h["version"] != FORMAT_VERSION) | (h["header_size"] != HEADER_SIZE)),
+            ("format version", ((h["version"] != 1) & (h["version"] != 2)) | (h["header_size"] != HEADER_SIZE)),
             ("tensor size", h["tensor_nbytes"] != self.nbytes),
-            (
-                "section sizes",
-                HEADER_SIZE + h["tensor_nbytes"].astype(np.int64) + h["labels_nbytes"] + h["params_nbytes"] != size,
-            ),
+            ("section sizes", _stored_size_bad(h, size)),
             ("source", h["source"] != src[recs]),
             ("variant", h["variant"] != var[recs]),
-            ("split", (h["split"] != split[recs]) | (h["reserved"] != 0)),
+            ("split", h["split"] != split[recs]),
+            ("codec", _method_bad(h["method"], h["version"])),
         )
         for what, bad in tests:
             if bad.any():
@@ -315,6 +315,19 @@ class _Rows:
         for j, s in enumerate(starts.tolist()):
             out[j] = self.u8[s : s + self.width]
         return out
+
+
+def _stored_size_bad(h: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """Raw records: sections sum to the value; compressed ones store 1..nbytes-1 tensor bytes."""
+    stored = size.astype(np.int64) - HEADER_SIZE - h["labels_nbytes"] - h["params_nbytes"]
+    nb = h["tensor_nbytes"].astype(np.int64)
+    return np.where(h["method"] == 0, stored != nb, (stored <= 0) | (stored >= nb))
+
+
+def _method_bad(method: np.ndarray, version: np.ndarray) -> np.ndarray:
+    """A method byte :func:`edgeaug.device.codec.split_method` would refuse (or any but 0 in version 1)."""
+    codec, filters = method & 0x0F, method >> 4
+    return (codec > 2) | (filters > 7) | ((codec == 0) & (filters != 0)) | ((version == 1) & (method != 0))
 
 
 def _sorted_unique(a: np.ndarray) -> np.ndarray:

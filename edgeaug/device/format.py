@@ -1,4 +1,4 @@
-"""The edgeaug pack format, version 1: the one place that defines the bytes.
+"""The edgeaug pack format, versions 1 and 2: the one place that defines the bytes.
 
 Both the writer (``edgeaug.builder``) and the reader (``edgeaug.loader``) import
 this module, so it must stay importable with only numpy and the standard
@@ -30,7 +30,16 @@ Record value layout, little-endian::
     56  u4   source index
     60  u2   variant index
     62  u1   split (0 train, 1 val)
-    63  u1   reserved, 0
+    63  u1   method: 0 in version 1; in version 2 how the tensor is stored
+             (codec | filter bits << 4, see :mod:`edgeaug.device.codec`)
+
+Version 2 (a pack built with ``--compress``) differs only there: the stored
+tensor section is the codec's output, its length is the value's length minus
+the other sections, and ``tensor nbytes`` stays the DECODED size (the bound
+for decoding).  The digest is that of the decoded version-1 record (method
+byte 0, the raw tensor), so a compressed record's digest equals the raw
+one's and ``verify --source`` is unchanged.  Uncompressed packs are written
+as version 1, which older loaders read.
 
 The tensor starts 64 bytes into the value: LMDB stores large values in
 overflow pages that are 16-byte aligned on 64-bit builds, so the tensor is
@@ -51,7 +60,8 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this code reads and writes
+READ_VERSIONS = (1, 2)
 RECORD_MAGIC = b"EAR1"
 RECORD_PREFIX = b"r"
 INDEX_KEY = b"~index"
@@ -77,7 +87,7 @@ RECORD_HEADER_DTYPE = np.dtype(
         ("source", "<u4"),
         ("variant", "<u2"),
         ("split", "u1"),
-        ("reserved", "u1"),
+        ("method", "u1"),
     ]
 )
 assert RECORD_HEADER_DTYPE.itemsize == HEADER_SIZE
@@ -178,11 +188,20 @@ def _read_u4(buf, pos: int, end: int, what: str) -> int:
 
 
 def encode_record(
-    tensor: np.ndarray, label: int, source: int, variant: int, split: int, labels: bytes, params: Any
+    tensor: np.ndarray,
+    label: int,
+    source: int,
+    variant: int,
+    split: int,
+    labels: bytes,
+    params: Any,
+    stored: Tuple[int, bytes] | None = None,
 ) -> bytes:
-    """Build one record value; the digest is filled in over bytes [40:].
+    """Build one record value; the digest is filled in over bytes [40:] of the raw (version 1) record.
 
-    The tensor is hashed and copied straight from its buffer: one copy of it in all.
+    ``stored``: ``(method, data)`` from :func:`edgeaug.device.codec.encode`
+    makes a version-2 record holding ``data``; None (or method 0) a version-1
+    record holding the tensor, hashed and copied straight from its buffer.
     """
     tview = memoryview(np.ascontiguousarray(tensor).reshape(-1).view(np.uint8))
     pbytes = canonical_json(params)
@@ -191,14 +210,29 @@ def encode_record(
     h = hashlib.sha256(body)
     for part in (tview, labels, pbytes):
         h.update(part)
-    head = struct.pack("<4sHH32s", RECORD_MAGIC, FORMAT_VERSION, HEADER_SIZE, h.digest())
-    return b"".join((head, body, tview, labels, pbytes))
+    version, data = 1, tview
+    if stored is not None and stored[0]:
+        version, data = 2, stored[1]
+        body = body[:-1] + bytes((stored[0],))
+    head = struct.pack("<4sHH32s", RECORD_MAGIC, version, HEADER_SIZE, h.digest())
+    return b"".join((head, body, data, labels, pbytes))
 
 
 class RecordHeader:
     """A parsed, bounds-checked record header; offsets index into the value."""
 
-    __slots__ = ("digest", "tensor_nbytes", "labels_nbytes", "params_nbytes", "label", "source", "variant", "split")
+    __slots__ = (
+        "digest",
+        "tensor_nbytes",
+        "labels_nbytes",
+        "params_nbytes",
+        "label",
+        "source",
+        "variant",
+        "split",
+        "method",
+        "stored_nbytes",
+    )
 
     def __init__(self, value) -> None:
         if len(value) < HEADER_SIZE:
@@ -215,32 +249,50 @@ class RecordHeader:
             self.source,
             self.variant,
             self.split,
-            reserved,
+            self.method,
         ) = RECORD_HEADER.unpack_from(value, 0)
         if magic != RECORD_MAGIC:
             raise FormatError("record magic mismatch")
-        if version != FORMAT_VERSION or hsize != HEADER_SIZE:
+        if version not in READ_VERSIONS or hsize != HEADER_SIZE:
             raise FormatError(
-                f"record format version {version} (header {hsize}); this reader understands version {FORMAT_VERSION}"
+                f"record format version {version} (header {hsize}); this reader understands versions {READ_VERSIONS}"
             )
-        if self.split not in (0, 1) or reserved != 0:
-            raise FormatError(f"record split {self.split} / reserved byte {reserved} out of range")
-        total = HEADER_SIZE + self.tensor_nbytes + self.labels_nbytes + self.params_nbytes
-        if total != len(value):
-            raise FormatError(f"record sections sum to {total} bytes, value has {len(value)}")
+        if self.split not in (0, 1) or (self.method != 0 and version == 1):
+            raise FormatError(f"record split {self.split} / method byte {self.method} out of range")
+        self.stored_nbytes = len(value) - HEADER_SIZE - self.labels_nbytes - self.params_nbytes
+        raw = self.method == 0
+        if self.stored_nbytes != self.tensor_nbytes if raw else not 0 < self.stored_nbytes < self.tensor_nbytes:
+            total = HEADER_SIZE + self.tensor_nbytes + self.labels_nbytes + self.params_nbytes
+            what = (
+                f"sum to {total}"
+                if raw
+                else f"leave {self.stored_nbytes} for a compressed tensor of {self.tensor_nbytes}"
+            )
+            raise FormatError(f"record sections {what} bytes, value has {len(value)}")
 
     @property
     def labels_offset(self) -> int:
-        return HEADER_SIZE + self.tensor_nbytes
+        return HEADER_SIZE + self.stored_nbytes
 
     @property
     def params_offset(self) -> int:
         return self.labels_offset + self.labels_nbytes
 
 
-def record_digest(value) -> bytes:
-    """Recompute the digest of a record value (sha256 of bytes [40:])."""
-    return hashlib.sha256(memoryview(value)[DIGEST_START:]).digest()
+def record_digest(value, tensor: np.ndarray | None = None) -> bytes:
+    """Recompute the digest of a record value: sha256 of bytes [40:] of its raw (version 1) form.
+
+    A compressed record needs its decoded ``tensor``; the method byte counts as 0.
+    """
+    v = memoryview(value)
+    if tensor is None:
+        return hashlib.sha256(v[DIGEST_START:]).digest()
+    h = RecordHeader(value)
+    d = hashlib.sha256(v[DIGEST_START : HEADER_SIZE - 1])
+    d.update(b"\0")
+    d.update(memoryview(np.ascontiguousarray(tensor).reshape(-1).view(np.uint8)))
+    d.update(v[h.labels_offset :])
+    return d.digest()
 
 
 def fingerprint(manifest_without_fp: dict, index_bytes: bytes) -> str:
@@ -273,7 +325,21 @@ def validate_manifest(m: Any) -> None:
     A missing field names the pack's format version and writer (an older pack).
     """
     _mf(m, None, "manifest", dict)
-    _mf(m, "format_version", "", int, FORMAT_VERSION, FORMAT_VERSION)
+    version = _mf(m, "format_version", "", int)
+    if version not in READ_VERSIONS:
+        newer = version > FORMAT_VERSION
+        raise FormatError(
+            f"manifest: format_version: pack format {version} "
+            + (
+                "is newer than this loader (it reads versions 1-2): upgrade edgeaug on this device"
+                if newer
+                else "is unknown"
+            )
+        )
+    comp = _mf(m, "compression", "", dict, optional=True)
+    if comp is not None:
+        _mf(comp, "codec", "compression", str, choices=("none", "zlib", "zstd"))
+        _mf(comp, "level", "compression", int, 0, 22)
     try:
         _check_fields(m)
     except _Missing as e:

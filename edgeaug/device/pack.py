@@ -18,6 +18,8 @@ import numpy as np
 
 from .backends import open_backend  # bundle: drop
 from .batchread import BatchReader  # bundle: drop
+from .codec import CodecError, decode_into  # bundle: drop
+from .decodedread import fill_decoded  # bundle: drop
 from .format import HEADER_SIZE, SPLITS, FormatError, RecordHeader, record_key, unpack_labels  # bundle: drop
 from .online import OnlineBatch, border_pattern, fill_value, online_params, read_moves  # bundle: drop
 from .online_labels import transform_record  # bundle: drop
@@ -70,19 +72,21 @@ class Pack:
         self.manifest, self._index, self._splits = meta.manifest, meta.index, meta.splits
         self.shape, self.dtype, self.nbytes = meta.shape, meta.dtype, meta.nbytes
         self.records, self.classes, self.input_name = meta.records, meta.classes, meta.input_name
+        self.codec, self.layout = meta.codec, self.manifest["target"]["layout"]
 
     def _batch_reader(self, mode: str, may_fall_back: bool) -> BatchReader:
         idx = self._index
-        args = (self._db, self._db.table, self.records, self.nbytes, (idx["source"], idx["variant"], idx["split"]))
+        expect = (idx["source"], idx["variant"], idx["split"])
+        args = (self._db, self._db.table, self.records, self.nbytes, expect, mode, self.codec != "none")
         try:
-            return BatchReader(*args, mode)
+            return BatchReader(*args)
         except PackError:
             raise
         except (OSError, ValueError, OverflowError):
             # Mapping can fail where address space is short (a 32-bit process): read with pread instead.
             if mode != "mmap" or not may_fall_back:
                 raise
-            return BatchReader(*args, "pread")
+            return BatchReader(*args[:5], "pread", args[6])
 
     def _setup_split(self) -> None:
         start, count = self._splits[self.split]
@@ -125,6 +129,13 @@ class Pack:
             row["split"],
         ):
             raise PackError(f"{self.path}: record {r}: header does not match the target or the index")
+        if h.method:
+            out = np.empty(self.shape, self.dtype)
+            try:
+                decode_into(memoryview(value)[HEADER_SIZE : h.labels_offset], out, h.method, self.layout, f"record {r}")
+            except CodecError as e:
+                raise PackError(f"{self.path}: {e}") from None
+            return out
         # A copy: a view into py-lmdb's map would crash the process if read after close().
         return np.frombuffer(value, self.dtype, int(np.prod(self.shape)), HEADER_SIZE).reshape(self.shape).copy()
 
@@ -284,7 +295,12 @@ class Pack:
         """
         reader, idx, recs = self._reader, epoch.order[part], epoch.recs[part]
         moves = None if online is None else online[3]
-        if reader.mode == "mmap" and reader.small:
+        if reader.compressed:  # no zero-copy path: every record is decoded into the batch buffer
+            with self._spare_lock:
+                x = reusable(self._spare, (len(idx),) + self.shape, self.dtype)
+            batch = None if online is None else OnlineBatch(x, *online)
+            fill_decoded(reader, x, recs, self.layout, moves, batch and batch.dest, batch and batch.finish)
+        elif reader.mode == "mmap" and reader.small:
             x = reader.gather(recs, moves, epoch.starts[part], checked=True)
             x = x.view(self.dtype).reshape((len(idx),) + self.shape)
             if online is not None:
@@ -311,7 +327,7 @@ class Pack:
         """
         first, n = (self._start, self._count) if split_only else (0, self.records)
         n = n if limit is None else min(limit, n)
-        return check_records(self._db, self._index, self.nbytes, range(first, first + n))
+        return check_records(self._db, self._index, self.nbytes, range(first, first + n), self._tensor)
 
     def device_warnings(self) -> List[str]:
         """Differences between the target's device and this process (architecture, word size)."""
@@ -332,6 +348,7 @@ class Pack:
             "classes": self.classes,
             "backend": self._db.name,
             "reader": self.reader,
+            "compression": self.manifest.get("compression", {"codec": "none"}),
         }
 
     def backend_name(self) -> str:

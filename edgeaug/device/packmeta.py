@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, List, Tuple
 
 import numpy as np
 
+from .codec import CodecError, check_available  # bundle: drop
 from .format import (  # bundle: drop
     FORMAT_VERSION,
     INDEX_DTYPE,
@@ -22,6 +23,7 @@ from .format import (  # bundle: drop
     MAX_MANIFEST_BYTES,
     MAX_RECORDS,
     MAX_TENSOR_BYTES,
+    READ_VERSIONS,
     SPLITS,
     FormatError,
     RecordHeader,
@@ -60,13 +62,19 @@ class PackMeta:
             raise PackError(f"{self.path}: manifest is not valid JSON: {e}") from None
         if not isinstance(m, dict):
             raise PackError(f"{self.path}: manifest is not a JSON object")
-        if m.get("format_version") != FORMAT_VERSION:
+        v = m.get("format_version")
+        if v not in READ_VERSIONS:
+            newer = isinstance(v, int) and v > FORMAT_VERSION
             raise PackError(
-                f"{self.path}: pack format version {m.get('format_version')!r}; "
-                f"this loader reads version {FORMAT_VERSION}"
+                f"{self.path}: pack format version {v!r}; this loader reads versions {list(READ_VERSIONS)}"
+                + ("; upgrade edgeaug on this device" if newer else "")
             )
         try:
             validate_manifest(m)  # types and ranges: a crafted manifest can carry a valid fingerprint
+            self.codec = str((m.get("compression") or {}).get("codec", "none"))
+            check_available(self.codec)  # a zstd pack on a device without zstd: say what to install, now
+        except CodecError as e:
+            raise PackError(f"{self.path}: {e}") from None
         except FormatError as e:
             raise PackError(f"{self.path}: {e}") from None
         return m
@@ -107,8 +115,11 @@ class PackMeta:
         return index
 
 
-def check_records(db, index: np.ndarray, nbytes: int, records: Iterable[int]) -> List[str]:
-    """Each of ``records`` (pack record numbers) against its digests and the index; the problems found."""
+def check_records(db, index: np.ndarray, nbytes: int, records: Iterable[int], decode=None) -> List[str]:
+    """Each of ``records`` (pack record numbers) against its digests and the index; the problems found.
+
+    ``decode(value, r)``: the decoded tensor of a compressed record (its digest covers the decoded tensor).
+    """
     problems = []
     for r in records:
         try:
@@ -119,18 +130,21 @@ def check_records(db, index: np.ndarray, nbytes: int, records: Iterable[int]) ->
         if value is None:
             problems.append(f"record {r}: missing")
             continue
-        problem = _record_problem(value, index[r], nbytes)
+        problem = _record_problem(value, index[r], nbytes, decode, r)
         if problem:
             problems.append(f"record {r}: {problem}")
     return problems
 
 
-def _record_problem(value, row, nbytes: int) -> str:
+def _record_problem(value, row, nbytes: int, decode=None, r: int = 0) -> str:
     try:
         h = RecordHeader(value)
-    except FormatError as e:
+        tensor = decode(value, r) if h.method and decode is not None else None
+        if h.method and tensor is None:
+            return "compressed record: no decoder given"
+    except (FormatError, PackError) as e:
         return str(e)
-    if record_digest(value) != h.digest or h.digest != row["digest"].tobytes():
+    if record_digest(value, tensor) != h.digest or h.digest != row["digest"].tobytes():
         return "digest mismatch (payload altered)"
     if h.tensor_nbytes != nbytes:
         return f"tensor of {h.tensor_nbytes} bytes, the target's is {nbytes}"

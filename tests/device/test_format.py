@@ -54,7 +54,7 @@ def test_header_roundtrip_and_rejections():
     with pytest.raises(F.FormatError, match="magic"):
         F.RecordHeader(b"XXXX" + v[4:])
     with pytest.raises(F.FormatError, match="version"):
-        F.RecordHeader(v[:4] + struct.pack("<H", 2) + v[6:])
+        F.RecordHeader(v[:4] + struct.pack("<H", 3) + v[6:])
     with pytest.raises(F.FormatError, match="sum"):
         F.RecordHeader(v[:-1])
     with pytest.raises(F.FormatError, match="shorter"):

@@ -116,9 +116,9 @@ def _manifest(path: Path) -> dict:
 def test_refuses_other_format_version(small_pack, tmp_path):
     p = _copy(small_pack, tmp_path, "v2.lmdb")
     m = _manifest(p)
-    m["format_version"] = 2
+    m["format_version"] = 3  # 2 is a compressed pack now
     _rewrite(p, F.MANIFEST_KEY, F.canonical_json(m))
-    with pytest.raises(PackError, match="format version 2"):
+    with pytest.raises(PackError, match=r"format version 3; this loader reads versions \[1, 2\]; upgrade edgeaug"):
         Pack(str(p))
 
 

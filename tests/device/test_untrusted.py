@@ -310,7 +310,7 @@ MANIFEST_CRAFTS = {
     "deep-in-target": lambda m: b'{"format_version": 1, "target": ' + b"[" * 50000 + b"]" * 50000 + b"}",
     "huge-int": lambda m: b'{"format_version": 1, "records": ' + b"9" * 5000 + b"}",
     "nan-records": lambda m: _set(["records"], float("nan"))(m),
-    "version-2": _set(["format_version"], 2),
+    "version-3": _set(["format_version"], 3),
     "version-string": _set(["format_version"], "1"),
     "version-true": _set(["format_version"], True),
     "records-negative": _set(["records"], -5),
@@ -428,7 +428,7 @@ def _header(value: bytes, **fields) -> bytes:
 
 RECORD_CRAFTS = {
     "magic": lambda v, o: _header(v, magic=b"EVIL"),
-    "version-2": lambda v, o: _header(v, version=2),
+    "version-3": lambda v, o: _header(v, version=3),
     "header-32": lambda v, o: _header(v, hsize=32),
     "tensor-huge": lambda v, o: _header(v, t=2**32 - 1),
     "tensor-zero": lambda v, o: _header(v, t=0),
@@ -467,7 +467,7 @@ def test_crafted_record_headers(packs, tmp_path):
         files[name] = craft(src, tmp_path / f"{name}.lmdb", records={r: value})
     sizes = {
         "magic",
-        "version-2",
+        "version-3",
         "header-32",
         "tensor-huge",
         "tensor-zero",

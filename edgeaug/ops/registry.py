@@ -5,7 +5,7 @@ The op modules import only :mod:`edgeaug.ops.base`; this is the one module that 
 
 from __future__ import annotations
 
-from edgeaug.ops import composite, geometric, onnx_model, photometric  # noqa: F401  (registration)
+from edgeaug.ops import composite, distort, geometric, lens, onnx_model, photometric  # noqa: F401  (registration)
 from edgeaug.ops.base import OPS, Op
 
 __all__ = ["OPS", "Op"]

@@ -170,7 +170,7 @@ def camera_from_opencv(path: Path, name: str) -> CameraProfile:
     try:
         fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
         ok = fs.isOpened()
-    except cv2.error as e:
+    except (cv2.error, SystemError) as e:  # a YAML syntax error surfaces as SystemError
         raise ConfigError(f"{path}: not an OpenCV FileStorage file: {str(e).strip().splitlines()[-1]}") from None
     if not ok:
         raise ConfigError(f"{path}: not an OpenCV FileStorage file")

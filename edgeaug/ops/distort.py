@@ -63,10 +63,12 @@ def spline_field(nodes: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarra
     gx, gy = np.clip(gx, 1, nx - 3 - 1e-9), np.clip(gy, 1, ny - 3 - 1e-9)  # constant beyond the margin
     ix, iy = np.floor(gx).astype(np.int64), np.floor(gy).astype(np.int64)
     wx, wy = _bspline_weights(gx - ix), _bspline_weights(gy - iy)
+    flat = nodes.reshape(c, -1)
+    base = (iy - 1) * nx + (ix - 1)  # the top-left of each point's 4 x 4 nodes, in the flat array
     out = np.zeros((c, len(gx)))
     for j in range(4):
-        for i in range(4):
-            out += (wy[j] * wx[i]) * nodes[:, iy + j - 1, ix + i - 1]
+        row = sum(wx[i] * flat[:, base + (j * nx + i)] for i in range(4))
+        out += wy[j] * row
     return out.T
 
 

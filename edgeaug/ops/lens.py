@@ -48,14 +48,19 @@ def undistort_normalized(xyd: np.ndarray, dist: Sequence[float], tol: float) -> 
     fold of a strong barrel lens) get :data:`FAR`.
     """
     k1, k2, p1, p2, k3, k4, k5, k6 = _coeffs(dist)
-    xy = xyd.copy()
+    xd, yd = xyd[:, 0], xyd[:, 1]
+    x, y = xd.copy(), yd.copy()
     for _ in range(UNDISTORT_ITERATIONS):
-        x, y = xy[:, 0], xy[:, 1]
         r2 = x * x + y * y
         icdist = (1 + r2 * (k4 + r2 * (k5 + r2 * k6))) / (1 + r2 * (k1 + r2 * (k2 + r2 * k3)))
-        dx = 2 * p1 * x * y + p2 * (r2 + 2 * x * x)
-        dy = p1 * (r2 + 2 * y * y) + 2 * p2 * x * y
-        xy = np.stack([(xyd[:, 0] - dx) * icdist, (xyd[:, 1] - dy) * icdist], 1)
+        xn = (xd - 2 * p1 * x * y - p2 * (r2 + 2 * x * x)) * icdist
+        yn = (yd - p1 * (r2 + 2 * y * y) - 2 * p2 * x * y) * icdist
+        with np.errstate(invalid="ignore"):
+            done = not np.abs(xn - x).max(initial=0) > 1e-13 and not np.abs(yn - y).max(initial=0) > 1e-13
+        x, y = xn, yn
+        if done:  # converged everywhere (a pure function of the input: deterministic)
+            break
+    xy = np.stack([x, y], 1)
     with np.errstate(invalid="ignore"):
         bad = ~(np.abs(distort_normalized(xy, dist) - xyd).max(1) <= tol)
     xy[bad] = FAR

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
 from edgeaug.config.fields import ConfigError, Fields, load_toml
+from edgeaug.ops import lens
 
 Range = Tuple[float, float]
 # Generic estimates for what a calibration does not measure (from-opencv writes them; edit to taste).
@@ -210,3 +211,6 @@ def camera_toml(prof: CameraProfile, comment: str = "") -> str:
 
     head = "".join(f"# {line}\n" for line in comment.splitlines())
     return head + tomli_w.dumps(prof.to_dict())
+
+
+lens.PROFILES.update(load=load_camera, parse=camera_from_dict)  # the camera op reads profiles through these

@@ -12,13 +12,16 @@ hence the half-pixel shifts below.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edgeaug.ops.base import register
 from edgeaug.ops.distort import FieldOp
 
+# Reading profiles belongs to edgeaug.config.camera, a layer above the ops; importing it (as
+# edgeaug.config.recipe does) installs ``load(name_or_path, base)`` and ``parse(dict, where)`` here.
+PROFILES: Dict[str, Callable[..., Any]] = {}
 UNDISTORT_ITERATIONS = 40
 _DECODE = (np.arange(256, dtype=np.float32) / 255.0) ** np.float32(2.2)  # sRGB-ish to linear, one table
 FAR = -1.0e5  # where output pixels with no undistorted preimage sample from: outside, the border fill
@@ -50,18 +53,18 @@ def undistort_normalized(xyd: np.ndarray, dist: Sequence[float], tol: float) -> 
     k1, k2, p1, p2, k3, k4, k5, k6 = _coeffs(dist)
     xd, yd = xyd[:, 0], xyd[:, 1]
     x, y = xd.copy(), yd.copy()
-    for _ in range(UNDISTORT_ITERATIONS):
-        r2 = x * x + y * y
-        icdist = (1 + r2 * (k4 + r2 * (k5 + r2 * k6))) / (1 + r2 * (k1 + r2 * (k2 + r2 * k3)))
-        xn = (xd - 2 * p1 * x * y - p2 * (r2 + 2 * x * x)) * icdist
-        yn = (yd - p1 * (r2 + 2 * y * y) - 2 * p2 * x * y) * icdist
-        with np.errstate(invalid="ignore"):
-            done = not np.abs(xn - x).max(initial=0) > 1e-13 and not np.abs(yn - y).max(initial=0) > 1e-13
-        x, y = xn, yn
-        if done:  # converged everywhere (a pure function of the input: deterministic)
-            break
-    xy = np.stack([x, y], 1)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(all="ignore"):  # points beyond a fold may run off to inf: they end up FAR
+        for _ in range(UNDISTORT_ITERATIONS):
+            r2 = x * x + y * y
+            icdist = (1 + r2 * (k4 + r2 * (k5 + r2 * k6))) / (1 + r2 * (k1 + r2 * (k2 + r2 * k3)))
+            xn = (xd - 2 * p1 * x * y - p2 * (r2 + 2 * x * x)) * icdist
+            yn = (yd - p1 * (r2 + 2 * y * y) - 2 * p2 * x * y) * icdist
+            # Converged everywhere (NaN never counts as converged); a pure function of the input.
+            done = bool(np.all(np.abs(xn - x) <= 1e-13) and np.all(np.abs(yn - y) <= 1e-13))
+            x, y = xn, yn
+            if done:
+                break
+        xy = np.stack([x, y], 1)
         bad = ~(np.abs(distort_normalized(xy, dist) - xyd).max(1) <= tol)
     xy[bad] = FAR
     return xy
@@ -151,19 +154,15 @@ class Camera(FieldOp):
 
     @classmethod
     def resolve_options(cls, options: Dict[str, Any], base: Optional[Path], fields: Any) -> Dict[str, Any]:
-        from edgeaug.config.camera import camera_from_dict, load_camera
-
         if options["values"]:
-            prof = camera_from_dict(options["values"], f"{fields.where}: {fields.prefix}.values")
+            prof = PROFILES["parse"](options["values"], f"{fields.where}: {fields.prefix}.values")
         else:
-            prof = load_camera(options["profile"], base)
+            prof = PROFILES["load"](options["profile"], base)
         return {**options, "values": prof.to_dict()}
 
     def profile(self) -> Dict[str, Any]:
         if not self.options["values"]:  # built directly, not from a recipe
-            from edgeaug.config.camera import load_camera
-
-            self.options["values"] = load_camera(self.options["profile"]).to_dict()
+            self.options["values"] = PROFILES["load"](self.options["profile"], None).to_dict()
         return self.options["values"]
 
     def sample(self, rng, size):

@@ -172,3 +172,35 @@ def test_vignette_darkens_corners_not_the_centre():
         np.full((48, 64, 3), 200, np.uint8), Labels(), [{"op": "vignette", "on": True, "strength": 0.5}], (64, 48)
     )
     assert abs(int(out[24, 32, 0]) - 200) <= 1 and abs(int(out[0, 0, 0]) - 100) <= 4
+
+
+def test_lens_beyond_the_fold_shows_the_fill_not_garbage():
+    """A barrel so strong that the frame's corners have no undistorted preimage: they take the border fill."""
+    import warnings
+
+    recipe = parse_recipe({"fill": 7, "ops": [{"op": "lens_distortion", "k1": -0.5, "focal": 0.6}]})
+    aug = Augmenter(recipe, target(*SRC))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow or invalid-value warnings leak out
+        out, _ = aug.render(
+            np.full((SRC[1], SRC[0], 3), 200, np.uint8), Labels(), aug.sample(record_rng(0, (1,), 1), SRC), SRC
+        )
+    assert (out[0, 0] == 7).all() and (out[-1, -1] == 7).all()  # corners: beyond the fold
+    assert (out[SRC[1] // 2, SRC[0] // 2] == 200).all()  # centre: the image
+
+
+def test_camera_noise_and_white_balance_follow_the_sampled_params():
+    from edgeaug.ops.lens import Camera
+
+    op = Camera(1.0)
+    img = np.full((200, 200, 3), 128, np.uint8)
+    params = {"shot": 0.004, "read": 0.002, "wb": [1.1, 0.9], "quality": 0, "seed": 3}
+    out, _ = op.apply(img, None, params)
+    lin = (out.astype(np.float64) / 255) ** 2.2
+    x = (128 / 255) ** 2.2
+    want_sd = np.sqrt(0.004 * x + 0.002**2)
+    assert lin[..., 1].std() == pytest.approx(want_sd, rel=0.1)  # Poisson-Gaussian, before rounding
+    assert lin[..., 0].mean() / lin[..., 1].mean() == pytest.approx(1.1, rel=0.02)
+    assert lin[..., 2].mean() / lin[..., 1].mean() == pytest.approx(0.9, rel=0.02)
+    again, _ = op.apply(img, None, params)
+    assert np.array_equal(out, again)  # the stored seed alone decides the noise

@@ -164,3 +164,12 @@ def test_field_ops_do_not_depend_on_the_worker_count(few_shapes, tmp_path):
     build(few_shapes, a, "rpi4", recipe, seed=5, workers=1)
     build(few_shapes, b, "rpi4", recipe, seed=5, workers=2)
     assert hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
+
+
+def test_pinned_values_are_validated_like_a_profile_file():
+    """A recipe (e.g. a pack's manifest) carrying the profile's values: errors name the recipe and the field."""
+    values = load_camera("rpi_hq_camera_6mm").to_dict()
+    values["lens"]["distortion"] = [0.1, 0.2]
+    with pytest.raises(ConfigError) as e:
+        parse_recipe({"ops": [{"op": "camera", "values": values}]}, "manifest.recipe")
+    assert str(e.value).startswith("manifest.recipe: ops[0].values: lens.distortion: expected 4, 5 or 8")

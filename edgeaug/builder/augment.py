@@ -2,7 +2,10 @@
 
 Rendering composes every geometric op and the final resize into one 3x3
 matrix and resamples once, from the (optionally pre-shrunk) source straight
-to the target size.  Photometric ops then run in recipe order on the small
+to the target size.  Field ops (elastic, grid and lens distortion, chromatic
+aberration: :mod:`edgeaug.ops.distort`) join the chain, which is then
+resampled once with ``cv2.remap`` (:mod:`.remap`); records without them keep
+the matrix warp.  Photometric ops then run in recipe order on the small
 output image; runs of tone-curve ops fuse into one lookup table.
 """
 

@@ -17,34 +17,10 @@ field means the same thing at any resolution.  Coordinates are continuous
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional
 
 import numpy as np
 
-from edgeaug.ops.base import Op, register
-
-
-class FieldOp(Op):
-    """Base of ops that displace pixels by a field; the pipeline resamples once."""
-
-    geometric, field = True, True
-    per_channel = False  # True: backward depends on the channel (chromatic aberration)
-    pixels = False  # True: also runs ``apply`` with the photometric ops (the camera op)
-
-    def matrix(self, params, size):
-        return np.eye(3), size
-
-    def is_identity(self, params: Dict[str, Any]) -> bool:
-        """Whether the field moves nothing (zero magnitude): the pipeline then skips it."""
-        return False
-
-    def backward(self, params, size, pts: np.ndarray, channel: Optional[int] = None) -> np.ndarray:
-        """Output points (n, 2) float64 -> where they sample the op's input frame."""
-        raise NotImplementedError
-
-    def forward(self, params, size, pts: np.ndarray) -> np.ndarray:
-        """Input points (n, 2) -> their output positions: the inverse of :meth:`backward`."""
-        raise NotImplementedError
+from edgeaug.ops.base import FieldOp, Op, register
 
 
 def _bspline_weights(t: np.ndarray) -> np.ndarray:

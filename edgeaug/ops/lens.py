@@ -16,8 +16,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edgeaug.ops.base import register
-from edgeaug.ops.distort import FieldOp
+from edgeaug.ops.base import FieldOp, register
 
 # Reading profiles belongs to edgeaug.config.camera, a layer above the ops; importing it (as
 # edgeaug.config.recipe does) installs ``load(name_or_path, base)`` and ``parse(dict, where)`` here.

@@ -140,7 +140,8 @@ class Camera(FieldOp):
     ``profile`` is a shipped camera (``edgeaug.config.camera.list_cameras``) or
     a profile TOML, relative to the recipe's folder.  When the recipe is read
     the profile's values are copied into ``values`` (so the pack's manifest
-    pins them and ``verify --source`` needs no profile file).  The lens is a
+    pins them and ``verify --source`` needs no profile file); a recipe that
+    already carries ``values`` uses them and reads no file.  The lens is a
     field (resampled once with the other geometry); the rest runs on the
     output image in recipe order: Poisson-Gaussian noise and white-balance
     gains in linear light (sRGB decoded with gamma 2.2), then a JPEG round trip.

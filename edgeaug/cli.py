@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from edgeaug.commands import models, packs
+from edgeaug.commands import camera, models, packs
 from edgeaug.commands.common import LineProgress  # noqa: F401  (progress lines; tests patch it)
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.command("bundle-loader")(packs.bundle_loader)
 models.target_app.command("from-onnx")(models.target_from_onnx)
 models.target_app.command("from-tflite")(models.target_from_tflite)
 app.add_typer(models.target_app, name="target")
+app.add_typer(camera.camera_app, name="camera")
 app.command("adapt-model")(models.adapt_model)
 app.command("eval")(models.eval_pack)
 # INDEX may be negative (-1: the last record): "-1" is an argument, not an unknown option.

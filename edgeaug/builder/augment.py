@@ -2,7 +2,10 @@
 
 Rendering composes every geometric op and the final resize into one 3x3
 matrix and resamples once, from the (optionally pre-shrunk) source straight
-to the target size.  Photometric ops then run in recipe order on the small
+to the target size.  Field ops (elastic, grid and lens distortion, chromatic
+aberration: :mod:`edgeaug.ops.distort`) join the chain, which is then
+resampled once with ``cv2.remap`` (:mod:`.remap`); records without them keep
+the matrix warp.  Photometric ops then run in recipe order on the small
 output image; runs of tone-curve ops fuse into one lookup table.
 """
 
@@ -13,6 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from edgeaug.builder import remap
 from edgeaug.config.recipe import Recipe
 from edgeaug.config.targets import Target, quantization_lut, quantize
 from edgeaug.ops.base import scale, translate
@@ -72,6 +76,23 @@ class Augmenter:
                 m = step @ m
         return self._fit(size) @ m
 
+    def stages(self, params: List[Dict[str, Any]], src_size: Tuple[int, int]) -> list:
+        """The geometry as a chain: matrices, and the field ops that fired between them (:mod:`.remap`).
+
+        One matrix (equal to :meth:`geometry`'s) when no field op moves anything.
+        """
+        out: list = []
+        m, size = np.eye(3), (float(src_size[0]), float(src_size[1]))
+        for op, p in leaves(self.ops, params):
+            if not op.geometric:
+                continue
+            if getattr(op, "field", False) and not op.is_identity(p):
+                out += [m, (op, p, size)]
+                m = np.eye(3)
+            step, size = op.matrix(p, size)
+            m = step @ m
+        return out + [self._fit(size) @ m]
+
     def _fit(self, size: Tuple[float, float]) -> np.ndarray:
         tw, th = self.target.width, self.target.height
         w, h = size
@@ -103,12 +124,18 @@ class Augmenter:
         # The inverse of the pre-shrink scale, written out: the same numbers as np.linalg.inv's, whose
         # LAPACK call wakes OpenBLAS's threads, which then spin for a while on every record.
         unshrink = scale(1 / (image.shape[1] / src_size[0]), 1 / (image.shape[0] / src_size[1]))
-        out = self._warp(self.prepare(image), m @ unshrink, linear=True)
-        out = cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
-        labels = self._warp_labels(labels, m)
+        chain = self.stages(params, src_size)
+        if len(chain) == 1:
+            out = self._warp(self.prepare(image), m @ unshrink, linear=True)
+            labels = self._warp_labels(labels, m)
+        else:  # field ops: one remap through the whole chain
+            pre = scale(image.shape[1] / src_size[0], image.shape[0] / src_size[1])
+            out = remap.remap(self.prepare(image), chain, pre, self.target.size, self._border(True))
+            labels = self._warp_labels(labels, m, chain)
+        out = out if out.shape[2] == 3 else cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
         tones: List[Tuple[Any, Dict[str, Any]]] = []
         for op, p in leaves(self.ops, params):
-            if op.geometric:
+            if op.geometric and not getattr(op, "pixels", False):
                 continue
             if isinstance(op, ToneOp):
                 tones.append((op, p))
@@ -128,29 +155,43 @@ class Augmenter:
         out = _as_resize(img, m, size, linear)
         if out is not None:
             return out
-        reflect = self.recipe.border == "reflect" and self.recipe.resize != "letterbox"
-        kw = dict(
-            flags=cv2.INTER_LINEAR if linear else cv2.INTER_NEAREST,
-            borderMode=cv2.BORDER_REFLECT_101 if reflect else cv2.BORDER_CONSTANT,
-            borderValue=(self.recipe.fill,) * 4 if linear else (0,) * 4,
-        )
+        kw = self._border(linear)
+        kw["flags"] = kw.pop("interpolation")
         if np.abs(pix[2] - (0, 0, 1)).max() <= 1e-12:  # affine: the cheaper warp
             out = cv2.warpAffine(img, pix[:2], size, **kw)
         else:
             out = cv2.warpPerspective(img, pix, size, **kw)
         return out.reshape(size[1], size[0], *img.shape[2:])
 
-    def _warp_labels(self, labels: Labels, m: np.ndarray) -> Labels:
+    def _border(self, linear: bool) -> Dict[str, Any]:
+        """Interpolation and border of the one warp (image: linear; masks: nearest, background 0)."""
+        import cv2
+
+        reflect = self.recipe.border == "reflect" and self.recipe.resize != "letterbox"
+        return dict(
+            interpolation=cv2.INTER_LINEAR if linear else cv2.INTER_NEAREST,
+            borderMode=cv2.BORDER_REFLECT_101 if reflect else cv2.BORDER_CONSTANT,
+            borderValue=(self.recipe.fill,) * 4 if linear else (0,) * 4,
+        )
+
+    def _warp_labels(self, labels: Labels, m: np.ndarray, chain: Optional[list] = None) -> Labels:
+        """Labels through the matrix ``m``, or through a chain with fields (:mod:`.remap`)."""
         tw, th = self.target.width, self.target.height
-        mask = None if labels.mask is None else self._warp(labels.mask, m, linear=False)
+        fwd = None if chain is None else remap.forward(chain)
+        if labels.mask is None:
+            mask = None
+        elif chain is None:
+            mask = self._warp(labels.mask, m, linear=False)
+        else:
+            mask = remap.remap(labels.mask, chain, np.eye(3), self.target.size, self._border(False))
         kp = labels.keypoints.copy()
         if len(kp) and labels.flip is not None and mirrors(m):
             kp = kp[labels.flip]  # a mirrored left eye is the right eye
         if len(kp):
-            kp[:, :2] = _transform(m, kp[:, :2])
+            kp[:, :2] = _transform(m, kp[:, :2]) if fwd is None else fwd(kp[:, :2])
             inside = (kp[:, 0] >= 0) & (kp[:, 0] < tw) & (kp[:, 1] >= 0) & (kp[:, 1] < th)
             kp[:, 2] = np.where(inside, kp[:, 2], 0)
-        return Labels(_warp_boxes(labels.boxes, m, tw, th, self.recipe.min_visibility), kp, mask)
+        return Labels(_warp_boxes(labels.boxes, m, tw, th, self.recipe.min_visibility, fwd), kp, mask)
 
     def tensor(self, image: np.ndarray) -> np.ndarray:
         """Quantize a rendered RGB image into the target's tensor.
@@ -255,19 +296,29 @@ def _transform(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return (h[:, :2] / h[:, 2:3]).astype(np.float32)
 
 
-def _warp_boxes(boxes: np.ndarray, m: np.ndarray, tw: int, th: int, min_vis: float) -> np.ndarray:
+def _warp_boxes(boxes: np.ndarray, m: np.ndarray, tw: int, th: int, min_vis: float, fwd=None) -> np.ndarray:
     """Transform each box's outline, clip it to the frame, keep its bounding box.
 
     Clipping the transformed quadrilateral (not its bounding box) keeps a
     rotated box that leaves the frame tight around what is still visible.
     A box is dropped when the visible fraction of its transformed area is
-    below ``min_vis`` (or nothing is visible).
+    below ``min_vis`` (or nothing is visible).  With a non-affine map ``fwd``
+    the outline is sampled densely (:func:`.remap.outline`) and each point
+    mapped; the clipping (against the convex frame) holds for any outline.
     """
     if not len(boxes):
         return boxes.astype(np.float32).reshape(0, 5)
+    if fwd is not None:
+        line = remap.outline(boxes)
+        quads = fwd(line.reshape(-1, 2)).reshape(line.shape)
+        return _clip_boxes(boxes, quads, tw, th, min_vis)
     x0, y0, x1, y1 = boxes[:, 1], boxes[:, 2], boxes[:, 3], boxes[:, 4]
     corners = np.stack([np.c_[x0, y0], np.c_[x1, y0], np.c_[x1, y1], np.c_[x0, y1]], 1)
     quads = _transform(m, corners.reshape(-1, 2)).reshape(-1, 4, 2).astype(np.float64)
+    return _clip_boxes(boxes, quads, tw, th, min_vis)
+
+
+def _clip_boxes(boxes: np.ndarray, quads: np.ndarray, tw: int, th: int, min_vis: float) -> np.ndarray:
     out = []
     for cls, quad in zip(boxes[:, 0], quads):
         vis = _clip_polygon(quad, tw, th)

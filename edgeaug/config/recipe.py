@@ -35,6 +35,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, List, Tuple
 
+from edgeaug.config import camera as _camera  # noqa: F401  (installs the camera op's profile reader)
 from edgeaug.config.fields import _REQUIRED, ConfigError, Fields, load_toml
 from edgeaug.ops.registry import OPS
 

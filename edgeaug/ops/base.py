@@ -97,3 +97,32 @@ class Op:
 
     def apply(self, image: np.ndarray, labels: Any, params: Dict[str, Any]):
         raise NotImplementedError
+
+
+class FieldOp(Op):
+    """Base of non-affine geometric ops (:mod:`edgeaug.ops.distort`, :mod:`edgeaug.ops.lens`).
+
+    For points of the frame where the op sits it gives ``backward`` (output
+    point -> where it samples the op's input) and ``forward`` (for labels);
+    ``matrix`` is the identity.  The pipeline chains fields and matrices and
+    resamples once (:mod:`edgeaug.builder.remap`).
+    """
+
+    geometric, field = True, True
+    per_channel = False  # True: backward depends on the channel (chromatic aberration)
+    pixels = False  # True: also runs ``apply`` with the photometric ops (the camera op)
+
+    def matrix(self, params, size):
+        return np.eye(3), size
+
+    def is_identity(self, params: Dict[str, Any]) -> bool:
+        """Whether the field moves nothing (zero magnitude): the pipeline then skips it."""
+        return False
+
+    def backward(self, params, size, pts: np.ndarray, channel: Optional[int] = None) -> np.ndarray:
+        """Output points (n, 2) float64 -> where they sample the op's input frame."""
+        raise NotImplementedError
+
+    def forward(self, params, size, pts: np.ndarray) -> np.ndarray:
+        """Input points (n, 2) -> their output positions: the inverse of :meth:`backward`."""
+        raise NotImplementedError

@@ -89,6 +89,13 @@ TABLE = {
     "randaugment": ({"num_ops": [2, 3], "magnitude": [5, 15]}, {"num_ops": 0}),
     "trivial_augment": ({}, None),
     "augmix": ({}, None),
+    # Non-affine geometry and the camera (issue 24).
+    "elastic": ({"alpha": [0.005, 0.01], "sigma": [0.1, 0.15]}, {"alpha": 0}),
+    "grid_distortion": ({"distort": [-0.4, 0.4], "steps": 4}, {"distort": 0}),
+    "lens_distortion": ({"k1": [-0.3, 0.3], "k2": [-0.1, 0.1], "p1": [-0.01, 0.01], "p2": [-0.01, 0.01]}, {"k1": 0}),
+    "chromatic_aberration": ({"red": [-0.03, 0.03], "blue": [-0.03, 0.03]}, {"red": 0, "blue": 0}),
+    "vignette": ({"strength": [0.3, 0.8]}, {"strength": 0}),
+    "camera": ({"profile": "rpi_camera_module_3_wide"}, None),
     "one_of": ({"ops": CHILDREN}, {"ops": ZERO_CHILDREN}),
     "some_of": ({"n": [1, 3], "ops": CHILDREN}, {"n": [1, 3], "ops": ZERO_CHILDREN}),
 }

@@ -330,3 +330,17 @@ def test_every_device_module_is_bundled():
     order = list(bundle.SOURCES)
     assert order.index("online_mix.py") < order.index("online_mix_labels.py") < order.index("online_mix_batch.py")
     assert order.index("online_mix_batch.py") < order.index("pack.py")
+
+
+# --- the device CLI -----------------------------------------------------------------
+
+
+def test_cli_bench_measures_mixed_batches(mix_packs, yolo_pack, capsys):
+    from edgeaug.device import loader
+
+    for path, op in ((mix_packs[("NHWC", "uint8")], "--mosaic"), (yolo_pack, "--mixup")):
+        assert loader.main(["bench", str(path), "--seconds", "0.05", "--batch", "4", op, "0.5", "--cutmix", "1"]) == 0
+        out = capsys.readouterr().out
+        assert f"online {op[2:]} 0.5, cutmix 1)" in out and "records/s" in out
+    assert loader.main(["bench", str(yolo_pack), "--seconds", "0.05", "--mosaic", "2"]) == 2
+    assert "mosaic 2.0 must be a probability" in capsys.readouterr().err

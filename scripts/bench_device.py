@@ -23,6 +23,11 @@ and prints records/s, the ratios default/card, pure/card and hybrid/default, col
 times, peak anonymous memory while streaming (RssAnon and the cgroup's anon),
 and how many bytes the cgroup read from the device per delivered byte.
 
+``--mix`` measures the online multi-image ops instead (same pack, same child, cache
+dropped before each): plain batches, then mosaic=1, mixup=0.5, cutmix=0.5 and all
+three, each with the labels the pack needs (soft targets for classification), and
+prints each against the plain batches of the same run (goal >= 0.9).
+
 Packs: by default it builds one per case with the real builder
 (``edgeaug.builder.pipeline.build``, the code behind ``edgeaug build``), so the
 pack has the layout a user's pack has.  The sources are random-noise PNGs in 4
@@ -39,7 +44,7 @@ measuring needs only edgeaug's loader.  Figures: docs/benchmarks.md.
 
     sudo python scripts/bench_device.py [--case rpi4|rpi-zero2w|both] [--pack PATH]
         [--mem 512M] [--rbps 40M] [--riops 1500] [--seconds 20] [--quick]
-        [--workdir DIR] [--keep] [--json]
+        [--workdir DIR] [--keep] [--json] [--mix]
 """
 
 from __future__ import annotations
@@ -59,6 +64,13 @@ import numpy as np
 
 NOT_MEASURED = 3
 HYBRID = {"hflip": 0.5, "shift": 8}
+#: --mix: the online multi-image ops, each measured against plain batches of the same run.
+MIXES = {
+    "mix_mosaic": {"mosaic": 1.0},
+    "mix_mixup": {"mixup": 0.5},
+    "mix_cutmix": {"cutmix": 0.5},
+    "mix_all": {"mosaic": 1.0, "mixup": 0.5, "cutmix": 0.5},
+}
 CASES = {  # the shipped target of the same name, and the Pi's memory
     "rpi4": {"mem": "512M"},
     "rpi-zero2w": {"mem": "128M"},
@@ -366,7 +378,8 @@ def measure_loader(
 ) -> dict:
     """Pack.batches for ``seconds``; ``step`` > 0 sleeps that long per batch, a model step that releases the GIL.
 
-    ``online``: ``{"hflip": P, "shift": S}`` for the device's online flip and shift (the hybrid).
+    ``online``: ``{"hflip": P, "shift": S}`` for the device's online flip and shift (the hybrid), or
+    mosaic/mixup/cutmix probabilities with the label argument they need.
     """
     from edgeaug.loader import Pack
 
@@ -378,7 +391,7 @@ def measure_loader(
     n, epoch, c0, t0, tick = 0, 0, time.process_time(), time.perf_counter(), 0.0
     try:
         while True:
-            for x, _ in pack.batches(batch, epoch=epoch, shuffle=True, **(online or {})):
+            for x, *_ in pack.batches(batch, epoch=epoch, shuffle=True, **(online or {})):
                 n += len(x)
                 if step:
                     time.sleep(step)
@@ -431,6 +444,18 @@ def child(args) -> int:
 
     out: dict[str, Any] = {"in_cgroup": Path("/proc/self/cgroup").read_text().split()}
     out["card_first"] = measure_card(path, offs, sizes, orders, args.seconds, stats)
+    if args.mix:
+        from edgeaug.device.online_mix_batch import label_kwargs
+
+        with Pack(path) as pack:
+            labels = label_kwargs(pack.manifest)
+        out["default"] = measure_loader(path, "auto", args.batch, args.seconds, stats, tensor_bytes)
+        for key, mix in MIXES.items():
+            kw = dict(mix, **labels)
+            out[key] = measure_loader(path, "auto", args.batch, args.seconds, stats, tensor_bytes, online=kw)
+        out["card_last"] = measure_card(path, offs, sizes, orders, args.seconds, stats)
+        print(json.dumps(out))
+        return 0
     out["default"] = measure_loader(path, "auto", args.batch, args.seconds, stats, tensor_bytes)
     out["pure"] = measure_loader(path, "pure", args.batch, args.seconds, stats, tensor_bytes)
     # A model step as long as reading one batch at the card's limit: without overlap the rate would halve.
@@ -462,6 +487,7 @@ def run_case(label: str, pack: Path, mem: int, args) -> dict[str, Any]:
             str(args.seconds),
             "--batch",
             str(args.batch),
+            *(["--mix"] if args.mix else []),
             "--cg-dirs",
             *map(str, cg.dirs),
         ]
@@ -516,14 +542,18 @@ def report(res: dict[str, Any]) -> None:
         "| x card | open s | peak RssAnon / cgroup anon MB |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for key, name in (
+    rows = (
         ("card_first", "card limit (1st)"),
         ("default", "Pack.batches, default backend"),
         ("pure", "Pack.batches, pure backend"),
         ("default_step", "Pack.batches + model step (default)"),
         ("hybrid", "Pack.batches(hflip=0.5, shift=8) (default)"),
+        *((key, "Pack.batches(" + ", ".join(f"{k}={v:g}" for k, v in mix.items()) + ")") for key, mix in MIXES.items()),
         ("card_last", "card limit (2nd)"),
-    ):
+    )
+    for key, name in rows:
+        if key not in res:
+            continue
         m = res[key]
         amp = m["device_read_mb"] / m["delivered_mb"] if m["delivered_mb"] else float("nan")
         mem = f"{m['peak_rss_anon_mb']:.0f} / {m['peak_cgroup_anon_mb']:.0f}" if "open_s" in m else ""
@@ -534,6 +564,9 @@ def report(res: dict[str, Any]) -> None:
             f"| {m['cpu_s']:.1f} / {m['seconds']:.1f} | {m['records_per_s'] / card:.2f} "
             f"| {m.get('open_s', float('nan')):.2f} | {mem} |"
         )
+    if "mix_all" in res:
+        report_mix(res)
+        return
     print(
         f"\nratios against the card limit (mean of 1st and 2nd, {card:,.1f} records/s): "
         f"default/card = {res['default']['records_per_s'] / card:.2f}, "
@@ -553,6 +586,21 @@ def report(res: dict[str, Any]) -> None:
         )
 
 
+def report_mix(res: dict[str, Any]) -> None:
+    """--mix: each op against the plain batches of the same run, with CPU per record."""
+    base = res["default"]
+    print(f"\nplain batches against the card limit: {base['records_per_s'] / res['card']:.2f}")
+    cpu = base["cpu_s"] / max(base["records"], 1) * 1e6
+    print(f"\nplain batches: {base['records_per_s']:,.1f} records/s, {cpu:.0f} CPU us per record (the baseline)")
+    for key, mix in MIXES.items():
+        m = res[key]
+        ops = ", ".join(f"{k}={v:g}" for k, v in mix.items())
+        print(
+            f"{ops}: {m['records_per_s'] / base['records_per_s']:.2f} x plain batches (goal >= 0.9), "
+            f"{m['cpu_s'] / max(m['records'], 1) * 1e6:.0f} CPU us per record"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", choices=(*CASES, "both"), default="both", help="which built pack(s) to measure")
@@ -569,6 +617,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--keep", action="store_true", help="keep the built packs")
     ap.add_argument("--json", action="store_true", help="also print the raw results as JSON")
+    ap.add_argument(
+        "--mix",
+        action="store_true",
+        help="measure online mosaic/mixup/cutmix against plain batches instead of the backends and the hybrid",
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--majmin", help=argparse.SUPPRESS)
     ap.add_argument("--cg-dirs", nargs="*", default=[], help=argparse.SUPPRESS)

@@ -26,9 +26,10 @@ import json
 import os
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .format import SPLITS  # bundle: drop
+from .online_mix_batch import label_kwargs  # bundle: drop
 from .pack import Pack  # bundle: drop
 from .readplan import READERS, PackError  # bundle: drop
 from .runners import bench_model  # bundle: drop
@@ -36,13 +37,19 @@ from .runners import bench_model  # bundle: drop
 __all__ = ["Pack", "PackError", "bench", "bench_model", "main"]
 
 
-def bench(pack: Pack, batch_size: int = 32, seconds: float = 3.0) -> Dict[str, float]:
-    """Shuffled-batch throughput over whole epochs for about ``seconds``."""
+def bench(pack: Pack, batch_size: int = 32, seconds: float = 3.0, **mix: float) -> Dict[str, float]:
+    """Shuffled-batch throughput over whole epochs for about ``seconds``.
+
+    ``mix``: ``mosaic``, ``mixup``, ``cutmix`` probabilities for
+    :meth:`Pack.batches`, with the labels the pack needs for them (soft
+    targets for classification, per-output labels otherwise).
+    """
     if len(pack) == 0:
         raise ValueError(f"split {pack.split} of {pack.path} has no records: nothing to measure")
+    kw: Dict[str, Any] = dict(mix, **label_kwargs(pack.manifest)) if any(mix.values()) else {}
     n, epoch, t0 = 0, 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        for x, _ in pack.batches(batch_size, epoch=epoch):
+        for x, *_ in pack.batches(batch_size, epoch=epoch, **kw):
             n += len(x)
         epoch += 1
     dt = time.perf_counter() - t0
@@ -81,6 +88,14 @@ def _parser() -> argparse.ArgumentParser:
         help="how batches are read: mmap (copies from a mapping, for packs that fit in memory), pread (one read "
         "per record, for larger packs), auto (picks by size against the memory available)",
     )
+    for op in ("mosaic", "mixup", "cutmix"):
+        ap.add_argument(
+            f"--{op}",
+            type=float,
+            default=0.0,
+            metavar="P",
+            help=f"bench: online {op} with probability P (default 0; with soft labels or per-output labels)",
+        )
     ap.add_argument(
         "--model",
         help="bench: also run this model on every batch: .onnx (needs onnxruntime) or .tflite "
@@ -133,10 +148,17 @@ def _verify(pack: Pack, split_only: bool) -> int:
 
 
 def _bench(pack: Pack, args: argparse.Namespace) -> int:
-    r = bench(pack, args.batch, args.seconds)
+    mix = {"mosaic": args.mosaic, "mixup": args.mixup, "cutmix": args.cutmix}
+    try:
+        r = bench(pack, args.batch, args.seconds, **mix)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    online = ", ".join(f"{k} {v:g}" for k, v in mix.items() if v)
     print(
         f"{r['records_per_s']:.0f} records/s, {r['mb_per_s']:.1f} MB/s ({pack.split} split of {len(pack)}, "
-        f"batch {args.batch}, {pack.backend_name()} backend, {pack.reader} reader, {r['epochs']} epochs)"
+        f"batch {args.batch}, {pack.backend_name()} backend, {pack.reader} reader, {r['epochs']} epochs"
+        + (f", online {online})" if online else ")")
     )
     return 0
 

@@ -352,6 +352,7 @@ def soft_targets(y, plan: MixPlan, classes: int) -> np.ndarray:
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= int(classes)):
         raise ValueError(f"soft_targets: class ids must be in [0, {classes}), got {int(y.min())}..{int(y.max())}")
     sources, weights = mix_weights(plan)
-    cells = (np.arange(len(y))[:, None] * int(classes) + y[sources]).reshape(-1)
+    # intp: bincount refuses int64 indices in a 32-bit process (armhf).
+    cells = (np.arange(len(y))[:, None] * int(classes) + y[sources]).reshape(-1).astype(np.intp)
     t = np.bincount(cells, weights.reshape(-1), minlength=len(y) * int(classes)).reshape(len(y), int(classes))
     return (t / t.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -94,7 +94,7 @@ class _Pieces:
     def gather(self, counts: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         """For rows stacked per record (``counts[r]`` of record ``r``): each piece's rows, and their piece."""
         n = counts[self.record]
-        piece = np.repeat(np.arange(len(n)), n)
+        piece = np.repeat(np.arange(len(n)), n.astype(np.intp))
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         first = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
         return starts[self.record][piece] + np.arange(len(piece)) - first[piece], piece
@@ -154,7 +154,8 @@ def _split(values: Optional[np.ndarray], outputs: np.ndarray, b: int) -> List[Op
     """Rows sorted by output, as one array per output ``0..b-1``."""
     if values is None:
         return [None] * b
-    return np.split(values, np.cumsum(np.bincount(outputs, minlength=b))[:-1])
+    # intp: bincount refuses int64 indices in a 32-bit process (armhf).
+    return np.split(values, np.cumsum(np.bincount(outputs.astype(np.intp), minlength=b))[:-1])
 
 
 def _mask_of(labs: List[Dict[str, Any]], plan: MixPlan, j: int) -> Optional[np.ndarray]:

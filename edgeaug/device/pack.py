@@ -23,6 +23,7 @@ from .decodedread import fill_decoded  # bundle: drop
 from .format import HEADER_SIZE, SPLITS, FormatError, RecordHeader, record_key, unpack_labels  # bundle: drop
 from .online import OnlineBatch, border_pattern, fill_value, online_params, read_moves  # bundle: drop
 from .online_labels import transform_record  # bundle: drop
+from .online_mix_batch import MixSettings, MixStage, new_spare  # bundle: drop
 from .packmeta import PackMeta, check_records, device_warnings, split_rows  # bundle: drop
 from .prefetch import prefetched, prefetched_when_useful, reusable  # bundle: drop
 from .readplan import READERS, PackError, choose_reader  # bundle: drop
@@ -66,6 +67,7 @@ class Pack:
         self.seed = int(self.manifest["seed"]) if seed is None else int(seed)
         self._spare: List[np.ndarray] = []  # batch buffers to recycle, across epochs
         self._spare_lock = threading.Lock()
+        self._mix_spare, self._mix_lock = new_spare()  # mixed batches (online_mix_batch), recycled alike
         self.reader = self._reader.mode
 
     def _adopt(self, meta: PackMeta) -> None:
@@ -219,8 +221,16 @@ class Pack:
         prefetch: Optional[bool] = None,
         hflip: float = 0.0,
         shift: int = 0,
+        mosaic: float = 0.0,
+        mixup: float = 0.0,
+        cutmix: float = 0.0,
+        mixup_alpha: Optional[float] = None,
+        cutmix_alpha: float = 1.0,
+        min_visibility: Optional[float] = None,
+        soft_labels: bool = False,
+        with_labels: bool = False,
         with_index: bool = False,
-    ) -> Iterator[Tuple[np.ndarray, ...]]:
+    ) -> Iterator[Tuple[Any, ...]]:
         """Yield ``(X, Y)``: X one contiguous array (batch, *shape) of the target dtype.
 
         ``prefetch`` reads the next batch on a background thread while the
@@ -238,7 +248,24 @@ class Pack:
         :mod:`edgeaug.device.online`).  ``with_index`` also yields the split
         record indices: ``pack.record(i, epoch=, hflip=, shift=)`` gives a
         record's boxes, keypoints and mask transformed the same way.
+
+        Online mosaic, mixup and cutmix (probabilities ``mosaic``, ``mixup``,
+        ``cutmix``): each output combines records of the same batch, after
+        their flip and shift, drawn from (pack seed, epoch, batch index) only
+        (see :mod:`edgeaug.device.online_mix` and
+        :mod:`~edgeaug.device.online_mix_batch`).  ``mixup_alpha`` defaults to
+        32.0 for packs with boxes, else 1.0; ``min_visibility`` to the
+        recipe's, else 0.1.  ``soft_labels`` yields Y as ``(B, classes)``
+        float32 targets (rows sum to 1; needed to mix a classification pack);
+        ``with_labels`` yields ``(X, Y, L)``, ``L`` a list of B dicts
+        ``{"boxes", "keypoints", "mask", "instances"}`` after flip, shift and
+        mixing (needed to mix a detection or segmentation pack).
+        ``close_mosaic``: ``mosaic=1.0 if epoch < epochs - 10 else 0.0`` (the
+        other draws do not change).  The record indices (``with_index``) come last.
         """
+        mix = MixSettings(
+            self, mosaic, mixup, cutmix, mixup_alpha, cutmix_alpha, min_visibility, soft_labels, with_labels
+        )
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         order = self.epoch_order(epoch, shuffle, all_variants)
@@ -255,14 +282,16 @@ class Pack:
             def read(job: Tuple[int, slice]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
                 return self._read_batch(ep, job[1])
 
+        if mix.needed:  # in the read job: on the prefetch thread when there is one
+            read = MixStage(self, mix, ep, batch_size, read, (float(hflip), int(shift)))
         if prefetch or (prefetch is None and self._reader.mode == "pread"):
             batches = prefetched(jobs, read)
         elif prefetch is None:
             batches = prefetched_when_useful(jobs, read)
         else:
             batches = map(read, jobs)
-        for x, y, idx in batches:
-            yield (x, y, idx) if with_index else (x, y)
+        for x, y, idx, *labels in batches:
+            yield (x, y) + (tuple(labels) if with_labels else ()) + ((idx,) if with_index else ())
 
     def _online_reader(self, epoch: "_Epoch", hflip: float, shift: int):
         """Reads ``(start, part)`` jobs of ``epoch`` with its flips and shifts done during the read.

@@ -67,6 +67,12 @@ for path in packs:
                                   mask, [rec[k] for k in ("label", "source", "variant", "split", "digest", "params")]))
         r["train"] = [h(p[i][0].tobytes(), p[i][1]) for i in range(len(p))]
         r["batches"] = [h(X.tobytes(), Y.astype("<i8").tobytes()) for e in (0, 1) for X, Y in p.batches(8, epoch=e)]
+        mix = dict(mosaic=1.0, mixup=0.5, cutmix=0.5, hflip=0.5, shift=4, soft_labels=True)
+        r["mixed"] = [h(X.tobytes(), Y.tobytes()) for e in (0, 1) for X, Y in p.batches(8, epoch=e, **mix)]
+        r["mixed_labels"] = [  # the label path too (these records have no boxes: empty, but through numpy)
+            h(X.tobytes(), [[lab["boxes"].tolist(), lab["keypoints"].tolist()] for lab in L])
+            for X, _, L in p.batches(8, epoch=1, with_labels=True, **mix)
+        ]
         r["reader"] = p.reader
         r["verify"] = p.verify()
         r["warnings"] = p.device_warnings()
@@ -165,7 +171,7 @@ def test_every_record_byte_identical_to_x86(roots, packs, device_dir, host_read,
         # 32-bit liblmdb cannot read the 64-bit file: the loader must pick the pure reader.
         assert got["backend"] == ("lmdb" if arch == "arm64" else "pure"), target
         assert len(set(ref["records"])) == 40 and len(got["train"]) + len(got["val"]) == 40
-        for key in ("records", "train", "val", "batches"):
+        for key in ("records", "train", "val", "batches", "mixed", "mixed_labels"):
             assert got[key] == ref[key], f"{target} on {arch} ({mode}): {key} differ from the x86 read"
         # A small pack that fits in memory is mapped, 32-bit processes included; pread gives the same batches.
         assert got["reader"] == "mmap" and got["batches_pread"] == ref["batches"], target
@@ -180,7 +186,7 @@ def test_without_python3_lmdb_the_pure_reader_serves_identical_bytes(roots, pack
     seen = _probe(arch, "package", "nolmdb", packs, device_dir)
     for path in map(str, packs.values()):
         assert seen["packs"][path]["backend"] == "pure"
-        for key in ("records", "train", "val", "batches"):
+        for key in ("records", "train", "val", "batches", "mixed", "mixed_labels"):
             assert seen["packs"][path][key] == host_read["packs"][path][key], key
 
 

@@ -36,6 +36,8 @@ from typing import Dict, List, Optional, Sequence, Set
 # The device modules, in dependency order; the last one holds the command line (``if __name__ == "__main__"``).
 SOURCES = (
     "format.py",
+    "instances.py",
+    "labels.py",
     "lmdblayout.py",
     "lmdbpure.py",
     "readplan.py",

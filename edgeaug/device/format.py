@@ -1,4 +1,4 @@
-"""The edgeaug pack format, version 1: the one place that defines the bytes.
+"""The edgeaug pack format, version 2 (reads 1): the one place that defines the bytes.
 
 Both the writer (``edgeaug.builder``) and the reader (``edgeaug.loader``) import
 this module, so it must stay importable with only numpy and the standard
@@ -36,10 +36,9 @@ The tensor starts 64 bytes into the value: LMDB stores large values in
 overflow pages that are 16-byte aligned on 64-bit builds, so the tensor is
 aligned for every dtype we use.
 
-The labels section holds three arrays back to back, each prefixed by a
-``u4`` row count: boxes ``(n, 5) float32`` as ``[class, x0, y0, x1, y1]`` in
-output pixels, keypoints ``(n, 3) float32`` as ``[x, y, visible]``, and a mask
-``(h, w) uint8`` whose prefix is the byte count (0 or h*w of the tensor).
+The labels section (boxes, keypoints, mask; version 2 adds instance masks and
+a soft label) is defined in :mod:`edgeaug.device.labels`.  A reader parses each
+record by the version in its header and refuses versions newer than its own.
 """
 
 from __future__ import annotations
@@ -47,11 +46,11 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from typing import Any, Dict, Tuple
+from typing import Any, Tuple
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 RECORD_MAGIC = b"EAR1"
 RECORD_PREFIX = b"r"
 INDEX_KEY = b"~index"
@@ -110,6 +109,11 @@ class FormatError(ValueError):
     """The pack's bytes do not follow this format version."""
 
 
+def newer_format(version: int) -> str:
+    """The message for a pack written by a newer edgeaug than this loader."""
+    return f"pack format {version} is newer than this loader's {FORMAT_VERSION}: update edgeaug"
+
+
 def record_key(index: int) -> bytes:
     """Fixed-width key of record ``index``; big-endian so keys sort numerically."""
     if not 0 <= index < MAX_RECORDS:
@@ -137,46 +141,6 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
-def pack_labels(boxes: np.ndarray | None, keypoints: np.ndarray | None, mask: np.ndarray | None) -> bytes:
-    """Serialize the per-record labels section."""
-    parts = []
-    for arr, cols in ((boxes, 5), (keypoints, 3)):
-        a = np.zeros((0, cols), "<f4") if arr is None else np.ascontiguousarray(arr, "<f4")
-        if a.ndim != 2 or a.shape[1] != cols:
-            raise FormatError(f"label array must be (n, {cols}), got {a.shape}")
-        parts += [struct.pack("<I", a.shape[0]), a.tobytes()]
-    m = b"" if mask is None else np.ascontiguousarray(mask, "u1").tobytes()
-    parts += [struct.pack("<I", len(m)), m]
-    return b"".join(parts)
-
-
-def unpack_labels(buf, mask_shape: Tuple[int, int]) -> Dict[str, np.ndarray]:
-    """Parse a labels section, bounds-checking every count against ``buf``."""
-    out: Dict[str, np.ndarray] = {}
-    pos, end = 0, len(buf)
-    for name, cols in (("boxes", 5), ("keypoints", 3)):
-        n = _read_u4(buf, pos, end, name)
-        pos += 4
-        nbytes = n * cols * 4
-        if n > MAX_LABEL_ROWS or pos + nbytes > end:
-            raise FormatError(f"labels: {name} count {n} overruns the record")
-        out[name] = np.frombuffer(buf, "<f4", n * cols, pos).reshape(n, cols)
-        pos += nbytes
-    n = _read_u4(buf, pos, end, "mask")
-    pos += 4
-    h, w = mask_shape
-    if n not in (0, h * w) or pos + n != end:
-        raise FormatError(f"labels: mask of {n} bytes does not fit {h}x{w}")
-    out["mask"] = np.frombuffer(buf, "u1", n, pos).reshape(h, w) if n else None
-    return out
-
-
-def _read_u4(buf, pos: int, end: int, what: str) -> int:
-    if pos + 4 > end:
-        raise FormatError(f"labels: {what} count truncated")
-    return struct.unpack_from("<I", buf, pos)[0]
-
-
 def encode_record(
     tensor: np.ndarray, label: int, source: int, variant: int, split: int, labels: bytes, params: Any
 ) -> bytes:
@@ -198,14 +162,24 @@ def encode_record(
 class RecordHeader:
     """A parsed, bounds-checked record header; offsets index into the value."""
 
-    __slots__ = ("digest", "tensor_nbytes", "labels_nbytes", "params_nbytes", "label", "source", "variant", "split")
+    __slots__ = (
+        "version",
+        "digest",
+        "tensor_nbytes",
+        "labels_nbytes",
+        "params_nbytes",
+        "label",
+        "source",
+        "variant",
+        "split",
+    )
 
     def __init__(self, value) -> None:
         if len(value) < HEADER_SIZE:
             raise FormatError(f"record of {len(value)} bytes is shorter than its header")
         (
             magic,
-            version,
+            self.version,
             hsize,
             self.digest,
             self.tensor_nbytes,
@@ -219,9 +193,11 @@ class RecordHeader:
         ) = RECORD_HEADER.unpack_from(value, 0)
         if magic != RECORD_MAGIC:
             raise FormatError("record magic mismatch")
-        if version != FORMAT_VERSION or hsize != HEADER_SIZE:
+        if self.version > FORMAT_VERSION:
+            raise FormatError(newer_format(self.version))
+        if self.version < 1 or hsize != HEADER_SIZE:
             raise FormatError(
-                f"record format version {version} (header {hsize}); this reader understands version {FORMAT_VERSION}"
+                f"record format version {self.version} (header {hsize}); this reader understands 1..{FORMAT_VERSION}"
             )
         if self.split not in (0, 1) or reserved != 0:
             raise FormatError(f"record split {self.split} / reserved byte {reserved} out of range")
@@ -273,7 +249,10 @@ def validate_manifest(m: Any) -> None:
     A missing field names the pack's format version and writer (an older pack).
     """
     _mf(m, None, "manifest", dict)
-    _mf(m, "format_version", "", int, FORMAT_VERSION, FORMAT_VERSION)
+    version = _mf(m, "format_version", "", int)
+    if version > FORMAT_VERSION:
+        raise FormatError(f"manifest: format_version: {newer_format(version)}")
+    _mf(m, "format_version", "", int, 1, FORMAT_VERSION)
     try:
         _check_fields(m)
     except _Missing as e:

@@ -26,6 +26,7 @@ from .format import (  # bundle: drop
     FormatError,
     RecordHeader,
     fingerprint,
+    newer_format,
     record_digest,
     record_key,
     tensor_dtype,
@@ -60,10 +61,12 @@ class PackMeta:
             raise PackError(f"{self.path}: manifest is not valid JSON: {e}") from None
         if not isinstance(m, dict):
             raise PackError(f"{self.path}: manifest is not a JSON object")
-        if m.get("format_version") != FORMAT_VERSION:
+        version = m.get("format_version")
+        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+            raise PackError(f"{self.path}: {newer_format(version)}")
+        if version not in range(1, FORMAT_VERSION + 1) or isinstance(version, bool):
             raise PackError(
-                f"{self.path}: pack format version {m.get('format_version')!r}; "
-                f"this loader reads version {FORMAT_VERSION}"
+                f"{self.path}: pack format version {version!r}; this loader reads versions 1..{FORMAT_VERSION}"
             )
         try:
             validate_manifest(m)  # types and ranges: a crafted manifest can carry a valid fingerprint

@@ -146,6 +146,27 @@ def _read_u4(buf, pos: int, end: int, what: str) -> int:
     return struct.unpack_from("<I", buf, pos)[0]
 
 
+def section_counts(buf, version: int = FORMAT_VERSION) -> Tuple[int, int, int]:
+    """``(boxes, instance masks or -1 for none, mix rows)`` of a labels section, read from its counts only.
+
+    Cheap (nothing is decoded): for summaries over a whole pack.  Raises
+    :class:`FormatError` where :func:`unpack_labels` would on the counts.
+    """
+    pos, end, counts = 0, len(buf), []
+    for name, unit in (("boxes", 20), ("keypoints", 12), ("mask", 1), ("instances", 1)):
+        if name == "instances" and version < 2:
+            return counts[0], -1, 0
+        n = _read_u4(buf, pos, end, name)
+        if pos + 4 + n * unit > end:
+            raise FormatError(f"labels: {name} count {n} overruns the section")
+        counts.append(n)
+        pos += 4 + n * unit
+    if 0 < counts[3] < 4:
+        raise FormatError("labels: instances count truncated")
+    inst = _read_u4(buf, pos - counts[3], end, "instances") if counts[3] else -1
+    return counts[0], inst, _read_u4(buf, pos, end, "mix")
+
+
 def soft_targets_from_records(labels: Sequence[int], mixes: Sequence[Sequence], classes: int) -> np.ndarray:
     """``(B, classes)`` float32 training targets of ``B`` stored records.
 

@@ -22,7 +22,7 @@ from .format import HEADER_SIZE, SPLITS, FormatError, RecordHeader, record_key  
 from .labels import unpack_labels  # bundle: drop
 from .online import OnlineBatch, border_pattern, fill_value, online_params, read_moves  # bundle: drop
 from .online_labels import transform_record  # bundle: drop
-from .packmeta import PackMeta, check_records, device_warnings, split_rows  # bundle: drop
+from .packmeta import PackMeta, check_records, device_warnings, labels_summary, split_rows  # bundle: drop
 from .prefetch import prefetched, prefetched_when_useful, reusable  # bundle: drop
 from .readplan import READERS, PackError, choose_reader  # bundle: drop
 
@@ -317,6 +317,10 @@ class Pack:
         first, n = (self._start, self._count) if split_only else (0, self.records)
         n = n if limit is None else min(limit, n)
         return check_records(self._db, self._index, self.nbytes, range(first, first + n))
+
+    def labels_summary(self) -> Dict[str, int]:
+        """Records of the whole pack with instance masks (and the masks' total), and offline mixed records."""
+        return labels_summary(self._db, range(self.records))
 
     def device_warnings(self) -> List[str]:
         """Differences between the target's device and this process (architecture, word size)."""

@@ -33,6 +33,7 @@ from .format import (  # bundle: drop
     tensor_shape,
     validate_manifest,
 )
+from .labels import section_counts  # bundle: drop
 from .readplan import PackError  # bundle: drop
 
 
@@ -126,6 +127,28 @@ def check_records(db, index: np.ndarray, nbytes: int, records: Iterable[int]) ->
         if problem:
             problems.append(f"record {r}: {problem}")
     return problems
+
+
+def labels_summary(db, records: Iterable[int]) -> Dict[str, int]:
+    """How many of ``records`` hold instance masks (and how many masks in all), and how many are mixed.
+
+    Reads each record's header and label counts only (``inspect``); a record
+    that does not parse counts as ``unreadable`` (``verify`` says why).
+    """
+    out = {"records": 0, "with_instances": 0, "instances": 0, "mixed": 0, "unreadable": 0}
+    for r in records:
+        out["records"] += 1
+        try:
+            value = db.get(record_key(r))
+            h = RecordHeader(value)
+            _, inst, mix = section_counts(memoryview(value)[h.labels_offset : h.params_offset], h.version)
+        except (PackError, FormatError, TypeError):
+            out["unreadable"] += 1
+            continue
+        out["with_instances"] += inst >= 0
+        out["instances"] += max(inst, 0)
+        out["mixed"] += mix > 0
+    return out
 
 
 def _record_problem(value, row, nbytes: int) -> str:

@@ -140,3 +140,27 @@ def test_transform_instances_keeps_boxes_by_visibility_and_cuts_them_to_the_mask
     want0 = np.zeros((6, 8), bool)
     want0[1:3, 0:2] = True
     assert np.array_equal(m[k], want0) and b[k, 1:].tolist() == [0, 1, 2, 3]
+
+
+def test_inspect_counts_instances_and_mixed_records(inst_pack, tiny_pack, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeaug.cli import app
+
+    with Pack(str(inst_pack)) as p:
+        n = p.records
+        assert p.labels_summary() == {
+            "records": n,
+            "with_instances": n,
+            "instances": 2 * n,
+            "mixed": (n + 1) // 2,
+            "unreadable": 0,
+        }
+    res = CliRunner().invoke(app, ["inspect", str(inst_pack)])
+    assert res.exit_code == 0, res.output
+    assert f"labels   {2 * n} instance masks in {n} records, {(n + 1) // 2} mixed records (soft labels)" in res.output
+    v1 = as_version_1(tiny_pack, tmp_path / "v1.lmdb")
+    res = CliRunner().invoke(app, ["inspect", str(v1), "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["labels"]["with_instances"] == 0
+    res = CliRunner().invoke(app, ["inspect", str(tiny_pack)])
+    assert "labels   no instance masks, no mixed records" in res.output

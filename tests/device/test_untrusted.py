@@ -429,6 +429,13 @@ def _header(value: bytes, **fields) -> bytes:
     return F.RECORD_HEADER.pack(*[vals[n] for n in names]) + value[F.RECORD_HEADER.size :]
 
 
+def _at_labels_end(value: bytes, back: int, count: int) -> bytes:
+    """``value`` with the u4 ``back`` bytes before its labels section's end set to ``count``."""
+    at = F.RecordHeader(value).params_offset - back
+    assert value[at : at + 4] == b"\0\0\0\0"
+    return value[:at] + struct.pack("<I", count) + value[at + 4 :]
+
+
 RECORD_CRAFTS = {
     "magic": lambda v, o: _header(v, magic=b"EVIL"),
     "version-3": lambda v, o: _header(v, version=3),
@@ -450,9 +457,9 @@ RECORD_CRAFTS = {
     "extra-tail": lambda v, o: v + b"\0",
     "other-record": lambda v, o: o,  # a valid record from elsewhere in the pack
     "labels-count-huge": lambda v, o: v[: 64 + 64] + struct.pack("<I", 2**31) + v[64 + 64 + 4 :],
-    # the tiny records' labels: 0 boxes, 0 keypoints, no mask, then the v2 instances and mix counts
-    "instances-huge": lambda v, o: v[: 128 + 12] + struct.pack("<I", 2**31) + v[128 + 16 :],
-    "mix-huge": lambda v, o: v[: 128 + 16] + struct.pack("<I", 2**31) + v[128 + 20 :],
+    # the tiny records' labels end with the v2 instances and mix counts (0 and 0)
+    "instances-huge": lambda v, o: _at_labels_end(v, 8, 2**31),
+    "mix-huge": lambda v, o: _at_labels_end(v, 4, 2**31),
     "params-not-json": lambda v, o: v[:-3] + b"{{{",
     "params-deep": lambda v, o: None,  # built below
 }

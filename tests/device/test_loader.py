@@ -114,11 +114,15 @@ def _manifest(path: Path) -> dict:
 
 
 def test_refuses_other_format_version(small_pack, tmp_path):
-    p = _copy(small_pack, tmp_path, "v2.lmdb")
+    p = _copy(small_pack, tmp_path, "v3.lmdb")
     m = _manifest(p)
-    m["format_version"] = 2
+    m["format_version"] = 3
     _rewrite(p, F.MANIFEST_KEY, F.canonical_json(m))
-    with pytest.raises(PackError, match="format version 2"):
+    with pytest.raises(PackError, match="pack format 3 is newer than this loader's 2: update edgeaug"):
+        Pack(str(p))
+    m["format_version"] = 0
+    _rewrite(p, F.MANIFEST_KEY, F.canonical_json(m))
+    with pytest.raises(PackError, match="format version 0"):
         Pack(str(p))
 
 

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 
 from edgeaug.config.targets import QRANGE, quantization_lut, target_from_dict
+from edgeaug.device.labels import describe_mix
 from edgeaug.device.loader import Pack
 
 PALETTE = np.array(
@@ -78,8 +79,10 @@ def explain(pack: Any, index: int) -> List[str]:
         f"record {index}: {split}, source {r['source']} {src!r}, variant {r['variant']}"
         f"{' (original)' if r['variant'] == 0 else ''}, label {r['label']}{label}",
         f"  labels: {len(r['boxes'])} boxes, {len(r['keypoints'])} keypoints, "
-        f"mask {'yes' if r['mask'] is not None else 'no'}; digest {r['digest'][:16]}",
+        f"mask {'yes' if r['mask'] is not None else 'no'}{_instances_note(r)}; digest {r['digest'][:16]}",
     ]
+    if r.get("mix"):
+        lines.append(f"  soft label (mixed record): {describe_mix(r['mix'], m.get('classes', []))}")
     ops = r["params"].get("ops", [])
     resize = m.get("recipe", {}).get("resize", "?")
     size = f"{m['target']['width']}x{m['target']['height']}"
@@ -91,6 +94,11 @@ def explain(pack: Any, index: int) -> List[str]:
     )
     lines += _op_lines(ops, 2)
     return lines
+
+
+def _instances_note(r: Dict[str, Any]) -> str:
+    inst = r.get("instances")
+    return "" if inst is None else f", {len(inst)} instance masks"
 
 
 def _class_name(m: Dict[str, Any], label: int) -> str:
@@ -165,6 +173,8 @@ def draw_record(rec: Dict[str, Any], target: Any, classes: Sequence[str], zoom: 
         edge[:, 1:] |= m[:, 1:] != m[:, :-1]
         edge[1:] |= m[1:] != m[:-1]
         img[edge] = 255
+    if rec.get("instances") is not None:
+        _outline_instances(img, rec["instances"], rec["boxes"][:, 0], zoom)
     for c, x0, y0, x1, y1 in rec["boxes"].tolist():
         col = color_of(int(c))
         cv2.rectangle(img, (round(x0 * zoom), round(y0 * zoom)), (round(x1 * zoom) - 1, round(y1 * zoom) - 1), col, 1)
@@ -187,10 +197,28 @@ def draw_record(rec: Dict[str, Any], target: Any, classes: Sequence[str], zoom: 
     cap = f"#{rec['index']} s{rec['source']} v{rec['variant']}"
     if 0 <= rec["label"] < len(classes):
         cap += f" {classes[rec['label']]}"
-    (w, _), _ = cv2.getTextSize(cap, cv2.FONT_HERSHEY_PLAIN, 0.8, 1)
-    cv2.rectangle(img, (0, 0), (w + 4, 12), (0, 0, 0), -1)
-    cv2.putText(img, cap, (2, 10), cv2.FONT_HERSHEY_PLAIN, 0.8, (255, 255, 255), 1, cv2.LINE_AA)
+    _caption(img, cap, 0)
+    if rec.get("mix"):  # an offline mixed record: its soft label at the bottom
+        _caption(img, "mix " + describe_mix(rec["mix"], classes), img.shape[0] - 12)
     return img
+
+
+def _caption(img: np.ndarray, text: str, y: int) -> None:
+    import cv2
+
+    (w, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_PLAIN, 0.8, 1)
+    cv2.rectangle(img, (0, y), (w + 4, y + 12), (0, 0, 0), -1)
+    cv2.putText(img, text, (2, y + 10), cv2.FONT_HERSHEY_PLAIN, 0.8, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def _outline_instances(img: np.ndarray, instances: np.ndarray, classes: np.ndarray, zoom: int) -> None:
+    """Each instance mask's outline in its box's class colour, on the zoomed tile (in place)."""
+    import cv2
+
+    for m, c in zip(instances, classes.tolist()):
+        big = np.kron(m.astype(np.uint8), np.ones((zoom, zoom), np.uint8))
+        contours, _ = cv2.findContours(big, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(img, contours, -1, color_of(int(c)), max(1, zoom // 3), cv2.LINE_8)
 
 
 def pick_records(

@@ -17,7 +17,8 @@ from edgeaug.builder.augment import Augmenter
 from edgeaug.builder.render import load_source, render_variant, working_image
 from edgeaug.config.recipe import parse_recipe
 from edgeaug.config.targets import target_from_dict
-from edgeaug.device.format import FormatError, pack_labels
+from edgeaug.device.format import FormatError
+from edgeaug.device.labels import pack_labels
 from edgeaug.device.loader import Pack, PackError
 from edgeaug.sources.scan import scan
 

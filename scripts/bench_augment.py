@@ -26,6 +26,7 @@ albumentations``).  Ratios > 1 mean edgeaug is faster.
     python scripts/bench_augment.py [--images 48] [--variants 8] [--size 640x480] [--repeat 3]
                                     [--recipes default,full,geometric]
     python scripts/bench_augment.py --ops [fog,rain,...]   # per-op table (see scripts/bench_ops.py)
+    python scripts/bench_augment.py --mosaic   # mosaic vs albumentations.Mosaic (see scripts/bench_mosaic.py)
 """
 
 from __future__ import annotations
@@ -334,12 +335,22 @@ def main(argv=None) -> int:
         help="instead: time each pixel op against its Albumentations equivalent on 32 images of 224x224 "
         "(scripts/bench_ops.py has more options); optionally a comma-separated list of op names",
     )
+    ap.add_argument(
+        "--mosaic",
+        action="store_true",
+        help="instead: edgeaug's mosaic vs Albumentations' Mosaic, 2x2 to 640x640 from --size sources "
+        "(scripts/bench_mosaic.py has more options)",
+    )
     a = ap.parse_args(argv)
     try:
         import albumentations
     except ImportError:
         print("albumentations is not installed: pip install albumentations", file=sys.stderr)
         return 2
+    if a.mosaic:
+        from bench_mosaic import run as run_mosaic  # beside this script
+
+        return run_mosaic(images=16, size=tuple(int(v) for v in a.size.lower().split("x")), repeat=a.repeat)
     if a.ops:
         from bench_ops import run  # beside this script, which is on sys.path
 

@@ -140,3 +140,59 @@ def test_preview_cli_per_class_and_shuffle(small_pack, tmp_path):
         r = CliRunner().invoke(app, ["preview", str(small_pack), "-o", str(out), "-n", "4", *flags])
         assert r.exit_code == 0, r.output
         assert cv2.imread(str(out)).shape == (2 * (224 + 4) + 4,) * 2 + (3,)
+
+
+def _l_record(instances, mix=None):
+    t = load_target("rpi4")
+    rec = {
+        "x": quantize(np.zeros((224, 224, 3), np.uint8), t),
+        "boxes": np.array([[1, 40, 40, 140, 140]], np.float32),
+        "keypoints": np.zeros((0, 3), np.float32),
+        "mask": None,
+        "instances": instances,
+        "mix": mix or [],
+        "index": 0,
+        "source": 0,
+        "variant": 0,
+        "label": 1,
+    }
+    return rec, t
+
+
+def test_draw_record_outlines_each_instance_in_its_class_colour():
+    inst = np.zeros((1, 224, 224), bool)
+    inst[0, 40:140, 40:90] = True  # an L: the inner corner at (90, 90) lies inside the box
+    inst[0, 90:140, 90:140] = True
+    rec, t = _l_record(inst)
+    tile = draw_record(rec, t, ["cat", "dog"], 1)
+    colour = (60, 180, 75)  # class 1
+    assert tuple(tile[60, 89]) == colour and tuple(tile[90, 110]) == colour  # the L's inner edges
+    assert tuple(tile[60, 60]) != colour  # inside the mask: not filled
+    plain = draw_record(dict(rec, instances=None), t, ["cat", "dog"], 1)
+    assert tuple(plain[60, 89]) != colour and tuple(plain[90, 110]) != colour
+
+
+def test_draw_record_shows_the_soft_label_of_a_mixed_record():
+    rec, t = _l_record(None, [(0, 0.7), (1, 0.3)])
+    tile = draw_record(rec, t, ["cat", "dog"], 1)
+    plain = draw_record(dict(rec, mix=[]), t, ["cat", "dog"], 1)
+    bottom = (slice(212, 224), slice(0, 120))
+    assert (tile[bottom] == 255).any() and not (plain[bottom] == 255).any()
+
+
+def test_explain_names_instances_and_the_soft_label():
+    class FakePack:
+        manifest = {
+            "sources": [{"path": "a.jpg"}],
+            "classes": ["cat", "dog"],
+            "recipe": {"resize": "squash"},
+            "target": {"width": 8, "height": 8},
+        }
+
+        def record_at(self, i):
+            rec, _ = _l_record(np.zeros((1, 8, 8), bool), [(0, 0.625), (1, 0.375)])
+            return dict(rec, digest="ab" * 32, params={"ops": []}, split=0)
+
+    lines = explain(FakePack(), 0)
+    assert "1 instance masks" in lines[1]
+    assert "soft label (mixed record): cat 0.62 + dog 0.38" in lines[2]

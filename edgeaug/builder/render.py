@@ -20,7 +20,8 @@ from edgeaug.builder.audit import histogram
 from edgeaug.builder.augment import Augmenter, Labels, record_rng
 from edgeaug.builder.tasks import SourceResult, Task
 from edgeaug.device.codec import encode
-from edgeaug.device.format import SPLITS, encode_record, pack_labels
+from edgeaug.device.format import SPLITS, encode_record
+from edgeaug.device.labels import pack_labels
 from edgeaug.sources.base import majority
 from edgeaug.sources.imagefile import exif_orientation, jpeg_complete, orient, sniff, to_rgb8
 

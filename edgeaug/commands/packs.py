@@ -188,6 +188,7 @@ def inspect(
             "skipped": m["skipped"],
             "val_fraction": m["val_fraction"],
             "quantization_audit": m.get("quantization_audit"),
+            "labels": p.labels_summary(),
         }
     if as_json:
         typer.echo(json.dumps(info, indent=2, sort_keys=True))
@@ -204,10 +205,23 @@ def inspect(
         f"ops: {', '.join(o['op'] for o in info['recipe']['ops']) or 'none'}"
     )
     typer.echo(f"  classes  {', '.join(info['classes'])}")
+    typer.echo(f"  labels   {_labels_line(info['labels'])}")
     typer.echo(f"  built by {', '.join(f'{k} {v}' for k, v in info['versions'].items())}")
     if info["skipped"]:
         typer.echo(f"  skipped  {len(info['skipped'])} sources (see --json)")
     _show_audit(info["quantization_audit"])
+
+
+def _labels_line(s: dict) -> str:
+    """Instance masks and offline mixed records (soft labels) in the pack, from ``Pack.labels_summary``."""
+    inst = (
+        f"{s['instances']} instance masks in {s['with_instances']} records"
+        if s["with_instances"]
+        else "no instance masks"
+    )
+    mixed = f"{s['mixed']} mixed records (soft labels)" if s["mixed"] else "no mixed records"
+    bad = f", {s['unreadable']} unreadable (run verify)" if s["unreadable"] else ""
+    return f"{inst}, {mixed}{bad}"
 
 
 def _show_audit(entry) -> None:

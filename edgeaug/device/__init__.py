@@ -1,6 +1,8 @@
 """Everything a device needs to read a pack: numpy, lmdb (optional) and the standard library only.
 
 * :mod:`.format`: the pack's bytes (keys, record header, index, manifest), shared with the writer;
+* :mod:`.labels` and :mod:`.instances`: a record's labels section (boxes, keypoints, masks, instance masks as
+  run lengths, soft labels), per format version, and soft training targets;
 * :mod:`.lmdblayout` and :mod:`.lmdbpure`: a bounds-checked pure-Python LMDB reader (32-bit devices, no lmdb,
   structure checks);
 * :mod:`.readplan`: where records lie in the file, and which batch reader suits the pack;

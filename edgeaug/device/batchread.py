@@ -121,7 +121,8 @@ class BatchReader:
             ("overflow page type", ov & ((slots["pflags"] & _PAGE_TYPES) != P_OVERFLOW)),
             ("overflow page count", ov & (slots["pages"] < self.need[recs])),
             ("magic", h["magic"] != RECORD_MAGIC),
-            ("format version", ((h["version"] != 1) & (h["version"] != 2)) | (h["header_size"] != HEADER_SIZE)),
+            # versions 1..FORMAT_VERSION (a u2: version 0 - 1 wraps to 65535)
+            ("format version", (h["version"] - 1 >= FORMAT_VERSION) | (h["header_size"] != HEADER_SIZE)),
             ("tensor size", h["tensor_nbytes"] != self.nbytes),
             ("section sizes", _stored_size_bad(h, size)),
             ("source", h["source"] != src[recs]),

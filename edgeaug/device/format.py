@@ -1,4 +1,4 @@
-"""The edgeaug pack format, versions 1 and 2: the one place that defines the bytes.
+"""The edgeaug pack format, versions 1 to 3: the one place that defines the bytes.
 
 Both the writer (``edgeaug.builder``) and the reader (``edgeaug.loader``) import
 this module, so it must stay importable with only numpy and the standard
@@ -30,7 +30,7 @@ Record value layout, little-endian::
     56  u4   source index
     60  u2   variant index
     62  u1   split (0 train, 1 val)
-    63  u1   method: 0 in version 1; in version 2 how the tensor is stored
+    63  u1   method: 0 in version 1; in versions 2 and 3 how the tensor is stored
              (codec | filter bits << 4, see :mod:`edgeaug.device.codec`)
 
 Version 2 (a pack built with ``--compress``) differs only there: the stored
@@ -45,10 +45,10 @@ The tensor starts 64 bytes into the value: LMDB stores large values in
 overflow pages that are 16-byte aligned on 64-bit builds, so the tensor is
 aligned for every dtype we use.
 
-The labels section holds three arrays back to back, each prefixed by a
-``u4`` row count: boxes ``(n, 5) float32`` as ``[class, x0, y0, x1, y1]`` in
-output pixels, keypoints ``(n, 3) float32`` as ``[x, y, visible]``, and a mask
-``(h, w) uint8`` whose prefix is the byte count (0 or h*w of the tensor).
+The labels section (boxes, keypoints, mask; version 3 adds instance masks and
+a soft label) is defined in :mod:`edgeaug.device.labels`.  Version 3 may also
+carry a compressed tensor (the method byte as in version 2).  A reader parses each
+record by the version in its header and refuses versions newer than its own.
 """
 
 from __future__ import annotations
@@ -56,12 +56,13 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from typing import Any, Dict, Tuple
+from typing import Any, Tuple
 
 import numpy as np
 
-FORMAT_VERSION = 2  # the newest this code reads and writes
-READ_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # the newest this code reads and writes
+READ_VERSIONS = (1, 2, 3)
+EXTENDED_LABELS = 3  # the first version whose labels section holds instance masks and a soft label
 RECORD_MAGIC = b"EAR1"
 RECORD_PREFIX = b"r"
 INDEX_KEY = b"~index"
@@ -120,6 +121,11 @@ class FormatError(ValueError):
     """The pack's bytes do not follow this format version."""
 
 
+def newer_format(version: int) -> str:
+    """The message for a pack written by a newer edgeaug than this loader."""
+    return f"pack format {version} is newer than this loader's {FORMAT_VERSION}: update edgeaug"
+
+
 def record_key(index: int) -> bytes:
     """Fixed-width key of record ``index``; big-endian so keys sort numerically."""
     if not 0 <= index < MAX_RECORDS:
@@ -147,46 +153,6 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
-def pack_labels(boxes: np.ndarray | None, keypoints: np.ndarray | None, mask: np.ndarray | None) -> bytes:
-    """Serialize the per-record labels section."""
-    parts = []
-    for arr, cols in ((boxes, 5), (keypoints, 3)):
-        a = np.zeros((0, cols), "<f4") if arr is None else np.ascontiguousarray(arr, "<f4")
-        if a.ndim != 2 or a.shape[1] != cols:
-            raise FormatError(f"label array must be (n, {cols}), got {a.shape}")
-        parts += [struct.pack("<I", a.shape[0]), a.tobytes()]
-    m = b"" if mask is None else np.ascontiguousarray(mask, "u1").tobytes()
-    parts += [struct.pack("<I", len(m)), m]
-    return b"".join(parts)
-
-
-def unpack_labels(buf, mask_shape: Tuple[int, int]) -> Dict[str, np.ndarray]:
-    """Parse a labels section, bounds-checking every count against ``buf``."""
-    out: Dict[str, np.ndarray] = {}
-    pos, end = 0, len(buf)
-    for name, cols in (("boxes", 5), ("keypoints", 3)):
-        n = _read_u4(buf, pos, end, name)
-        pos += 4
-        nbytes = n * cols * 4
-        if n > MAX_LABEL_ROWS or pos + nbytes > end:
-            raise FormatError(f"labels: {name} count {n} overruns the record")
-        out[name] = np.frombuffer(buf, "<f4", n * cols, pos).reshape(n, cols)
-        pos += nbytes
-    n = _read_u4(buf, pos, end, "mask")
-    pos += 4
-    h, w = mask_shape
-    if n not in (0, h * w) or pos + n != end:
-        raise FormatError(f"labels: mask of {n} bytes does not fit {h}x{w}")
-    out["mask"] = np.frombuffer(buf, "u1", n, pos).reshape(h, w) if n else None
-    return out
-
-
-def _read_u4(buf, pos: int, end: int, what: str) -> int:
-    if pos + 4 > end:
-        raise FormatError(f"labels: {what} count truncated")
-    return struct.unpack_from("<I", buf, pos)[0]
-
-
 def encode_record(
     tensor: np.ndarray,
     label: int,
@@ -196,12 +162,16 @@ def encode_record(
     labels: bytes,
     params: Any,
     stored: Tuple[int, bytes] | None = None,
+    extended: bool = False,
 ) -> bytes:
-    """Build one record value; the digest is filled in over bytes [40:] of the raw (version 1) record.
+    """Build one record value; the digest is filled in over bytes [40:] of the raw (method 0) record.
 
     ``stored``: ``(method, data)`` from :func:`edgeaug.device.codec.encode`
-    makes a version-2 record holding ``data``; None (or method 0) a version-1
-    record holding the tensor, hashed and copied straight from its buffer.
+    makes a record holding ``data``; None (or method 0) one holding the tensor,
+    hashed and copied straight from its buffer.  The version is the lowest
+    that expresses the record, so older loaders read what they can: 3 when
+    ``labels`` is an extended section (instances or a soft label,
+    :func:`edgeaug.device.labels.is_extended`), else 2 when compressed, else 1.
     """
     tview = memoryview(np.ascontiguousarray(tensor).reshape(-1).view(np.uint8))
     pbytes = canonical_json(params)
@@ -214,6 +184,8 @@ def encode_record(
     if stored is not None and stored[0]:
         version, data = 2, stored[1]
         body = body[:-1] + bytes((stored[0],))
+    if extended:
+        version = EXTENDED_LABELS
     head = struct.pack("<4sHH32s", RECORD_MAGIC, version, HEADER_SIZE, h.digest())
     return b"".join((head, body, data, labels, pbytes))
 
@@ -222,6 +194,7 @@ class RecordHeader:
     """A parsed, bounds-checked record header; offsets index into the value."""
 
     __slots__ = (
+        "version",
         "digest",
         "tensor_nbytes",
         "labels_nbytes",
@@ -239,7 +212,7 @@ class RecordHeader:
             raise FormatError(f"record of {len(value)} bytes is shorter than its header")
         (
             magic,
-            version,
+            self.version,
             hsize,
             self.digest,
             self.tensor_nbytes,
@@ -253,11 +226,13 @@ class RecordHeader:
         ) = RECORD_HEADER.unpack_from(value, 0)
         if magic != RECORD_MAGIC:
             raise FormatError("record magic mismatch")
-        if version not in READ_VERSIONS or hsize != HEADER_SIZE:
+        if self.version > FORMAT_VERSION:
+            raise FormatError(newer_format(self.version))
+        if self.version not in READ_VERSIONS or hsize != HEADER_SIZE:
             raise FormatError(
-                f"record format version {version} (header {hsize}); this reader understands versions {READ_VERSIONS}"
+                f"record format version {self.version} (header {hsize}); this reader understands {READ_VERSIONS}"
             )
-        if self.split not in (0, 1) or (self.method != 0 and version == 1):
+        if self.split not in (0, 1) or (self.method != 0 and self.version == 1):
             raise FormatError(f"record split {self.split} / method byte {self.method} out of range")
         self.stored_nbytes = len(value) - HEADER_SIZE - self.labels_nbytes - self.params_nbytes
         raw = self.method == 0
@@ -326,16 +301,10 @@ def validate_manifest(m: Any) -> None:
     """
     _mf(m, None, "manifest", dict)
     version = _mf(m, "format_version", "", int)
+    if version > FORMAT_VERSION:
+        raise FormatError(f"manifest: format_version: {newer_format(version)}")
     if version not in READ_VERSIONS:
-        newer = version > FORMAT_VERSION
-        raise FormatError(
-            f"manifest: format_version: pack format {version} "
-            + (
-                "is newer than this loader (it reads versions 1-2): upgrade edgeaug on this device"
-                if newer
-                else "is unknown"
-            )
-        )
+        raise FormatError(f"manifest: format_version: pack format {version} is unknown")
     comp = _mf(m, "compression", "", dict, optional=True)
     if comp is not None:
         _mf(comp, "codec", "compression", str, choices=("none", "zlib", "zstd"))

@@ -27,7 +27,7 @@ import struct
 
 import numpy as np
 
-from edgeaug.device.format import FormatError
+from .format import FormatError  # bundle: drop
 
 #: The most instance pixels one record may decode to (n * H * W bools).
 MAX_INSTANCE_PIXELS = 1 << 28

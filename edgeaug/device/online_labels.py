@@ -1,4 +1,4 @@
-"""Labels under the online flip and shift: boxes, keypoints (left/right pairs swapped) and masks.
+"""Labels under the online flip and shift: boxes, keypoints (left/right pairs swapped), masks and instances.
 
 Coordinates follow the builder: boxes ``[class, x0, y0, x1, y1]`` and
 keypoints ``[x, y, visible]`` in pixels of the tensor, pixel ``i`` spanning
@@ -7,10 +7,11 @@ keypoints ``[x, y, visible]`` in pixels of the tensor, pixel ``i`` spanning
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .instances import instance_boxes  # bundle: drop
 from .online import apply_online, fill_online  # bundle: drop
 
 
@@ -22,6 +23,12 @@ def transform_boxes(
     Boxes are clipped to the frame; a box is dropped when nothing of it is
     left, or less than ``min_visibility`` of its area (the builder's rule).
     """
+    b, keep = _moved_boxes(boxes, width, height, flip, shift, min_visibility)
+    return b[keep]
+
+
+def _moved_boxes(boxes, width: int, height: int, flip: bool, shift, min_visibility: float):
+    """Every box moved and clipped, and which of them stay (see :func:`transform_boxes`)."""
     b = np.array(boxes, np.float32).reshape(-1, 5)
     dx, dy = (int(v) for v in shift)
     if flip:
@@ -32,7 +39,31 @@ def transform_boxes(
     b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, width)
     b[:, [2, 4]] = np.clip(b[:, [2, 4]], 0, height)
     kept = (b[:, 3] - b[:, 1]) * (b[:, 4] - b[:, 2])
-    return b[(kept > 0) & (kept >= min_visibility * np.maximum(area, 1e-12))]
+    return b, (kept > 0) & (kept >= min_visibility * np.maximum(area, 1e-12))
+
+
+def transform_instances(
+    boxes: np.ndarray, instances: np.ndarray, flip: bool, shift, min_visibility: float = 0.0
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Boxes ``(n, 5)`` and their instance masks ``(n, H, W)`` after the flip and shift, still row-aligned.
+
+    Each mask moves like the semantic mask (exposed border empty).  A box is
+    kept by :func:`transform_boxes`'s rule, then cut to its mask's remaining
+    pixels and dropped with an empty mask (as the online mix does).
+    """
+    inst = np.asarray(instances, bool)
+    n, height, width = inst.shape
+    b, keep = _moved_boxes(boxes, width, height, flip, shift, min_visibility)
+    moved = np.zeros_like(inst)
+    for k in np.flatnonzero(keep):
+        moved[k] = transform_mask(inst[k].view(np.uint8), flip, shift).view(bool)
+    nonempty = moved.any(axis=(1, 2)) if n else np.zeros(0, bool)
+    keep &= nonempty
+    bounds = instance_boxes(moved[keep])
+    b = b[keep]
+    b[:, 1:3] = np.maximum(b[:, 1:3], bounds[:, :2])  # the box cut to its mask's remaining pixels
+    b[:, 3:5] = np.minimum(b[:, 3:5], bounds[:, 2:])
+    return b, moved[keep]
 
 
 def flip_permutation(flip_pairs, n: int) -> np.ndarray:
@@ -109,7 +140,10 @@ def transform_record(
     apply_online(x[None], layout, [flip], [shift], fill)
     h, w = (x.shape[0], x.shape[1]) if layout == "NHWC" else (x.shape[1], x.shape[2])
     out = dict(rec, x=x)
-    if rec.get("boxes") is not None:
+    if rec.get("instances") is not None:
+        moved = transform_instances(rec["boxes"], rec["instances"], flip, shift, min_visibility)
+        out["boxes"], out["instances"] = moved
+    elif rec.get("boxes") is not None:
         out["boxes"] = transform_boxes(rec["boxes"], w, h, flip, shift, min_visibility)
     if rec.get("keypoints") is not None:
         out["keypoints"] = transform_keypoints(rec["keypoints"], w, h, flip, shift, flip_pairs)

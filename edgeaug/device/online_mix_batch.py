@@ -31,7 +31,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .format import HEADER_SIZE, RECORD_HEADER, FormatError, unpack_labels  # bundle: drop
+from .format import HEADER_SIZE, RECORD_HEADER, FormatError  # bundle: drop
+from .labels import unpack_labels  # bundle: drop
 from .online import online_params  # bundle: drop
 from .online_labels import transform_boxes, transform_keypoints, transform_mask  # bundle: drop
 from .online_mix import mix_batch, mix_rng, plan_mix, soft_targets  # bundle: drop
@@ -140,23 +141,24 @@ class LabelSections:
         return [self._one(int(r), o, s) for r, o, s in zip(recs.tolist(), off, size)]
 
     def _one(self, r: int, off: int, size: int) -> Dict[str, Any]:
-        rest = size - HEADER_SIZE - self.nbytes
-        if off < 0 or rest < 0 or off + size > self.reader.file_size:
-            raise PackError(f"{self.path}: record {r}: value cannot hold its header and tensor")
+        if off < 0 or size < HEADER_SIZE or off + size > self.reader.file_size:
+            raise PackError(f"{self.path}: record {r}: value cannot hold its header")
         try:
             head = os.pread(self.fd, HEADER_SIZE, off)
             if len(head) != HEADER_SIZE:
                 raise PackError(f"{self.path}: record {r}: short read of its header")
-            labels_nbytes, params_nbytes = RECORD_HEADER.unpack_from(head, 0)[5:7]
-            if labels_nbytes + params_nbytes != rest:
+            fields = RECORD_HEADER.unpack_from(head, 0)
+            version, (labels_nbytes, params_nbytes) = fields[1], fields[5:7]
+            stored = size - HEADER_SIZE - labels_nbytes - params_nbytes  # the tensor as stored (maybe compressed)
+            if stored <= 0 or stored > self.nbytes:
                 raise PackError(f"{self.path}: record {r}: section sizes in its header do not match its value")
-            buf = os.pread(self.fd, labels_nbytes, off + HEADER_SIZE + self.nbytes)
+            buf = os.pread(self.fd, labels_nbytes, off + HEADER_SIZE + stored)
         except OSError as e:
             raise PackError(f"{self.path}: record {r}: read failed: {e.strerror or e}") from None
         if len(buf) != labels_nbytes:
             raise PackError(f"{self.path}: record {r}: short read of its labels")
         try:
-            labels = unpack_labels(buf, self.mask_shape)
+            labels = unpack_labels(buf, self.mask_shape, version)
         except (FormatError, ValueError) as e:
             raise PackError(f"{self.path}: record {r}: {e}") from None
         labels.setdefault("instances", None)

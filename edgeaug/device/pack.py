@@ -20,11 +20,12 @@ from .backends import open_backend  # bundle: drop
 from .batchread import BatchReader  # bundle: drop
 from .codec import CodecError, decode_into  # bundle: drop
 from .decodedread import fill_decoded  # bundle: drop
-from .format import HEADER_SIZE, SPLITS, FormatError, RecordHeader, record_key, unpack_labels  # bundle: drop
+from .format import HEADER_SIZE, SPLITS, FormatError, RecordHeader, record_key  # bundle: drop
+from .labels import unpack_labels  # bundle: drop
 from .online import OnlineBatch, border_pattern, fill_value, online_params, read_moves  # bundle: drop
 from .online_labels import transform_record  # bundle: drop
 from .online_mix_batch import MixSettings, MixStage, new_spare  # bundle: drop
-from .packmeta import PackMeta, check_records, device_warnings, split_rows  # bundle: drop
+from .packmeta import PackMeta, check_records, device_warnings, labels_summary, split_rows  # bundle: drop
 from .prefetch import prefetched, prefetched_when_useful, reusable  # bundle: drop
 from .readplan import READERS, PackError, choose_reader  # bundle: drop
 
@@ -148,10 +149,13 @@ class Pack:
     def record(self, i: int, epoch: int = 0, hflip: float = 0.0, shift: int = 0) -> Dict[str, Any]:
         """Everything stored for record ``i`` of this split: tensor, labels, params, ids.
 
+        Labels: ``boxes``, ``keypoints``, ``mask``, ``instances`` (``(n, H, W)``
+        bool, row ``k`` the mask of box ``k``, or None) and ``mix`` (the soft
+        label ``[(class, weight), ...]`` of an offline mixed record, else ``[]``).
         With ``hflip``/``shift``, the tensor, boxes, keypoints (left/right pairs
-        swapped on a mirror, from the manifest's ``keypoint_flip_idx``) and mask
-        come transformed exactly as :meth:`batches` transforms record ``i`` in
-        ``epoch`` (a copy; the stored record is not touched).
+        swapped on a mirror, from the manifest's ``keypoint_flip_idx``), mask
+        and instance masks come transformed exactly as :meth:`batches`
+        transforms record ``i`` in ``epoch`` (a copy; the stored record is not touched).
         """
         self._value(i)  # bounds check against the split
         i = operator.index(i) % self._count
@@ -174,7 +178,8 @@ class Pack:
             raise PackError(f"{self.path}: record {r} is missing")
         try:
             h = RecordHeader(value)
-            labels = unpack_labels(memoryview(value)[h.labels_offset : h.params_offset], self._mask_shape())
+            section = memoryview(value)[h.labels_offset : h.params_offset]
+            labels = unpack_labels(section, self._mask_shape(), h.version)
             params = json.loads(bytes(value[h.params_offset :]).decode("utf-8"))
         except (FormatError, ValueError, RecursionError) as e:
             raise PackError(f"{self.path}: record {r}: {e}") from None
@@ -357,6 +362,10 @@ class Pack:
         first, n = (self._start, self._count) if split_only else (0, self.records)
         n = n if limit is None else min(limit, n)
         return check_records(self._db, self._index, self.nbytes, range(first, first + n), self._tensor)
+
+    def labels_summary(self) -> Dict[str, int]:
+        """Records of the whole pack with instance masks (and the masks' total), and offline mixed records."""
+        return labels_summary(self._db, range(self.records))
 
     def device_warnings(self) -> List[str]:
         """Differences between the target's device and this process (architecture, word size)."""

@@ -23,17 +23,18 @@ from .format import (  # bundle: drop
     MAX_MANIFEST_BYTES,
     MAX_RECORDS,
     MAX_TENSOR_BYTES,
-    READ_VERSIONS,
     SPLITS,
     FormatError,
     RecordHeader,
     fingerprint,
+    newer_format,
     record_digest,
     record_key,
     tensor_dtype,
     tensor_shape,
     validate_manifest,
 )
+from .labels import section_counts  # bundle: drop
 from .readplan import PackError  # bundle: drop
 
 
@@ -62,12 +63,12 @@ class PackMeta:
             raise PackError(f"{self.path}: manifest is not valid JSON: {e}") from None
         if not isinstance(m, dict):
             raise PackError(f"{self.path}: manifest is not a JSON object")
-        v = m.get("format_version")
-        if v not in READ_VERSIONS:
-            newer = isinstance(v, int) and v > FORMAT_VERSION
+        version = m.get("format_version")
+        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+            raise PackError(f"{self.path}: {newer_format(version)}")
+        if version not in range(1, FORMAT_VERSION + 1) or isinstance(version, bool):
             raise PackError(
-                f"{self.path}: pack format version {v!r}; this loader reads versions {list(READ_VERSIONS)}"
-                + ("; upgrade edgeaug on this device" if newer else "")
+                f"{self.path}: pack format version {version!r}; this loader reads versions 1..{FORMAT_VERSION}"
             )
         try:
             validate_manifest(m)  # types and ranges: a crafted manifest can carry a valid fingerprint
@@ -134,6 +135,28 @@ def check_records(db, index: np.ndarray, nbytes: int, records: Iterable[int], de
         if problem:
             problems.append(f"record {r}: {problem}")
     return problems
+
+
+def labels_summary(db, records: Iterable[int]) -> Dict[str, int]:
+    """How many of ``records`` hold instance masks (and how many masks in all), and how many are mixed.
+
+    Reads each record's header and label counts only (``inspect``); a record
+    that does not parse counts as ``unreadable`` (``verify`` says why).
+    """
+    out = {"records": 0, "with_instances": 0, "instances": 0, "mixed": 0, "unreadable": 0}
+    for r in records:
+        out["records"] += 1
+        try:
+            value = db.get(record_key(r))
+            h = RecordHeader(value)
+            _, inst, mix = section_counts(memoryview(value)[h.labels_offset : h.params_offset], h.version)
+        except (PackError, FormatError, TypeError):
+            out["unreadable"] += 1
+            continue
+        out["with_instances"] += inst >= 0
+        out["instances"] += max(inst, 0)
+        out["mixed"] += mix > 0
+    return out
 
 
 def _record_problem(value, row, nbytes: int, decode=None, r: int = 0) -> str:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from edgeaug.device import format as F
+from edgeaug.device import labels as L
 
 
 def test_record_keys_are_fixed_width_and_sort_numerically():
@@ -34,27 +35,50 @@ def test_index_dtype_is_pinned():
 
 def test_golden_record_bytes():
     x = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
-    labels = F.pack_labels(np.array([[1, 0, 0, 1, 1]], np.float32), None, None)
+    labels = L.pack_labels(np.array([[1, 0, 0, 1, 1]], np.float32), None, None)
     v = F.encode_record(
         x, label=2, source=5, variant=1, split=0, labels=labels, params={"ops": [{"op": "hflip", "on": True}]}
     )
-    assert v[:8] == b"EAR1" + struct.pack("<HH", 1, 64)
+    assert v[:8] == b"EAR1" + struct.pack("<HH", 2, 64)
     assert len(v) == 64 + 12 + len(labels) + len(b'{"ops":[{"on":true,"op":"hflip"}]}')
     assert v[8:40] == hashlib.sha256(v[40:]).digest() == F.record_digest(v)
-    # tensor 12 B, labels 32 B, params 34 B, label 2, source 5, variant 1, split 0
-    assert v[40:64].hex() == "0c0000002000000022000000020000000500000001000000"
-    assert hashlib.sha256(v).hexdigest() == ("4bfb9cdde93b778a8f5748989d908179a49b3ab6968decbfb20d0be83e2f33be")
+    # tensor 12 B, labels 40 B (v1's 32 + empty instances and mix counts), params 34 B, label 2, source 5, variant 1
+    assert v[40:64].hex() == "0c0000002800000022000000020000000500000001000000"
+    assert hashlib.sha256(v).hexdigest() == ("701a233850d7907249b75a7706fff6f95d0fe10ed735161033214825153d5a59")
+
+
+# A version 1 record written by edgeaug before format 2: boxes, keypoints and a 2x2 mask.
+GOLDEN_V1 = bytes.fromhex(
+    "45415231010040007c42a7a422a2bcb615d93a60c94694e9fecbe874c5933eb1213a924d32e8a34e0c00000030000000220000000200"
+    "00000500000001000000000102030405060708090a0b010000000000803f00000000000000000000803f0000803f010000000000c03f"
+    "000020400000803f04000000000102037b226f7073223a5b7b226f6e223a747275652c226f70223a2268666c6970227d5d7d"
+)
+
+
+def test_version_1_golden_record_still_reads():
+    h = F.RecordHeader(GOLDEN_V1)
+    assert (h.version, h.label, h.source, h.variant, h.split) == (1, 2, 5, 1, 0)
+    assert F.record_digest(GOLDEN_V1) == h.digest
+    out = L.unpack_labels(memoryview(GOLDEN_V1)[h.labels_offset : h.params_offset], (2, 2), h.version)
+    np.testing.assert_array_equal(out["boxes"], [[1, 0, 0, 1, 1]])
+    np.testing.assert_array_equal(out["keypoints"], [[1.5, 2.5, 1]])
+    np.testing.assert_array_equal(out["mask"], [[0, 1], [2, 3]])
+    assert out["instances"] is None and out["mix"] == []
 
 
 def test_header_roundtrip_and_rejections():
     x = np.zeros((4, 4, 1), np.int8)
-    v = F.encode_record(x, -1, 7, 3, 1, F.pack_labels(None, None, None), {})
+    v = F.encode_record(x, -1, 7, 3, 1, L.pack_labels(None, None, None), {})
     h = F.RecordHeader(v)
-    assert (h.label, h.source, h.variant, h.split, h.tensor_nbytes) == (-1, 7, 3, 1, 16)
+    assert (h.version, h.label, h.source, h.variant, h.split, h.tensor_nbytes) == (1, -1, 7, 3, 1, 16)
+    ext = F.encode_record(x, -1, 7, 3, 1, L.pack_labels(None, None, None, mix=[(0, 1.0)]), {}, extended=True)
+    assert F.RecordHeader(ext).version == F.EXTENDED_LABELS == 3
     with pytest.raises(F.FormatError, match="magic"):
         F.RecordHeader(b"XXXX" + v[4:])
-    with pytest.raises(F.FormatError, match="version"):
-        F.RecordHeader(v[:4] + struct.pack("<H", 3) + v[6:])
+    with pytest.raises(F.FormatError, match="pack format 4 is newer than this loader's 3: update edgeaug"):
+        F.RecordHeader(v[:4] + struct.pack("<H", 4) + v[6:])
+    with pytest.raises(F.FormatError, match="version 0"):
+        F.RecordHeader(v[:4] + struct.pack("<H", 0) + v[6:])
     with pytest.raises(F.FormatError, match="sum"):
         F.RecordHeader(v[:-1])
     with pytest.raises(F.FormatError, match="shorter"):
@@ -65,17 +89,22 @@ def test_labels_roundtrip_and_bounds():
     boxes = np.array([[0, 1, 2, 3, 4], [1, 5, 6, 7, 8]], np.float32)
     kp = np.array([[1.5, 2.5, 1]], np.float32)
     mask = np.arange(6, dtype=np.uint8).reshape(2, 3)
-    buf = F.pack_labels(boxes, kp, mask)
-    out = F.unpack_labels(buf, (2, 3))
+    buf = L.pack_labels(boxes, kp, mask)
+    out = L.unpack_labels(buf, (2, 3))
     np.testing.assert_array_equal(out["boxes"], boxes)
     np.testing.assert_array_equal(out["keypoints"], kp)
     np.testing.assert_array_equal(out["mask"], mask)
     with pytest.raises(F.FormatError):
-        F.unpack_labels(struct.pack("<I", 10**6) + buf[4:], (2, 3))
+        L.unpack_labels(struct.pack("<I", 10**6) + buf[4:], (2, 3))
     with pytest.raises(F.FormatError):
-        F.unpack_labels(buf[:-1], (2, 3))
+        L.unpack_labels(buf[:-1], (2, 3))
     with pytest.raises(F.FormatError):
-        F.unpack_labels(buf, (3, 3))
+        L.unpack_labels(buf, (3, 3))
+
+
+def test_manifest_of_a_newer_format_names_the_versions():
+    with pytest.raises(F.FormatError, match="format_version: pack format 9 is newer than this loader's 3"):
+        F.validate_manifest({"format_version": 9})
 
 
 def test_tensor_dtypes_are_little_endian():

@@ -114,11 +114,15 @@ def _manifest(path: Path) -> dict:
 
 
 def test_refuses_other_format_version(small_pack, tmp_path):
-    p = _copy(small_pack, tmp_path, "v2.lmdb")
+    p = _copy(small_pack, tmp_path, "v3.lmdb")
     m = _manifest(p)
-    m["format_version"] = 3  # 2 is a compressed pack now
+    m["format_version"] = 4  # 2 is compressed, 3 has extended labels
     _rewrite(p, F.MANIFEST_KEY, F.canonical_json(m))
-    with pytest.raises(PackError, match=r"format version 3; this loader reads versions \[1, 2\]; upgrade edgeaug"):
+    with pytest.raises(PackError, match="pack format 4 is newer than this loader's 3: update edgeaug"):
+        Pack(str(p))
+    m["format_version"] = 0
+    _rewrite(p, F.MANIFEST_KEY, F.canonical_json(m))
+    with pytest.raises(PackError, match="format version 0"):
         Pack(str(p))
 
 

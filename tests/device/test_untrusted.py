@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from edgeaug.builder.pipeline import build
 from edgeaug.device import format as F
+from edgeaug.device import labels as L
 from edgeaug.device.loader import Pack, PackError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +39,7 @@ BACKENDS = ("lmdb", "pure", "lmdb+pread", "pure+pread")
 CHILD = r"""
 import contextlib, hashlib, io, json, signal, sys
 from edgeaug.device import format as F
+from edgeaug.device import labels as L
 from edgeaug.device.loader import Pack, PackError, main
 
 class Hang(Exception):
@@ -310,7 +312,8 @@ MANIFEST_CRAFTS = {
     "deep-in-target": lambda m: b'{"format_version": 1, "target": ' + b"[" * 50000 + b"]" * 50000 + b"}",
     "huge-int": lambda m: b'{"format_version": 1, "records": ' + b"9" * 5000 + b"}",
     "nan-records": lambda m: _set(["records"], float("nan"))(m),
-    "version-3": _set(["format_version"], 3),
+    "version-4": _set(["format_version"], 4),
+    "version-0": _set(["format_version"], 0),
     "version-string": _set(["format_version"], "1"),
     "version-true": _set(["format_version"], True),
     "records-negative": _set(["records"], -5),
@@ -426,9 +429,17 @@ def _header(value: bytes, **fields) -> bytes:
     return F.RECORD_HEADER.pack(*[vals[n] for n in names]) + value[F.RECORD_HEADER.size :]
 
 
+def _at_labels_end(value: bytes, back: int, count: int) -> bytes:
+    """``value`` with the u4 ``back`` bytes before its labels section's end set to ``count``."""
+    at = F.RecordHeader(value).params_offset - back
+    assert value[at : at + 4] == b"\0\0\0\0"
+    return value[:at] + struct.pack("<I", count) + value[at + 4 :]
+
+
 RECORD_CRAFTS = {
     "magic": lambda v, o: _header(v, magic=b"EVIL"),
-    "version-3": lambda v, o: _header(v, version=3),
+    "version-4": lambda v, o: _header(v, version=4),
+    "version-0": lambda v, o: _header(v, version=0),
     "header-32": lambda v, o: _header(v, hsize=32),
     "tensor-huge": lambda v, o: _header(v, t=2**32 - 1),
     "tensor-zero": lambda v, o: _header(v, t=0),
@@ -446,6 +457,9 @@ RECORD_CRAFTS = {
     "extra-tail": lambda v, o: v + b"\0",
     "other-record": lambda v, o: o,  # a valid record from elsewhere in the pack
     "labels-count-huge": lambda v, o: v[: 64 + 64] + struct.pack("<I", 2**31) + v[64 + 64 + 4 :],
+    # the tiny records' labels end with the v2 instances and mix counts (0 and 0)
+    "instances-huge": lambda v, o: _at_labels_end(v, 8, 2**31),
+    "mix-huge": lambda v, o: _at_labels_end(v, 4, 2**31),
     "params-not-json": lambda v, o: v[:-3] + b"{{{",
     "params-deep": lambda v, o: None,  # built below
 }
@@ -467,7 +481,8 @@ def test_crafted_record_headers(packs, tmp_path):
         files[name] = craft(src, tmp_path / f"{name}.lmdb", records={r: value})
     sizes = {
         "magic",
-        "version-3",
+        "version-4",
+        "version-0",
         "header-32",
         "tensor-huge",
         "tensor-zero",
@@ -480,7 +495,7 @@ def test_crafted_record_headers(packs, tmp_path):
         "extra-tail",
     }
     ids = {"split-7", "reserved", "source-beyond", "variant", "other-record"}
-    content = {"labels-count-huge", "params-not-json", "params-deep"}
+    content = {"labels-count-huge", "instances-huge", "mix-huge", "params-not-json", "params-deep"}
     assert sizes | ids | content | {"label-flipped"} == set(RECORD_CRAFTS)
     for backend in BACKENDS:
         res = probe(list(files.values()), backend)
@@ -554,11 +569,12 @@ def test_record_header_parser_on_arbitrary_bytes(data):
 @given(st.binary(max_size=300), st.integers(1, 16), st.integers(1, 16))
 def test_labels_parser_on_arbitrary_bytes(data, h, w):
     try:
-        out = F.unpack_labels(data, (h, w))
+        out = L.unpack_labels(data, (h, w))
     except F.FormatError:
         return
-    n = 12 + out["boxes"].nbytes + out["keypoints"].nbytes + (0 if out["mask"] is None else out["mask"].size)
-    assert n == len(data)
+    n = 20 + out["boxes"].nbytes + out["keypoints"].nbytes + (0 if out["mask"] is None else out["mask"].size)
+    assert n + 8 * len(out["mix"]) <= len(data)  # the instances' run bytes are the rest
+    assert (out["instances"] is None) == (n + 8 * len(out["mix"]) == len(data))
 
 
 @settings(max_examples=200, deadline=None)
@@ -583,7 +599,7 @@ def test_labels_roundtrip(boxes, kps, with_mask):
     b = np.array(boxes, np.float32).reshape(-1, 5)
     k = np.array(kps, np.float32).reshape(-1, 3)
     m = np.arange(12, dtype=np.uint8).reshape(3, 4) if with_mask else None
-    out = F.unpack_labels(F.pack_labels(b, k, m), (3, 4))
+    out = L.unpack_labels(L.pack_labels(b, k, m), (3, 4))
     assert np.array_equal(out["boxes"], b) and np.array_equal(out["keypoints"], k)
     assert (out["mask"] is None) == (m is None)
 

@@ -50,9 +50,8 @@ def test_build_inspect_verify(shapes_dir, tmp_path):
     assert "wrote" in r.output and out.exists()
     r = runner.invoke(app, ["inspect", str(out), "--json"])
     info = json.loads(r.output)
-    assert (
-        info["format_version"] == 1 and info["seed"] == 4
-    )  # no compression, no instances: every loader reads it and info["target"] == "rpi-zero2w"
+    # No compression, no instances: format version 1, which every loader reads.
+    assert info["format_version"] == 1 and info["seed"] == 4 and info["target"] == "rpi-zero2w"
     assert info["records"] == 16 * 3 + 8 and len(info["fingerprint"]) == 64
     r = runner.invoke(app, ["inspect", str(out)])
     assert "int8 [96, 96, 1]" in r.output

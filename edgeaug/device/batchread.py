@@ -33,6 +33,7 @@ from typing import Optional
 import numpy as np
 
 from .format import (  # bundle: drop
+    FORMAT_VERSION,
     HEADER_SIZE,
     RECORD_HEADER_DTYPE,
     RECORD_MAGIC,

@@ -19,7 +19,8 @@ def instances() -> np.ndarray:
     return m
 
 
-# Version 3 (extended): boxes, no keypoints, a 2x3 mask, two instances (u2 runs 1,2,3 and 3,1,2), mix [(1, .75), (0, .25)].
+# Version 3 (extended): boxes, no keypoints, a 2x3 mask, two instances (u2 runs 1,2,3 and 3,1,2),
+# mix [(1, .75), (0, .25)].
 GOLDEN_V3 = (
     "020000000000803f0000803f00000000000040400000803f00000000000000000000803f0000803f00000040"
     "00000000"

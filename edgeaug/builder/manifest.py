@@ -20,7 +20,7 @@ from edgeaug.builder.audit import audit
 from edgeaug.builder.plan import Task, render_versions
 from edgeaug.config.recipe import Recipe
 from edgeaug.config.targets import Target
-from edgeaug.device.format import FORMAT_VERSION, SPLITS
+from edgeaug.device.format import SPLITS
 from edgeaug.sources.base import SourceSet
 
 
@@ -59,8 +59,8 @@ def manifest_for(sset, tasks, results, recipe, target, seed: int, val: float, hi
     splits["val"]["start"] = splits["train"]["count"]
     codec, level = target.compress
     return {
-        # Uncompressed packs stay version 1: every loader since the first reads them.
-        "format_version": FORMAT_VERSION if codec != "none" else 1,
+        # The lowest version that reads every record: uncompressed packs stay version 1 (every loader reads them).
+        "format_version": 2 if codec != "none" else 1,
         **({"compression": {"codec": codec, "level": level}} if codec != "none" else {}),
         "generator": "edgeaug",
         "versions": {

@@ -92,15 +92,17 @@ def _check_mix(rows: np.ndarray, where: str) -> None:
             raise FormatError(f"{where}[{i}]: weight {w} is outside [0, 1]")
 
 
-def unpack_labels(buf, mask_shape: Tuple[int, int], version: int = FORMAT_VERSION) -> Dict[str, Any]:
+def unpack_labels(buf, mask_shape: Tuple[int, int], version: Optional[int] = None) -> Dict[str, Any]:
     """Parse a labels section of format ``version`` (the record header's), bounds-checking every count.
 
     Returns ``boxes``, ``keypoints``, ``mask`` (``(H, W)`` uint8 or None),
     ``instances`` (``(n, H, W)`` bool aligned with ``boxes``, or None) and
     ``mix`` (a list of ``(class, weight)``, empty for a record that is not mixed);
-    version 1 and 2 sections have no instances and no mix.
+    version 1 and 2 sections have no instances and no mix.  ``version`` None (tools
+    and tests only; readers pass the record header's) reads what :func:`pack_labels`
+    wrote: extended when bytes follow the mask.
     """
-    if not 1 <= version <= FORMAT_VERSION:
+    if version is not None and not 1 <= version <= FORMAT_VERSION:
         raise FormatError(newer_format(version) if version > FORMAT_VERSION else f"labels: format version {version}")
     out: Dict[str, Any] = {}
     pos, end = 0, len(buf)
@@ -116,6 +118,8 @@ def unpack_labels(buf, mask_shape: Tuple[int, int], version: int = FORMAT_VERSIO
     n = _read_u4(buf, pos, end, "mask")
     pos += 4
     h, w = mask_shape
+    if version is None:
+        version = 1 if pos + n == end else EXTENDED_LABELS
     mask_end = end if version < EXTENDED_LABELS else pos + n
     if n not in (0, h * w) or pos + n != mask_end or mask_end > end:
         raise FormatError(f"labels: mask of {n} bytes does not fit {h}x{w}")

@@ -34,17 +34,31 @@ def test_index_dtype_is_pinned():
 
 
 def test_golden_record_bytes():
+    """A record without compression or extended labels keeps the version 1 bytes of the first format."""
     x = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
     labels = L.pack_labels(np.array([[1, 0, 0, 1, 1]], np.float32), None, None)
     v = F.encode_record(
         x, label=2, source=5, variant=1, split=0, labels=labels, params={"ops": [{"op": "hflip", "on": True}]}
     )
-    assert v[:8] == b"EAR1" + struct.pack("<HH", 2, 64)
+    assert v[:8] == b"EAR1" + struct.pack("<HH", 1, 64)
     assert len(v) == 64 + 12 + len(labels) + len(b'{"ops":[{"on":true,"op":"hflip"}]}')
     assert v[8:40] == hashlib.sha256(v[40:]).digest() == F.record_digest(v)
-    # tensor 12 B, labels 40 B (v1's 32 + empty instances and mix counts), params 34 B, label 2, source 5, variant 1
-    assert v[40:64].hex() == "0c0000002800000022000000020000000500000001000000"
-    assert hashlib.sha256(v).hexdigest() == ("701a233850d7907249b75a7706fff6f95d0fe10ed735161033214825153d5a59")
+    # tensor 12 B, labels 32 B, params 34 B, label 2, source 5, variant 1, split 0
+    assert v[40:64].hex() == "0c0000002000000022000000020000000500000001000000"
+    assert hashlib.sha256(v).hexdigest() == ("4bfb9cdde93b778a8f5748989d908179a49b3ab6968decbfb20d0be83e2f33be")
+
+
+def test_golden_extended_record_bytes():
+    """Version 3: the labels section gains the instances and mix counts (here a soft label)."""
+    x = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    labels = L.pack_labels(np.array([[1, 0, 0, 1, 1]], np.float32), None, None, mix=[(1, 0.75), (0, 0.25)])
+    v = F.encode_record(x, 2, 5, 1, 0, labels, {"ops": [{"op": "hflip", "on": True}]}, extended=True)
+    assert v[:8] == b"EAR1" + struct.pack("<HH", 3, 64)
+    assert v[8:40] == hashlib.sha256(v[40:]).digest() == F.record_digest(v)
+    # tensor 12 B, labels 56 B (32 + instances count 0 + mix count 2 + 2 rows), params 34 B
+    assert v[40:64].hex() == "0c0000003800000022000000020000000500000001000000"
+    out = L.unpack_labels(memoryview(v)[F.RecordHeader(v).labels_offset : F.RecordHeader(v).params_offset], (2, 2), 3)
+    assert out["mix"] == [(1, 0.75), (0, 0.25)] and out["instances"] is None
 
 
 # A version 1 record written by edgeaug before format 2: boxes, keypoints and a 2x2 mask.

@@ -429,8 +429,16 @@ def _header(value: bytes, **fields) -> bytes:
     return F.RECORD_HEADER.pack(*[vals[n] for n in names]) + value[F.RECORD_HEADER.size :]
 
 
+def _extended(value: bytes) -> bytes:
+    """The record as version 3 with empty instance and mix counts (what a record with neither would be)."""
+    h = F.RecordHeader(value)
+    value = value[: h.params_offset] + bytes(8) + value[h.params_offset :]
+    return _header(value, version=F.EXTENDED_LABELS, l=h.labels_nbytes + 8)
+
+
 def _at_labels_end(value: bytes, back: int, count: int) -> bytes:
-    """``value`` with the u4 ``back`` bytes before its labels section's end set to ``count``."""
+    """``value`` (made version 3) with the u4 ``back`` bytes before its labels section's end set to ``count``."""
+    value = _extended(value)
     at = F.RecordHeader(value).params_offset - back
     assert value[at : at + 4] == b"\0\0\0\0"
     return value[:at] + struct.pack("<I", count) + value[at + 4 :]

@@ -15,12 +15,20 @@ from edgeaug.sources.base import Source
 
 @dataclass(frozen=True)
 class Task:
-    """Render ``variants`` of source number ``index`` into ``split``."""
+    """Render ``variants`` of source number ``index`` into ``split``.
+
+    With a multi-image op, ``candidates`` are the sources of the task's split
+    in plan order (one tuple shared by the split's tasks) and ``position`` is
+    this source's place in it: partners are drawn among the others, so a
+    record never takes a partner from another split.
+    """
 
     index: int
     source: Source
     split: str
     variants: Tuple[int, ...]
+    candidates: Tuple[Source, ...] = field(default=(), compare=False, repr=False)
+    position: int = -1
 
 
 @dataclass
@@ -40,6 +48,7 @@ class SourceResult:
     count: int = 0  # records written; ``records`` is emptied once they are
     duplicate_of: Optional[str] = None  # skipped: same content as this earlier source
     mask_sha256: str = ""  # of the mask file, when the source has one (a changed mask is a changed source)
+    partner_sha256: Dict[str, str] = field(default_factory=dict)  # rel -> sha256 of each partner used
 
     def meta(self) -> Dict[str, Any]:
         """The JSON-able fields, for the partial build's resume metadata."""

@@ -137,8 +137,11 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
-def pack_labels(boxes: np.ndarray | None, keypoints: np.ndarray | None, mask: np.ndarray | None) -> bytes:
+def pack_labels(
+    boxes: np.ndarray | None, keypoints: np.ndarray | None, mask: np.ndarray | None, instances=None, mix=None
+) -> bytes:
     """Serialize the per-record labels section."""
+    # TODO(wireG2b): labels section version 2 stores instances and mix; ignored here until it lands.
     parts = []
     for arr, cols in ((boxes, 5), (keypoints, 3)):
         a = np.zeros((0, cols), "<f4") if arr is None else np.ascontiguousarray(arr, "<f4")

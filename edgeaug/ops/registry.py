@@ -13,6 +13,8 @@ from edgeaug.ops import (  # noqa: F401  (registration)
     color,
     composite,
     geometric,
+    multi,
+    multi_paste,
     noise,
     onnx_model,
     photometric,

@@ -36,6 +36,9 @@ class Source:
     keypoint_flip: Optional[Tuple[int, ...]] = None
     # The label is the majority class of the boxes (YOLO, COCO): each record then takes that of its remaining boxes.
     label_from_boxes: bool = False
+    # Instance shapes (COCO segmentation, YOLO-seg), one per box in box order; None: boxes only.  At load time
+    # each box becomes its instance mask's bounding box (:func:`edgeaug.builder.render.source_labels`).
+    segments: Optional[Tuple[Any, ...]] = None
 
     @property
     def key(self) -> Tuple[int, ...]:

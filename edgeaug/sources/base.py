@@ -57,6 +57,8 @@ class SourceSet:
     keypoint_flip: Optional[Tuple[int, ...]] = None
     # What the build should tell the user about the dataset (fields it drops, ...): shown once per build.
     warnings: Tuple[str, ...] = ()
+    # The path it was scanned from (absolute; "" when made in code): workers scan it again for partners.
+    origin: str = ""
 
 
 def inside(root: Path, rel: str, where: str, field: str) -> Tuple[str, Path]:

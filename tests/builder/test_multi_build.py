@@ -225,25 +225,70 @@ def test_instance_masks_cover_their_pixels_and_boxes_follow(kind, tmp_path):
     """Each instance's mask against the pixels of its colour (no photometric op, so colours survive)."""
     src = make_coco(tmp_path / "d") if kind == "coco" else make_yolo(tmp_path / "d")
     text = RECIPE.replace("variants = 4", "variants = 12").replace('{op = "mixup"}, ', "")
-    checked = 0
-    for source, x, lab, params in rendered(src, text):
-        img = x  # rpi4: uint8 HWC RGB
-        assert lab.instances is not None and lab.instances.shape == (len(lab.boxes), *img.shape[:2])
-        assert (lab.instances.sum(0) <= 1).all(), "instance masks overlap"
-        for box, m in zip(lab.boxes, lab.instances):
-            ys, xs = np.nonzero(m)
-            assert np.allclose(box[1:], [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], atol=1)
-            if min(box[3] - box[1], box[4] - box[2]) < 16:
-                continue  # a sliver: one row of blended edge pixels is over 6% of it
-            nearest = np.abs(img[:, :, None, :].astype(int) - PALETTE).sum(-1).argmin(-1)  # each pixel's colour
-            near = nearest == np.bincount(nearest[m]).argmax()  # the pixels of the object's colour
-            n, comp = cv2.connectedComponents(near.astype(np.uint8), connectivity=4)
-            touched = np.unique(comp[m & near])
-            drawn = np.isin(comp, touched[touched > 0])
-            iou = (m & drawn).sum() / (m | drawn).sum()
-            assert iou >= 0.9, (source.rel, params, iou)
-            checked += 1
+    checked = sum(check_instances(x, lab, (source.rel, params)) for source, x, lab, params in rendered(src, text))
     assert checked > 50
+
+
+def check_instances(img, lab, what):
+    """Instance masks against the pixels of their colour; how many objects were large enough to check."""
+    assert lab.instances is not None and lab.instances.shape == (len(lab.boxes), *img.shape[:2])
+    assert (lab.instances.sum(0) <= 1).all(), "instance masks overlap"
+    checked = 0
+    for box, m in zip(lab.boxes, lab.instances):
+        ys, xs = np.nonzero(m)
+        assert np.allclose(box[1:], [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], atol=1)
+        if min(box[3] - box[1], box[4] - box[2]) < 16:
+            continue  # a sliver: one row of blended edge pixels is over 6% of it
+        nearest = np.abs(img[:, :, None, :].astype(int) - PALETTE).sum(-1).argmin(-1)  # each pixel's colour
+        near = nearest == np.bincount(nearest[m]).argmax()  # the pixels of the object's colour
+        n, comp = cv2.connectedComponents(near.astype(np.uint8), connectivity=4)
+        touched = np.unique(comp[m & near])
+        drawn = np.isin(comp, touched[touched > 0])
+        iou = (m & drawn).sum() / (m | drawn).sum()
+        assert iou >= 0.9, (what, iou)
+        checked += 1
+    return checked
+
+
+def test_single_image_geometry_moves_instances_and_drops_them_with_their_boxes(tmp_path):
+    """Rotations take the bit-packed OpenCV warp; a large translation pushes objects out of the frame."""
+    src = make_coco(tmp_path / "d")
+    text = """variants = 8
+min_visibility = 0.3
+[[ops]]
+op = "rotate"
+degrees = [15, 40]
+[[ops]]
+op = "affine"
+translate = [-0.45, 0.45]
+"""
+    records = rendered(src, text)
+    assert sum(check_instances(x, lab, params) for _, x, lab, params in records) > 20
+    assert any(len(lab.boxes) < 2 for _, _, lab, _ in records)  # dropped, boxes with them (checked row for row)
+
+
+def test_partner_candidates_travel_to_workers_as_a_path_not_as_sources(tmp_path):
+    import pickle
+
+    from edgeaug.builder import tasks as tasks_mod
+
+    src = make_coco(tmp_path / "d")
+    rcp = parse_recipe(__import__("tomllib").loads(RECIPE))
+    planned = plan(scan(src), rcp, 7, 0.0)
+    blob = pickle.dumps(planned)
+    one = pickle.dumps(planned[:1])
+    assert len(blob) - len(one) < 2000 * (len(planned) - 1)  # the shared list is not repeated per task
+    tasks_mod._RESCANNED.clear()
+    back = pickle.loads(blob)
+    assert [s.rel for s in back[0].candidates] == [s.rel for s in planned[0].candidates]
+    assert back[0].candidates.sources == planned[0].candidates.sources
+    tasks_mod._RESCANNED.clear()
+    (src / "images" / "c5.png").rename(src / "images" / "c9.png")
+    data = json.loads((src / "instances.json").read_text())
+    data["images"][5]["file_name"] = "c9.png"
+    (src / "instances.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="changed since the build was planned"):
+        pickle.loads(blob)
 
 
 def test_mixup_and_cutmix_soft_labels_sum_to_one(tmp_path):

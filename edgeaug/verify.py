@@ -14,12 +14,14 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 
 from edgeaug.builder.augment import Augmenter
+from edgeaug.builder.partners import Partners
 from edgeaug.builder.render import load_source, render_variant, working_image
 from edgeaug.config.recipe import parse_recipe
 from edgeaug.config.targets import target_from_dict
 from edgeaug.device.format import FormatError
 from edgeaug.device.labels import pack_labels
 from edgeaug.device.loader import Pack, PackError
+from edgeaug.sources.base import Source
 from edgeaug.sources.scan import scan
 
 
@@ -136,13 +138,33 @@ def _regenerate(
         if src is None:
             rep.source_problems.append(f"{entry['path']}: missing from {source}")
         else:
-            _regenerate_source(pack, aug, src, int(src_idx), records, rep)
+            partners = _partners(m, by_rel, int(src_idx), source, aug) if aug.multi is not None else None
+            _regenerate_source(pack, aug, src, int(src_idx), records, rep, partners)
         done += len(records)
         if progress:
             progress(done, len(chosen))
 
 
-def _regenerate_source(pack: Pack, aug: Any, src: Any, src_idx: int, records: np.ndarray, rep: VerifyReport) -> None:
+def _partners(m: Dict[str, Any], by_rel: Dict[str, Any], src_idx: int, root: Path, aug: Any) -> Partners:
+    """The build's partner candidates of source ``src_idx``: its split's sources in manifest (plan) order.
+
+    A source missing from the folder stays in the list (as a path that does not
+    exist), so indices keep their meaning and a record that used it shows up as
+    a mismatch.
+    """
+    entries = m["sources"]
+    split = entries[src_idx].get("split")
+    same = [i for i, e in enumerate(entries) if e.get("split") == split]
+    base = root if root.is_dir() else root.parent
+    cands = tuple(
+        by_rel.get(entries[i]["path"]) or Source(str(entries[i]["path"]), base / "\0missing", -1) for i in same
+    )
+    return Partners(cands, same.index(src_idx), aug.recipe.fill, load_source)
+
+
+def _regenerate_source(
+    pack: Pack, aug: Any, src: Any, src_idx: int, records: np.ndarray, rep: VerifyReport, partners: Any = None
+) -> None:
     """Render ``records`` of one source again, through the build's own read-decode-labels path, and compare."""
 
     entry, seed = pack.manifest["sources"][src_idx], int(pack.manifest["seed"])
@@ -157,7 +179,7 @@ def _regenerate_source(pack: Pack, aug: Any, src: Any, src_idx: int, records: np
             rep.digest_problems.append(f"record {r}: names source {stored['source']}, the manifest {src_idx}")
             continue
         v = int(stored["variant"])
-        tensor, lab, params = render_variant(aug, work, loaded.labels, size, seed, src, v)
+        tensor, lab, params = render_variant(aug, work, loaded.labels, size, seed, src, v, None, loaded.image, partners)
         rep.regenerated += 1
         diff = _compare(stored, tensor, lab, params)
         if diff is not None:
@@ -179,8 +201,8 @@ def _compare(stored: Dict[str, Any], tensor: np.ndarray, lab: Any, params: List[
             if a != b:
                 return f"params of op {i} ({b.get('op')}) differ: stored {a} vs {b}", d
         return "the op list differs", d
-    same_labels = pack_labels(stored["boxes"], stored["keypoints"], stored["mask"]) == pack_labels(
-        lab.boxes, lab.keypoints, lab.mask
+    same_labels = _packed(stored) == pack_labels(
+        lab.boxes, lab.keypoints, lab.mask, instances=lab.instances, mix=lab.mix
     )
     if d == 0 and same_labels:
         return None
@@ -190,6 +212,13 @@ def _compare(stored: Dict[str, Any], tensor: np.ndarray, lab: Any, params: List[
     return f"pixels differ after ops {ops}" + (
         "" if same_labels else f"; labels differ too ({_label_diff(stored, lab)})"
     ), d
+
+
+def _packed(stored: Dict[str, Any]) -> bytes:
+    """A stored record's labels packed again, instances and soft label included (when the pack has them)."""
+    return pack_labels(
+        stored["boxes"], stored["keypoints"], stored["mask"], instances=stored.get("instances"), mix=stored.get("mix")
+    )
 
 
 def _label_diff(stored: Dict[str, Any], lab: Any) -> str:
@@ -206,4 +235,13 @@ def _label_diff(stored: Dict[str, Any], lab: Any) -> str:
         parts.append(f"mask: stored {'none' if sm is None else 'one'}, regenerated {'none' if rm is None else 'one'}")
     elif sm is not None and not np.array_equal(sm, rm):
         parts.append(f"mask: {int(np.count_nonzero(sm != rm))} pixels")
+    si, ri = stored.get("instances"), getattr(lab, "instances", None)
+    if "instances" not in stored:  # a pack without instance storage
+        pass
+    elif (si is None) != (ri is None) or (si is not None and si.shape != ri.shape):
+        parts.append(f"instances: stored {0 if si is None else len(si)}, regenerated {0 if ri is None else len(ri)}")
+    elif si is not None and not np.array_equal(si, ri):
+        parts.append(f"instances: {int(np.count_nonzero(si != ri))} pixels")
+    if stored.get("mix") != getattr(lab, "mix", None) and "mix" in stored:
+        parts.append(f"mix: stored {stored.get('mix')}, regenerated {lab.mix}")
     return "; ".join(parts) or "label bytes"

@@ -7,6 +7,14 @@ aberration: :mod:`edgeaug.ops.distort`) join the chain, which is then
 resampled once with ``cv2.remap`` (:mod:`.remap`); records without them keep
 the matrix warp.  Photometric ops then run in recipe order on the small
 output image; runs of tone-curve ops fuse into one lookup table.
+
+A multi-image op (``mosaic``, ``mixup``, ``cutmix``, ``copy_paste``,
+``scale_jitter``) may only be the recipe's first op (the recipe refuses it
+anywhere else).  When it fires it renders the output frame itself from the
+record's source and its partners (each resampled once); the rest of the
+recipe then runs on that target-size frame as on any source: its geometric
+ops compose into one extra warp (an identity or a flip is an exact copy),
+then the photometric ops.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from edgeaug.builder import remap
+from edgeaug.builder.instances import remap_instances, warp_instances
 from edgeaug.config.recipe import Recipe
 from edgeaug.config.targets import Target, quantization_lut, quantize
 from edgeaug.ops.base import scale, translate
@@ -31,12 +40,17 @@ class Labels:
     float32 ``[x, y, visible]``; ``mask`` (h, w) uint8 class ids, or None.
     ``flip`` (n,) int: after a mirror, keypoint ``i`` is the old keypoint
     ``flip[i]`` (left/right pairs swap names); None when there are no pairs.
+    ``instances`` (n, h, w) bool: row ``k`` is the mask of box ``k`` (None: a
+    dataset without instance masks); each box is then its mask's bounding box.
+    ``mix`` ``[(class, weight), ...]``: the soft label a multi-image op gave.
     """
 
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), np.float32))
     keypoints: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
     mask: Optional[np.ndarray] = None
     flip: Optional[np.ndarray] = None
+    instances: Optional[np.ndarray] = None
+    mix: Optional[List[Tuple[int, float]]] = None
 
 
 def record_rng(seed: int, source_key: Tuple[int, ...], variant: int) -> np.random.Generator:
@@ -55,22 +69,82 @@ class Augmenter:
         ident = np.arange(256)[:, None]
         self._identity_lut = self.lut.dtype == np.uint8 and bool((self.lut == ident).all())
 
-    def sample(self, rng: np.random.Generator, src_size: Tuple[int, int]) -> List[Dict[str, Any]]:
+    @property
+    def multi(self) -> Any:
+        """The recipe's multi-image stage: its first op when that is a multi-image op or a ``one_of`` of
+        them (the recipe allows no other place), else None."""
+        first = self.ops[0] if self.ops else None
+        if first is not None and (getattr(first, "multi", False) or _one_of_multi(first)):
+            return first
+        return None
+
+    def sample(
+        self, rng: np.random.Generator, src_size: Tuple[int, int], n_candidates: int = 0, plain: bool = False
+    ) -> List[Dict[str, Any]]:
         """Draw every op's parameters; the frame size follows the geometry.
 
         One entry per recipe op: ``{"op", "on", **params}``; a composite's
-        entry holds its children's entries under ``"ops"``.
+        entry holds its children's entries under ``"ops"``.  A multi-image op
+        draws its partners as indices among ``n_candidates``; in a ``plain``
+        variant (the recipe's ``plain_variants``) the multi-image stage is off
+        and draws nothing.  After it fires, the frame is the target size.
         """
         out, size = [], (float(src_size[0]), float(src_size[1]))
-        for op in self.ops:
+        for i, op in enumerate(self.ops):
+            if i == 0 and self.multi is not None:
+                entry = self._sample_multi(op, rng, size, n_candidates, plain)
+                out.append(entry)
+                if self.fires_multi(out):
+                    size = (float(self.target.width), float(self.target.height))
+                continue
             entry, size = _sample_op(op, rng, size, forced=False)
             out.append(entry)
         return out
 
-    def geometry(self, params: List[Dict[str, Any]], src_size: Tuple[int, int]) -> np.ndarray:
-        """The one source-to-output matrix, continuous coordinates."""
+    @staticmethod
+    def _sample_multi(op: Any, rng: np.random.Generator, size, n: int, plain: bool) -> Dict[str, Any]:
+        if plain or not rng.random() < op.p:
+            return {"op": op.name, "on": False}
+        if not op.composite:
+            return {"op": op.name, "on": True, **op.sample(rng, size, n)}
+        chosen, kids = set(op.choose(rng)), []
+        for j, child in enumerate(op.children):
+            kids.append(
+                {"op": child.name, "on": True, **child.sample(rng, size, n)}
+                if j in chosen
+                else {"op": child.name, "on": False}
+            )
+        return {"op": op.name, "on": True, "ops": kids}
+
+    def fires_multi(self, params: List[Dict[str, Any]]) -> Optional[Tuple[Any, Dict[str, Any]]]:
+        """The multi-image op that fires in a record's params and its entry, or None."""
+        if self.multi is None or not params or not params[0]["on"]:
+            return None
+        fired = list(leaves([self.multi], params[:1]))
+        return fired[0] if fired else None
+
+    def render_multi(
+        self, images: List[np.ndarray], labels_list: List[Labels], labels_of: List[int], params: List[Dict[str, Any]]
+    ) -> Tuple[np.ndarray, Labels]:
+        """A record whose multi-image op fires: the op renders the target frame from the record's
+        source and partners (RGB, labels in their pixels; ``labels_of``: their class labels), then
+        the rest of the recipe runs on it."""
+        from edgeaug.ops.instances_geom import InstanceLabels
+
+        op, entry = self.fires_multi(params)
+        r, size = self.recipe, (self.target.width, self.target.height)
+        inst = [
+            InstanceLabels(lab.boxes, lab.keypoints, lab.mask, lab.flip, lab.instances, c)
+            for lab, c in zip(labels_list, labels_of)
+        ]
+        img, res = op.apply(images, inst, entry, size, r.fill, r.min_visibility, r.resize)
+        lab = Labels(res.boxes, res.keypoints, res.mask, res.flip, res.instances, res.mix)
+        return self.render(img, lab, params, size, start=1)
+
+    def geometry(self, params: List[Dict[str, Any]], src_size: Tuple[int, int], start: int = 0) -> np.ndarray:
+        """The one source-to-output matrix, continuous coordinates (ops from ``start`` on)."""
         m, size = np.eye(3), (float(src_size[0]), float(src_size[1]))
-        for op, p in leaves(self.ops, params):
+        for op, p in leaves(self.ops[start:], params[start:]):
             if op.geometric:
                 step, size = op.matrix(p, size)
                 m = step @ m
@@ -112,15 +186,15 @@ class Augmenter:
         return image if image.shape[2] == 4 else cv2.cvtColor(image, cv2.COLOR_RGB2RGBA)
 
     def render(
-        self, image: np.ndarray, labels: Labels, params: List[Dict[str, Any]], src_size: Tuple[int, int]
+        self, image: np.ndarray, labels: Labels, params: List[Dict[str, Any]], src_size: Tuple[int, int], start=0
     ) -> Tuple[np.ndarray, Labels]:
-        """Apply sampled ``params``: one warp, then photometric ops. No RNG.
+        """Apply sampled ``params`` (of the ops from ``start`` on): one warp, then photometric ops. No RNG.
 
         ``image`` is RGB, or RGBA from :meth:`prepare` (the same bytes, faster).
         """
         import cv2
 
-        m = self.geometry(params, src_size)
+        m = self.geometry(params, src_size, start)
         # The inverse of the pre-shrink scale, written out: the same numbers as np.linalg.inv's, whose
         # LAPACK call wakes OpenBLAS's threads, which then spin for a while on every record.
         unshrink = scale(1 / (image.shape[1] / src_size[0]), 1 / (image.shape[0] / src_size[1]))
@@ -134,7 +208,7 @@ class Augmenter:
             labels = self._warp_labels(labels, m, chain)
         out = out if out.shape[2] == 3 else cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
         tones: List[Tuple[Any, Dict[str, Any]]] = []
-        for op, p in leaves(self.ops, params):
+        for op, p in leaves(self.ops[start:], params[start:]):
             if op.geometric and not getattr(op, "pixels", False):
                 continue
             if isinstance(op, ToneOp):
@@ -191,7 +265,14 @@ class Augmenter:
             kp[:, :2] = _transform(m, kp[:, :2]) if fwd is None else fwd(kp[:, :2])
             inside = (kp[:, 0] >= 0) & (kp[:, 0] < tw) & (kp[:, 1] >= 0) & (kp[:, 1] < th)
             kp[:, 2] = np.where(inside, kp[:, 2], 0)
-        return Labels(_warp_boxes(labels.boxes, m, tw, th, self.recipe.min_visibility, fwd), kp, mask)
+        vis = self.recipe.min_visibility
+        if labels.instances is not None:
+            if chain is None:
+                boxes, inst = warp_instances(labels.boxes, labels.instances, m, (tw, th), vis)
+            else:
+                boxes, inst = remap_instances(labels.boxes, labels.instances, chain, m, self.target.size, vis)
+            return Labels(boxes, kp, mask, None, inst, labels.mix)
+        return Labels(_warp_boxes(labels.boxes, m, tw, th, vis, fwd), kp, mask, None, None, labels.mix)
 
     def tensor(self, image: np.ndarray) -> np.ndarray:
         """Quantize a rendered RGB image into the target's tensor.
@@ -266,6 +347,10 @@ def _sample_op(
     if op.geometric:
         size = op.matrix(params, size)[1]
     return {"op": op.name, "on": True, **params}, size
+
+
+def _one_of_multi(op: Any) -> bool:
+    return op.name == "one_of" and bool(op.children) and all(getattr(c, "multi", False) for c in op.children)
 
 
 def leaves(ops: List[Any], params: List[Dict[str, Any]]) -> Iterator[Tuple[Any, Dict[str, Any]]]:

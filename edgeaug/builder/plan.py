@@ -11,8 +11,8 @@ import itertools
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from edgeaug.builder.tasks import SourceResult, Task  # noqa: F401  (their home was here: importers still find them)
-from edgeaug.config.recipe import OpSpec, Recipe
+from edgeaug.builder.tasks import Candidates, SourceResult, Task  # noqa: F401  (their home was here: importers still find them)
+from edgeaug.config.recipe import OpSpec, Recipe, has_multi
 from edgeaug.sources.base import Source, SourceSet
 
 ERROR_POLICIES = ("skip", "fail")
@@ -69,7 +69,26 @@ def plan(sset: SourceSet, recipe: Recipe, seed: int, val: float) -> List[Task]:
     train_v = ((0,) if recipe.include_original else ()) + tuple(range(1, recipe.variants + 1))
     tasks = [Task(i, s, "train", train_v) for i, s in enumerate(sset.sources) if i not in held]
     tasks += [Task(i, s, "val", (0,)) for i, s in enumerate(sset.sources) if i in held]
+    if has_multi(recipe):
+        tasks = with_candidates(tasks, sset.origin)
     return tasks
+
+
+def with_candidates(tasks: List[Task], origin: str = "") -> List[Task]:
+    """Give each task its split's sources (plan order) as partner candidates, and its place among them.
+
+    Partners of a train record are train sources only, and of a val record val
+    sources only.  The list is a pure function of the plan, so the draws (indices
+    into it) are the same whatever the worker count, executor or shard.
+    """
+    import dataclasses
+
+    out = []
+    for split in ("train", "val"):
+        mine = [t for t in tasks if t.split == split]
+        cands = Candidates([t.source for t in mine], origin, [t.index for t in mine])
+        out += [dataclasses.replace(t, candidates=cands, position=k) for k, t in enumerate(mine)]
+    return out
 
 
 #: Ops whose matrix has a negative determinant (they swap left and right); rotations, crops, affine

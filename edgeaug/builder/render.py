@@ -18,10 +18,11 @@ import numpy as np
 
 from edgeaug.builder.audit import histogram
 from edgeaug.builder.augment import Augmenter, Labels, record_rng
+from edgeaug.builder.partners import Partners
 from edgeaug.builder.tasks import SourceResult, Task
 from edgeaug.device.codec import encode
 from edgeaug.device.format import SPLITS, encode_record
-from edgeaug.device.labels import pack_labels
+from edgeaug.device.labels import is_extended, pack_labels
 from edgeaug.sources.base import majority
 from edgeaug.sources.imagefile import exif_orientation, jpeg_complete, orient, sniff, to_rgb8
 
@@ -194,6 +195,8 @@ def source_labels(source: Any, size: Tuple[int, int] | None = None) -> Labels:
         b = np.asarray(source.boxes, np.float64).reshape(-1, 5)
         b[:, 1:] *= np.tile(f, 2)
         lab.boxes = b.astype(np.float32)
+    if getattr(source, "segments", None) and size is not None:
+        lab.boxes, lab.instances = _instances(source, size)
     if source.keypoints:
         k = np.asarray(source.keypoints, np.float64).reshape(-1, 3)
         k[:, :2] *= f
@@ -204,6 +207,16 @@ def source_labels(source: Any, size: Tuple[int, int] | None = None) -> Labels:
                 raise ValueError(f"{source.rel}: keypoint_flip has {len(flip)} entries for {len(k)} keypoints")
             lab.flip = np.asarray(flip, np.intp)
     return lab
+
+
+def _instances(source: Any, size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
+    """Boxes (each its mask's bounding box) and instance masks of a source with segments."""
+    from edgeaug.sources.segments import instance_labels
+
+    try:
+        return instance_labels(source.segments, size[0], size[1])
+    except ValueError as e:  # an RLE whose size is not the image's
+        raise SourceDecodeError(f"segmentation: {e}") from None
 
 
 @dataclass
@@ -258,14 +271,34 @@ def render_variant(
     source: Any,
     variant: int,
     hist: np.ndarray | None = None,
+    image: Optional[np.ndarray] = None,
+    partners: Optional[Partners] = None,
 ) -> Tuple[np.ndarray, Labels, List[Dict]]:
     """One variant: (tensor, labels, sampled params). Variant 0 is the original.
 
     ``hist`` (channels, 256), if given, accumulates the quantization audit's counts.
+    With a multi-image op, ``image`` is the decoded source (RGB) and
+    ``partners`` its candidates; the op's params then also record the partners'
+    indices (after any fallback), paths and content hashes.
     """
     # Variant 0 has no params, so render applies only the resize (zip stops early).
-    params = [] if variant == 0 else aug.sample(record_rng(seed, source.key, variant), src_size)
-    img, lab = aug.render(work, labels, params, src_size)
+    n = partners.n if partners is not None else 0
+    params = (
+        []
+        if variant == 0
+        else aug.sample(record_rng(seed, source.key, variant), src_size, n, aug.recipe.plain(variant))
+    )
+    fired = aug.fires_multi(params)
+    if fired is not None:
+        got = partners.resolve(fired[1]) if partners is not None else []
+        if image is None:
+            raise ValueError("a multi-image op needs the decoded source image")
+        images = [image] + [g.image for g in got]
+        labs = [labels] + [g.labels for g in got]
+        classes = [source.label] + [g.label for g in got]
+        img, lab = aug.render_multi(images, labs, classes, params)
+    else:
+        img, lab = aug.render(work, labels, params, src_size)
     if hist is not None:
         hist += histogram(img, aug.target)
     return aug.tensor(img), lab, params
@@ -283,14 +316,20 @@ def render_source(task: Task, aug: Augmenter, seed: int) -> SourceResult:
     work = working_image(image, aug)
     res.hist = np.zeros((aug.target.channels, 256), np.int64)
     codec, level = aug.target.compress  # compressed here, in the render workers, not in the writer
+    partners = Partners(task.candidates, task.position, aug.recipe.fill, load_source) if aug.multi is not None else None
     for v in task.variants:
-        tensor, lab, params = render_variant(aug, work, labels, src_size, seed, task.source, v, res.hist)
-        packed = pack_labels(lab.boxes, lab.keypoints, lab.mask)
+        tensor, lab, params = render_variant(
+            aug, work, labels, src_size, seed, task.source, v, res.hist, image, partners
+        )
+        packed = pack_labels(lab.boxes, lab.keypoints, lab.mask, instances=lab.instances, mix=lab.mix)
         label = record_label(task.source, lab)
         stored = encode(tensor, codec, level, aug.target.layout) if codec != "none" else None
+        extended = is_extended(lab.instances, lab.mix)
         res.records.append(
-            encode_record(tensor, label, task.index, v, SPLITS[task.split], packed, {"ops": params}, stored)
+            encode_record(tensor, label, task.index, v, SPLITS[task.split], packed, {"ops": params}, stored, extended)
         )
+    if partners is not None:
+        res.partner_sha256 = dict(sorted(partners.used.items()))
     return res
 
 

@@ -88,8 +88,10 @@ def _unusable(path: Path, job: Any, k: int) -> Optional[Unusable]:
 
 
 def _changed_source(tasks: Sequence[Task], results: Dict[int, SourceResult]) -> Optional[str]:
-    """The first already-rendered source whose image or mask no longer has the content it was built from."""
+    """The first already-rendered source whose image or mask (or a multi-image op's partner of its records)
+    no longer has the content it was built from."""
 
+    paths: Dict[int, Dict[str, Any]] = {}  # per candidate list (shared by a split's tasks): rel -> path
     for t in tasks:
         res = results[t.index]
         try:
@@ -105,4 +107,26 @@ def _changed_source(tasks: Sequence[Task], results: Dict[int, SourceResult]) -> 
                 mask = ""
             if mask != res.mask_sha256:
                 return f"{t.source.rel} (its mask)"
+        if res.partner_sha256:
+            if id(t.candidates) not in paths:
+                paths[id(t.candidates)] = {s.rel: s.path for s in t.candidates}
+            partner = _changed_partner(t, res, paths[id(t.candidates)])
+            if partner:
+                return partner
+    return None
+
+
+def _changed_partner(t: Task, res: SourceResult, paths: Dict[str, Any]) -> Optional[str]:
+    """A partner (``res.partner_sha256``: rel -> sha256) whose content changed: "REL (a partner of SOURCE)".
+
+    A partner that failed to load at build time was replaced by the next
+    candidate and is not listed: repairing it later does not invalidate the chunk.
+    """
+    for rel, want in res.partner_sha256.items():
+        try:
+            sha = hashlib.sha256(read_source(paths[rel])).hexdigest() if rel in paths else ""
+        except SourceDecodeError:
+            sha = ""
+        if sha != want:
+            return f"{rel} (a partner of {t.source.rel})"
     return None

@@ -353,7 +353,7 @@ def explain(
         ..., help="Record index in the whole pack (train records first, then val); negative counts from the end."
     ),
     as_json: bool = typer.Option(
-        False, "--json", help="Print JSON: record, split, source, source_index, variant, label and params."
+        False, "--json", help="Print JSON: record, split, source, source_index, variant, label, params and partners."
     ),
 ) -> None:
     """Show the source, variant and the ops with their sampled parameters that made one record."""
@@ -382,7 +382,19 @@ def _explain_json(pack, index: int) -> dict:
         "variant": r["variant"],
         "label": r["label"],
         "params": r["params"],
+        "partners": _partners(r["params"].get("ops", [])),
     }
+
+
+def _partners(entries: list) -> list:
+    """The paths of the partners a multi-image op combined into the record (its params name them)."""
+    out: list = []
+    for e in entries if isinstance(entries, list) else []:
+        if isinstance(e, dict) and e.get("on"):
+            rels = e.get("partner_rels")
+            out += [str(p) for p in rels] if isinstance(rels, list) else []
+            out += _partners(e.get("ops", []))
+    return out
 
 
 def preview(

@@ -24,7 +24,12 @@ Example::
     ops = [{op = "gaussian_blur", sigma = [0.3, 1.0]}, {op = "motion_blur", p = 0.5}]
 
 Each op table takes ``op``, ``p`` and the op's ranges as ``[low, high]``
-pairs (a single number means a fixed value).  Unknown ops, unknown or
+pairs (a single number means a fixed value).  A multi-image op (``mosaic``,
+``mixup``, ``cutmix``, ``copy_paste``, ``scale_jitter``) renders the output
+frame from several sources, so it must be the first op (never inside
+``one_of``/``some_of``); the ops after it work on that frame (their geometry
+is one more warp).  ``plain_variants = N``: the last N variants of each
+source skip the multi-image op (Ultralytics' ``close_mosaic``).  Unknown ops, unknown or
 out-of-range parameters are errors naming the file and field.
 """
 
@@ -77,6 +82,7 @@ class Recipe:
     fill: int
     min_visibility: float
     ops: Tuple[OpSpec, ...]
+    plain_variants: int = 0  # the last N variants of each source skip the multi-image op (close_mosaic)
     origin: str = field(default="", compare=False)  # the file it was read from, for messages; not in to_dict
 
     def to_dict(self) -> dict:
@@ -89,7 +95,13 @@ class Recipe:
             "fill": self.fill,
             "min_visibility": self.min_visibility,
             "ops": [o.to_dict() for o in self.ops],
+            # only when set, so recipes without it keep their canonical form (and pack fingerprints)
+            **({"plain_variants": self.plain_variants} if self.plain_variants else {}),
         }
+
+    def plain(self, variant: int) -> bool:
+        """Whether ``variant`` is one of the last ``plain_variants`` (no multi-image op)."""
+        return variant > self.variants - self.plain_variants
 
     def with_variants(self, k: int | None) -> "Recipe":
         if k is None:
@@ -156,11 +168,50 @@ def parse_recipe(data: dict, where: str = "<recipe>", base: Path | Tuple[Path, .
         fill=top.int("fill", default=0, lo=0, hi=255),
         min_visibility=top.num("min_visibility", default=0.3, lo=0.0, hi=1.0),
         ops=tuple(parse_op(t, where, f"ops[{i}]", base=base) for i, t in enumerate(raw_ops)),
+        plain_variants=top.int("plain_variants", default=0, lo=0, hi=10000),
     )
     top.done()
     if recipe.variants == 0 and not recipe.include_original:
         top.fail("variants", "0 variants without include_original leaves nothing to build")
+    if recipe.plain_variants > recipe.variants:
+        top.fail("plain_variants", f"{recipe.plain_variants} is more than the {recipe.variants} variants")
+    _check_multi(recipe.ops, top)
     return recipe
+
+
+def has_multi(recipe: "Recipe") -> bool:
+    """Whether the recipe has a multi-image stage (its first op, or a first ``one_of`` of them)."""
+    return bool(recipe.ops) and (
+        is_multi(recipe.ops[0].op) or any(is_multi(n) for _, n in _nested(recipe.ops[0], "ops[0]"))
+    )
+
+
+def _check_multi(ops: Tuple[OpSpec, ...], top: Fields) -> None:
+    """A multi-image op is the first op, or one of the children of a first ``one_of`` of multi-image ops only."""
+    why = "it renders the output frame from several images, so it must be the first op of the recipe (or a child "
+    why += "of a first one_of whose children are all multi-image ops); the ops after it work on its frame"
+    for i, o in enumerate(ops):
+        if is_multi(o.op) and i > 0:
+            top.fail(f"ops[{i}].op", f"{o.op} is a multi-image op: {why}")
+        inner = [(path, name) for path, name in _nested(o, f"ops[{i}]") if is_multi(name)]
+        if not inner:
+            continue
+        flat = o.op == "one_of" and all(is_multi(c.op) for c in o.children)
+        if i > 0 or not flat:
+            path, name = inner[0]
+            top.fail(f"{path}.op", f"{name} is a multi-image op: {why}")
+
+
+def _nested(o: OpSpec, path: str):
+    """(path, op name) of every op inside composite ``o``, depth first."""
+    for j, c in enumerate(o.children):
+        yield f"{path}.ops[{j}]", c.op
+        yield from _nested(c, f"{path}.ops[{j}]")
+
+
+def is_multi(name: str) -> bool:
+    """Whether op ``name`` combines several images (``mosaic``, ``mixup``, ...)."""
+    return bool(getattr(OPS.get(name), "multi", False))
 
 
 def parse_op(table: Any, where: str, prefix: str, depth: int = 0, base: Any = None) -> OpSpec:
@@ -207,6 +258,7 @@ def _parse_children(f: Fields, where: str, prefix: str, depth: int, base: Any = 
     raw = f.raw("ops", _REQUIRED)
     if not isinstance(raw, list) or not raw:
         f.fail("ops", "expected a non-empty array of op tables")
+
     if depth >= MAX_NESTING:
         f.fail("ops", f"composite ops nest deeper than {MAX_NESTING} levels")
     return tuple(parse_op(t, where, f"{prefix}.ops[{i}]", depth + 1, base) for i, t in enumerate(raw))

@@ -15,6 +15,8 @@ from edgeaug.ops import (  # noqa: F401  (registration)
     distort,
     geometric,
     lens,
+    multi,
+    multi_paste,
     noise,
     onnx_model,
     photometric,

@@ -36,6 +36,9 @@ class Source:
     keypoint_flip: Optional[Tuple[int, ...]] = None
     # The label is the majority class of the boxes (YOLO, COCO): each record then takes that of its remaining boxes.
     label_from_boxes: bool = False
+    # Instance shapes (COCO segmentation, YOLO-seg), one per box in box order; None: boxes only.  At load time
+    # each box becomes its instance mask's bounding box (:func:`edgeaug.builder.render.source_labels`).
+    segments: Optional[Tuple[Any, ...]] = None
 
     @property
     def key(self) -> Tuple[int, ...]:
@@ -54,6 +57,8 @@ class SourceSet:
     keypoint_flip: Optional[Tuple[int, ...]] = None
     # What the build should tell the user about the dataset (fields it drops, ...): shown once per build.
     warnings: Tuple[str, ...] = ()
+    # The path it was scanned from (absolute; "" when made in code): workers scan it again for partners.
+    origin: str = ""
 
 
 def inside(root: Path, rel: str, where: str, field: str) -> Tuple[str, Path]:

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from edgeaug.sources.base import Source, SourceError, SourceSet, majority
+from edgeaug.sources.segments import Segment, coco_segment
 
 #: Annotation fields edgeaug reads, or that carry nothing more than those (``area``, ``num_keypoints``, ``id``).
 #: Any other field is dropped with one warning per build; add a field here once it is used.
 ANNOTATION_FIELDS = frozenset(
-    {"id", "image_id", "category_id", "bbox", "iscrowd", "keypoints", "num_keypoints", "area"}
+    {"id", "image_id", "category_id", "bbox", "iscrowd", "keypoints", "num_keypoints", "area", "segmentation"}
 )
 
 
@@ -24,11 +25,16 @@ def scan_coco(p: Path, root: Optional[Path] = None) -> SourceSet:
     dataset folder; default: the JSON's folder, or the folder above it when that
     is COCO's ``annotations/``) and its ``images/`` subfolder;
     source paths are relative to ``root``.  Categories sort by id into class
-    indices.  ``iscrowd`` annotations are skipped.  A category with K keypoint
+    indices.  ``iscrowd`` annotations are skipped (a crowd region is not one
+    object: it would be a wrong box and mask), as before.  ``segmentation``
+    (polygons, RLE, compressed RLE) makes the dataset an instance set: every
+    annotation of every image then has an instance (one without a
+    segmentation gets its ``bbox`` as a rectangle), and each box becomes its
+    mask's bounding box when the image is rendered.  A category with K keypoint
     names contributes exactly K keypoints per annotation, in annotation order;
     names ``left_X`` and ``right_X`` make a pair that swaps when the image is
     mirrored.  Annotation fields outside :data:`ANNOTATION_FIELDS` (e.g.
-    ``segmentation``) are dropped, with one warning per field in
+    ``attributes``) are dropped, with one warning per field in
     ``SourceSet.warnings``.  Images may sit behind symlinks inside the dataset
     folder (``images/`` itself may be one), as for the other kinds.
     """
@@ -49,6 +55,7 @@ def scan_coco(p: Path, root: Optional[Path] = None) -> SourceSet:
     boxes: Dict[Any, List[tuple]] = {i: [] for i in images}
     kps: Dict[Any, List[tuple]] = {i: [] for i in images}
     flips: Dict[Any, List[int]] = {i: [] for i in images}
+    segs: Dict[Any, List[Optional[Segment]]] = {i: [] for i in images}
     anns = data.get("annotations", [])
     if not isinstance(anns, list):
         raise SourceError(f"{p.name}: annotations: expected a list")
@@ -69,12 +76,15 @@ def scan_coco(p: Path, root: Optional[Path] = None) -> SourceSet:
         if w < 0 or h < 0:
             raise SourceError(f"{where}.bbox: negative size")
         boxes[a["image_id"]].append((float(index[a["category_id"]]), x, y, x + w, y + h))
+        ann = f"{p.name}: annotations[id={a['id']}]" if _is_id(a.get("id")) else where
+        segs[a["image_id"]].append(coco_segment(a.get("segmentation"), index[a["category_id"]], ann))
         k = nkp[a["category_id"]]
         if k:
             raw = a.get("keypoints", [0.0] * 3 * k)
             v = _coco_nums(raw, 3 * k, f"{where}.keypoints")
             flips[a["image_id"]] += [len(kps[a["image_id"]]) + j for j in pairs[a["category_id"]]]
             kps[a["image_id"]] += [tuple(v[i : i + 3]) for i in range(0, 3 * k, 3)]
+    has_instances = any(s is not None for ss in segs.values() for s in ss)
     sources = [
         Source(
             rel,
@@ -85,6 +95,7 @@ def scan_coco(p: Path, root: Optional[Path] = None) -> SourceSet:
             tuple(kps[i]) or None,
             keypoint_flip=tuple(flips[i]) if flips[i] != list(range(len(flips[i]))) else None,
             label_from_boxes=True,
+            segments=_instances(boxes[i], segs[i]) if has_instances else None,
         )
         for i, (rel, full) in images.items()
     ]
@@ -94,6 +105,17 @@ def scan_coco(p: Path, root: Optional[Path] = None) -> SourceSet:
     notes = tuple(_unused_note(p, k, n, first, len(anns)) for k, (n, first) in sorted(unused.items()))
     srcs = tuple(sorted(sources, key=lambda s: s.rel))
     return SourceSet(root, srcs, classes, "coco", tuple(same) if same else None, notes)
+
+
+def _instances(boxes: List[tuple], segs: List[Optional[Segment]]) -> Optional[Tuple[Segment, ...]]:
+    """One segment per box: an annotation without ``segmentation`` is its box as a rectangle polygon."""
+    out = []
+    for b, s in zip(boxes, segs):
+        if s is None:
+            c, x0, y0, x1, y1 = b
+            s = Segment(int(c), ((x0, y0, x1, y0, x1, y1, x0, y1),))
+        out.append(s)
+    return tuple(out) or None
 
 
 def _unused_note(p: Path, field: str, n: int, first: int, total: int) -> str:

@@ -31,8 +31,18 @@ KINDS = (
 
 
 def scan(path: str | Path) -> SourceSet:
-    """Read a dataset and detect its kind (see the module docstring)."""
-    p = Path(path)
+    """Read a dataset and detect its kind (see the module docstring).
+
+    ``origin`` of the result is ``path`` made absolute: a build worker scans it
+    again to find multi-image partners (:class:`edgeaug.builder.tasks.Candidates`).
+    """
+    import dataclasses
+    import os
+
+    return dataclasses.replace(_scan(Path(path)), origin=os.path.abspath(path))
+
+
+def _scan(p: Path) -> SourceSet:
     if p.is_dir():
         if (p / "images").is_dir() and (p / "labels").is_dir():
             return scan_yolo(p)

@@ -91,7 +91,7 @@ def _coco_with_segmentation(root):
     p = make_coco(root)
     data = json.loads(p.read_text())
     for a in data["annotations"]:
-        a["segmentation"] = [[0, 0, 10, 0, 10, 10]]
+        a["caption_ids"] = [1]  # not used by edgeaug (segmentation is, since instance masks are read)
         a["area"] = 100.0
     data["annotations"][1]["attributes"] = {"occluded": True}
     p.write_text(json.dumps(data))
@@ -104,15 +104,15 @@ def test_unused_coco_fields_are_warned_once_per_build_by_name(tmp_path):
     sset = scan(tmp_path / "c")
     assert [w.split(": ", 2)[2].split(" (")[0] for w in sset.warnings] == [
         "field 'attributes'",
-        "field 'segmentation'",
+        "field 'caption_ids'",
     ]
     out = tmp_path / "p.lmdb"
     r = runner.invoke(app, ["build", str(tmp_path / "c"), "-o", str(out), "-t", "rpi4", "-k", "1", "-w", "1", "-q"])
     assert r.exit_code == 0, r.output
-    seg = [ln for ln in r.output.splitlines() if "'segmentation'" in ln]
+    seg = [ln for ln in r.output.splitlines() if "'caption_ids'" in ln]
     assert len(seg) == 1
     assert seg[0] == (
-        f"warning: {p}: annotations: field 'segmentation' (in {n} of {n} annotations, first annotations[0]) "
+        f"warning: {p}: annotations: field 'caption_ids' (in {n} of {n} annotations, first annotations[0]) "
         "is not used by edgeaug and is left out of the pack"
     )
     assert r.output.count("field 'attributes' (in 1 of") == 1

@@ -20,8 +20,24 @@ from edgeaug.builder.audit import audit
 from edgeaug.builder.plan import Task, render_versions
 from edgeaug.config.recipe import Recipe
 from edgeaug.config.targets import Target
-from edgeaug.device.format import SPLITS
+from edgeaug.device.format import EXTENDED_LABELS, SPLITS
 from edgeaug.sources.base import SourceSet
+
+
+def pack_version(sset, recipe, codec: str) -> int:
+    """The lowest format version that reads every record the build can write.
+
+    3 (extended labels) when a record can hold instance masks (a dataset with
+    segments) or a soft label (a multi-image op first in the recipe), else 2
+    when tensors are compressed, else 1: such packs stay readable by every loader.
+    """
+    first = recipe.ops[0].build() if recipe.ops else None
+    multi = first is not None and (
+        getattr(first, "multi", False) or any(getattr(c, "multi", False) for c in getattr(first, "children", ()))
+    )
+    if multi or any(getattr(s, "segments", None) for s in sset.sources):
+        return EXTENDED_LABELS
+    return 2 if codec != "none" else 1
 
 
 def manifest_for(sset, tasks, results, recipe, target, seed: int, val: float, hist=None) -> Dict[str, Any]:
@@ -59,8 +75,7 @@ def manifest_for(sset, tasks, results, recipe, target, seed: int, val: float, hi
     splits["val"]["start"] = splits["train"]["count"]
     codec, level = target.compress
     return {
-        # The lowest version that reads every record: uncompressed packs stay version 1 (every loader reads them).
-        "format_version": 2 if codec != "none" else 1,
+        "format_version": pack_version(sset, recipe, codec),
         **({"compression": {"codec": codec, "level": level}} if codec != "none" else {}),
         "generator": "edgeaug",
         "versions": {

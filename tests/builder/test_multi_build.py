@@ -374,3 +374,27 @@ def test_resume_notices_a_changed_partner(tmp_path):
     assert _changed_source([t], {t.index: res}) is None
     partner.path.write_bytes(partner.path.read_bytes() + b"\0")
     assert _changed_source([t], {t.index: res}) == f"{partner.rel} (a partner of {t.source.rel})"
+
+
+def test_the_pack_holds_each_records_instance_masks_and_its_format_says_so(dataset):
+    """End to end: Pack.record(i)["instances"] (stored in the pack, format version 3) is aligned with the boxes."""
+    _, _, packs = dataset
+    with Pack(str(packs[1])) as p:
+        assert p.manifest["format_version"] == 3
+        seen = 0
+        for i in range(p.records):
+            r = p.record_at(i)
+            inst = r["instances"]
+            assert inst is not None and inst.shape == (len(r["boxes"]), 224, 224) and inst.dtype == bool
+            assert inst.any(axis=(1, 2)).all()  # an emptied instance is dropped with its box
+            for (cls, x0, y0, x1, y1), m in zip(r["boxes"].tolist(), inst):
+                ys, xs = np.nonzero(m)
+                assert abs(xs.min() - x0) <= 1 and abs(xs.max() + 1 - x1) <= 1, (i, cls)
+                assert abs(ys.min() - y0) <= 1 and abs(ys.max() + 1 - y1) <= 1, (i, cls)
+            pasted = any(e.get("op") == "copy_paste" and e.get("on") for e in op_entries(r["params"]))
+            if pasted and len(inst) > 1:
+                assert inst.sum(0).max() <= 1  # copy_paste: no two instance masks overlap (mixup keeps both layers)
+            if r["mix"]:
+                assert abs(sum(w for _, w in r["mix"]) - 1) < 1e-5
+            seen += len(inst)
+        assert seen > 0

@@ -1,0 +1,372 @@
+"""Detection half of study_augment.py: digits pasted on real photographs, a tiny CenterNet, mAP@0.5.
+
+Data: 96x96 crops of scikit-image's sample photographs (procedural textures
+when scikit-image is missing), each with 1-3 real digits (scikit-learn's
+scans, upscaled to 14-34 px, random colour) pasted with their strokes as
+alpha; one class, boxes = the strokes' extent.  Train and val use different
+photographs and different digits.  Packs are 64x64 RGB.
+
+Conditions, one recipe (:data:`RECIPE`: Ultralytics' hsv, translate 0.1,
+scale 0.5, fliplr 0.5):
+
+* ``none``; ``offline K=8`` (no mosaic);
+* ``online + mosaic``: a fresh draw per (epoch, sample) through
+  ``Augmentation.online``, then the device's batch mosaic
+  (``edgeaug.device.online_mix``, p = 1.0: quadrant crops of four records of
+  the batch) with ``close_mosaic`` (plain for the last ~15% of epochs);
+* ``offline K=8 + online batch mosaic`` (the same mosaic and close_mosaic, on pack batches);
+* ``offline K=8 with mosaic`` (+ online batch mosaic): the builder's ``mosaic``
+  op; skipped with a message until the builder knows the op.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+from study_augment import build_pack, folder_mb, write_target
+
+SRC, OUT, STRIDE, BATCH = 96, 64, 4, 32
+RECIPE = {
+    "variants": 8,
+    "include_original": False,
+    "resize": "squash",
+    "border": "constant",
+    "fill": 114,
+    "min_visibility": 0.1,
+    "ops": [
+        {"op": "hflip", "p": 0.5},
+        {"op": "affine", "p": 1.0, "scale": [0.5, 1.5], "translate": [-0.1, 0.1]},
+        {"op": "hue_saturation", "p": 1.0, "hue": [-5, 5], "saturation": [0.3, 1.7]},
+        {"op": "brightness", "p": 1.0, "delta": [-0.3, 0.3]},
+    ],
+}
+MOSAIC_OP = {"op": "mosaic", "p": 1.0}
+TRAIN_BG = ["astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "camera", "page"]
+VAL_BG = ["gravel", "coins", "hubble_deep_field", "immunohistochemistry", "text", "moon"]
+
+
+def recipe(k: int, mosaic: bool = False) -> dict:
+    return {**RECIPE, "variants": k, "include_original": k == 0, "ops": RECIPE["ops"] + ([MOSAIC_OP] if mosaic else [])}
+
+
+# --- data ------------------------------------------------------------------------------
+
+
+def backgrounds(names: List[str], seed: int) -> List[np.ndarray]:
+    """RGB uint8 photographs from scikit-image, or seeded procedural textures without it."""
+    out = []
+    try:
+        import skimage.data as d
+    except ImportError:
+        d = None
+    for i, n in enumerate(names):
+        try:
+            img = np.asarray(getattr(d, n)())
+        except Exception:  # scikit-image missing, or a sample that needs a download
+            img = _texture(np.random.default_rng([seed, i]))
+        if img.dtype != np.uint8:
+            img = np.clip(img / max(float(img.max()), 1e-9) * 255, 0, 255).astype(np.uint8)
+        out.append(np.repeat(img[:, :, None], 3, 2) if img.ndim == 2 else img[:, :, :3])
+    return out
+
+
+def _texture(rng: np.random.Generator) -> np.ndarray:
+    import cv2
+
+    noise = rng.random((24, 24, 3)).astype(np.float32)
+    return (cv2.resize(noise, (256, 256), interpolation=cv2.INTER_CUBIC).clip(0, 1) * 255).astype(np.uint8)
+
+
+def scene(bg: np.ndarray, digits: List[np.ndarray], rng: np.random.Generator) -> Tuple[np.ndarray, List[List[float]]]:
+    """One SRC x SRC image: a random crop of ``bg`` with 1-3 digits pasted; boxes ``[0, x0, y0, x1, y1]``."""
+    import cv2
+
+    lo = min(1.0, SRC / min(bg.shape[:2]))  # a crop of at least SRC pixels, up to 60% of the photo
+    s = rng.uniform(lo, max(lo, 0.6))
+    crop = int(round(min(bg.shape[:2]) * s))
+    y, x = rng.integers(0, bg.shape[0] - crop + 1), rng.integers(0, bg.shape[1] - crop + 1)
+    img = cv2.resize(bg[y : y + crop, x : x + crop], (SRC, SRC), interpolation=cv2.INTER_AREA).astype(np.float32)
+    boxes = []
+    for _ in range(int(rng.integers(1, 4))):
+        d = digits[int(rng.integers(len(digits)))]
+        size = int(rng.integers(14, 35))
+        a = cv2.resize(d.astype(np.float32) / 255, (size, size), interpolation=cv2.INTER_LINEAR).clip(0, 1)
+        px, py = (int(v) for v in rng.integers(0, SRC - size, 2))
+        colour = rng.integers(0, 256, 3).astype(np.float32)
+        region = img[py : py + size, px : px + size]
+        region[:] = region * (1 - a[:, :, None]) + colour * a[:, :, None]
+        ys, xs = np.nonzero(a > 0.25)
+        boxes.append([0, px + xs.min(), py + ys.min(), px + xs.max() + 1, py + ys.max() + 1])
+    return np.rint(img).astype(np.uint8), [[float(v) for v in b] for b in boxes]
+
+
+def make_split(root: Path, bgs, digits, n: int, seed: int) -> List[Tuple[str, np.ndarray, List[List[float]]]]:
+    """``n`` scenes; written as PNGs with a JSONL manifest when ``root`` is given."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        img, boxes = scene(bgs[i % len(bgs)], digits, rng)
+        rows.append((f"{i:04d}.png", img, boxes))
+    if root is not None:
+        root.mkdir(parents=True, exist_ok=True)
+        for rel, img, _ in rows:
+            cv2.imwrite(str(root / rel), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        lines = [json.dumps({"path": rel, "label": "digit", "boxes": b}) for rel, _, b in rows]
+        (root / "set.jsonl").write_text("\n".join(lines) + "\n")
+    return rows
+
+
+# --- conditions ---------------------------------------------------------------------------
+
+
+class DetCondition:
+    """Batches of (x uint8 NHWC, [boxes (n, 5) per row]) for an epoch."""
+
+    def __init__(self, name: str, pack: Optional[Path] = None, mosaic: bool = False, skipped: str = "") -> None:
+        self.name, self.pack, self.mosaic, self.skipped = name, pack, mosaic, skipped
+        self.online = None  # (Augmentation, train rows)
+        self.epochs = 0  # set by the trainer: close_mosaic needs the total (0: never close)
+        self._boxes: Optional[List[np.ndarray]] = None
+
+    def _pack_boxes(self, p) -> List[np.ndarray]:
+        if self._boxes is None:
+            self._boxes = [np.array(p.record(i)["boxes"], np.float32).reshape(-1, 5) for i in range(len(p))]
+        return self._boxes
+
+    def _raw(self, seed: int, epoch: int) -> Iterator[Tuple[np.ndarray, List[np.ndarray]]]:
+        if self.online is not None:
+            aug, rows = self.online
+            order = np.random.default_rng([seed, epoch]).permutation(len(rows))
+            for b in range(0, len(order), BATCH):
+                outs = [
+                    aug.online(rows[i][1], epoch, {"boxes": rows[i][2]}, source=rows[i][0])
+                    for i in order[b : b + BATCH]
+                ]
+                yield np.stack([o[0] for o in outs]), [o[1].boxes.reshape(-1, 5) for o in outs]
+            return
+        from edgeaug.device.loader import Pack
+
+        with Pack(str(self.pack), "train", seed=seed) as p:
+            boxes = self._pack_boxes(p)
+            for x, _, idx in p.batches(BATCH, epoch=epoch, with_index=True):
+                yield x, [boxes[i] for i in idx.tolist()]
+
+    def batches(self, seed: int, epoch: int) -> Iterator[Tuple[np.ndarray, List[np.ndarray]]]:
+        from edgeaug.device.online_mix import mix_batch, mix_rng, plan_mix
+        from edgeaug.device.online_mix_labels import mix_labels
+
+        close = self.epochs > 1 and epoch >= self.epochs - max(1, round(0.15 * self.epochs))  # close_mosaic
+        for b, (x, boxes) in enumerate(self._raw(seed, epoch)):
+            if not self.mosaic or close:
+                yield x, boxes
+                continue
+            plan = plan_mix(mix_rng(seed, epoch, b), len(x), x.shape[1], x.shape[2], mosaic=1.0)
+            labs = mix_labels([{"boxes": bx} for bx in boxes], plan, min_visibility=0.1)
+            yield mix_batch(x, "NHWC", plan), [la["boxes"] for la in labs]
+
+    def epoch_seconds(self) -> float:
+        """Wall seconds of the data path alone for epoch 0 (the pack's boxes are read once before)."""
+        if self.pack is not None:
+            from edgeaug.device.loader import Pack
+
+            with Pack(str(self.pack), "train") as p:
+                self._pack_boxes(p)
+        t0 = time.perf_counter()
+        for _ in self.batches(0, 0):
+            pass
+        return time.perf_counter() - t0
+
+
+def det_conditions(work: Path, data: Path, rows, target: Path) -> List[DetCondition]:
+    from edgeaug.augment import Augmentation
+
+    conds = [DetCondition("none (originals)", build_pack(work, data / "set.jsonl", "k0", recipe(0), target)[0])]
+    online = DetCondition("online + batch mosaic 1.0, close_mosaic", mosaic=True)
+    online.online = (Augmentation(recipe(1), str(target), seed=0), rows)
+    conds.append(online)
+    k8 = build_pack(work, data / "set.jsonl", "k8", recipe(8), target)[0]
+    conds += [DetCondition("offline K=8, no mosaic", k8), DetCondition("offline K=8 + online batch mosaic", k8, True)]
+    try:
+        k8m, why = build_pack(work, data / "set.jsonl", "k8m", recipe(8, True), target)[0], ""
+    except Exception as e:  # the builder does not know the op yet
+        k8m, why = None, f"needs the mosaic op in the builder ({type(e).__name__}: {str(e).splitlines()[0][:90]})"
+    conds.append(DetCondition("offline K=8 with mosaic", k8m, skipped=why))
+    conds.append(DetCondition("offline K=8 with mosaic + online batch mosaic", k8m, True, skipped=why))
+    return conds
+
+
+# --- metric -------------------------------------------------------------------------------
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix of boxes ``(n, 4)`` and ``(m, 4)`` as ``x0, y0, x1, y1``."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    area = lambda r: (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])  # noqa: E731
+    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
+
+
+def average_precision(dets: List[np.ndarray], gts: List[np.ndarray], thr: float = 0.5) -> float:
+    """AP of one class at IoU ``thr``: dets[i] ``(n, 5)`` as ``score, x0, y0, x1, y1``; gts[i] ``(m, 4)``.
+
+    Detections of all images ranked by score; each matches the unmatched
+    ground truth of its image with the highest IoU >= thr, else it is a false
+    positive; AP is the area under the precision envelope (all points, as
+    VOC 2010+ and COCO's per-threshold AP before its 101-point sampling).
+    """
+    n_gt = sum(len(g) for g in gts)
+    if n_gt == 0:
+        return float("nan")
+    flat = [(float(d[0]), i, d[1:5]) for i, ds in enumerate(dets) for d in np.asarray(ds).reshape(-1, 5)]
+    flat.sort(key=lambda t: -t[0])
+    used = [np.zeros(len(g), bool) for g in gts]
+    tp = np.zeros(len(flat))
+    for k, (_, i, box) in enumerate(flat):
+        if len(gts[i]):
+            ov = iou(box, gts[i])[0]
+            ov[used[i]] = -1
+            j = int(ov.argmax())
+            if ov[j] >= thr:
+                used[i][j], tp[k] = True, 1
+    ctp = np.cumsum(tp)
+    recall = np.concatenate([[0.0], ctp / n_gt])
+    precision = np.concatenate([[1.0], ctp / np.arange(1, len(flat) + 1)])
+    precision = np.maximum.accumulate(precision[::-1])[::-1]  # the envelope
+    return float(np.sum((recall[1:] - recall[:-1]) * precision[1:]))
+
+
+# --- the detector (PyTorch) -----------------------------------------------------------------
+
+
+def heat_targets(boxes: List[np.ndarray], h: int, w: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CenterNet targets on the stride-4 grid: heatmap (B, 1, h, w), size+offset (B, 4, h, w), mask (B, 1, h, w)."""
+    b = len(boxes)
+    heat, reg, mask = np.zeros((b, 1, h, w), np.float32), np.zeros((b, 4, h, w), np.float32), np.zeros((b, 1, h, w))
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i, bx in enumerate(boxes):
+        for _, x0, y0, x1, y1 in np.asarray(bx).reshape(-1, 5):
+            cx, cy, bw, bh = (x0 + x1) / 2 / STRIDE, (y0 + y1) / 2 / STRIDE, (x1 - x0) / STRIDE, (y1 - y0) / STRIDE
+            if bw <= 0 or bh <= 0:
+                continue
+            ix, iy = min(int(cx), w - 1), min(int(cy), h - 1)
+            sigma = max(0.5, 0.15 * np.sqrt(bw * bh))
+            g = np.exp(-((xx - ix) ** 2 + (yy - iy) ** 2) / (2 * sigma**2))
+            heat[i, 0] = np.maximum(heat[i, 0], g)
+            reg[i, :, iy, ix] = (bw, bh, cx - ix, cy - iy)
+            mask[i, 0, iy, ix] = 1
+    return heat, reg, mask.astype(np.float32)
+
+
+def train_detector(cond: DetCondition, seed: int, epochs: int) -> Callable[[np.ndarray], List[np.ndarray]]:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+
+    def block(i, o, s):
+        return [nn.Conv2d(i, o, 3, s, 1), nn.BatchNorm2d(o), nn.ReLU()]
+
+    # Stride 4 after two layers: ~6 MFLOP per 64x64 image, so a training fits in a minute or two of CPU.
+    body = nn.Sequential(*block(3, 16, 2), *block(16, 32, 2), *block(32, 32, 1), *block(32, 32, 1))
+    head = nn.Sequential(nn.Conv2d(32, 32, 3, 1, 1), nn.ReLU(), nn.Conv2d(32, 5, 1))
+    net = nn.Sequential(body, head)
+    head[-1].bias.data[0] = -2.19  # CenterNet's prior: heat ~0.1 at start
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    cond.epochs = epochs
+
+    def tensor(x):
+        return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float().div_(255.0)
+
+    for e in range(epochs):
+        net.train()
+        for x, boxes in cond.batches(seed, e):
+            heat, reg, mask = (torch.from_numpy(a) for a in heat_targets(boxes, OUT // STRIDE, OUT // STRIDE))
+            out = net(tensor(x))
+            p = torch.sigmoid(out[:, :1]).clamp(1e-4, 1 - 1e-4)
+            pos = heat.eq(1).float()
+            focal = -(pos * (1 - p) ** 2 * torch.log(p) + (1 - pos) * (1 - heat) ** 4 * p**2 * torch.log(1 - p)).sum()
+            npos = pos.sum().clamp(min=1)
+            l1 = (torch.abs(out[:, 1:] - reg) * mask).sum() / npos
+            loss = focal / npos + 0.1 * l1
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sched.step()
+    net.eval()
+
+    def detect(x: np.ndarray, top: int = 20) -> List[np.ndarray]:
+        with torch.no_grad():
+            out = net(tensor(x))
+            heat = torch.sigmoid(out[:, 0:1])
+            peaks = heat * (heat == nn.functional.max_pool2d(heat, 3, 1, 1)).float()
+        res = []
+        for i in range(len(x)):
+            s, idx = peaks[i, 0].flatten().topk(top)
+            iy, ix = (idx // peaks.shape[3]).numpy(), (idx % peaks.shape[3]).numpy()
+            r = out[i, 1:].numpy()[:, iy, ix]
+            cx, cy = (ix + r[2]) * STRIDE, (iy + r[3]) * STRIDE
+            bw, bh = r[0] * STRIDE, r[1] * STRIDE
+            res.append(np.stack([s.numpy(), cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1))
+        return res
+
+    return detect
+
+
+# --- the study ------------------------------------------------------------------------------
+
+
+def detection(work: Path, quick: bool, seeds: int, epochs: int = 30) -> Dict[str, Any]:
+    from study_augment import digits_split
+
+    from edgeaug.augment import Augmentation
+
+    work.mkdir(parents=True, exist_ok=True)
+    train_d, val_d = digits_split()
+    n_train, n_val = (120, 60) if quick else (480, 200)
+    data = work / "scenes"
+    rows = make_split(
+        None if (data / "set.jsonl").exists() else data, backgrounds(TRAIN_BG, 1), [r[1] for r in train_d], n_train, 11
+    )
+    val = make_split(None, backgrounds(VAL_BG, 2), [r[1] for r in val_d], n_val, 12)
+    target = write_target(work, OUT, "RGB")
+    conds = det_conditions(work, data, rows, target)
+    aug0 = Augmentation(recipe(0), str(target), seed=0)
+    rendered = [aug0.record(img, {"boxes": b}, source=f"val/{rel}", variant=0) for rel, img, b in val]
+    xv, gts = np.stack([r[0] for r in rendered]), [r[1].boxes[:, 1:5] for r in rendered]
+    try:
+        import torch  # noqa: F401
+
+        why = "needs PyTorch (pip install edgeaug[study]); --quick never trains the detector" if quick else ""
+    except ImportError:
+        why = "needs PyTorch (pip install edgeaug[study])"
+    out = []
+    for c in conds:
+        row: Dict[str, Any] = {"condition": c.name}
+        if c.skipped:
+            row["skipped"] = c.skipped
+        else:
+            row.update(storage_mb=c.pack.stat().st_size / 1e6 if c.pack else folder_mb(data), epoch_s=c.epoch_seconds())
+            row["storage"] = "pack" if c.pack else "sources"
+            if why:
+                row["skipped"] = why
+            else:
+                t0 = time.monotonic()
+                aps = [average_precision(train_detector(c, s, epochs)(xv), gts) for s in range(seeds)]
+                row.update(accs=aps, mean=float(np.mean(aps)), sd=float(np.std(aps, ddof=1)) if seeds > 1 else 0.0)
+                print(
+                    f"  {c.name}: mAP@0.5 {row['mean']:.3f} +- {row['sd']:.3f} ({time.monotonic() - t0:.0f}s)",
+                    file=sys.stderr,
+                )
+        out.append(row)
+    return {"task": "detection", "model": "CenterNet-style CNN (PyTorch)", "epochs": epochs, "seeds": seeds,
+            "train": n_train, "val": n_val, "rows": out}  # fmt: skip

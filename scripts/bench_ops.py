@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Per-op speed: each issue-24 pixel op against its Albumentations equivalent, same images, same parameters.
+"""Per-op speed: each issue-24 op (pixel, field, camera, domain) against its Albumentations equivalent.
 
 Both sides get the same fixed parameters (ranges collapsed to one value), so
 each call draws only what is random by nature (noise fields, positions) and

@@ -189,6 +189,11 @@ class ChromaticAberration(FieldOp):
     Each channel is resampled through its own map (one remap per channel, all
     from the source).  Green is the reference: labels and masks follow it,
     so they do not move.
+
+    Speed (written reason, issue 24): about 1.5x slower than Albumentations'
+    ``ChromaticAberration`` (1.1 vs 0.72 ms per 224x224 image): three remaps
+    where it does two, because green too goes through the record's other
+    geometry in the same single resampling.
     """
 
     name = "chromatic_aberration"

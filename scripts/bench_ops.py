@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Per-op speed: each issue-24 pixel op against its Albumentations equivalent, same images, same parameters.
+"""Per-op speed: each issue-24 op (pixel, field, camera, domain) against its Albumentations equivalent.
 
 Both sides get the same fixed parameters (ranges collapsed to one value), so
 each call draws only what is random by nature (noise fields, positions) and
@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REFS: list = []  # the domain ops' reference images (RGB), filled by run()
 
 
 def cases(A, cv2, w: int):
@@ -73,17 +75,56 @@ def cases(A, cv2, w: int):
             {"density": 1 / 600, "drop_length": 0.08},
             A.RandomRain(drop_length=round(0.08 * w), blur_value=3, p=1),
         ),
+        # Geometry (field ops: edgeaug times sample + render of a one-op recipe, 224x224 -> 224x224).
+        "elastic": ({"alpha": 0.01, "sigma": 0.15}, A.ElasticTransform(alpha=40, sigma=0.15 * w / 2, p=1)),
+        "grid_distortion": ({"distort": 0.3, "steps": 5}, A.GridDistortion(num_steps=5, distort_limit=(0.3, 0.3), p=1)),
+        "lens_distortion": ({"k1": -0.1}, A.OpticalDistortion(distort_limit=(-0.1, -0.1), mode="camera", p=1)),
+        "chromatic_aberration": (
+            {"red": 0.01, "blue": -0.01},
+            A.ChromaticAberration((0.02, 0.02), (0.05, 0.05), mode="red_blue", p=1),
+        ),
+        "vignette": ({"strength": 0.4}, None),
+        "camera": (
+            {"profile": "rpi_camera_module_3_wide"},
+            A.Compose(
+                [
+                    A.OpticalDistortion(distort_limit=(-0.15, -0.15), mode="camera", p=1),
+                    A.ShotNoise(scale_range=(0.005, 0.005), p=1),
+                    A.PlanckianJitter(temperature_limit=(6000, 10000), p=1),
+                    A.ImageCompression(quality_range=(85, 85), p=1),
+                ]
+            ),
+        ),
+        # Domain ops from a folder of 4 reference images (640x480).
+        "histogram_match": (
+            {"reference": "refs", "strength": 0.8},
+            A.HistogramMatching(REFS, blend_ratio=(0.8, 0.8), read_fn=_same, p=1),
+        ),
+        "fda": ({"reference": "refs", "beta": 0.05}, A.FDA(REFS, beta_limit=(0.05, 0.05), read_fn=_same, p=1)),
         "randaugment": ({}, None),
         "trivial_augment": ({}, None),
         "augmix": ({}, None),
     }
 
 
-def images(n: int, w: int, h: int):
+def _same(x):
+    return x
+
+
+def _target(w: int, h: int):
+    """An RGB uint8 target of the images' own size: the field op's warp is the only resampling."""
+    from edgeaug.config.targets import Device, Target
+
+    return Target(
+        "bench", Device("bench", "any", 64), "input", h, w, 3, "NHWC", "RGB", "uint8", (0.0,) * 3, (1.0,) * 3, 1 / 255
+    )
+
+
+def images(n: int, w: int, h: int, seed: int = 0):
     """Photo-like RGB frames at the output size: gradients, texture and discs."""
     import cv2
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
         y, x = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -104,8 +145,26 @@ def time_edgeaug(op, imgs) -> float:
     return (time.process_time() - t0) / len(imgs)
 
 
+def time_field(aug, imgs) -> float:
+    """A field op renders with the geometry (the RGBA copy is made once per source in a build: not timed)."""
+    from edgeaug.builder.augment import Labels
+
+    rng = np.random.default_rng(0)
+    prepared = [aug.prepare(img) for img in imgs]
+    t0 = time.process_time()
+    for img in prepared:
+        size = (img.shape[1], img.shape[0])
+        aug.render(img, Labels(), aug.sample(rng, size), size)
+    return (time.process_time() - t0) / len(imgs)
+
+
 def time_albumentations(t, imgs) -> float:
     t.set_random_seed(0)
+    if hasattr(t, "transforms"):  # a Compose: the camera's pieces together
+        t0 = time.process_time()
+        for img in imgs:
+            t(image=img)
+        return (time.process_time() - t0) / len(imgs)
     t0 = time.process_time()
     for img in imgs:
         params = t.get_params()
@@ -119,19 +178,30 @@ def run(n_images: int = 32, size: str = "224x224", repeat: int = 5, only: str = 
     import albumentations as A
     import cv2
 
+    from edgeaug.builder.augment import Augmenter
     from edgeaug.config.recipe import parse_recipe
+    from edgeaug.ops.registry import OPS
 
     cv2.setNumThreads(1)
     w, h = (int(v) for v in size.lower().split("x"))
     imgs = images(n_images, w, h)
+    REFS[:] = images(4, 640, 480, seed=1)
+    refdir = Path(tempfile.mkdtemp(prefix="edgeaug-refs-"))
+    (refdir / "refs").mkdir()
+    for i, ref in enumerate(REFS):
+        cv2.imwrite(str(refdir / "refs" / f"ref{i}.png"), cv2.cvtColor(ref, cv2.COLOR_RGB2BGR))
     table = cases(A, cv2, w)
     names = [n for n in (only.split(",") if only else table) if n]
     best = {}
     for _ in range(repeat):
         for n in names:
             fields, albu = table[n]
-            op = parse_recipe({"ops": [{"op": n, **fields}]}, "bench").ops[0].build()
-            best[(n, "e")] = min(best.get((n, "e"), 1e9), time_edgeaug(op, imgs))
+            rcp = parse_recipe({"resize": "squash", "ops": [{"op": n, **fields}]}, "bench", base=refdir)
+            if getattr(OPS[n], "geometric", False):
+                took = time_field(Augmenter(rcp, _target(w, h)), imgs)
+            else:
+                took = time_edgeaug(rcp.ops[0].build(), imgs)
+            best[(n, "e")] = min(best.get((n, "e"), 1e9), took)
             if albu is not None:
                 best[(n, "a")] = min(best.get((n, "a"), 1e9), time_albumentations(albu, imgs))
     print(

@@ -111,6 +111,8 @@ class FieldOp(Op):
     geometric, field = True, True
     per_channel = False  # True: backward depends on the channel (chromatic aberration)
     pixels = False  # True: also runs ``apply`` with the photometric ops (the camera op)
+    smooth = True  # backward is twice differentiable (False: kinks, e.g. piecewise linear): see builder.remap
+    separable = False  # backward's x depends on x alone and y on y alone (grid distortion, a centred scale)
 
     def matrix(self, params, size):
         return np.eye(3), size

@@ -63,6 +63,7 @@ class Elastic(FieldOp):
     """
 
     name = "elastic"
+    smooth = False  # C2, but its spline cells can be as small as the coarse grid's: estimate conservatively
     RANGES = {"alpha": ((0.0, 0.01), (0.0, 0.1)), "sigma": ((0.1, 0.2), (0.02, 1.0))}
     ITERATIONS = 30
 
@@ -94,6 +95,28 @@ class Elastic(FieldOp):
     def backward(self, params, size, pts, channel=None):
         return pts + self._displacement(params, size, pts)
 
+    def backward_grid(self, params, size, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """:meth:`backward` at every point of the grid ``xs`` x ``ys``: (len(ys), len(xs), 2).
+
+        The spline is a tensor product, so its weights are computed per column
+        and per row: exact, at a fraction of the pointwise cost.
+        """
+        short = min(size)
+        cell = params["sigma"] * short
+        nx, ny = math.ceil(size[0] / cell) + 5, math.ceil(size[1] / cell) + 5
+        g = np.random.Generator(np.random.PCG64(int(params["seed"]))).standard_normal((2, ny, nx))
+        gx, gy = np.clip(xs / cell + 2, 1, nx - 3 - 1e-9), np.clip(ys / cell + 2, 1, ny - 3 - 1e-9)
+        ix, iy = np.floor(gx).astype(np.int64), np.floor(gy).astype(np.int64)
+        wx, wy = _bspline_weights(gx - ix), _bspline_weights(gy - iy)
+        out = np.empty((len(ys), len(xs), 2))
+        for c in range(2):
+            cols = sum(wx[i] * g[c][:, ix - 1 + i] for i in range(4))  # (ny, len(xs))
+            out[..., c] = sum(wy[j][:, None] * cols[iy - 1 + j] for j in range(4))
+        out *= 2.0 * params["alpha"] * short
+        out[..., 0] += xs[None, :]
+        out[..., 1] += ys[:, None]
+        return out
+
     def forward(self, params, size, pts):
         # Solve q + D(q) = p by fixed-point iteration; a contraction while |D'| < 1.
         q = pts.copy()
@@ -113,6 +136,7 @@ class GridDistortion(FieldOp):
     """
 
     name = "grid_distortion"
+    smooth, separable = False, True  # piecewise linear, each axis on its own
     RANGES = {"distort": ((-0.3, 0.3), (-0.9, 0.9))}
     OPTIONS = {"steps": (int, 5)}
 
@@ -165,10 +189,15 @@ class ChromaticAberration(FieldOp):
     Each channel is resampled through its own map (one remap per channel, all
     from the source).  Green is the reference: labels and masks follow it,
     so they do not move.
+
+    Speed (written reason, issue 24): about 1.5x slower than Albumentations'
+    ``ChromaticAberration`` (1.1 vs 0.72 ms per 224x224 image): three remaps
+    where it does two, because green too goes through the record's other
+    geometry in the same single resampling.
     """
 
     name = "chromatic_aberration"
-    per_channel = True
+    per_channel, separable = True, True
     RANGES = {"red": ((-0.005, 0.005), (-0.1, 0.1)), "blue": ((-0.005, 0.005), (-0.1, 0.1))}
 
     def is_identity(self, params):

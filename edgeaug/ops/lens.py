@@ -52,16 +52,18 @@ def undistort_normalized(xyd: np.ndarray, dist: Sequence[float], tol: float) -> 
     k1, k2, p1, p2, k3, k4, k5, k6 = _coeffs(dist)
     xd, yd = xyd[:, 0], xyd[:, 1]
     x, y = xd.copy(), yd.copy()
+    live = np.arange(len(xd))  # points still moving: each stops once its own step is <= 1e-13
     with np.errstate(all="ignore"):  # points beyond a fold may run off to inf: they end up FAR
         for _ in range(UNDISTORT_ITERATIONS):
-            r2 = x * x + y * y
+            xl, yl, xdl, ydl = x[live], y[live], xd[live], yd[live]
+            r2 = xl * xl + yl * yl
             icdist = (1 + r2 * (k4 + r2 * (k5 + r2 * k6))) / (1 + r2 * (k1 + r2 * (k2 + r2 * k3)))
-            xn = (xd - 2 * p1 * x * y - p2 * (r2 + 2 * x * x)) * icdist
-            yn = (yd - p1 * (r2 + 2 * y * y) - 2 * p2 * x * y) * icdist
-            # Converged everywhere (NaN never counts as converged); a pure function of the input.
-            done = bool(np.all(np.abs(xn - x) <= 1e-13) and np.all(np.abs(yn - y) <= 1e-13))
-            x, y = xn, yn
-            if done:
+            xn = (xdl - 2 * p1 * xl * yl - p2 * (r2 + 2 * xl * xl)) * icdist
+            yn = (ydl - p1 * (r2 + 2 * yl * yl) - 2 * p2 * xl * yl) * icdist
+            x[live], y[live] = xn, yn
+            # NaN never counts as converged; a pure function of each point's input.
+            live = live[~((np.abs(xn - xl) <= 1e-13) & (np.abs(yn - yl) <= 1e-13))]
+            if not len(live):
                 break
         xy = np.stack([x, y], 1)
         bad = ~(np.abs(distort_normalized(xy, dist) - xyd).max(1) <= tol)
@@ -107,6 +109,16 @@ class LensDistortion(FieldOp):
     The camera matrix is centred with ``fx = fy = focal x`` half the frame's
     diagonal: the corners sit at normalized radius ``1 / focal``.  k1 < 0 is
     barrel, k1 > 0 pincushion.  For a calibrated camera use ``camera``.
+
+    Speed (written reason, issue 24): about 7x slower than Albumentations'
+    ``OpticalDistortion`` (4.3 vs 0.64 ms per 224x224 image, k1 = -0.1).
+    That transform samples each output pixel at its own *distorted*
+    coordinates (the forward polynomial, no iteration), so its output is the
+    undistortion of the input.  This op outputs what the lens makes of a
+    pinhole image, with labels where ``cv2.projectPoints`` puts them: every
+    output pixel needs the polynomial's inverse, OpenCV's fixed-point
+    iteration (up to 40 steps), run on a 4-px grid and densely only near a
+    strong barrel's fold, where the map is too steep to interpolate.
     """
 
     name = "lens_distortion"

@@ -20,6 +20,7 @@ from edgeaug.ops import (  # noqa: F401  (registration)
     noise,
     onnx_model,
     photometric,
+    reference,
     scene,
 )
 from edgeaug.ops.base import OPS, Op

@@ -6,7 +6,7 @@ Layout, little-endian::
 
     u4        n, the instance count (row k is the instance of box k)
     u4 * n    run count of each instance (>= 1)
-    R * runs  every instance's runs back to back; R is u2 when H*W < 65536, else u4
+    R * runs  every instance's runs back to back; R is u2 when H*W < 65535, else u4
 
 An instance's runs cover its H*W pixels in row-major order, alternating
 background and foreground and starting with background (that run may be 0).
@@ -34,7 +34,7 @@ MAX_INSTANCE_PIXELS = 1 << 28
 
 
 def run_dtype(h: int, w: int) -> np.dtype:
-    """u2 runs when every run fits (H*W < 65536), else u4."""
+    """u2 runs when every run fits (H*W < 65535), else u4."""
     return np.dtype("<u2") if h * w < 0xFFFF else np.dtype("<u4")
 
 

@@ -26,8 +26,8 @@ Example::
 Each op table takes ``op``, ``p`` and the op's ranges as ``[low, high]``
 pairs (a single number means a fixed value).  A multi-image op (``mosaic``,
 ``mixup``, ``cutmix``, ``copy_paste``, ``scale_jitter``) renders the output
-frame from several sources, so it must be the first op (never inside
-``one_of``/``some_of``); the ops after it work on that frame (their geometry
+frame from several sources, so it must be the first op (or a child of a
+first ``one_of`` whose children are all multi-image ops); the ops after it work on that frame (their geometry
 is one more warp).  ``plain_variants = N``: the last N variants of each
 source skip the multi-image op (Ultralytics' ``close_mosaic``).  Unknown ops, unknown or
 out-of-range parameters are errors naming the file and field.

@@ -21,5 +21,7 @@ def load(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # before running it: dataclasses and pickling look modules up by name
+    if str(SCRIPTS) not in sys.path:  # as when run, a script imports its siblings (now or inside a function);
+        sys.path.append(str(SCRIPTS))  # last, so no script shadows a real package
     spec.loader.exec_module(module)
     return module

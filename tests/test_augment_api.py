@@ -14,7 +14,7 @@ from edgeaug.augment import Augmentation, source_key
 from edgeaug.builder.pipeline import build
 from edgeaug.builder.render import decode
 from edgeaug.config.recipe import parse_recipe
-from edgeaug.device.format import pack_labels
+from edgeaug.device.labels import pack_labels
 from edgeaug.device.loader import Pack
 from edgeaug.sources.scan import scan
 

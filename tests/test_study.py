@@ -6,8 +6,12 @@ import json
 
 import numpy as np
 import pytest
-import study_augment
-from study_detect import average_precision, heat_targets, iou
+from scripts_under_test import load
+
+study_augment = load("study_augment")
+average_precision, heat_targets, iou = (
+    getattr(load("study_detect"), n) for n in ("average_precision", "heat_targets", "iou")
+)
 
 pytest.importorskip("sklearn")
 

@@ -242,6 +242,8 @@ def _label_diff(stored: Dict[str, Any], lab: Any) -> str:
         parts.append(f"instances: stored {0 if si is None else len(si)}, regenerated {0 if ri is None else len(ri)}")
     elif si is not None and not np.array_equal(si, ri):
         parts.append(f"instances: {int(np.count_nonzero(si != ri))} pixels")
-    if stored.get("mix") != getattr(lab, "mix", None) and "mix" in stored:
-        parts.append(f"mix: stored {stored.get('mix')}, regenerated {lab.mix}")
+    smix = [(int(c), float(np.float32(w))) for c, w in stored.get("mix") or []]  # stored as float32
+    rmix = [(int(c), float(np.float32(w))) for c, w in getattr(lab, "mix", None) or []]
+    if "mix" in stored and smix != rmix:  # no soft label: [] stored, None or [] regenerated
+        parts.append(f"mix: stored {smix}, regenerated {rmix}")
     return "; ".join(parts) or "label bytes"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgeaug.builder.augment import scale
-from edgeaug.device.format import FORMAT_VERSION, HEADER_SIZE, RECORD_MAGIC, canonical_json, encode_record
+from edgeaug.device.format import HEADER_SIZE, RECORD_MAGIC, canonical_json, encode_record
 
 
 def plain_encode(tensor, label, source, variant, split, labels, params) -> bytes:
@@ -18,7 +18,7 @@ def plain_encode(tensor, label, source, variant, split, labels, params) -> bytes
     pbytes = canonical_json(params)
     body = struct.pack("<IIIiIHBB", len(tbytes), len(labels), len(pbytes), label, source, variant, split, 0)
     body += b"\0" * (HEADER_SIZE - 40 - len(body)) + tbytes + labels + pbytes
-    return struct.pack("<4sHH32s", RECORD_MAGIC, FORMAT_VERSION, HEADER_SIZE, hashlib.sha256(body).digest()) + body
+    return struct.pack("<4sHH32s", RECORD_MAGIC, 1, HEADER_SIZE, hashlib.sha256(body).digest()) + body  # raw: v1
 
 
 @pytest.mark.parametrize("dtype", ["|u1", "|i1", "<f2", "<f4"])

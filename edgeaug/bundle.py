@@ -36,10 +36,12 @@ from typing import Dict, List, Optional, Sequence, Set
 # The device modules, in dependency order; the last one holds the command line (``if __name__ == "__main__"``).
 SOURCES = (
     "format.py",
+    "codec.py",
     "lmdblayout.py",
     "lmdbpure.py",
     "readplan.py",
     "batchread.py",
+    "decodedread.py",
     "prefetch.py",
     "backends.py",
     "online.py",

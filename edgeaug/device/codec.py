@@ -38,7 +38,7 @@ from typing import Any, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from edgeaug.device.format import FormatError
+from .format import FormatError  # bundle: drop
 
 #: Codec ids as stored in the low 4 bits of a record's method byte.
 CODECS = {"none": 0, "zlib": 1, "zstd": 2}

@@ -204,10 +204,25 @@ def inspect(
         f"ops: {', '.join(o['op'] for o in info['recipe']['ops']) or 'none'}"
     )
     typer.echo(f"  classes  {', '.join(info['classes'])}")
+    typer.echo(f"  storage  {_storage(info['compression'], info['size'])}")
     typer.echo(f"  built by {', '.join(f'{k} {v}' for k, v in info['versions'].items())}")
     if info["skipped"]:
         typer.echo(f"  skipped  {len(info['skipped'])} sources (see --json)")
     _show_audit(info["quantization_audit"])
+
+
+def _storage(comp: dict, size: dict) -> str:
+    """Codec, level, and the record bytes against the same records with raw tensors."""
+    codec = comp.get("codec", "none")
+    head = "raw tensors" if codec == "none" else f"{codec} level {comp.get('level')}"
+    mb = size["file_bytes"] / 1e6
+    if codec == "none":
+        return f"{head}, file {mb:,.1f} MB"
+    return (
+        f"{head}, file {mb:,.1f} MB; records {size['vs_raw']:.3f}x their raw size "
+        f"({size['record_bytes'] / 1e6:,.1f} of {size['raw_record_bytes'] / 1e6:,.1f} MB), "
+        f"tensors {size['tensor_vs_raw']:.3f}x"
+    )
 
 
 def _show_audit(entry) -> None:

@@ -75,14 +75,15 @@ def build(
         help="I/N: render only shard I of N (0-based) into OUTPUT.partial, e.g. one per Slurm array task on "
         "machines sharing the folder; then the same command without --shard seals the pack.",
     ),
-    compress: str = typer.Option(
-        "none",
+    compress: Optional[str] = typer.Option(
+        None,
         "--compress",
         help="none | zlib | zstd: store each record's tensor losslessly compressed (about 0.55x on photos; "
-        "zstd needs python3-zstandard on the device, zlib always works). none keeps the zero-copy mapped path.",
+        "zstd needs python3-zstandard on the device, zlib always works). none keeps the zero-copy mapped path. "
+        "Default: the target profile's [pack] compress (rpi4: zstd, read from a card; others: none).",
     ),
     level: Optional[int] = typer.Option(
-        None, "--level", help="Codec level (zlib 0-9, default 6; zstd 1-19, default 1)."
+        None, "--level", help="Codec level (zlib 0-9, default 6; zstd 1-19, default 1; or the profile's [pack] level)."
     ),
 ) -> None:
     """Build a pack: K seeded augmented variants of every image, as the target's exact tensors.

@@ -76,14 +76,16 @@ def copy_photos(photos: Path, dest: Path) -> int:
     return len(files)
 
 
-def build_pair(work: Path, photos: Path, codec: str, level: int | None, min_bytes: int) -> tuple[Path, Path]:
+def build_pair(
+    work: Path, photos: Path, codec: str, level: int | None, min_bytes: int, target: str = "rpi4"
+) -> tuple[Path, Path]:
     """(raw, compressed) packs of the same photos, recipe, seed and variants; the compressed one >= min_bytes."""
     from edgeaug.builder.pipeline import build
 
     src = work / "sources"
     n = copy_photos(photos, src)
     pilot = work / "pilot.lmdb"
-    build(src, pilot, "rpi4", "default", variants=4, seed=1, compress=codec, level=level, workers=1)
+    build(src, pilot, target, "default", variants=4, seed=1, compress=codec, level=level, workers=1)
     per_record = pilot.stat().st_size / (5 * n)
     pilot.unlink()
     variants = int(-(-min_bytes * 1.05 // (per_record * n)))
@@ -91,7 +93,8 @@ def build_pair(work: Path, photos: Path, codec: str, level: int | None, min_byte
     for c in ("none", codec):
         out[c] = work / f"photos-{c}.lmdb"
         t0 = time.perf_counter()
-        build(src, out[c], "rpi4", "default", variants=variants - 1, seed=1, compress=c, level=level)
+        lvl = None if c == "none" else level
+        build(src, out[c], target, "default", variants=variants - 1, seed=1, compress=c, level=lvl)
         mb = out[c].stat().st_size / 1e6
         print(f"built {out[c].name}: {n} photos x {variants} records, {mb:.0f} MB, {time.perf_counter() - t0:.0f}s")
     return out["none"], out[codec]
@@ -396,8 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=Path, help="a folder of real photos (.jpg/.png)")
     ap.add_argument("--compress", choices=("zstd", "zlib"), default="zstd")
+    ap.add_argument("--target", choices=("rpi4", "rpi-zero2w"), default="rpi4", help="the packs' shipped target")
     ap.add_argument("--level", type=int, help="codec level (default: the codec's default)")
-    ap.add_argument("--mem", type=bd.parse_size, default=bd.parse_size("512M"))
+    ap.add_argument("--mem", type=bd.parse_size, help="default: 512M (rpi4), 128M (rpi-zero2w)")
     ap.add_argument("--rbps", type=bd.parse_size, default=bd.parse_size("40M"))
     ap.add_argument("--riops", type=int, default=1500)
     ap.add_argument("--seconds", type=float, default=8.0, help="time per measurement (default 8)")
@@ -416,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.child:
         return child(args)
+    args.mem = args.mem or bd.parse_size(bd.CASES[args.target]["mem"])
     if not (args.raw and args.packed) and not args.photos:
         ap.error("give --photos DIR, or --raw and --packed")
     work = Path(tempfile.mkdtemp(prefix="edgeaug-codec-", dir=args.workdir))
@@ -425,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if not args.sizes_only:
                 bd.block_device(str(work))  # fail before building anything
-            raw, packed = build_pair(work, args.photos, args.compress, args.level, 2 * args.mem)
+            raw, packed = build_pair(work, args.photos, args.compress, args.level, 2 * args.mem, args.target)
         if packed.stat().st_size < 2 * args.mem:
             print(f"warning: {packed} is smaller than twice the memory limit", file=sys.stderr)
         sz = sizes(raw, packed)

@@ -112,3 +112,17 @@ def test_inspect_and_loader_info_show_codec_level_and_size(packs, capsys):
     assert info["compression"] == {"codec": "zlib", "level": 6} and 0 < info["size"]["vs_raw"] < 1
     assert main(["info", str(packs / "zlib-2.lmdb")]) == 0
     assert json.loads(capsys.readouterr().out)["size"] == info["size"]
+
+
+def test_the_copying_read_paths_refuse_compressed_records(packs):
+    # they would copy compressed bytes (and the records after them) as if they were the tensor
+    recs = np.array([0, 1])
+    for mode in ("pread", "mmap"):
+        with Pack(str(packs / "zlib-2.lmdb"), reader=mode) as p:
+            x, r = np.empty((2,) + p.shape, p.dtype), p._reader
+            calls = [(r.fill_pread, (x, recs))]
+            if mode == "mmap":
+                calls += [(r.gather, (recs,)), (r.fill_mapped, (x, recs))]
+            for fn, args in calls:
+                with pytest.raises(PackError, match="compressed records are decoded, not copied"):
+                    fn(*args)

@@ -38,6 +38,10 @@ name; the pack is at least twice the memory limit:
   rpi4        224x224x3 uint8 (~150 KB records), memory 512M, pack >= 1 GiB
   rpi-zero2w  96x96x1 int8 (~9 KB records),      memory 128M, pack >= 256 MiB
 
+``--codec`` measures a compressed pack against the raw pack of the same real
+photos instead (sizes, card records/s, decode CPU; ``--qemu`` adds the decode
+cost under emulation): scripts/bench_codec.py, which takes the options shown there.
+
 ``--pack PATH`` measures an existing pack instead (e.g. from ``edgeaug build``).
 Building needs the workstation install (``pip install -e ".[build]"``);
 measuring needs only edgeaug's loader.  Figures: docs/benchmarks.md.
@@ -602,6 +606,14 @@ def report_mix(res: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--codec" in argv:  # compressed vs raw packs of real photos (issue 25): scripts/bench_codec.py
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("bench_codec", Path(__file__).with_name("bench_codec.py"))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod.main([a for a in argv if a != "--codec"])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", choices=(*CASES, "both"), default="both", help="which built pack(s) to measure")
     ap.add_argument("--pack", help="measure this pack instead of building one")

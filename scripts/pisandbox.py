@@ -2,7 +2,7 @@
 """Emulated Raspberry Pi OS (bookworm) Python sandboxes, without Docker or chroot.
 
 Assembles Debian *bookworm* user spaces for ``arm64`` and ``armhf`` -- the same
-python3 3.11 / python3-numpy 1.24.2 / python3-lmdb 1.4.0 (liblmdb 0.9.24) that
+python3 3.11 / python3-numpy 1.24.2 / python3-lmdb 1.4.0 (liblmdb 0.9.24) / python3-zstandard 0.20 that
 Raspberry Pi OS bookworm ships -- from Debian's own packages, and runs the
 emulated python3.11 in them with qemu-user-static (``qemu-aarch64-static`` /
 ``qemu-arm-static`` with ``-L ROOT``).
@@ -10,7 +10,7 @@ emulated python3.11 in them with qemu-user-static (``qemu-aarch64-static`` /
 How a root is built (stdlib only, nothing on the host's apt state is touched):
 
 * ``apt-get update`` + ``apt-get --download-only install python3 python3-numpy
-  python3-lmdb`` run with a private ``APT_CONFIG``: its own ``Dir::Etc`` (a
+  python3-lmdb python3-zstandard`` run with a private ``APT_CONFIG``: its own ``Dir::Etc`` (a
   sources.list naming bookworm main for that one architecture, empty
   apt.conf.d so the host's hooks do not run), ``Dir::State`` with an empty
   ``status`` file (so every dependency down to libc6 is resolved),
@@ -82,7 +82,8 @@ _ARCH_INFO = {
 
 SUITE = "bookworm"
 COMPONENT = "main"
-PACKAGES = ("python3", "python3-numpy", "python3-lmdb")
+# python3-zstandard: zstd-compressed packs (Pi OS bookworm ships 0.20; zlib is in the stdlib).
+PACKAGES = ("python3", "python3-numpy", "python3-lmdb", "python3-zstandard")
 PYTHON = "usr/bin/python3.11"
 # Bump whenever the way a root is assembled changes: old roots get rebuilt.
 ROOT_FORMAT = 2
@@ -91,8 +92,9 @@ _DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 _MARKER = "ready.json"
 
 _SMOKE = (
-    "import json, platform, struct, sys, numpy, lmdb\n"
+    "import json, platform, struct, sys, numpy, lmdb, zstandard\n"
     "print(json.dumps({'python': platform.python_version(), 'numpy': numpy.__version__,"
+    " 'zstandard': zstandard.__version__,"
     " 'lmdb': lmdb.__version__, 'liblmdb': '.'.join(map(str, lmdb.version())),"
     " 'machine': platform.machine(), 'pointer_size': struct.calcsize('P'),"
     " 'byteorder': sys.byteorder, 'prefix': sys.prefix}))\n"

@@ -62,6 +62,13 @@ class BuildResult:
     chunks_total: int = 0
 
 
+def _codec_and_level(tgt: Target, compress: Optional[str], level: Optional[int]) -> Tuple[str, Optional[int]]:
+    """``--compress``/``--level`` as given, the profile's ``[pack]`` setting where left out."""
+    if compress is None:
+        return tgt.compress[0], tgt.compress[1] if level is None else level
+    return compress, level
+
+
 def storage(compress: str, level: Optional[int]) -> Tuple[str, int]:
     """(codec, level) for ``--compress``/``--level``, checked (zstd: that this machine has it)."""
     from edgeaug.device.codec import CODECS, DEFAULT_LEVELS, LEVEL_RANGES, CodecError, check_available
@@ -124,7 +131,7 @@ def build(
     max_map_size: Optional[int] = None,
     dask_scheduler: Optional[str] = None,
     shard: Union[str, Tuple[int, int], None] = None,
-    compress: str = "none",
+    compress: Optional[str] = None,
     level: Optional[int] = None,
 ) -> BuildResult:
     """Build a pack at ``out``; it appears there only when complete.
@@ -156,7 +163,8 @@ def build(
     check_output(out)
     start_early(workers, dask_scheduler)  # the worker processes' imports overlap the scan and the plan
     tgt = target if isinstance(target, Target) else load_target(target)
-    tgt = replace(tgt, compress=storage(compress, level))
+    # None: the target profile's [pack] default (shipped: zstd for rpi4, none elsewhere)
+    tgt = replace(tgt, compress=storage(*_codec_and_level(tgt, compress, level)))
     rcp = (recipe if isinstance(recipe, Recipe) else load_recipe(recipe)).with_variants(variants)
     sset = scan(source)
     job = _Job(sset, plan(sset, rcp, seed, val), rcp, tgt, seed, val, on_error, progress)

@@ -75,14 +75,15 @@ def build(
         help="I/N: render only shard I of N (0-based) into OUTPUT.partial, e.g. one per Slurm array task on "
         "machines sharing the folder; then the same command without --shard seals the pack.",
     ),
-    compress: str = typer.Option(
-        "none",
+    compress: Optional[str] = typer.Option(
+        None,
         "--compress",
         help="none | zlib | zstd: store each record's tensor losslessly compressed (about 0.55x on photos; "
-        "zstd needs python3-zstandard on the device, zlib always works). none keeps the zero-copy mapped path.",
+        "zstd needs python3-zstandard on the device, zlib always works). none keeps the zero-copy mapped path. "
+        "Default: the target profile's [pack] compress (rpi4: zstd, read from a card; others: none).",
     ),
     level: Optional[int] = typer.Option(
-        None, "--level", help="Codec level (zlib 0-9, default 6; zstd 1-19, default 1)."
+        None, "--level", help="Codec level (zlib 0-9, default 6; zstd 1-19, default 1; or the profile's [pack] level)."
     ),
 ) -> None:
     """Build a pack: K seeded augmented variants of every image, as the target's exact tensors.
@@ -206,6 +207,7 @@ def inspect(
     )
     typer.echo(f"  classes  {', '.join(info['classes'])}")
     typer.echo(f"  labels   {_labels_line(info['labels'])}")
+    typer.echo(f"  storage  {_storage(info['compression'], info['size'])}")
     typer.echo(f"  built by {', '.join(f'{k} {v}' for k, v in info['versions'].items())}")
     if info["skipped"]:
         typer.echo(f"  skipped  {len(info['skipped'])} sources (see --json)")
@@ -222,6 +224,20 @@ def _labels_line(s: dict) -> str:
     mixed = f"{s['mixed']} mixed records (soft labels)" if s["mixed"] else "no mixed records"
     bad = f", {s['unreadable']} unreadable (run verify)" if s["unreadable"] else ""
     return f"{inst}, {mixed}{bad}"
+
+
+def _storage(comp: dict, size: dict) -> str:
+    """Codec, level, and the record bytes against the same records with raw tensors."""
+    codec = comp.get("codec", "none")
+    head = "raw tensors" if codec == "none" else f"{codec} level {comp.get('level')}"
+    mb = size["file_bytes"] / 1e6
+    if codec == "none":
+        return f"{head}, file {mb:,.1f} MB"
+    return (
+        f"{head}, file {mb:,.1f} MB; records {size['vs_raw']:.3f}x their raw size "
+        f"({size['record_bytes'] / 1e6:,.1f} of {size['raw_record_bytes'] / 1e6:,.1f} MB), "
+        f"tensors {size['tensor_vs_raw']:.3f}x"
+    )
 
 
 def _show_audit(entry) -> None:

@@ -125,7 +125,7 @@ def target_toml(target: dict, comment: str = "") -> str:
 def parse_target(data: dict, name: str, where: str = "<target>") -> Target:
     """Validate a parsed TOML table into a Target; errors name file and field."""
     top = Fields(data, where)
-    dev, inp = top.sub("device"), top.sub("input")
+    dev, inp, pack = top.sub("device"), top.sub("input"), top.sub("pack", required=False)
     top.done()
     device = Device(dev.str("name"), dev.str("arch"), dev.int("word_size"))
     if device.word_size not in (32, 64):
@@ -154,7 +154,22 @@ def parse_target(data: dict, name: str, where: str = "<target>") -> Target:
         lo, hi = QRANGE[dtype]
         kw["zero_point"] = inp.int("zero_point", default=0, lo=lo, hi=hi)
     inp.done()
+    kw["compress"] = _pack_storage(pack)
     return Target(**kw)
+
+
+def _pack_storage(pack: Fields) -> Tuple[str, int]:
+    """The optional ``[pack]`` table: how ``edgeaug build`` stores tensors for this target unless told.
+
+    ``compress = "none" | "zlib" | "zstd"`` and ``level`` (the codec's default when left out).
+    """
+    from edgeaug.device.codec import CODECS, DEFAULT_LEVELS, LEVEL_RANGES
+
+    codec = pack.str("compress", default="none", choices=CODECS)
+    lo, hi = LEVEL_RANGES[codec]
+    level = pack.int("level", default=DEFAULT_LEVELS[codec], lo=lo, hi=hi)
+    pack.done()
+    return codec, level
 
 
 def target_from_dict(d: dict) -> Target:

@@ -112,6 +112,11 @@ class BatchReader:
                 f"{HEADER_SIZE}-byte header and a {self.nbytes}-byte tensor"
             )
 
+    def _raw(self) -> None:
+        """The copying paths read tensors as stored: a compressed pack's go through decodedread.fill_decoded."""
+        if self.compressed:
+            raise PackError(f"{self.path}: compressed records are decoded, not copied (decodedread.fill_decoded)")
+
     def check(self, slots: np.ndarray, recs: np.ndarray) -> None:
         """Page and record headers of ``recs`` (as read into ``slots``) against the walk and the index."""
         h, ov = slots["head"], self.pgno[recs] != 0
@@ -152,6 +157,7 @@ class BatchReader:
         ``j``'s read, while its bytes are in cache; the headers are checked
         after all reads, before the batch is returned.
         """
+        self._raw()
         self._usable(recs)
         b, nb, fd = len(recs), self.nbytes, self._fd
         slots = np.zeros(b, SLOT_DTYPE)
@@ -239,6 +245,7 @@ class BatchReader:
         ``starts``: ``offsets(recs)``, if the caller has them; ``checked``: the
         caller ran :meth:`precheck` on ``recs`` (the file size is still checked).
         """
+        self._raw()
         self._check_mapped(recs, checked)
         starts = self._toff[recs] if starts is None else starts
         if moves is None:
@@ -263,6 +270,7 @@ class BatchReader:
         ``moves``, ``dest`` and ``then`` as in :meth:`fill_pread` (headers are
         checked before the copies); ``checked`` as in :meth:`gather`.
         """
+        self._raw()
         self._check_mapped(recs, checked)
         nb = self.nbytes
         rows = x.reshape(len(recs), -1).view(np.uint8) if dest is None else dest

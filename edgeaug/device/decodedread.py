@@ -19,7 +19,7 @@ import numpy as np
 
 from .batchread import SLOT_DTYPE, SLOT_SIZE, BatchReader  # bundle: drop
 from .codec import CodecError, decode_into  # bundle: drop
-from .format import HEADER_SIZE  # bundle: drop
+from .format import HEADER_SIZE, RECORD_HEADER_DTYPE  # bundle: drop
 from .lmdblayout import PAGEHDRSZ  # bundle: drop
 from .readplan import PackError  # bundle: drop
 
@@ -84,3 +84,38 @@ def _read_values(reader: BatchReader, slots: np.ndarray, recs: np.ndarray) -> li
             raise PackError(f"{reader.path}: record {int(recs[j])}: short read, {got} of {len(head) + rest} bytes")
         bodies[j] = memoryview(body)
     return bodies
+
+
+def size_report(reader: BatchReader, records: int) -> dict:
+    """The pack's record values against the same records with raw tensors, in bytes.
+
+    ``raw_record_bytes`` is what the values would take uncompressed: each value's
+    size with its stored tensor replaced by the tensor's ``nbytes`` (header,
+    labels and params stay as they are).  A compressed pack's stored tensor
+    sizes come from its record headers (one 64-byte read per record); a raw
+    pack needs none.  The file itself also holds the B-tree, the index, the
+    manifest and the rest of each value's last page.
+    """
+    sizes = reader.size[:records]
+    tensors = records * reader.nbytes
+    stored = tensors
+    if reader.compressed:
+        heads = np.zeros(records, RECORD_HEADER_DTYPE)
+        raw = heads.view(np.uint8).reshape(records, HEADER_SIZE)
+        for r in range(records):
+            if reader.off[r] < 0 or os.preadv(reader._fd, [raw[r]], int(reader.off[r])) != HEADER_SIZE:
+                raise PackError(f"{reader.path}: record {r}: cannot read its header")
+        tensor = sizes - HEADER_SIZE - heads["labels_nbytes"].astype(np.int64) - heads["params_nbytes"]
+        bad = (tensor <= 0) | (tensor > reader.nbytes)
+        if bad.any():
+            raise PackError(f"{reader.path}: record {int(np.argmax(bad))}: header sizes do not fit its value")
+        stored = int(tensor.sum())
+    values = int(sizes.sum())
+    raw_values = values - stored + tensors
+    return {
+        "record_bytes": values,
+        "raw_record_bytes": raw_values,
+        "vs_raw": values / raw_values if raw_values else 1.0,
+        "tensor_vs_raw": stored / tensors if tensors else 1.0,
+        "file_bytes": reader.file_size,
+    }

@@ -19,7 +19,7 @@ import numpy as np
 from .backends import open_backend  # bundle: drop
 from .batchread import BatchReader  # bundle: drop
 from .codec import CodecError, decode_into  # bundle: drop
-from .decodedread import fill_decoded  # bundle: drop
+from .decodedread import fill_decoded, size_report  # bundle: drop
 from .format import HEADER_SIZE, SPLITS, FormatError, RecordHeader, record_key  # bundle: drop
 from .labels import unpack_labels  # bundle: drop
 from .online import OnlineBatch, border_pattern, fill_value, online_params, read_moves  # bundle: drop
@@ -387,6 +387,8 @@ class Pack:
             "backend": self._db.name,
             "reader": self.reader,
             "compression": self.manifest.get("compression", {"codec": "none"}),
+            # record bytes against the same records with raw tensors (decodedread.size_report says how)
+            "size": size_report(self._reader, self.records) if self._reader is not None else None,
         }
 
     def backend_name(self) -> str:

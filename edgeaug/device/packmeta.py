@@ -162,11 +162,14 @@ def labels_summary(db, records: Iterable[int]) -> Dict[str, int]:
 def _record_problem(value, row, nbytes: int, decode=None, r: int = 0) -> str:
     try:
         h = RecordHeader(value)
-        tensor = decode(value, r) if h.method and decode is not None else None
-        if h.method and tensor is None:
-            return "compressed record: no decoder given"
-    except (FormatError, PackError) as e:
+    except FormatError as e:
         return str(e)
+    try:
+        tensor = decode(value, r) if h.method and decode is not None else None
+    except (FormatError, PackError) as e:  # the decoder's error says "PATH: record R: codec: ..."
+        return f"payload altered: {str(e).split(f'record {r}: ', 1)[-1]}"
+    if h.method and tensor is None:
+        return "compressed record: no decoder given"
     if record_digest(value, tensor) != h.digest or h.digest != row["digest"].tobytes():
         return "digest mismatch (payload altered)"
     if h.tensor_nbytes != nbytes:

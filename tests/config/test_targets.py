@@ -116,3 +116,46 @@ def test_bad_targets_name_the_field(path, value, field):
 def test_unknown_target_name():
     with pytest.raises(ConfigError, match="unknown target 'nope'"):
         load_target("nope")
+
+
+def test_pack_table_sets_how_build_stores_tensors():
+    d = _valid()
+    assert parse_target(d, "t").compress == ("none", 0)
+    d["pack"] = {"compress": "zstd"}
+    assert parse_target(d, "t").compress == ("zstd", 1)  # the codec's default level
+    d["pack"] = {"compress": "zlib", "level": 3}
+    assert parse_target(d, "t").compress == ("zlib", 3)
+    assert "compress" not in parse_target(d, "t").to_dict()  # not a device property: not in the manifest's target
+
+
+@pytest.mark.parametrize(
+    "pack,field",
+    [
+        ({"compress": "lz4"}, "pack.compress"),
+        ({"compress": "zlib", "level": 12}, "pack.level"),
+        ({"codec": 1}, "pack.codec"),
+    ],
+)
+def test_bad_pack_table_names_the_field(pack, field):
+    d = _valid()
+    d["pack"] = pack
+    with pytest.raises(ConfigError, match=f"my.toml: {field}"):
+        parse_target(d, "t", "my.toml")
+
+
+def test_build_stores_as_the_profile_says_unless_told(shapes_dir, tmp_path):
+    import tomli_w
+
+    d = _valid()
+    d["input"].update(height=32, width=32)
+    d["pack"] = {"compress": "zlib", "level": 2}
+    prof = tmp_path / "mine.toml"
+    prof.write_text(tomli_w.dumps(d))
+    build(shapes_dir, tmp_path / "a.lmdb", prof, variants=0, seed=1, workers=1)
+    build(shapes_dir, tmp_path / "b.lmdb", prof, variants=0, seed=1, workers=1, compress="none")
+    build(shapes_dir, tmp_path / "c.lmdb", prof, variants=0, seed=1, workers=1, level=7)
+    with Pack(str(tmp_path / "a.lmdb")) as a, Pack(str(tmp_path / "b.lmdb")) as b, Pack(str(tmp_path / "c.lmdb")) as c:
+        assert a.info()["compression"] == {"codec": "zlib", "level": 2} and a.manifest["format_version"] == 2
+        assert b.info()["compression"] == {"codec": "none"} and b.manifest["format_version"] == 1
+        assert c.info()["compression"] == {"codec": "zlib", "level": 7}
+        assert all(np.array_equal(a[i][0], b[i][0]) for i in range(len(a)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import re
 
 import numpy as np
 import pytest
@@ -77,4 +78,51 @@ def test_corrupt_compressed_record_is_a_pack_error_naming_it(packs, tmp_path):
     p = Pack(str(path))
     with pytest.raises(PackError, match=r"bad.lmdb: record 1: zlib"):
         p[1]
-    assert any(s.startswith("record 1:") for s in p.verify())
+    # verify names the record once, says the payload was altered, and what the codec found
+    (problem,) = p.verify()
+    assert re.fullmatch(r"record 1: payload altered: zlib: .+", problem) and str(path) not in problem
+
+
+@pytest.mark.parametrize("name", ("zstd-2", "zlib-2"))
+def test_info_sizes_the_records_against_the_raw_pack(packs, name):
+    with Pack(str(packs / "raw.lmdb")) as raw, Pack(str(packs / f"{name}.lmdb"), backend="pure") as p:
+        r, c = raw.info()["size"], p.info()["size"]
+        assert r["vs_raw"] == r["tensor_vs_raw"] == 1.0 and r["raw_record_bytes"] == r["record_bytes"]
+        # the estimate of the uncompressed values is exactly what the raw build of the same inputs stores
+        assert c["raw_record_bytes"] == r["record_bytes"]
+        assert c["record_bytes"] < r["record_bytes"] and c["vs_raw"] == c["record_bytes"] / r["record_bytes"]
+        assert 0 < c["tensor_vs_raw"] < c["vs_raw"] < 1 and c["file_bytes"] == (packs / f"{name}.lmdb").stat().st_size
+        assert p.info()["compression"] == {"codec": name.split("-")[0], "level": 1 if name.startswith("zstd") else 6}
+
+
+def test_inspect_and_loader_info_show_codec_level_and_size(packs, capsys):
+    import json
+
+    from typer.testing import CliRunner
+
+    from edgeaug.cli import app
+    from edgeaug.device.loader import main
+
+    res = CliRunner().invoke(app, ["inspect", str(packs / "zstd-1.lmdb")])
+    assert res.exit_code == 0, res.output
+    assert re.search(r"storage  zstd level 1, file [\d.]+ MB; records 0\.\d{3}x their raw size", res.output)
+    assert "storage  raw tensors, file" in CliRunner().invoke(app, ["inspect", str(packs / "raw.lmdb")]).output
+    res = CliRunner().invoke(app, ["inspect", "--json", str(packs / "zlib-2.lmdb")])
+    info = json.loads(res.output)
+    assert info["compression"] == {"codec": "zlib", "level": 6} and 0 < info["size"]["vs_raw"] < 1
+    assert main(["info", str(packs / "zlib-2.lmdb")]) == 0
+    assert json.loads(capsys.readouterr().out)["size"] == info["size"]
+
+
+def test_the_copying_read_paths_refuse_compressed_records(packs):
+    # they would copy compressed bytes (and the records after them) as if they were the tensor
+    recs = np.array([0, 1])
+    for mode in ("pread", "mmap"):
+        with Pack(str(packs / "zlib-2.lmdb"), reader=mode) as p:
+            x, r = np.empty((2,) + p.shape, p.dtype), p._reader
+            calls = [(r.fill_pread, (x, recs))]
+            if mode == "mmap":
+                calls += [(r.gather, (recs,)), (r.fill_mapped, (x, recs))]
+            for fn, args in calls:
+                with pytest.raises(PackError, match="compressed records are decoded, not copied"):
+                    fn(*args)

@@ -74,6 +74,8 @@ for path in packs:
             for X, _, L in p.batches(8, epoch=1, with_labels=True, **mix)
         ]
         r["reader"] = p.reader
+        r["hybrid"] = [h(X.tobytes(), Y.astype("<i8").tobytes()) for X, Y in p.batches(8, epoch=1, hflip=0.5, shift=4)]
+        r["record_online"] = h(p.record(3, epoch=1, hflip=1.0, shift=5)["x"].tobytes())
         r["verify"] = p.verify()
         r["warnings"] = p.device_warnings()
         real, platform.machine = platform.machine, lambda: "aarch64"  # what 32-bit Pi OS on a 64-bit kernel says
@@ -171,7 +173,7 @@ def test_every_record_byte_identical_to_x86(roots, packs, device_dir, host_read,
         # 32-bit liblmdb cannot read the 64-bit file: the loader must pick the pure reader.
         assert got["backend"] == ("lmdb" if arch == "arm64" else "pure"), target
         assert len(set(ref["records"])) == 40 and len(got["train"]) + len(got["val"]) == 40
-        for key in ("records", "train", "val", "batches", "mixed", "mixed_labels"):
+        for key in ("records", "train", "val", "batches", "mixed", "mixed_labels", "hybrid", "record_online"):
             assert got[key] == ref[key], f"{target} on {arch} ({mode}): {key} differ from the x86 read"
         # A small pack that fits in memory is mapped, 32-bit processes included; pread gives the same batches.
         assert got["reader"] == "mmap" and got["batches_pread"] == ref["batches"], target
@@ -179,6 +181,35 @@ def test_every_record_byte_identical_to_x86(roots, packs, device_dir, host_read,
         assert got["warnings"] == _expected_warnings(target, BITS[arch])
         # the word size comes from the pointer size, so an aarch64 kernel name changes nothing
         assert got["warnings_on_aarch64_kernel"] == _expected_warnings(target, BITS[arch])
+
+
+@pytest.fixture(scope="module")
+def compressed(shapes_dir, tmp_path_factory) -> dict:
+    """Compressed twins of packs["rpi-zero2w"] (same inputs, seed and variants)."""
+    pytest.importorskip("zstandard")
+    d = tmp_path_factory.mktemp("pi-cpacks")
+    out = {}
+    for codec in ("zlib", "zstd"):
+        out[codec] = d / f"rpi-zero2w-{codec}.lmdb"
+        build(shapes_dir, out[codec], "rpi-zero2w", variants=1, seed=7, workers=1, val=0.25, compress=codec)
+    return out
+
+
+@pytest.mark.parametrize(("codec", "mode"), [("zlib", "bundle"), ("zstd", "package"), ("zstd", "bundle")])
+@pytest.mark.parametrize("arch", pisandbox.ARCHES)
+def test_compressed_pack_reads_like_the_raw_pack_on_x86(
+    roots, packs, compressed, device_dir, host_read, arch, codec, mode
+):
+    # Pi OS's python3-zstandard (0.20) and zlib decode on armv7l and aarch64 exactly what x86 reads from the raw pack.
+    path = compressed[codec]
+    got = _probe(arch, mode, "auto", {"c": path}, device_dir)["packs"][str(path)]
+    ref = host_read["packs"][str(packs["rpi-zero2w"])]
+    assert got["backend"] == ("lmdb" if arch == "arm64" else "pure")
+    for key in ("records", "train", "val", "batches", "hybrid", "record_online"):
+        assert got[key] == ref[key], f"{codec} pack on {arch} ({mode}): {key} differ from the x86 read of the raw pack"
+    assert got["reader"] == "mmap" and got["batches_pread"] == ref["batches"] and got["verify"] == []
+    r = _loader_cli(arch, mode, ["verify", str(path)], device_dir)
+    assert r.returncode == 0 and "40/40 records ok" in r.stdout, r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("arch", pisandbox.ARCHES)

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from edgeaug.builder.pipeline import build
 from edgeaug.device import format as F
 from edgeaug.device import labels as L
+from edgeaug.device.codec import CODECS
 from edgeaug.device.loader import Pack, PackError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -173,7 +174,29 @@ def packs(tmp_path_factory, shapes_dir, tiny_target):
     tiny = d / "tiny.lmdb"
     build(shapes_dir / "tiny.jsonl", tiny, tiny_target, variants=2, seed=3, workers=1, val=0.3)
     (shapes_dir / "tiny.jsonl").unlink()
-    return {"big": big, "tiny": tiny}
+    out = {"big": big, "tiny": tiny}
+    # Compressed twins of "big" (the same records): the sweeps below damage their compressed tensors too.
+    for codec in ("zlib", "zstd") if _has_zstd() else ("zlib",):
+        out[codec] = d / f"z2-{codec}.lmdb"
+        build(shapes_dir, out[codec], "rpi-zero2w", variants=1, seed=3, workers=1, val=0.25, compress=codec)
+    return out
+
+
+def _has_zstd() -> bool:
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_compressed_twins_hold_compressed_records_of_the_same_content(packs):
+    for codec in set(packs) - {"big", "tiny"}:
+        with Pack(str(packs[codec])) as p, Pack(str(packs["big"])) as raw:
+            assert p.info()["compression"]["codec"] == codec
+            methods = {F.RecordHeader(p._db.get(F.record_key(r))).method & 0x0F for r in range(p.records)}
+            assert methods == {CODECS[codec]}  # every tensor is stored compressed
+            assert (p._index["digest"] == raw._index["digest"]).all()
 
 
 # --- truncation and bit flips --------------------------------------------------------------

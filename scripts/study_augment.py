@@ -17,8 +17,8 @@ same recipe (:data:`RECIPE`):
   variant per source per epoch, each once per K epochs;
 * ``offline K=8 + hybrid``: the same pack plus the device's online shift
   (``Pack.batches(shift=2)``; no flip, digits are not mirror-symmetric) and,
-  in the second hybrid row, batch mixup/cutmix (``edgeaug.device.online_mix``:
-  ``plan_mix``, ``mix_batch``, ``soft_targets`` called on each batch).
+  in the second hybrid row, the device's batch mixup/cutmix
+  (``Pack.batches(mixup=, cutmix=, soft_labels=True)``: soft targets).
 
 The model is a small CNN (PyTorch, ``pip install edgeaug[study]``);
 ``--quick`` trains a numpy MLP instead (no PyTorch) on a subset of the
@@ -175,15 +175,11 @@ class Condition:
             yield from self._online(seed, epoch)
             return
         from edgeaug.device.loader import Pack
-        from edgeaug.device.online_mix import mix_batch, mix_rng, plan_mix, soft_targets
 
+        mix = {**MIX, "soft_labels": True} if self.mix else {}  # the device's batch mixup/cutmix, soft targets
         with Pack(str(self.pack), "train", seed=seed) as p:
-            for b, (x, y) in enumerate(p.batches(BATCH, epoch=epoch, shift=self.shift)):
-                if self.mix:
-                    plan = plan_mix(mix_rng(seed, epoch, b), len(x), x.shape[1], x.shape[2], **MIX)
-                    yield mix_batch(x, "NHWC", plan), soft_targets(y, plan, CLASSES)
-                else:
-                    yield x, y.astype(np.int64)
+            for x, y in p.batches(BATCH, epoch=epoch, shift=self.shift, **mix):
+                yield x, (y if self.mix else y.astype(np.int64))
 
     def _online(self, seed: int, epoch: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
         aug, rows = self.online

@@ -8,12 +8,10 @@ import numpy as np
 import pytest
 from scripts_under_test import load
 
-study_augment = load("study_augment")
-average_precision, heat_targets, iou = (
-    getattr(load("study_detect"), n) for n in ("average_precision", "heat_targets", "iou")
-)
-
 pytest.importorskip("sklearn")
+study_augment = load("study_augment")  # first: study_detect imports it by name
+study_detect = load("study_detect")
+average_precision, heat_targets, iou = study_detect.average_precision, study_detect.heat_targets, study_detect.iou
 
 
 def test_quick_study_prints_every_condition(tmp_path, capsys):
@@ -44,10 +42,32 @@ def test_quick_study_prints_every_condition(tmp_path, capsys):
     acc = {r["condition"]: r["mean"] for r in cls["rows"]}
     assert acc["online (fresh draw every epoch, in-process API)"] > acc["none (originals)"]
     assert acc["offline K=4"] > acc["none (originals)"]
-    # Detection in --quick: data, packs and the data path run; training is skipped with the reason.
+    # Detection in --quick: data, packs (the builder's mosaic too) and the data path run; training is skipped.
     for r in det["rows"]:
-        assert r["skipped"]
-        assert "storage_mb" in r or "mosaic op" in r["skipped"]
+        assert "PyTorch" in r["skipped"] and r["storage_mb"] > 0 and r["epoch_s"] > 0
+    check_mosaic_pack(tmp_path / "w" / "det" / "k8m.lmdb")
+
+
+def check_mosaic_pack(path):
+    """The K=8 mosaic pack: variants 1-7 are canvas mosaics with three partners, variant 8 is plain, and the
+    close_mosaic epochs serve exactly the plain variant of every source."""
+    from edgeaug.device.loader import Pack
+
+    with Pack(str(path), "train") as p:
+        recs = [p.record(i) for i in range(len(p))]
+    assert {r["variant"] for r in recs} == set(range(1, 9))
+    for r in recs:
+        first = r["params"]["ops"][0]
+        assert first["op"] == "mosaic" and first["on"] == (r["variant"] < 8)
+        assert len(first.get("partners", [])) == (3 if r["variant"] < 8 else 0)
+    cond = study_detect.DetCondition("k8m", path, mosaic=True, plain=True)
+    cond.epochs = 20
+    assert not cond.closed(16) and cond.closed(17)  # the last 15% (3 of 20 epochs)
+    served = [bx for _, boxes in cond.batches(0, 19) for bx in boxes]
+    plain = [r for r in recs if r["variant"] == 8]
+    assert len(served) == len(plain) == len({r["source"] for r in recs})
+    key = sorted(np.asarray(b, np.float32).reshape(-1, 5).tobytes() for b in served)
+    assert key == sorted(np.asarray(r["boxes"], np.float32).reshape(-1, 5).tobytes() for r in plain)
 
 
 def test_iou():

@@ -222,7 +222,9 @@ def test_target_from_tflite_errors_are_one_line(tmp_path):
 
 def test_eval_runs_a_tflite_model(tmp_path):
     pytest.importorskip("ai_edge_litert")
-    import make_tflite_fixtures as mk
+    from scripts_under_test import load
+
+    mk = load("make_tflite_fixtures")
 
     src = mk.brightness_images(tmp_path / "gray", 1, per_class=4)
     target = tmp_path / "int8.toml"

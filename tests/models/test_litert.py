@@ -38,9 +38,9 @@ RECIPE = 'variants = 0\ninclude_original = true\nresize = "squash"\n'  # origina
 
 
 def fixture_script():
-    import make_tflite_fixtures  # scripts/ is on pytest's pythonpath
+    from scripts_under_test import load
 
-    return make_tflite_fixtures
+    return load("make_tflite_fixtures")
 
 
 def interpreter(path):

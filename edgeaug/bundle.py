@@ -36,6 +36,7 @@ from typing import Dict, List, Optional, Sequence, Set
 # The device modules, in dependency order; the last one holds the command line (``if __name__ == "__main__"``).
 SOURCES = (
     "format.py",
+    "manifest.py",
     "codec.py",
     "instances.py",
     "labels.py",
@@ -53,6 +54,7 @@ SOURCES = (
     "online_mix_batch.py",
     "runners.py",
     "packmeta.py",
+    "epochs.py",
     "pack.py",
     "loader.py",
 )

@@ -103,3 +103,13 @@ def test_manifest_plain_variants_is_validated(plain_pack):
         m["recipe"]["plain_variants"] = bad
         with pytest.raises(FormatError, match=f"manifest: recipe.plain_variants: .*{what}"):
             validate_manifest(m)
+
+
+def test_inspect_names_the_plain_variants(plain_pack, small_pack):
+    from typer.testing import CliRunner
+
+    from edgeaug.cli import app
+
+    shown = CliRunner().invoke(app, ["inspect", str(plain_pack)])
+    assert shown.exit_code == 0 and "plain (no multi-image op): variants 3..4" in shown.output
+    assert "plain (no multi-image op)" not in CliRunner().invoke(app, ["inspect", str(small_pack)]).output

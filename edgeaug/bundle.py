@@ -48,6 +48,7 @@ SOURCES = (
     "prefetch.py",
     "backends.py",
     "online.py",
+    "online_read.py",
     "online_labels.py",
     "online_mix.py",
     "online_mix_labels.py",

@@ -20,7 +20,8 @@ import numpy as np
 
 from .batchread import BatchReader  # bundle: drop
 from .decodedread import fill_decoded  # bundle: drop
-from .online import OnlineBatch, border_pattern, fill_value, online_params, read_moves  # bundle: drop
+from .online import border_pattern, fill_value, online_params  # bundle: drop
+from .online_read import OnlineBatch, read_moves  # bundle: drop
 from .prefetch import reusable  # bundle: drop
 
 MAX_VARIANT = 0xFFFF  # the index stores the variant as u2
@@ -107,7 +108,7 @@ def online_reader(pack, epoch: Epoch, hflip: float, shift: int):
     """Reads ``(start, part)`` jobs of ``pack``'s ``epoch`` with its flips and shifts done during the read.
 
     Each tensor is read at the byte offset that shifts it (see
-    :func:`~edgeaug.device.online.read_moves`); flipped ones are read into a
+    :func:`~edgeaug.device.online_read.read_moves`); flipped ones are read into a
     scratch batch and mirrored from there; then the exposed borders are
     filled.  The draws for the whole epoch are made once.
     """
@@ -131,7 +132,7 @@ def read_batch(pack, epoch: Epoch, part: slice, online=None) -> Tuple[np.ndarray
     """The tensors, labels and split indices of ``pack``'s ``epoch``'s records ``part``, every header checked.
 
     ``online``: ``(layout, flips, shifts, moves, pattern, scratch)`` of these
-    records, done during the read (see :class:`~edgeaug.device.online.OnlineBatch`).
+    records, done during the read (see :class:`~edgeaug.device.online_read.OnlineBatch`).
     """
     reader, idx, recs = pack._reader, epoch.order[part], epoch.recs[part]
     moves = None if online is None else online[3]

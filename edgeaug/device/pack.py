@@ -344,6 +344,7 @@ class Pack:
             "backend": self._db.name,
             "reader": self.reader,
             "compression": self.manifest.get("compression", {"codec": "none"}),
+            "plain_variants": list(self.plain_variants),  # close_mosaic: batches(..., variants=these)
         }
 
     def backend_name(self) -> str:

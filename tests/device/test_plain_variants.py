@@ -105,6 +105,13 @@ def test_manifest_plain_variants_is_validated(plain_pack):
             validate_manifest(m)
 
 
+def test_loader_info_lists_the_plain_variants(plain_pack, capsys):
+    from edgeaug.device import loader
+
+    assert loader.main(["info", str(plain_pack)]) == 0
+    assert json.loads(capsys.readouterr().out)["plain_variants"] == [3, 4]
+
+
 def test_inspect_names_the_plain_variants(plain_pack, small_pack):
     from typer.testing import CliRunner
 

@@ -36,6 +36,7 @@ from typing import Dict, List, Optional, Sequence, Set
 # The device modules, in dependency order; the last one holds the command line (``if __name__ == "__main__"``).
 SOURCES = (
     "format.py",
+    "manifest.py",
     "codec.py",
     "instances.py",
     "labels.py",
@@ -47,12 +48,14 @@ SOURCES = (
     "prefetch.py",
     "backends.py",
     "online.py",
+    "online_read.py",
     "online_labels.py",
     "online_mix.py",
     "online_mix_labels.py",
     "online_mix_batch.py",
     "runners.py",
     "packmeta.py",
+    "epochs.py",
     "pack.py",
     "loader.py",
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from edgeaug.commands import camera, models, packs
+from edgeaug.commands import camera, inspect, models, packs
 from edgeaug.commands.common import LineProgress  # noqa: F401  (progress lines; tests patch it)
 
 app = typer.Typer(
@@ -19,7 +19,7 @@ app = typer.Typer(
     "load it on the device with numpy and lmdb only (python -m edgeaug.loader).",
 )
 
-for command in (packs.build, packs.inspect, packs.verify, packs.targets, packs.recipes, packs.ops, packs.demo):
+for command in (packs.build, inspect.inspect, packs.verify, packs.targets, packs.recipes, packs.ops, packs.demo):
     app.command()(command)
 app.command("bundle-loader")(packs.bundle_loader)
 models.target_app.command("from-onnx")(models.target_from_onnx)
@@ -29,8 +29,8 @@ app.add_typer(camera.camera_app, name="camera")
 app.command("adapt-model")(models.adapt_model)
 app.command("eval")(models.eval_pack)
 # INDEX may be negative (-1: the last record): "-1" is an argument, not an unknown option.
-app.command(context_settings={"ignore_unknown_options": True})(packs.explain)
-app.command()(packs.preview)
+app.command(context_settings={"ignore_unknown_options": True})(inspect.explain)
+app.command()(inspect.preview)
 
 if __name__ == "__main__":
     app()

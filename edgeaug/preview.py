@@ -86,14 +86,37 @@ def explain(pack: Any, index: int) -> List[str]:
     ops = r["params"].get("ops", [])
     resize = m.get("recipe", {}).get("resize", "?")
     size = f"{m['target']['width']}x{m['target']['height']}"
-    lines.append(
-        f"  ops (geometric ones compose with the {resize} resize to {size} into one warp; "
-        "photometric ones follow in order):"
-        if ops
-        else f"  no ops: only the {resize} resize to {size}"
-    )
+    lines.append(_ops_header(ops, resize, size) if ops else f"  no ops: only the {resize} resize to {size}")
     lines += _op_lines(ops, 2)
     return lines
+
+
+def _ops_header(ops: Sequence[Dict[str, Any]], resize: str, size: str) -> str:
+    """How the record's ops were rendered: one resample of the geometry unless a multi-image op made the frame."""
+    from edgeaug.ops.auto import Policy
+    from edgeaug.ops.registry import OPS
+
+    first = [OPS.get(e.get("op")) for e in _fired(ops[:1])]  # a multi-image op is first (or in a first one_of)
+    if any(getattr(k, "multi", False) for k in first):
+        how = (
+            f"the multi-image op renders the {size} frame from the source and its partners (each resampled "
+            "once), then the geometric ops after it warp that frame once more"
+        )
+    else:
+        how = f"the geometric ones (matrices, distortion fields) and the {resize} resize to {size} resample once"
+    kinds = [OPS.get(e.get("op")) for e in _fired(ops)]
+    policy = any(isinstance(k, type) and issubclass(k, Policy) for k in kinds)
+    extra = "; an auto policy's geometric members warp the output again" if policy else ""
+    return f"  ops in recipe order ({how}; photometric ones follow in order{extra}):"
+
+
+def _fired(entries: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The entries that fired, depth first (a composite, then its fired children)."""
+    out: List[Dict[str, Any]] = []
+    for e in entries:
+        if isinstance(e, dict) and e.get("on"):
+            out += [e] + _fired(e.get("ops", []))
+    return out
 
 
 def _instances_note(r: Dict[str, Any]) -> str:

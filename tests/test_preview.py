@@ -196,3 +196,41 @@ def test_explain_names_instances_and_the_soft_label():
     lines = explain(FakePack(), 0)
     assert "1 instance masks" in lines[1]
     assert "soft label (mixed record): cat 0.62 + dog 0.38" in lines[2]
+
+
+@pytest.mark.parametrize(
+    "ops, says, not_says",
+    [
+        ([{"op": "rotate", "on": True, "angle": 3.0}], "resize to 8x8 resample once", "multi-image"),
+        (
+            [{"op": "one_of", "on": True, "ops": [{"op": "mosaic", "on": True, "partners": [1, 2, 3]}]}],
+            "the multi-image op renders the 8x8 frame",
+            "resample once",
+        ),
+        (
+            [{"op": "mosaic", "on": False}, {"op": "randaugment", "on": True, "chain": []}],
+            "an auto policy's geometric members warp the output again",
+            "multi-image",
+        ),
+    ],
+)
+def test_explain_header_says_how_the_ops_were_rendered(ops, says, not_says):
+    class FakePack:
+        manifest = {"sources": [{"path": "a.jpg"}], "recipe": {"resize": "squash"}, "target": {"width": 8, "height": 8}}
+
+        def record_at(self, i):
+            empty = np.zeros((0, 5), np.float32)
+            return {
+                "source": 0,
+                "split": 0,
+                "variant": 1,
+                "label": -1,
+                "boxes": empty,
+                "keypoints": empty[:, :3],
+                "mask": None,
+                "digest": "ab" * 32,
+                "params": {"ops": ops},
+            }
+
+    header = explain(FakePack(), 0)[2]
+    assert says in header and not_says not in header and "into one warp" not in header

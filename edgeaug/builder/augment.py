@@ -28,6 +28,7 @@ from edgeaug.builder import remap
 from edgeaug.builder.instances import remap_instances, warp_instances
 from edgeaug.config.recipe import Recipe
 from edgeaug.config.targets import Target, quantization_lut, quantize
+from edgeaug.ops import boxgeom
 from edgeaug.ops.base import scale, translate
 from edgeaug.ops.photometric import ToneOp
 
@@ -262,7 +263,7 @@ class Augmenter:
         if len(kp) and labels.flip is not None and mirrors(m):
             kp = kp[labels.flip]  # a mirrored left eye is the right eye
         if len(kp):
-            kp[:, :2] = _transform(m, kp[:, :2]) if fwd is None else fwd(kp[:, :2])
+            kp[:, :2] = boxgeom.transform_points(m, kp[:, :2]) if fwd is None else fwd(kp[:, :2])
             inside = (kp[:, 0] >= 0) & (kp[:, 0] < tw) & (kp[:, 1] >= 0) & (kp[:, 1] < th)
             kp[:, 2] = np.where(inside, kp[:, 2], 0)
         vis = self.recipe.min_visibility
@@ -376,63 +377,16 @@ def _apply_tones(image: np.ndarray, tones: List[Tuple[Any, Dict[str, Any]]]) -> 
     return cv2.LUT(image, np.rint(x).astype(np.uint8)).reshape(image.shape)
 
 
-def _transform(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    h = np.c_[pts.astype(np.float64), np.ones(len(pts))] @ m.T
-    return (h[:, :2] / h[:, 2:3]).astype(np.float32)
-
-
 def _warp_boxes(boxes: np.ndarray, m: np.ndarray, tw: int, th: int, min_vis: float, fwd=None) -> np.ndarray:
-    """Transform each box's outline, clip it to the frame, keep its bounding box.
+    """Boxes through the warp (:mod:`edgeaug.ops.boxgeom`), each clipped to the frame and kept by visibility.
 
-    Clipping the transformed quadrilateral (not its bounding box) keeps a
-    rotated box that leaves the frame tight around what is still visible.
-    A box is dropped when the visible fraction of its transformed area is
-    below ``min_vis`` (or nothing is visible).  With a non-affine map ``fwd``
-    the outline is sampled densely (:func:`.remap.outline`) and each point
-    mapped; the clipping (against the convex frame) holds for any outline.
+    With a non-affine map ``fwd`` the outline is sampled densely
+    (:func:`.remap.outline`) and each point mapped; the clipping (against the
+    convex frame) holds for any outline.
     """
     if not len(boxes):
         return boxes.astype(np.float32).reshape(0, 5)
-    if fwd is not None:
-        line = remap.outline(boxes)
-        quads = fwd(line.reshape(-1, 2)).reshape(line.shape)
-        return _clip_boxes(boxes, quads, tw, th, min_vis)
-    x0, y0, x1, y1 = boxes[:, 1], boxes[:, 2], boxes[:, 3], boxes[:, 4]
-    corners = np.stack([np.c_[x0, y0], np.c_[x1, y0], np.c_[x1, y1], np.c_[x0, y1]], 1)
-    quads = _transform(m, corners.reshape(-1, 2)).reshape(-1, 4, 2).astype(np.float64)
-    return _clip_boxes(boxes, quads, tw, th, min_vis)
-
-
-def _clip_boxes(boxes: np.ndarray, quads: np.ndarray, tw: int, th: int, min_vis: float) -> np.ndarray:
-    out = []
-    for cls, quad in zip(boxes[:, 0], quads):
-        vis = _clip_polygon(quad, tw, th)
-        kept = _area(vis)
-        if kept > 0 and kept >= min_vis * max(_area(quad), 1e-12):
-            out.append([cls, *vis.min(0), *vis.max(0)])
-    return np.array(out, np.float32).reshape(-1, 5)
-
-
-def _area(poly: np.ndarray) -> float:
-    """Shoelace area of a polygon (n, 2); 0 for fewer than 3 points."""
-    if len(poly) < 3:
-        return 0.0
-    x, y = poly[:, 0], poly[:, 1]
-    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2
-
-
-def _clip_polygon(poly: np.ndarray, tw: float, th: float) -> np.ndarray:
-    """Sutherland-Hodgman clipping of a convex polygon to [0, tw] x [0, th]."""
-    for axis, bound, keep_below in ((0, 0.0, False), (0, tw, True), (1, 0.0, False), (1, th, True)):
-        if not len(poly):
-            break
-        d = (poly[:, axis] - bound) * (-1 if keep_below else 1)  # >= 0: inside
-        nxt, dn = np.roll(poly, -1, 0), np.roll(d, -1)
-        pts = []
-        for p, q, a, b in zip(poly, nxt, d, dn):
-            if a >= 0:
-                pts.append(p)
-            if (a >= 0) != (b >= 0):
-                pts.append(p + (q - p) * (a / (a - b)))
-        poly = np.array(pts).reshape(-1, 2)
-    return poly
+    if fwd is None:
+        return boxgeom.warp_boxes(boxes, m, tw, th, min_vis)
+    line = remap.outline(boxes)
+    return boxgeom.clip_outlines(boxes, fwd(line.reshape(-1, 2)).reshape(line.shape), tw, th, min_vis)

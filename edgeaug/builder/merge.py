@@ -77,9 +77,7 @@ def close(tmp: str) -> None:
     env = _ENVS.pop(tmp, None)
     if env is not None:
         env.close()
-    t = _FLUSH.pop(tmp, None)
-    if t is not None:
-        t.join()
+    _join_flush(tmp)
 
 
 def release(tmp: str) -> None:
@@ -128,11 +126,16 @@ def _drop_cached(fd: int) -> None:
         pass  # advice a file system does not take is no error of the build
 
 
-def _flushed(tmp: str) -> None:
-    """Wait for the background flush of ``tmp``; raise the error it met, if any."""
+def _join_flush(tmp: str) -> None:
+    """Wait for the background flush of ``tmp``, if one was started."""
     t = _FLUSH.pop(tmp, None)
     if t is not None:
         t.join()
+
+
+def _flushed(tmp: str) -> None:
+    """Wait for the background flush of ``tmp``; raise the error it met, if any."""
+    _join_flush(tmp)
     err = _FLUSH_ERROR.pop(tmp, None)
     if err is not None:
         raise err

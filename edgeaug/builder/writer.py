@@ -23,7 +23,8 @@ import numpy as np
 
 from edgeaug.builder import merge
 from edgeaug.builder.partial import WriteError, kept
-from edgeaug.device.format import INDEX_DTYPE, SPLITS, canonical_json, fingerprint, tensor_dtype, validate_manifest
+from edgeaug.device.format import INDEX_DTYPE, SPLITS, canonical_json, fingerprint, tensor_dtype
+from edgeaug.device.manifest import validate_manifest
 
 PAGE_SLACK = 4096
 MAX_MAP_SIZE: Optional[int] = None  # cap on map growth (None: until the disk is full)

@@ -151,7 +151,7 @@ class BatchReader:
         (``m > 0``) or ``row[:m] = tensor[-m:]``; the bytes moved out go to a
         scratch iovec, so every read is still the whole value prefix, checked
         for length, and the row bytes not written are left for the caller
-        (:class:`edgeaug.device.online.OnlineBatch` fills them).  ``dest``
+        (:class:`edgeaug.device.online_read.OnlineBatch` fills them).  ``dest``
         (optional): per record, the writable buffer its tensor goes to instead
         of its row of ``x``.  ``then(j)`` (optional) runs right after record
         ``j``'s read, while its bytes are in cache; the headers are checked

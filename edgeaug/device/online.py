@@ -18,12 +18,14 @@ depend on batch size, shuffling, call order or the numpy build::
     fill = fill_value(pack.manifest)
     apply_online(X, layout, flips, shifts, fill)        # X: a batch, in place
 
-The labels (boxes, keypoints, masks) follow in :mod:`.online_labels`.
+The labels (boxes, keypoints, masks) follow in :mod:`.online_labels`; the
+flips and shifts done during a batch's read (:class:`~.online_read.OnlineBatch`) are in
+:mod:`.online_read`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -111,7 +113,7 @@ def _spans(n: int, d: int, flip: bool) -> Tuple[slice, slice]:
     return slice(a, b), src
 
 
-def _units(a: np.ndarray, layout: str) -> Optional[np.ndarray]:
+def pixel_units(a: np.ndarray, layout: str) -> Optional[np.ndarray]:
     """A whole contiguous record as pixel units: (H, W) for NHWC, (C, H, W) for NCHW.
 
     An NHWC pixel of C channels becomes one element (an unsigned int when it
@@ -144,11 +146,11 @@ def border_pattern(shape: Tuple[int, ...], layout: str, fill, dtype) -> np.ndarr
     return row
 
 
-def _mirror(dst: np.ndarray, src: np.ndarray, layout: str) -> None:
+def mirror_into(dst: np.ndarray, src: np.ndarray, layout: str) -> None:
     """``dst = src`` with the width axis reversed (same shape, no overlap), the fastest numpy way per pixel size.
 
-    Pixels of 1, 2, 4 or 8 bytes go as one element each (:func:`_units`;
-    rows of bytes as 8-byte words, :func:`_reversed_into`); other NHWC pixels
+    Pixels of 1, 2, 4 or 8 bytes go as one element each (:func:`pixel_units`;
+    rows of bytes as 8-byte words, :func:`reversed_into`); other NHWC pixels
     (3 uint8 channels) go one channel at a time, since a strided copy of
     single bytes beats a reversed copy of 3-byte elements (~50 vs ~75 us per
     224x224x3 record; the README's table of mirror costs per pixel unit).
@@ -156,7 +158,7 @@ def _mirror(dst: np.ndarray, src: np.ndarray, layout: str) -> None:
     nchw = layout == "NCHW"
     unit = src.itemsize * (1 if nchw else src.shape[-1])
     if unit in (1, 2, 4, 8) and dst.flags.c_contiguous and src.flags.c_contiguous:
-        _reversed_into(_units(dst, layout), _units(src, layout))
+        reversed_into(pixel_units(dst, layout), pixel_units(src, layout))
     elif not nchw:
         for c in range(src.shape[-1]):
             dst[..., c] = src[..., ::-1, c]
@@ -164,7 +166,7 @@ def _mirror(dst: np.ndarray, src: np.ndarray, layout: str) -> None:
         dst[...] = src[..., ::-1]
 
 
-def _reversed_into(dst: np.ndarray, src: np.ndarray) -> None:
+def reversed_into(dst: np.ndarray, src: np.ndarray) -> None:
     """``dst[...] = src[..., ::-1]`` for arrays of pixel units (same shape, no overlap).
 
     numpy reverses single bytes about 4x slower than 8-byte words, so rows of
@@ -180,120 +182,7 @@ def _reversed_into(dst: np.ndarray, src: np.ndarray) -> None:
     d.byteswap(inplace=True)
 
 
-def _scratch_mirror(x: np.ndarray, scratch: np.ndarray, layout: str) -> Callable[[int], None]:
-    """``f(j)``: ``x[j] =`` the scratch record mirrored; the views are made once per batch, not per record."""
-    unit = x.itemsize * (1 if layout == "NCHW" else x.shape[-1])
-    if unit not in (1, 2, 4, 8) or not (x.flags.c_contiguous and scratch.flags.c_contiguous):
-        return lambda j: _mirror(x[j], scratch, layout)
-    ux, us = _units(x, layout), _units(scratch, layout)
-    if ux.itemsize == 1 and ux.shape[-1] % 8 == 0:  # as in _reversed_into: 8-byte words, then their bytes
-        words, reversed_words = ux.view(np.uint64), us.view(np.uint64)[..., ::-1]
-
-        def mirror_words(j: int) -> None:
-            np.copyto(words[j], reversed_words)
-            words[j].byteswap(inplace=True)
-
-        return mirror_words
-    reversed_units = us[..., ::-1]
-
-    def mirror_units(j: int) -> None:
-        ux[j] = reversed_units
-
-    return mirror_units
-
-
-def read_moves(shape: Tuple[int, ...], layout: str, itemsize: int, flips, shifts) -> np.ndarray:
-    """Per record, the byte offset to read its tensor at so that only a border fill (and a mirror) remains.
-
-    A shift by (dx, dy) moves a C-contiguous record by ``(dy * W + dx)``
-    pixels (rows wrap into the exposed columns, which are filled after); a
-    record that is also mirrored is read shifted by (-dx, dy), since the
-    mirror of that is the mirrored record shifted by (dx, dy).  See
-    :class:`OnlineBatch`.
-    """
-    w = shape[-1] if layout == "NCHW" else shape[1]
-    unit = itemsize * (shape[-1] if layout == "NHWC" else 1)
-    s = np.asarray(shifts, np.int64).reshape(-1, 2)
-    dx = np.where(np.asarray(flips, bool), -s[:, 0], s[:, 0])
-    return (s[:, 1] * w + dx) * unit
-
-
-class OnlineBatch:
-    """One batch's flips and shifts, done during the reader's copy of each record.
-
-    The reader puts record ``j``'s tensor, moved by ``moves[j]`` bytes (see
-    :func:`read_moves`), into ``dest[j]``: its row of ``x``, or for a flipped
-    record one scratch record.  Right after (while the bytes are in cache)
-    :meth:`finish` mirrors a flipped record from the scratch into ``x[j]``
-    and fills the exposed border.  The result equals :func:`apply_online` on
-    the records read unmoved.
-    """
-
-    def __init__(self, x: np.ndarray, layout: str, flips, shifts, moves, pattern: np.ndarray, scratch: np.ndarray):
-        self.x, self.layout, self.pattern, self.scratch = x, layout, pattern, scratch
-        self._flips, self._shifts = np.asarray(flips, bool), np.asarray(shifts, np.int64).reshape(-1, 2)
-        self.flips, self.shifts = self._flips.tolist(), self._shifts.tolist()
-        self.moves = moves
-        self._mirror_row: Optional[Callable[[int], None]] = None
-
-    @property
-    def dest(self) -> Optional[list]:
-        """Per record, where the reader puts its tensor: its row of ``x``, or the scratch when it is flipped."""
-        if not any(self.flips):
-            return None
-        rows = self.x.reshape(len(self.x), -1).view(np.uint8)
-        flat = self.scratch.reshape(-1).view(np.uint8)
-        return [flat if f else rows[j] for j, f in enumerate(self.flips)]
-
-    def finish(self, j: int, in_place: bool = False) -> None:
-        """Record ``j`` was read (into ``dest[j]``, or into ``x[j]`` when ``in_place``): mirror it, fill its border."""
-        dx, dy = self.shifts[j]
-        if self.flips[j]:
-            if in_place:
-                self.scratch[...] = self.x[j]
-            if self._mirror_row is None:
-                self._mirror_row = _scratch_mirror(self.x, self.scratch, self.layout)
-            self._mirror_row(j)
-        if dx or dy:
-            _borders(self.x[j], self.layout, dx, dy, self.pattern)
-
-    def finish_all(self) -> None:
-        """Every record at once, for records gathered moved into ``x``: small ones, where per-record calls dominate.
-
-        One mirror of the flipped records and one border fill through boolean
-        masks of the exposed rows and columns: ~2x cheaper than :meth:`finish`
-        per record for 9 KB records, ~2x dearer for 150 KB ones
-        (``scripts/bench_loader.py --hybrid``).
-        """
-        x, nchw = self.x, self.layout == "NCHW"
-        flipped = np.flatnonzero(self._flips)
-        if len(flipped):
-            if x.itemsize * (1 if nchw else x.shape[-1]) in (1, 2, 4, 8):
-                u = _units(x, self.layout)
-                part = u[flipped]
-                out = np.empty_like(part)
-                _reversed_into(out, part)
-                u[flipped] = out
-            else:
-                part = x[flipped]
-                out = np.empty_like(part)
-                _mirror(out, part, self.layout)
-                x[flipped] = out
-        s = self._shifts
-        if not s.any():
-            return
-        h, w = x.shape[2:] if nchw else x.shape[1:3]
-        at_h, at_w = np.arange(h), np.arange(w)
-        rows = (at_h < s[:, 1:]) | (at_h >= h + s[:, 1:])  # (N, H): exposed rows
-        cols = (at_w < s[:, :1]) | (at_w >= w + s[:, :1])  # (N, W): exposed columns
-        fill = self.pattern.reshape(-1, 1) if nchw else self.pattern
-        if rows.any():
-            (x.transpose(0, 2, 1, 3) if nchw else x)[rows] = fill
-        if cols.any():
-            (x.transpose(0, 3, 1, 2) if nchw else x.transpose(0, 2, 1, 3))[cols] = fill if nchw else fill[0]
-
-
-def _borders(dst: np.ndarray, layout: str, dx: int, dy: int, pattern: np.ndarray) -> None:
+def fill_borders(dst: np.ndarray, layout: str, dx: int, dy: int, pattern: np.ndarray) -> None:
     """Set the rows and columns a shift by (dx, dy) exposed to the fill pattern."""
     if layout == "NCHW":
         h, w = dst.shape[1:]
@@ -354,13 +243,13 @@ def fill_online(dst: np.ndarray, src: np.ndarray, layout: str, flip: bool, dx: i
         cd, cs = _spans(w, dx, flip)
         pre = (slice(None),) * int(nchw)
         if flip and not nchw and dst.itemsize * dst.shape[-1] not in (1, 2, 4, 8):
-            _mirror(dst[rd, cd], src[rs, cs], layout)  # one channel at a time
+            mirror_into(dst[rd, cd], src[rs, cs], layout)  # one channel at a time
         elif flip and contiguous:
-            _units(dst, layout)[pre + (rd, cd)] = _units(src, layout)[pre + (rs, cs)][..., ::-1]
+            pixel_units(dst, layout)[pre + (rd, cd)] = pixel_units(src, layout)[pre + (rs, cs)][..., ::-1]
         else:
             part = src[pre + (rs, cs)]
             dst[pre + (rd, cd)] = np.flip(part, axis=1 + int(nchw)) if flip else part
-    _borders(dst, layout, dx, dy, pattern)
+    fill_borders(dst, layout, dx, dy, pattern)
 
 
 def apply_online(
@@ -405,4 +294,4 @@ def apply_online(
         else:
             mv = flat[j * nb : (j + 1) * nb]
             _move(mv, mv, _flat_offset(rec, layout, dx, dy))
-            _borders(rec, layout, dx, dy, pattern)
+            fill_borders(rec, layout, dx, dy, pattern)

@@ -12,21 +12,22 @@ import json
 import operator
 import threading
 from functools import partial
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .backends import open_backend  # bundle: drop
 from .batchread import BatchReader  # bundle: drop
 from .codec import CodecError, decode_into  # bundle: drop
-from .decodedread import fill_decoded, size_report  # bundle: drop
+from .decodedread import size_report  # bundle: drop
+from .epochs import Epoch, epoch_order, online_reader, plain_read, source_slots, variant_rows  # bundle: drop
 from .format import HEADER_SIZE, SPLITS, FormatError, RecordHeader, record_key  # bundle: drop
 from .labels import unpack_labels  # bundle: drop
-from .online import OnlineBatch, border_pattern, fill_value, online_params, read_moves  # bundle: drop
+from .online import fill_value, online_params  # bundle: drop
 from .online_labels import transform_record  # bundle: drop
 from .online_mix_batch import MixSettings, MixStage, new_spare  # bundle: drop
 from .packmeta import PackMeta, check_records, device_warnings, labels_summary, split_rows  # bundle: drop
-from .prefetch import prefetched, prefetched_when_useful, reusable  # bundle: drop
+from .prefetch import prefetched, prefetched_when_useful  # bundle: drop
 from .readplan import READERS, PackError, choose_reader  # bundle: drop
 
 
@@ -96,8 +97,8 @@ class Pack:
         rows = split_rows(self._index, self.split, (start, count), self.path)
         self._start, self._count = start, count
         self.labels = rows["label"].astype(np.int64)
-        # Records of one source are contiguous: first record and variant count per source.
-        _, self._first, self._nvar = np.unique(rows["source"], return_index=True, return_counts=True)
+        self._sources, self._variants = rows["source"], rows["variant"]
+        self._slots = source_slots(self._sources)  # records of one source are contiguous
 
     # --- access -------------------------------------------------------------------
 
@@ -107,7 +108,19 @@ class Pack:
     @property
     def sources(self) -> int:
         """Number of distinct sources in this split (one sample per epoch each)."""
-        return len(self._first)
+        return len(self._slots[0])
+
+    @property
+    def plain_variants(self) -> Tuple[int, ...]:
+        """The variant indices the recipe's ``plain_variants = N`` marks plain: the last N of 1..K.
+
+        Their records were built without the multi-image op, so
+        ``pack.batches(..., variants=None if epoch < epochs - 10 else pack.plain_variants)``
+        is Ultralytics' ``close_mosaic = 10``.  Empty when the recipe marks none.
+        """
+        r = self.manifest["recipe"]  # validated: 0 <= plain_variants <= variants
+        k = int(r["variants"])
+        return tuple(range(k - int(r.get("plain_variants", 0)) + 1, k + 1))
 
     def _value(self, i: int):
         i = operator.index(i)  # numpy integers too (e.g. from epoch_order)
@@ -198,23 +211,19 @@ class Pack:
         t = self.manifest["target"]
         return int(t["height"]), int(t["width"])
 
-    def epoch_order(self, epoch: int, shuffle: bool = True, all_variants: bool = False) -> np.ndarray:
+    def epoch_order(
+        self, epoch: int, shuffle: bool = True, all_variants: bool = False, variants: Optional[Sequence[int]] = None
+    ) -> np.ndarray:
         """Record indices of one epoch: each source once, variant chosen by (seed, epoch).
 
         Over K consecutive epochs a source with K records serves each of them once.
-        With ``all_variants`` every record is served every epoch.
+        With ``all_variants`` every record is served every epoch.  ``variants``
+        (a sequence of variant indices) first keeps only the records with those
+        variants, and leaves out sources with none (see :mod:`edgeaug.device.epochs`).
         """
-        if all_variants:
-            order = np.arange(self._count)
-        else:
-            k = int(self._nvar.max()) if len(self._nvar) else 1
-            cycle_rng = _rng(self.seed, 1, epoch // k)
-            perms = np.argsort(cycle_rng.random((len(self._first), k)), axis=1)
-            # Sources with fewer than k records take the slot modulo their own count.
-            order = self._first + perms[:, epoch % k] % self._nvar
-        if shuffle:
-            order = order[_rng(self.seed, 2, epoch).permutation(len(order))]
-        return order
+        rows = variant_rows(self._variants, variants, self.split)
+        slots = self._slots if rows is None else source_slots(self._sources[rows])
+        return epoch_order(self.seed, epoch, slots, shuffle, all_variants, rows)
 
     def batches(
         self,
@@ -223,6 +232,7 @@ class Pack:
         shuffle: bool = True,
         drop_last: bool = False,
         all_variants: bool = False,
+        variants: Optional[Sequence[int]] = None,
         prefetch: Optional[bool] = None,
         hflip: float = 0.0,
         shift: int = 0,
@@ -245,6 +255,12 @@ class Pack:
         hand-off costs more than it saves when the caller only reads; see
         :func:`~edgeaug.device.batchread.prefetched_when_useful`).  Yielded
         arrays are never overwritten while the caller holds them.
+
+        ``variants``: serve only records with these variant indices (each source
+        one of them per epoch, all of them with ``all_variants``; sources with
+        none are left out).  ``variants=None if epoch < epochs - 10 else
+        pack.plain_variants`` reproduces Ultralytics' ``close_mosaic`` for a pack
+        whose recipe sets ``plain_variants`` (see :attr:`plain_variants`).
 
         Online augmentation (the hybrid): ``hflip`` mirrors each record with
         that probability and ``shift`` translates it by up to that many pixels
@@ -273,19 +289,14 @@ class Pack:
         )
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        order = self.epoch_order(epoch, shuffle, all_variants)
+        order = self.epoch_order(epoch, shuffle, all_variants, variants)
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
         if self._reader is None:
             raise PackError(f"{self.path}: pack is closed")
         # Per epoch, not per batch: pack record numbers, labels and (mapped) tensor offsets, sliced per batch.
-        ep = _Epoch(epoch, order[:stop], self._start, self.labels, self._reader)
+        ep = Epoch(epoch, order[:stop], self._start, self.labels, self._reader)
         jobs = ((b, slice(b, min(b + batch_size, stop))) for b in range(0, stop, batch_size))
-        if hflip or shift:
-            read = self._online_reader(ep, float(hflip), int(shift))
-        else:
-
-            def read(job: Tuple[int, slice]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-                return self._read_batch(ep, job[1])
+        read = online_reader(self, ep, float(hflip), int(shift)) if hflip or shift else partial(plain_read, self, ep)
 
         if mix.needed:  # in the read job: on the prefetch thread when there is one
             read = MixStage(self, mix, ep, batch_size, read, (float(hflip), int(shift)))
@@ -297,59 +308,6 @@ class Pack:
             batches = map(read, jobs)
         for x, y, idx, *labels in batches:
             yield (x, y) + (tuple(labels) if with_labels else ()) + ((idx,) if with_index else ())
-
-    def _online_reader(self, epoch: "_Epoch", hflip: float, shift: int):
-        """Reads ``(start, part)`` jobs of ``epoch`` with its flips and shifts done during the read.
-
-        Each tensor is read at the byte offset that shifts it (see
-        :func:`~edgeaug.device.online.read_moves`); flipped ones are read into a
-        scratch batch and mirrored from there; then the exposed borders are
-        filled.  The draws for the whole epoch are made once.
-        """
-        layout = self.manifest["target"]["layout"]
-        pattern = border_pattern(self.shape, layout, fill_value(self.manifest), self.dtype)
-        h, w = (self.shape[1], self.shape[2]) if layout == "NCHW" else (self.shape[0], self.shape[1])
-        if not 0.0 <= hflip <= 1.0 or not 0 <= shift < min(h, w):
-            raise ValueError(f"hflip must be in [0, 1] and shift in [0, {min(h, w) - 1}], got {hflip}, {shift}")
-        flips, shifts = online_params(self.seed, epoch.number, epoch.order, hflip, shift)
-        moves = read_moves(self.shape, layout, self.dtype.itemsize, flips, shifts)
-        scratch = np.empty(self.shape, self.dtype)  # where a flipped record is read to (this generator's own)
-
-        def read(job: Tuple[int, slice]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-            part = job[1]
-            return self._read_batch(epoch, part, (layout, flips[part], shifts[part], moves[part], pattern, scratch))
-
-        return read
-
-    def _read_batch(self, epoch: "_Epoch", part: slice, online=None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The tensors, labels and split indices of ``epoch``'s records ``part``, every header checked.
-
-        ``online``: ``(layout, flips, shifts, moves, pattern, scratch)`` of these
-        records, done during the read (see :class:`~edgeaug.device.online.OnlineBatch`).
-        """
-        reader, idx, recs = self._reader, epoch.order[part], epoch.recs[part]
-        moves = None if online is None else online[3]
-        if reader.compressed:  # no zero-copy path: every record is decoded into the batch buffer
-            with self._spare_lock:
-                x = reusable(self._spare, (len(idx),) + self.shape, self.dtype)
-            batch = None if online is None else OnlineBatch(x, *online)
-            fill_decoded(reader, x, recs, self.layout, moves, batch and batch.dest, batch and batch.finish)
-        elif reader.mode == "mmap" and reader.small:
-            x = reader.gather(recs, moves, epoch.starts[part], checked=True)
-            x = x.view(self.dtype).reshape((len(idx),) + self.shape)
-            if online is not None:
-                OnlineBatch(x, *online).finish_all()
-        else:
-            with self._spare_lock:
-                x = reusable(self._spare, (len(idx),) + self.shape, self.dtype)
-            # pread checks every header it reads; the mapping's were checked for the whole epoch.
-            fill = reader.fill_pread if reader.mode == "pread" else partial(reader.fill_mapped, checked=True)
-            if online is None:
-                fill(x, recs)
-            else:
-                batch = OnlineBatch(x, *online)
-                fill(x, recs, moves, batch.dest, batch.finish)
-        return x, epoch.labels[part], idx
 
     # --- checks -------------------------------------------------------------------
 
@@ -389,6 +347,7 @@ class Pack:
             "compression": self.manifest.get("compression", {"codec": "none"}),
             # record bytes against the same records with raw tensors (decodedread.size_report says how)
             "size": size_report(self._reader, self.records) if self._reader is not None else None,
+            "plain_variants": list(self.plain_variants),  # close_mosaic: batches(..., variants=these)
         }
 
     def backend_name(self) -> str:
@@ -412,25 +371,6 @@ class Pack:
         self.close()
 
 
-class _Epoch:
-    """One epoch's records, worked out once and sliced per batch (a few numpy calls fewer per batch).
-
-    ``order``: split indices; ``recs``: pack record numbers; ``labels``; and
-    for small mapped tensors their file offsets.  A mapped pack's headers of
-    the whole epoch are checked here, so its batches skip that check.
-    """
-
-    def __init__(self, number: int, order: np.ndarray, start: int, labels: np.ndarray, reader: BatchReader) -> None:
-        self.number, self.order = number, order
-        self.recs = order + start
-        self.labels = labels[order]
-        self.starts = None
-        if reader.mode == "mmap":
-            reader.precheck(self.recs)
-            if reader.small:
-                self.starts = reader.offsets(self.recs)
-
-
 class _Closed:
     """Stands in for a closed Pack's backend: every read is a clear error."""
 
@@ -439,7 +379,3 @@ class _Closed:
 
     def get(self, key: bytes):
         raise PackError(f"{self.path}: pack is closed")
-
-
-def _rng(seed: int, stream: int, n: int) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(stream, n))))

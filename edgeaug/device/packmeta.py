@@ -32,9 +32,9 @@ from .format import (  # bundle: drop
     record_key,
     tensor_dtype,
     tensor_shape,
-    validate_manifest,
 )
 from .labels import section_counts  # bundle: drop
+from .manifest import validate_manifest  # bundle: drop
 from .readplan import PackError  # bundle: drop
 
 

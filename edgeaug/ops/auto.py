@@ -81,14 +81,7 @@ class Policy(Op):
     default 0 as torchvision) and ``min_visibility`` (boxes keeping less of their area are dropped, default 0.3)."""
 
     OPTIONS = {"fill": (int, 0), "min_visibility": (float, 0.3)}
-
-    @classmethod
-    def check(cls, ranges, options):
-        if not 0 <= options["fill"] <= 255:
-            return "fill", f"{options['fill']} is outside 0..255"
-        if not 0.0 <= options["min_visibility"] <= 1.0:
-            return "min_visibility", f"{options['min_visibility']} is outside 0..1"
-        return super().check(ranges, options)
+    BOUNDS = {"fill": (0, 255), "min_visibility": (0, 1)}
 
     def run(self, image, labels, chain):
         for entry in chain:
@@ -109,15 +102,14 @@ class RandAugment(Policy):
     RANGES = {"num_ops": ((2.0, 2.0), (0.0, 16.0)), "magnitude": ((9.0, 9.0), (0.0, 100.0))}
     INTEGERS = ("num_ops", "magnitude")
     OPTIONS = {**Policy.OPTIONS, "num_magnitude_bins": (int, 31)}
+    BOUNDS = {**Policy.BOUNDS, "num_magnitude_bins": (2, 101)}
 
     @classmethod
     def check(cls, ranges, options):
-        bins = options["num_magnitude_bins"]
-        if not 2 <= bins <= 101:
-            return "num_magnitude_bins", f"{bins} is outside 2..101"
-        if ranges["magnitude"][1] >= bins:
+        bad, bins = super().check(ranges, options), options["num_magnitude_bins"]
+        if bad is None and ranges["magnitude"][1] >= bins:
             return "magnitude", f"{ranges['magnitude'][1]} is not below num_magnitude_bins ({bins})"
-        return super().check(ranges, options)
+        return bad
 
     def sample(self, rng, size):
         n, mag = self.integer(rng, "num_ops"), self.integer(rng, "magnitude")
@@ -134,12 +126,7 @@ class TrivialAugment(Policy):
 
     name = "trivial_augment"
     OPTIONS = {**Policy.OPTIONS, "num_magnitude_bins": (int, 31)}
-
-    @classmethod
-    def check(cls, ranges, options):
-        if not 2 <= options["num_magnitude_bins"] <= 101:
-            return "num_magnitude_bins", f"{options['num_magnitude_bins']} is outside 2..101"
-        return super().check(ranges, options)
+    BOUNDS = {**Policy.BOUNDS, "num_magnitude_bins": (2, 101)}
 
     def sample(self, rng, size):
         names, bins = list(TRIVIAL), self.options["num_magnitude_bins"]
@@ -168,13 +155,7 @@ class AugMix(Policy):
         "all_ops": (bool, True),
         "geometric": (bool, True),
     }
-
-    @classmethod
-    def check(cls, ranges, options):
-        for key, lo, hi in (("severity", 1, 10), ("mixture_width", 1, 16), ("chain_depth", -1, 16)):
-            if not lo <= options[key] <= hi:
-                return key, f"{options[key]} is outside {lo}..{hi}"
-        return super().check(ranges, options)
+    BOUNDS = {**Policy.BOUNDS, "severity": (1, 10), "mixture_width": (1, 16), "chain_depth": (-1, 16)}
 
     def space(self):
         names = [n for n in AUGMIX if self.options["geometric"] or n not in GEOMETRIC]

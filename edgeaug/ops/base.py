@@ -23,6 +23,7 @@ Parameters are plain JSON numbers and lists, so they are stored with each record
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -38,6 +39,44 @@ class OpError(ValueError):
 def register(cls: type) -> type:
     OPS[cls.name] = cls
     return cls
+
+
+class RecipePath(str):
+    """A path as the recipe spells it (what the manifest stores), remembering the resolved file or folder.
+
+    It serializes (manifest, JSON) as the recipe's own relative spelling, so no
+    absolute path enters a pack, while worker processes (it pickles with the
+    path) still find the file.
+    """
+
+    def __new__(cls, text: str, path: str) -> "RecipePath":
+        obj = super().__new__(cls, text)
+        obj.path = str(path)
+        return obj
+
+    def __reduce__(self):
+        return RecipePath, (str(self), self.path)
+
+
+def confined_path(text: str, roots: Tuple[Path, ...], fields: Any, key: str, noun: str, folder: bool) -> Path:
+    """The file (or ``folder``) a pack's recipe names in option ``key``, which must lie inside one of ``roots``.
+
+    A pack is untrusted: the path must be relative, without '..', and,
+    symlinks resolved, stay inside the root it is found in; else ``fields.fail``
+    (which raises) names ``key``.  ``noun`` says what the option names ("model").
+    """
+    where, kind = " or ".join(str(r) for r in roots), "folder" if folder else "file"
+    if not text or Path(text).is_absolute() or text.startswith(("/", "\\")) or ".." in Path(text).parts:
+        fields.fail(key, f"{text!r}: a pack's recipe may name a {noun} only by a relative path inside {where}")
+    for root in roots:
+        base = Path(root).resolve()
+        path = (base / text).resolve()
+        if not path.is_relative_to(base):
+            fields.fail(key, f"{text!r} leads to {path}, outside {root} (a symlink?): refused")
+        if path.is_dir() if folder else path.is_file():
+            return path
+    fields.fail(key, f"{text!r}: no such {kind} in {where} (pass the build recipe's folder with --recipe-dir)")
+    raise AssertionError("unreachable")  # fields.fail raises
 
 
 def translate(tx: float, ty: float) -> np.ndarray:
@@ -58,8 +97,10 @@ class Op:
 
     ``RANGES`` maps each sampled parameter to (default range, bounds);
     ``OPTIONS`` maps each fixed setting to (type, default), ``None`` meaning
-    required (e.g. a model path).  ``INTEGERS`` names ranges sampled as
-    integers.  Recipes validate all of them and call :meth:`check`.
+    required (e.g. a model path); ``BOUNDS`` maps numeric options to their
+    inclusive ``(lo, hi)``.  ``INTEGERS`` names ranges sampled as integers.
+    Recipes validate all of them and call :meth:`check`.  The default
+    :meth:`sample` draws each range in ``RANGES`` order.
     """
 
     name = ""
@@ -68,6 +109,7 @@ class Op:
     RANGES: Dict[str, Tuple[Tuple[float, float], Tuple[float, float]]] = {}
     OPTIONS: Dict[str, Tuple[type, Any]] = {}
     INTEGERS: Tuple[str, ...] = ()
+    BOUNDS: Dict[str, Tuple[float, float]] = {}
 
     def __init__(self, p: float = 1.0, **kw: Any) -> None:
         self.p = p
@@ -77,6 +119,9 @@ class Op:
     @classmethod
     def check(cls, ranges: Dict[str, Tuple[float, float]], options: Dict[str, Any]) -> Optional[Tuple[str, str]]:
         """Cross-field validation beyond the bounds: ``(field, message)`` or None."""
+        for key, (lo, hi) in cls.BOUNDS.items():
+            if not lo <= options[key] <= hi:
+                return key, f"{options[key]} is outside {lo}..{hi}"
         for key in cls.INTEGERS:
             lo, hi = ranges[key]
             if math.ceil(lo) > math.floor(hi):
@@ -93,7 +138,7 @@ class Op:
         return int(rng.integers(math.ceil(lo), math.floor(hi) + 1))
 
     def sample(self, rng: np.random.Generator, size: Size) -> Dict[str, Any]:
-        return {k: self.uniform(rng, k) for k in self.RANGES}
+        return {k: self.integer(rng, k) if k in self.INTEGERS else self.uniform(rng, k) for k in self.RANGES}
 
     def apply(self, image: np.ndarray, labels: Any, params: Dict[str, Any]):
         raise NotImplementedError

@@ -16,7 +16,10 @@ INTERPOLATIONS = ("nearest", "linear", "area", "cubic")
 
 
 class OddKernelOp(Op):
-    """An op with an odd kernel size ``ksize`` drawn uniformly from the odd integers of its range."""
+    """An op with an odd kernel size ``ksize`` drawn uniformly from the odd integers of its range.
+
+    Subclasses give ``filter(image, k)``; ``ksize`` 1 is the identity.
+    """
 
     @classmethod
     def check(cls, ranges, options):
@@ -28,6 +31,10 @@ class OddKernelOp(Op):
     def sample(self, rng, size):
         odds = _odds(*self.ranges["ksize"])
         return {"ksize": odds[int(rng.integers(len(odds)))]}
+
+    def apply(self, image, labels, params):
+        k = int(params["ksize"])
+        return (image if k <= 1 else self.filter(image, k).reshape(image.shape)), labels
 
 
 def _odds(lo: float, hi: float):
@@ -41,11 +48,10 @@ class MedianBlur(OddKernelOp):
     name = "median_blur"
     RANGES = {"ksize": ((3.0, 7.0), (1.0, 31.0))}
 
-    def apply(self, image, labels, params):
+    def filter(self, image, k):
         import cv2
 
-        k = int(params["ksize"])
-        return (image if k <= 1 else cv2.medianBlur(image, k).reshape(image.shape)), labels
+        return cv2.medianBlur(image, k)
 
 
 @register
@@ -55,13 +61,10 @@ class BoxBlur(OddKernelOp):
     name = "box_blur"
     RANGES = {"ksize": ((3.0, 7.0), (1.0, 63.0))}
 
-    def apply(self, image, labels, params):
+    def filter(self, image, k):
         import cv2
 
-        k = int(params["ksize"])
-        if k <= 1:
-            return image, labels
-        return cv2.blur(image, (k, k), borderType=REFLECT).reshape(image.shape), labels
+        return cv2.blur(image, (k, k), borderType=REFLECT)
 
 
 @register
@@ -75,9 +78,6 @@ class Defocus(Op):
     name = "defocus"
     RANGES = {"radius": ((1.0, 3.0), (0.0, 32.0)), "alias_blur": ((0.1, 0.5), (0.0, 10.0))}
     INTEGERS = ("radius",)
-
-    def sample(self, rng, size):
-        return {"radius": self.integer(rng, "radius"), "alias_blur": self.uniform(rng, "alias_blur")}
 
     def apply(self, image, labels, params):
         import cv2

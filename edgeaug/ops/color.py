@@ -132,9 +132,6 @@ class Posterize(ToneOp):
     RANGES = {"bits": ((4.0, 8.0), (1.0, 8.0))}
     INTEGERS = ("bits",)
 
-    def sample(self, rng, size):
-        return {"bits": self.integer(rng, "bits")}
-
     def curve(self, x, params):
         step = 2.0 ** (8 - int(params["bits"]))
         return np.floor(np.clip(np.rint(x), 0, 255) / step) * step

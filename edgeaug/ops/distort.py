@@ -139,12 +139,7 @@ class GridDistortion(FieldOp):
     smooth, separable = False, True  # piecewise linear, each axis on its own
     RANGES = {"distort": ((-0.3, 0.3), (-0.9, 0.9))}
     OPTIONS = {"steps": (int, 5)}
-
-    @classmethod
-    def check(cls, ranges, options):
-        if not 1 <= options["steps"] <= 64:
-            return "steps", f"{options['steps']} is outside 1..64"
-        return super().check(ranges, options)
+    BOUNDS = {"steps": (1, 64)}
 
     def sample(self, rng, size):
         n = int(self.options["steps"])

@@ -33,9 +33,6 @@ class Rot90(Op):
     RANGES = {"k": ((0.0, 3.0), (0.0, 3.0))}
     INTEGERS = ("k",)
 
-    def sample(self, rng, size):
-        return {"k": self.integer(rng, "k")}
-
     def matrix(self, params, size):
         m, (w, h) = np.eye(3), size
         for _ in range(int(params["k"]) % 4):

@@ -33,29 +33,12 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from edgeaug.ops.base import Op, register
+from edgeaug.ops.base import Op, RecipePath, confined_path, register
 
 RANGES = {"0-1": (1 / 255.0, 0.0), "0-255": (1.0, 0.0), "-1-1": (1 / 127.5, -1.0)}  # x = p * a + b
 LAYOUTS = ("NCHW", "NHWC")
 NP_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
 _SESSIONS: Dict[Tuple[str, str], Any] = {}  # (path, sha256) -> (session, spec); one per process
-
-
-class ModelRef(str):
-    """The model path as the recipe spells it, remembering the resolved file.
-
-    It serializes (manifest, JSON) as the recipe's own relative spelling, so no
-    absolute path enters a pack, while worker processes (it pickles with the
-    path) still find the file.
-    """
-
-    def __new__(cls, text: str, path: str) -> "ModelRef":
-        obj = super().__new__(cls, text)
-        obj.path = str(path)
-        return obj
-
-    def __reduce__(self):
-        return ModelRef, (str(self), self.path)
 
 
 @register
@@ -81,7 +64,7 @@ class OnnxModel(Op):
             fields.fail("layout", f"{options['layout']!r} is not one of {list(LAYOUTS)}")
         text = options["model"]
         if isinstance(base, tuple):  # an untrusted recipe (a pack's manifest): confined to these folders
-            path = confined_model_path(text, base, fields)
+            path = confined_path(text, base, fields, "model", "model", folder=False)
         else:
             path = Path(text) if base is None or Path(text).is_absolute() else Path(base) / text
         if not text or not path.is_file():
@@ -89,7 +72,7 @@ class OnnxModel(Op):
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if options["sha256"] and options["sha256"] != digest:
             fields.fail("sha256", f"the recipe pins {options['sha256']}, but {text} has sha256 {digest}")
-        ref = ModelRef(text, str(path.resolve()))
+        ref = RecipePath(text, str(path.resolve()))
         try:
             _load(ref.path, digest, options["noise_input"])
         except ValueError as e:
@@ -109,26 +92,6 @@ class OnnxModel(Op):
         s = params["strength"]
         out = image.astype(np.float64) * (1.0 - s) + y * s
         return np.clip(np.rint(out), 0, 255).astype(np.uint8), labels
-
-
-def confined_model_path(text: str, roots: Tuple[Path, ...], fields: Any) -> Path:
-    """The model file a pack's recipe names, which must lie inside one of ``roots``.
-
-    A pack is untrusted: its model path must be relative, without '..', and,
-    symlinks resolved, stay inside the folder it is found in; else ``fields.fail``.
-    """
-    where = " or ".join(str(r) for r in roots)
-    if not text or Path(text).is_absolute() or text.startswith(("/", "\\")) or ".." in Path(text).parts:
-        fields.fail("model", f"{text!r}: a pack's recipe may name a model only by a relative path inside {where}")
-    for root in roots:
-        base = Path(root).resolve()
-        path = (base / text).resolve()
-        if not path.is_relative_to(base):
-            fields.fail("model", f"{text!r} leads to {path}, outside {root} (a symlink?): refused")
-        if path.is_file():
-            return path
-    fields.fail("model", f"{text!r}: no such file in {where} (pass the build recipe's folder with --recipe-dir)")
-    raise AssertionError("unreachable")  # fields.fail raises
 
 
 def _load(path: str, sha256: str, noise: str) -> Tuple[Any, Dict[str, Any]]:

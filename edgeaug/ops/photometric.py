@@ -124,12 +124,7 @@ class CLAHE(Op):
     name = "clahe"
     RANGES = {"clip_limit": ((1.0, 4.0), (0.01, 100.0))}
     OPTIONS = {"tile_grid": (int, 8)}
-
-    @classmethod
-    def check(cls, ranges, options):
-        if not 1 <= options["tile_grid"] <= 64:
-            return "tile_grid", f"{options['tile_grid']} is outside 1..64"
-        return super().check(ranges, options)
+    BOUNDS = {"tile_grid": (1, 64)}
 
     def apply(self, image, labels, params):
         import cv2
@@ -242,9 +237,6 @@ class JpegQuality(Op):
     name = "jpeg"
     RANGES = {"quality": ((50.0, 95.0), (1.0, 100.0))}
     INTEGERS = ("quality",)
-
-    def sample(self, rng, size):
-        return {"quality": self.integer(rng, "quality")}
 
     def apply(self, image, labels, params):
         import cv2

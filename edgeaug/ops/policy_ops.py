@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeaug.ops.boxgeom import transform_points, warp_boxes
+
 GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
 # Label fields a geometric member knows how to move; ``flip`` is metadata of the source's keypoint names.
 MOVABLE = ("boxes", "keypoints", "mask", "flip")
@@ -95,51 +97,11 @@ def warp_labels(labels: Any, m: np.ndarray, w: int, h: int, min_vis: float) -> A
         raise ValueError(f"the auto policies' geometric ops cannot move label field(s) {unknown}")
     kp = labels.keypoints.copy()
     if len(kp):
-        kp[:, :2] = transform(m, kp[:, :2])
+        kp[:, :2] = transform_points(m, kp[:, :2])
         inside = (kp[:, 0] >= 0) & (kp[:, 0] < w) & (kp[:, 1] >= 0) & (kp[:, 1] < h)
         kp[:, 2] = np.where(inside, kp[:, 2], 0)
     mask = None if labels.mask is None else warp_image(labels.mask, m, 0)
     return dataclasses.replace(labels, boxes=warp_boxes(labels.boxes, m, w, h, min_vis), keypoints=kp, mask=mask)
-
-
-def transform(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    p = np.c_[pts.astype(np.float64), np.ones(len(pts))] @ m.T
-    return (p[:, :2] / p[:, 2:3]).astype(np.float32)
-
-
-def warp_boxes(boxes: np.ndarray, m: np.ndarray, w: int, h: int, min_vis: float) -> np.ndarray:
-    """Each box's transformed outline clipped to the frame; its bounding box, or dropped below ``min_vis``."""
-    out = []
-    for cls, x0, y0, x1, y1 in np.asarray(boxes, np.float64).reshape(-1, 5):
-        quad = transform(m, np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])).astype(np.float64)
-        vis = clip_polygon(quad, w, h)
-        kept = area(vis)
-        if kept > 0 and kept >= min_vis * max(area(quad), 1e-12):
-            out.append([cls, *vis.min(0), *vis.max(0)])
-    return np.array(out, np.float32).reshape(-1, 5)
-
-
-def area(poly: np.ndarray) -> float:
-    if len(poly) < 3:
-        return 0.0
-    x, y = poly[:, 0], poly[:, 1]
-    return abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) / 2
-
-
-def clip_polygon(poly: np.ndarray, w: float, h: float) -> np.ndarray:
-    """Sutherland-Hodgman clipping of a convex polygon to [0, w] x [0, h]."""
-    for axis, bound, below in ((0, 0.0, False), (0, w, True), (1, 0.0, False), (1, h, True)):
-        if not len(poly):
-            break
-        d = (poly[:, axis] - bound) * (-1 if below else 1)
-        pts = []
-        for p, q, a, b in zip(poly, np.roll(poly, -1, 0), d, np.roll(d, -1)):
-            if a >= 0:
-                pts.append(p)
-            if (a >= 0) != (b >= 0):
-                pts.append(p + (q - p) * (a / (a - b)))
-        poly = np.array(pts).reshape(-1, 2)
-    return poly
 
 
 def _lut(image: np.ndarray, table: np.ndarray) -> np.ndarray:

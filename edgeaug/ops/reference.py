@@ -27,40 +27,12 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from edgeaug.ops.base import Op, OpError, register
+from edgeaug.ops.base import Op, OpError, RecipePath, confined_path, register
 
 EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}  # as edgeaug.sources
 MAX_FILES = 10000
 _CACHE: "OrderedDict[Tuple[Any, ...], Any]" = OrderedDict()  # one per process: (kind, sha256, ...) -> data
 CACHE_ENTRIES = 64  # an fda entry is a float32 spectrum of the output size (0.6 MB at 224x224)
-
-
-class FolderRef(str):
-    """The folder as the recipe spells it (what the manifest stores), remembering the resolved path."""
-
-    def __new__(cls, text: str, path: str) -> "FolderRef":
-        obj = super().__new__(cls, text)
-        obj.path = str(path)
-        return obj
-
-    def __reduce__(self):
-        return FolderRef, (str(self), self.path)
-
-
-def confined_folder(text: str, roots: Tuple[Path, ...], fields: Any) -> Path:
-    """The reference folder a pack's (untrusted) recipe names: relative, no '..', inside one of ``roots``."""
-    where = " or ".join(str(r) for r in roots)
-    if not text or Path(text).is_absolute() or text.startswith(("/", "\\")) or ".." in Path(text).parts:
-        fields.fail("reference", f"{text!r}: a pack's recipe may name a folder only by a relative path inside {where}")
-    for root in roots:
-        base = Path(root).resolve()
-        path = (base / text).resolve()
-        if not path.is_relative_to(base):
-            fields.fail("reference", f"{text!r} leads to {path}, outside {root} (a symlink?): refused")
-        if path.is_dir():
-            return path
-    fields.fail("reference", f"{text!r}: no such folder in {where} (pass the build recipe's folder with --recipe-dir)")
-    raise AssertionError("unreachable")
 
 
 def hash_folder(folder: Path, text: str, fields: Any) -> List[List[str]]:
@@ -110,14 +82,14 @@ class ReferenceOp(Op):
         """Resolve ``reference`` against the recipe's folder and pin each image's sha256 in ``files``."""
         text = options["reference"]
         if isinstance(base, tuple):  # an untrusted recipe (a pack's manifest): confined to these folders
-            folder = confined_folder(text, base, fields)
+            folder = confined_path(text, base, fields, "reference", "folder", folder=True)
         else:
             folder = Path(text) if base is None or Path(text).is_absolute() else Path(base) / text
         files = hash_folder(folder, text, fields)
         pinned = options["files"]
         if pinned:
             _compare(pinned, files, folder, fields)
-        return {**options, "reference": FolderRef(text, str(folder.resolve())), "files": files}
+        return {**options, "reference": RecipePath(text, str(folder.resolve())), "files": files}
 
     def sample(self, rng: np.random.Generator, size) -> Dict[str, Any]:
         files = self._files()

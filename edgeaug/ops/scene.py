@@ -174,13 +174,7 @@ class Rain(Op):
         "brightness": ((0.7, 0.7), (0.0, 1.0)),
     }
     OPTIONS = {"blur": (int, 3), "drop_grey": (int, 200), "drop_width": (int, 1)}
-
-    @classmethod
-    def check(cls, ranges, options):
-        for key, lo, hi in (("blur", 1, 31), ("drop_grey", 0, 255), ("drop_width", 1, 16)):
-            if not lo <= options[key] <= hi:
-                return key, f"{options[key]} is outside {lo}..{hi}"
-        return super().check(ranges, options)
+    BOUNDS = {"blur": (1, 31), "drop_grey": (0, 255), "drop_width": (1, 16)}
 
     def sample(self, rng, size):
         return {**super().sample(rng, size), "seed": draw_seed(rng)}

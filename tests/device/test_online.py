@@ -155,7 +155,7 @@ def test_non_contiguous_records_take_the_plain_numpy_path():
 def test_reversed_rows_equal_numpy_flip(shape, dtype):
     src = np.random.default_rng(1).integers(0, 100, shape).astype(dtype)
     dst = np.empty_like(src)
-    online._reversed_into(dst, src)
+    online.reversed_into(dst, src)
     assert dst.tobytes() == np.flip(src, axis=-1).tobytes()
 
 

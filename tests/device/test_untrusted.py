@@ -32,6 +32,7 @@ from edgeaug.device import format as F
 from edgeaug.device import labels as L
 from edgeaug.device.codec import CODECS
 from edgeaug.device.loader import Pack, PackError
+from edgeaug.device.manifest import validate_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 # backend[+batch reader]: without one, the reader "auto" picks (mmap here: the packs are small)
@@ -646,7 +647,7 @@ JSON = st.recursive(
 @given(JSON)
 def test_manifest_validation_on_arbitrary_json(value):
     try:
-        F.validate_manifest(value)
+        validate_manifest(value)
     except F.FormatError:
         return
     raise AssertionError("random JSON passed as a manifest")
@@ -672,14 +673,14 @@ def _paths(obj, prefix=()):
 def test_manifest_validation_on_mutated_manifests(valid_manifest, data):
     """Replace any one field of a real manifest with any JSON value: a FormatError or a usable manifest."""
     m = json.loads(json.dumps(valid_manifest))
-    F.validate_manifest(m)
+    validate_manifest(m)
     path = data.draw(st.sampled_from([p for p in _paths(m) if p]))
     d = m
     for k in path[:-1]:
         d = d[k]
     d[path[-1]] = data.draw(JSON)
     try:
-        F.validate_manifest(m)
+        validate_manifest(m)
     except F.FormatError as e:
         assert str(e).startswith("manifest: ")
         return

@@ -173,3 +173,19 @@ class FieldOp(Op):
     def forward(self, params, size, pts: np.ndarray) -> np.ndarray:
         """Input points (n, 2) -> their output positions: the inverse of :meth:`backward`."""
         raise NotImplementedError
+
+
+class MagnitudeOp(Op):
+    """An op with one magnitude parameter ``KEY``: at 0 (or below) it leaves the image unchanged.
+
+    Subclasses implement :meth:`effect`; the identity rule is written once here.
+    """
+
+    KEY = ""
+
+    def apply(self, image: np.ndarray, labels: Any, params: Dict[str, Any]):
+        s = params[self.KEY]
+        return (image, labels) if s <= 0 else (self.effect(image, s, params), labels)
+
+    def effect(self, image: np.ndarray, s: float, params: Dict[str, Any]) -> np.ndarray:
+        raise NotImplementedError

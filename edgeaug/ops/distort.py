@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from edgeaug.ops.base import FieldOp, Op, register
+from edgeaug.ops.base import FieldOp, MagnitudeOp, register
 
 
 def _bspline_weights(t: np.ndarray) -> np.ndarray:
@@ -210,21 +210,18 @@ class ChromaticAberration(FieldOp):
 
 
 @register
-class Vignette(Op):
+class Vignette(MagnitudeOp):
     """Darken towards the corners: gain ``1 - strength * (r / r_corner)^2`` about the centre.
 
     Photometric (a per-pixel gain on the output image), so it needs no field.
     """
 
-    name = "vignette"
+    name, KEY = "vignette", "strength"
     RANGES = {"strength": ((0.2, 0.5), (0.0, 1.0))}
 
-    def apply(self, image, labels, params):
-        s = params["strength"]
-        if s <= 0:
-            return image, labels
+    def effect(self, image, s, params):
         h, w = image.shape[:2]
         y, x = np.ogrid[0:h, 0:w]
         r2 = ((x + 0.5 - w / 2) ** 2 + (y + 0.5 - h / 2) ** 2) / ((w / 2) ** 2 + (h / 2) ** 2)
         gain = (1.0 - s * r2).astype(np.float32)[..., None]
-        return np.rint(image.astype(np.float32) * gain).astype(np.uint8), labels
+        return np.rint(image.astype(np.float32) * gain).astype(np.uint8)

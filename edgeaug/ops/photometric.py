@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from edgeaug.ops.base import Op, register
+from edgeaug.ops.base import MagnitudeOp, Op, register
 
 
 class ToneOp(Op):
@@ -135,19 +135,15 @@ class CLAHE(Op):
 
 
 @register
-class GaussianBlur(Op):
-    name = "gaussian_blur"
+class GaussianBlur(MagnitudeOp):
+    name, KEY = "gaussian_blur", "sigma"
     RANGES = {"sigma": ((0.1, 1.5), (0.0, 20.0))}
 
-    def apply(self, image, labels, params):
+    def effect(self, image, s, params):
         import cv2
 
-        s = params["sigma"]
-        if s <= 0:
-            return image, labels
         k = 2 * math.ceil(3 * s) + 1
-        out = cv2.GaussianBlur(image, (k, k), s, s, borderType=cv2.BORDER_REFLECT_101)
-        return out.reshape(image.shape), labels
+        return cv2.GaussianBlur(image, (k, k), s, s, borderType=cv2.BORDER_REFLECT_101).reshape(image.shape)
 
 
 @register

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from edgeaug.ops.base import Op, OpError, RecipePath, confined_path, register
+from edgeaug.ops.base import MagnitudeOp, Op, OpError, RecipePath, confined_path, register
 
 EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}  # as edgeaug.sources
 MAX_FILES = 10000
@@ -144,22 +144,19 @@ def _compare(pinned: Any, files: List[List[str]], folder: Path, fields: Any) -> 
 
 
 @register
-class HistogramMatch(ReferenceOp):
+class HistogramMatch(MagnitudeOp, ReferenceOp):
     """Match each channel's histogram to a reference image's, blended by ``strength``.
 
     out = (1 - s) * image + s * matched, one lookup table per channel (the
     matched value of a level is where the reference's CDF reaches the image's).
     """
 
-    name = "histogram_match"
+    name, KEY = "histogram_match", "strength"
     RANGES = {"strength": ((0.5, 1.0), (0.0, 1.0))}
 
-    def apply(self, image, labels, params):
+    def effect(self, image, s, params):
         import cv2
 
-        s = params["strength"]
-        if s <= 0:
-            return image, labels
         digest = self._files()[int(params["index"])][1]
         ref_cdf = _cached(("cdf", digest), lambda: _cdfs(self.reference(params)[1]))
         cdf = _cdfs(image)
@@ -168,7 +165,7 @@ class HistogramMatch(ReferenceOp):
         for c in range(3):
             matched = np.interp(cdf[c], ref_cdf[c], levels)
             luts.append(np.clip(np.rint((1.0 - s) * levels + s * matched), 0, 255).astype(np.uint8))
-        return cv2.LUT(image, np.stack(luts, -1)[None]).reshape(image.shape), labels
+        return cv2.LUT(image, np.stack(luts, -1)[None]).reshape(image.shape)
 
 
 def _cdfs(img: np.ndarray) -> List[np.ndarray]:

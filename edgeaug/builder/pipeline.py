@@ -163,7 +163,7 @@ def build(
     check_output(out)
     start_early(workers, dask_scheduler)  # the worker processes' imports overlap the scan and the plan
     tgt = target if isinstance(target, Target) else load_target(target)
-    # None: the target profile's [pack] default (shipped: zstd for rpi4, none elsewhere)
+    # None: the target profile's [pack] default (every shipped profile: none)
     tgt = replace(tgt, compress=storage(*_codec_and_level(tgt, compress, level)))
     rcp = (recipe if isinstance(recipe, Recipe) else load_recipe(recipe)).with_variants(variants)
     sset = scan(source)

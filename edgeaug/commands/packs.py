@@ -83,7 +83,7 @@ def build(
         "--compress",
         help="none | zlib | zstd: store each record's tensor losslessly compressed (about 0.55x on photos; "
         "zstd needs python3-zstandard on the device, zlib always works). none keeps the zero-copy mapped path. "
-        "Default: the target profile's [pack] compress (rpi4: zstd, read from a card; others: none).",
+        "Default: the target profile's [pack] compress (every shipped profile: none).",
     ),
     level: Optional[int] = typer.Option(
         None, "--level", help="Codec level (zlib 0-9, default 6; zstd 1-19, default 1; or the profile's [pack] level)."

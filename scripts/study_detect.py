@@ -13,8 +13,13 @@ study's 64x64 target (its mosaic and affine params are fractions of the
 output, so they carry over), without its ``mosaic`` op where a row says so:
 
 * ``none``; ``offline K=8, no mosaic``;
-* ``online + batch mosaic``: a fresh draw per (epoch, sample) through
-  ``Augmentation.online`` (no pack, so the device's batch mosaic is called
+* ``online with mosaic (Ultralytics-like)``: the whole recipe, the builder's
+  canvas mosaic included, drawn fresh per (epoch, sample) through
+  ``Augmentation.online`` with the train scenes as its partner pool; the
+  recipe has ``variants`` = epochs and ``plain_variants`` = the close_mosaic
+  epochs, so epoch ``e`` is variant ``1 + e`` and the last epochs are plain;
+* ``online + batch mosaic``: a fresh draw per (epoch, sample) of the recipe
+  without its mosaic (no pack, so the device's batch mosaic is called
   directly: ``edgeaug.device.online_mix``, p = 1.0, quadrant crops of four
   records of the batch), with ``close_mosaic`` (no mosaic in the last ~15%
   of epochs);
@@ -52,14 +57,19 @@ def ultralytics() -> dict:
     return tomllib.loads((RECIPE_DIR / "ultralytics.toml").read_text())
 
 
-def recipe(k: int, mosaic: bool = False) -> dict:
+def recipe(k: int, mosaic: bool = False, plain: int = 1) -> dict:
     """The study's recipe with ``k`` variants (0: the originals); without ``mosaic`` its mosaic op is dropped.
 
-    With the mosaic, the last variant of each source is plain (``plain_variants = 1``: close_mosaic).
+    With the mosaic, the last ``plain`` variants of each source are plain (``plain_variants``: close_mosaic).
     """
     base = ultralytics()
     ops = [op for op in base["ops"] if mosaic or op["op"] != "mosaic"]
-    return {**base, "variants": k, "include_original": k == 0, "plain_variants": 1 if mosaic else 0, "ops": ops}
+    return {**base, "variants": k, "include_original": k == 0, "plain_variants": plain if mosaic else 0, "ops": ops}
+
+
+def close_epochs(epochs: int) -> int:
+    """How many last epochs run without mosaic (close_mosaic): ``CLOSE_MOSAIC`` of them, at least one."""
+    return max(1, round(CLOSE_MOSAIC * epochs)) if epochs > 1 else 0
 
 
 # --- data ------------------------------------------------------------------------------
@@ -144,13 +154,14 @@ class DetCondition:
 
     def __init__(self, name: str, pack: Optional[Path] = None, mosaic: bool = False, plain: bool = False) -> None:
         self.name, self.pack, self.mosaic, self.plain = name, pack, mosaic, plain
-        self.online = None  # (Augmentation, train rows)
+        self.online = None  # (make(epochs) -> Augmentation, train rows, PartnerPool or None)
         self.epochs = 0  # set by the trainer: close_mosaic needs the total (0: never close)
         self._plain_recs: Optional[List[int]] = None
+        self._augs: Dict[int, Any] = {}
 
     def closed(self, epoch: int) -> bool:
         """close_mosaic: no mosaic (batch or builder) in the last ``CLOSE_MOSAIC`` of the epochs."""
-        return self.epochs > 1 and epoch >= self.epochs - max(1, round(CLOSE_MOSAIC * self.epochs))
+        return self.epochs > 1 and epoch >= self.epochs - close_epochs(self.epochs)
 
     def batches(self, seed: int, epoch: int) -> Iterator[Tuple[np.ndarray, List[np.ndarray]]]:
         close = self.closed(epoch)
@@ -186,11 +197,15 @@ class DetCondition:
         from edgeaug.device.online_mix import mix_batch, mix_rng, plan_mix
         from edgeaug.device.online_mix_labels import mix_labels
 
-        aug, rows = self.online
+        make, rows, pool = self.online
+        if self.epochs not in self._augs:  # the builder-mosaic recipe's plain variants depend on the epoch count
+            self._augs[self.epochs] = make(self.epochs)
+        aug = self._augs[self.epochs]
         order = np.random.default_rng([seed, epoch]).permutation(len(rows))
         for b in range(0, len(order), BATCH):
             outs = [
-                aug.online(rows[i][1], epoch, {"boxes": rows[i][2]}, source=rows[i][0]) for i in order[b : b + BATCH]
+                aug.online(rows[i][1], epoch, {"boxes": rows[i][2]}, source=rows[i][0], partners=pool)
+                for i in order[b : b + BATCH]
             ]
             x, boxes = np.stack([o[0] for o in outs]), [o[1].boxes.reshape(-1, 5) for o in outs]
             if not mosaic:
@@ -208,13 +223,25 @@ class DetCondition:
         return time.perf_counter() - t0
 
 
-def det_conditions(work: Path, data: Path, rows, target: Path) -> List[DetCondition]:
-    from edgeaug.augment import Augmentation
+def online_conditions(rows, target: Path) -> List[DetCondition]:
+    """The two online rows: the builder's mosaic drawn fresh per epoch (Ultralytics-like), and the batch mosaic.
 
+    The first renders variant ``1 + e`` of a recipe with ``epochs`` variants whose last ``close_epochs`` are
+    plain (close_mosaic), partners drawn among the train scenes in the JSONL's order, as the packs' builds do.
+    """
+    from edgeaug.augment import Augmentation, PartnerPool
+
+    pool = PartnerPool([(rel, img, {"boxes": b}, 0) for rel, img, b in rows])
+    ultra = DetCondition("online with mosaic (Ultralytics-like), close_mosaic")
+    ultra.online = (lambda e: Augmentation(recipe(max(e, 1), True, close_epochs(e)), str(target), seed=0), rows, pool)
+    batch = DetCondition("online + batch mosaic 1.0, close_mosaic", mosaic=True)
+    batch.online = (lambda e: Augmentation(recipe(1), str(target), seed=0), rows, None)
+    return [ultra, batch]
+
+
+def det_conditions(work: Path, data: Path, rows, target: Path) -> List[DetCondition]:
     conds = [DetCondition("none (originals)", build_pack(work, data / "set.jsonl", "k0", recipe(0), target)[0])]
-    online = DetCondition("online + batch mosaic 1.0, close_mosaic", mosaic=True)
-    online.online = (Augmentation(recipe(1), str(target), seed=0), rows)
-    conds.append(online)
+    conds += online_conditions(rows, target)
     k8 = build_pack(work, data / "set.jsonl", "k8", recipe(8), target)[0]
     conds += [DetCondition("offline K=8, no mosaic", k8), DetCondition("offline K=8 + online batch mosaic", k8, True)]
     k8m = build_pack(work, data / "set.jsonl", "k8m", recipe(8, True), target)[0]

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeaug.augment import Augmentation, source_key
+from edgeaug.augment import Augmentation, Partner, PartnerPool, source_key
 from edgeaug.builder.pipeline import build
 from edgeaug.builder.render import decode
 from edgeaug.config.recipe import parse_recipe
@@ -85,6 +85,94 @@ def test_boxes_match_the_builder(tmp_path):
         assert pack_labels(lab.boxes, lab.keypoints, lab.mask) == pack_labels(rec["boxes"], rec["keypoints"], None)
         n += len(lab.boxes)
     assert n > 0
+
+
+MOSAIC = {
+    "variants": 4,
+    "plain_variants": 1,
+    "include_original": True,
+    "fill": 114,
+    "min_visibility": 0.1,
+    "ops": [
+        {"op": "mosaic", "p": 0.8, "grid": 2},
+        {"op": "affine", "p": 1.0, "scale": [0.7, 1.3], "translate": [-0.1, 0.1]},
+        {"op": "hflip", "p": 0.5},
+    ],
+}
+
+
+def _detection_set(root, n):
+    """``n`` PNGs of a bright box on noise, with a JSONL manifest of their boxes; rows as written."""
+    rng = np.random.default_rng(0)
+    root.mkdir()
+    rows = []
+    for i in range(n):
+        img = rng.integers(0, 60, (90, 120, 3), np.uint8)
+        x0, y0 = int(rng.integers(5, 60)), int(rng.integers(5, 40))
+        img[y0 : y0 + 30, x0 : x0 + 40] = (220, 40 * (i % 5), 90)
+        cv2.imwrite(str(root / f"{i}.png"), img)
+        rows.append({"path": f"{i}.png", "label": "obj", "boxes": [[0, x0, y0, x0 + 40, y0 + 30]]})
+    (root / "set.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    return rows
+
+
+def test_multi_image_records_match_the_builder_byte_for_byte(tmp_path):
+    """A mosaic recipe: with the split's sources as partners (files, or in memory), every record is the build's."""
+    data = tmp_path / "det"
+    rows = _detection_set(data, 10)
+    out = tmp_path / "m.lmdb"
+    build(data / "set.jsonl", out, "rpi4", parse_recipe(MOSAIC), seed=3, workers=1, val=0.3)
+    aug = Augmentation(MOSAIC, "rpi4", seed=3)
+    by_rel = {s.rel: s for s in scan(data / "set.jsonl").sources}
+    with Pack(str(out), "train") as p:
+        entries = p.manifest["sources"]
+    images = {r["path"]: cv2.cvtColor(cv2.imread(str(data / r["path"])), cv2.COLOR_BGR2RGB) for r in rows}
+    boxes = {r["path"]: {"boxes": r["boxes"]} for r in rows}
+    sha = {e["path"]: e["sha256"] for e in entries}
+    pools = {}
+    for split in ("train", "val"):  # the split's sources in manifest (plan) order, three ways
+        rels = [e["path"] for e in entries if e["split"] == split]
+        pools[split] = (
+            PartnerPool([by_rel[r] for r in rels]),
+            PartnerPool([Partner(r, sha[r], images[r], boxes[r], by_rel[r].label) for r in rels]),
+            PartnerPool([(r, images[r], boxes[r], by_rel[r].label) for r in rels]),
+        )
+    recs, mosaics = _records(out), 0
+    for rec in recs:
+        split = next(e["split"] for e in entries if e["path"] == rec["rel"])
+        files, memory, tuples = pools[split]
+        want = pack_labels(rec["boxes"], rec["keypoints"], None)
+        for pool in (files, memory, tuples):
+            x, lab, params = aug.record(
+                images[rec["rel"]], boxes[rec["rel"]], rec["rel"], rec["variant"], partners=pool
+            )
+            assert x.tobytes() == rec["x"].tobytes(), (rec["rel"], rec["variant"])
+            assert pack_labels(lab.boxes, lab.keypoints, lab.mask) == want
+            stored = [dict(o) for o in rec["params"]["ops"]]
+            if pool is tuples and stored and "partner_sha" in stored[0]:  # no file hashes in memory: empty
+                stored[0]["partner_sha"] = [""] * len(stored[0]["partner_sha"])
+            assert params == stored
+        first = rec["params"]["ops"][0] if rec["params"]["ops"] else {}
+        mosaics += bool(first.get("on"))
+        assert len(first.get("partners", [])) in (0, 3)
+    assert mosaics >= 10 and {r["variant"] for r in recs} == {0, 1, 2, 3, 4}
+    # online: epoch e is the pack's variant 1 + e, mosaic included
+    r = next(r for r in recs if r["variant"] == 2 and r["params"]["ops"][0]["on"])
+    x = aug.online(images[r["rel"]], 1, boxes[r["rel"]], r["rel"], partners=pools["train"][1])[0]
+    assert x.tobytes() == r["x"].tobytes()
+
+
+def test_multi_image_recipe_without_partners_says_what_to_pass():
+    aug = Augmentation(MOSAIC, "rpi4", seed=0)
+    img = np.zeros((40, 40, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"multi-image op 'mosaic'.*variant 2.*partners=PartnerPool"):
+        aug.record(img, source="a.png", variant=2)
+    # The original and the plain (close_mosaic) variant draw no partner: they need none.
+    assert aug.record(img, source="a.png", variant=0)[0].shape == aug.record(img, source="a.png", variant=4)[0].shape
+    with pytest.raises(TypeError, match=r"partners\[1\]: expected \(rel, image, labels\[, label\]\)"):
+        PartnerPool([("b.png", img, None), "c.png"])
+    with pytest.raises(ValueError, match=r"partners\[0\] \(b.png\): image: expected uint8"):
+        PartnerPool([("b.png", img.astype(np.float32), None)])
 
 
 def test_online_is_a_fresh_variant_per_epoch(shapes_dir):

@@ -29,7 +29,15 @@ def test_quick_study_prints_every_condition(tmp_path, capsys):
         "offline K=4 + shift 2 + mixup 0.15 + cutmix 0.15",
     ]
     det_names = [r["condition"] for r in det["rows"]]
-    assert len(det_names) == 6 and "offline K=8 with mosaic + online batch mosaic" in det_names
+    assert det_names == [
+        "none (originals)",
+        "online with mosaic (Ultralytics-like), close_mosaic",
+        "online + batch mosaic 1.0, close_mosaic",
+        "offline K=8, no mosaic",
+        "offline K=8 + online batch mosaic",
+        "offline K=8 with mosaic",
+        "offline K=8 with mosaic + online batch mosaic",
+    ]
     for name in names + det_names:
         assert f"| {name} |" in text
     for r in cls["rows"]:
@@ -46,6 +54,28 @@ def test_quick_study_prints_every_condition(tmp_path, capsys):
     for r in det["rows"]:
         assert "PyTorch" in r["skipped"] and r["storage_mb"] > 0 and r["epoch_s"] > 0
     check_mosaic_pack(tmp_path / "w" / "det" / "k8m.lmdb")
+    check_online_mosaic(tmp_path / "w" / "det")
+
+
+def check_online_mosaic(det):
+    """The Ultralytics-like online row renders the builder's mosaic: its epoch 0 is, byte for byte, variant 1 of
+    the K=8 mosaic pack (same seed, recipe and partner order); its close_mosaic epochs are plain."""
+    import cv2
+
+    from edgeaug.device.loader import Pack
+
+    lines = [json.loads(line) for line in (det / "scenes" / "set.jsonl").read_text().splitlines()]
+    rows = [(r["path"], cv2.imread(str(det / "scenes" / r["path"]))[:, :, ::-1].copy(), r["boxes"]) for r in lines]
+    ultra, _ = study_detect.online_conditions(rows, det / "target_rgb64.toml")
+    ultra.epochs = 20
+    served = sorted(x.tobytes() for xb, _ in ultra.batches(0, 0) for x in xb)
+    with Pack(str(det / "k8m.lmdb"), "train") as p:
+        stored = sorted(p.record(i)["x"].tobytes() for i in range(len(p)) if p.record(i)["variant"] == 1)
+    assert served == stored and len(served) == len(rows)
+    aug = ultra._augs[20]
+    rel, img, boxes = rows[0]
+    on = [aug.online(img, e, {"boxes": boxes}, source=rel, partners=ultra.online[2])[2][0]["on"] for e in (16, 17)]
+    assert on == [True, False] and ultra.closed(17) and not ultra.closed(16)
 
 
 def check_mosaic_pack(path):

@@ -80,10 +80,14 @@ class Partners:
             self.used[p.rel] = p.sha256
         return got
 
+    def partner(self, k: int) -> Optional[Partner]:
+        """Candidate ``k`` loaded (cached), or None when it cannot be used (the in-process API overrides it)."""
+        return load_partner(self.source(k), self.fill, self.load)
+
     def _first_usable(self, i: int):
         for step in range(min(self.n, MAX_FALLBACK + 1)):
             k = (i + step) % self.n
-            p = load_partner(self.source(k), self.fill, self.load)
+            p = self.partner(k)
             if p is not None:
                 return p, k
         return None, None

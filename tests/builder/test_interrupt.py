@@ -12,7 +12,6 @@ interrupted build then resumes to the uninterrupted build's bytes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from chunked_build import chunked_sha, sha
 
 import edgeaug.builder.chunks as chunks
 from edgeaug.builder.pipeline import build
@@ -62,10 +62,6 @@ finally:
 """
 
 
-def sha(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("interrupt") / "shapes", per_class=3, seed=5)
@@ -73,12 +69,7 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def baseline(data, tmp_path_factory) -> str:
-    out = tmp_path_factory.mktemp("base") / "pack.lmdb"
-    mp = pytest.MonkeyPatch()
-    mp.setattr(chunks, "CHUNK_RECORDS", 1)
-    build(data, out, **ARGS)
-    mp.undo()
-    return sha(out)
+    return chunked_sha(data, tmp_path_factory.mktemp("base") / "pack.lmdb", 1, **ARGS)
 
 
 def _alive(pgid: int) -> list:

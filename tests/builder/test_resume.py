@@ -9,7 +9,6 @@ the real CLI (with worker processes) at exact points run in a subprocess.
 Chunks hold one source each here (``CHUNK_RECORDS = 1``): many kill points.
 """
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -17,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from chunked_build import chunked_sha, sha
 
 import edgeaug.builder.chunks as chunks
 import edgeaug.builder.merge as merge
@@ -33,10 +33,6 @@ REPO = Path(__file__).resolve().parents[2]
 ARGS = dict(target="rpi-zero2w", variants=2, seed=7, workers=1, val=0.25)
 
 
-def sha(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("resume") / "shapes", per_class=3, seed=5)
@@ -45,12 +41,7 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def baseline(data, tmp_path_factory) -> str:
     """The uninterrupted build, one source per chunk (as the kill runs do)."""
-    out = tmp_path_factory.mktemp("base") / "pack.lmdb"
-    mp = pytest.MonkeyPatch()
-    mp.setattr(chunks, "CHUNK_RECORDS", 1)
-    build(data, out, **ARGS)
-    mp.undo()
-    return sha(out)
+    return chunked_sha(data, tmp_path_factory.mktemp("base") / "pack.lmdb", 1, **ARGS)
 
 
 @pytest.fixture
@@ -310,12 +301,7 @@ BIG = dict(target="rpi4", variants=2, seed=7, workers=1, val=0.25)  # 150 KB rec
 
 @pytest.fixture(scope="module")
 def big_baseline(data, tmp_path_factory) -> str:
-    out = tmp_path_factory.mktemp("bigbase") / "pack.lmdb"
-    mp = pytest.MonkeyPatch()
-    mp.setattr(chunks, "CHUNK_RECORDS", 1)
-    build(data, out, **BIG)
-    mp.undo()
-    return sha(out)
+    return chunked_sha(data, tmp_path_factory.mktemp("bigbase") / "pack.lmdb", 1, **BIG)
 
 
 def test_map_full_keeps_the_work_for_a_rerun(data, big_baseline, tmp_path, small_batches, renders):

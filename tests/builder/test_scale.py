@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from chunked_build import chunked_sha, sha
 
 import edgeaug.builder.chunks as chunks
 from edgeaug.builder.pipeline import build
@@ -21,10 +22,6 @@ from edgeaug.demo import make_dataset
 REPO = Path(__file__).resolve().parents[2]
 ARGS = dict(target="rpi-zero2w", variants=7, seed=3, val=0.25)  # 12 train x 8 + 4 val x 1: 4 chunks
 CLI_ARGS = ["-t", "rpi-zero2w", "-k", "7", "-s", "3", "--val", "0.25", "-w", "1", "-q"]
-
-
-def sha(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
 @pytest.fixture(autouse=True)
@@ -40,12 +37,7 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(data, tmp_path_factory) -> str:
     """The local one-process build."""
-    out = tmp_path_factory.mktemp("ref") / "pack.lmdb"
-    mp = pytest.MonkeyPatch()
-    mp.setattr(chunks, "CHUNK_RECORDS", 32)
-    build(data, out, workers=1, **ARGS)
-    mp.undo()
-    return sha(out)
+    return chunked_sha(data, tmp_path_factory.mktemp("ref") / "pack.lmdb", 32, workers=1, **ARGS)
 
 
 # The CLI with the test's chunk size; argv[1]: SIGKILL itself (the main process only) after the writer

@@ -13,6 +13,32 @@ import lmdb
 from edgeaug.device import format as F
 
 
+def set_field(path: list, value) -> Callable[[dict], dict]:
+    """A change for :func:`craft_manifest`: ``manifest[path[0]][path[1]]... = value``; returns the manifest."""
+
+    def change(m: dict) -> dict:
+        d = m
+        for k in path[:-1]:
+            d = d[k]
+        d[path[-1]] = value
+        return m
+
+    return change
+
+
+def drop_field(path: list) -> Callable[[dict], dict]:
+    """A change for :func:`craft_manifest`: ``del manifest[path[0]][path[1]]...``; returns the manifest."""
+
+    def change(m: dict) -> dict:
+        d = m
+        for k in path[:-1]:
+            d = d[k]
+        del d[path[-1]]
+        return m
+
+    return change
+
+
 def read_manifest(pack: Path) -> dict:
     env = lmdb.open(str(pack), subdir=False, readonly=True, lock=False)
     with env.begin() as txn:

@@ -4,28 +4,13 @@ from __future__ import annotations
 
 import pytest
 from craft_manifest import craft_manifest, read_manifest
+from craft_manifest import drop_field as _drop
+from craft_manifest import set_field as _set
 from typer.testing import CliRunner
 
 from edgeaug.cli import app
 
 runner = CliRunner()
-
-
-def _set(path, value):
-    def change(m):
-        d = m
-        for k in path[:-1]:
-            d = d[k]
-        d[path[-1]] = value
-
-    return change
-
-
-def _drop(key):
-    def change(m):
-        del m[key]
-
-    return change
 
 
 AUDIT = {"channels": [{"clip_low": 0.0, "clip_high": 0.0, "mae": 0.001, "max_error": 0.002}], "warning": False}
@@ -98,7 +83,7 @@ def test_the_untouched_pack_passes_every_command(audited_pack, tmp_path):
 
 
 def test_a_missing_field_names_the_packs_format_version(audited_pack, tmp_path):
-    crafted = craft_manifest(audited_pack, tmp_path / "old.lmdb", _drop("val_fraction"))
+    crafted = craft_manifest(audited_pack, tmp_path / "old.lmdb", _drop(["val_fraction"]))
     r = runner.invoke(app, ["inspect", str(crafted)])
     _assert_clean_error(r, "val_fraction: missing")
     assert "format version 1" in r.output, r.output

@@ -24,6 +24,8 @@ from pathlib import Path
 import lmdb
 import numpy as np
 import pytest
+from craft_manifest import drop_field as _drop
+from craft_manifest import set_field as _set
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -302,28 +304,6 @@ def craft(src: Path, dst: Path, manifest=None, records=None, refingerprint=True,
             txn.put(key, value)
     env.close()
     return dst
-
-
-def _set(path, value):
-    def f(m):
-        d = m
-        for k in path[:-1]:
-            d = d[k]
-        d[path[-1]] = value
-        return m
-
-    return f
-
-
-def _drop(path):
-    def f(m):
-        d = m
-        for k in path[:-1]:
-            d = d[k]
-        del d[path[-1]]
-        return m
-
-    return f
 
 
 MANIFEST_CRAFTS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from pathlib import Path
 from typing import Callable
 
@@ -50,3 +51,16 @@ def _flip_tensor_byte(path: Path, r: int) -> int:
 def flip_tensor_byte() -> Callable[[Path, int], int]:
     """``flip_tensor_byte(path, r)``: damage record ``r``'s tensor in place, so only its digest check fails."""
     return _flip_tensor_byte
+
+
+@pytest.fixture
+def no_zstd(monkeypatch) -> None:
+    """The zstd package cannot be imported (neither ``zstandard`` nor ``compression``), as on a Pi without it."""
+    real = builtins.__import__
+
+    def no_zstd_import(name, *args, **kw):
+        if name in ("zstandard", "compression"):
+            raise ImportError(name)
+        return real(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_zstd_import)

@@ -3,26 +3,13 @@ through every geometric op and resize mode; one warp per image; fused tone curve
 
 import numpy as np
 import pytest
+from rgb_target import rgb_target
 
 from edgeaug.builder.augment import Augmenter, Labels, record_rng
 from edgeaug.config.recipe import parse_recipe
-from edgeaug.config.targets import Device, Target
 
 W, H = 160, 120
-TARGET = Target(
-    "t",
-    Device("test", "any", 64),
-    "input",
-    64,
-    96,
-    3,
-    "NHWC",
-    "RGB",
-    "uint8",
-    (0.0, 0.0, 0.0),
-    (1.0, 1.0, 1.0),
-    1 / 255,
-)
+TARGET = rgb_target(96, 64)
 BOX = (40.0, 30.0, 100.0, 80.0)  # continuous coords: pixels 40..99 x 30..79
 KEYPOINTS = [(50.5, 40.5), (110.25, 85.75), (80.0, 60.0), (25.0, 95.0)]
 

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from rgb_target import rgb_target as target
 
 from edgeaug.builder import remap
 from edgeaug.builder.augment import Augmenter, record_rng
 from edgeaug.config.recipe import parse_recipe
-from edgeaug.config.targets import Device, Target
 from edgeaug.ops.lens import FAR
 
 SRC = (640, 480)
@@ -28,12 +28,6 @@ CHAINS = {
         {"op": "chromatic_aberration", "red": 0.02},
     ],
 }
-
-
-def target(w, h):
-    return Target(
-        "t", Device("test", "any", 64), "input", h, w, 3, "NHWC", "RGB", "uint8", (0.0,) * 3, (1.0,) * 3, 1 / 255
-    )
 
 
 def dense(stages, size, channel):

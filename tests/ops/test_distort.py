@@ -2,19 +2,13 @@
 
 import numpy as np
 import pytest
+from rgb_target import rgb_target as target
 
 from edgeaug.builder.augment import Augmenter, Labels, record_rng
 from edgeaug.config.recipe import parse_recipe
-from edgeaug.config.targets import Device, Target
 
 SRC = (640, 480)
 DIST = [-0.28, 0.09, 0.004, -0.003, -0.01]
-
-
-def target(w, h):
-    return Target(
-        "t", Device("test", "any", 64), "input", h, w, 3, "NHWC", "RGB", "uint8", (0.0,) * 3, (1.0,) * 3, 1 / 255
-    )
 
 
 def lens_recipe(extra=()):

@@ -4,30 +4,17 @@ import json
 
 import numpy as np
 import pytest
+from rgb_target import rgb_target
 
 from edgeaug.builder.augment import Augmenter, Labels, record_rng
 from edgeaug.config.recipe import parse_recipe
-from edgeaug.config.targets import Device, Target
 from edgeaug.device.format import canonical_json
 from edgeaug.ops.geometric import homography
 from edgeaug.ops.photometric import motion_kernel
 from edgeaug.ops.registry import OPS
 
 SRC_W, SRC_H = 160, 120
-TARGET = Target(
-    "t",
-    Device("test", "any", 64),
-    "input",
-    48,
-    64,
-    3,
-    "NHWC",
-    "RGB",
-    "uint8",
-    (0.0, 0.0, 0.0),
-    (1.0, 1.0, 1.0),
-    1 / 255,
-)
+TARGET = rgb_target(64, 48)
 SEEDS = (0, 1, 2, 3)
 CHILDREN = [{"op": "rotate", "degrees": [-30, 30]}, {"op": "brightness", "delta": [-0.3, 0.3]}, {"op": "vflip"}]
 ZERO_CHILDREN = [

@@ -38,7 +38,6 @@ import importlib.util
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -200,14 +199,7 @@ def child(args) -> int:
     for name, path in (("raw", args.raw), ("packed", args.packed)):
         offs, sizes_ = bd.record_extents(path)
         with Pack(path) as pack:
-            order_of, nbytes = pack.epoch_order, pack.nbytes
-
-        def orders(order_of=order_of):
-            e = 0
-            while True:
-                yield order_of(e, shuffle=True)
-                e += 1
-
+            orders, nbytes = bd.epoch_orders(pack.epoch_order), pack.nbytes
         out[f"card_{name}"] = bd.measure_card(path, offs, sizes_, orders, args.seconds, stats)
         out[f"card_{name}"]["value_bytes"] = float(sizes_.mean())
         out[name] = bd.measure_loader(path, "auto", args.batch, args.seconds, stats, nbytes)
@@ -226,44 +218,15 @@ def run_cgroup(raw: Path, packed: Path, args) -> dict[str, Any]:
     if bd.block_device(str(raw))[0] != majmin:
         raise bd.NotMeasured("the two packs are on different disks")
     cg = bd.Cgroup(args.mem, args.rbps, args.riops, majmin)
+    child_args = ["--raw", str(raw), "--packed", str(packed), "--majmin", majmin]
+    child_args += ["--seconds", str(args.seconds), "--batch", str(args.batch)]
     try:
-        cmd = [
-            sys.executable,
-            os.path.abspath(__file__),
-            "--child",
-            "--raw",
-            str(raw),
-            "--packed",
-            str(packed),
-            "--majmin",
-            majmin,
-            "--seconds",
-            str(args.seconds),
-            "--batch",
-            str(args.batch),
-            "--cg-dirs",
-            *map(str, cg.dirs),
-        ]
-        proc = subprocess.run(
-            cmd,
-            check=False,
-            capture_output=True,
-            text=True,
-            preexec_fn=cg.enter_fn(),
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"measuring child failed with rc {proc.returncode}:\n{proc.stderr[-3000:]}")
-        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        res = bd.run_child(cg, os.path.abspath(__file__), "compressed vs raw", child_args)
     finally:
         cg.remove()
     res.update(cgroup=cg.describe(), disk=disk)
     for key in ("card_raw", "card_packed"):  # the throttle must have held, as in bench_device.run_case
-        m = res[key]
-        if m["mb_per_s"] > 1.5 * args.rbps / 1e6 or m["records_per_s"] > 1.5 * args.riops:
-            raise bd.NotMeasured(f"{key}: {m['mb_per_s']:.0f} MB/s, {m['records_per_s']:.0f} reads/s: no throttle")
-        if m["device_read_mb"] < 0.9 * m["delivered_mb"]:
-            raise bd.NotMeasured(f"{key}: reads did not reach the throttled device (page cache?)")
+        bd.check_throttle(res[key], key, disk, args)
     return res
 
 

@@ -430,6 +430,18 @@ def measure_loader(
     }
 
 
+def epoch_orders(order_of):
+    """``orders()`` for :func:`measure_card`: the shuffled record orders of epochs 0, 1, 2, ... of a pack."""
+
+    def orders():
+        e = 0
+        while True:
+            yield order_of(e, shuffle=True)
+            e += 1
+
+    return orders
+
+
 def child(args) -> int:
     from edgeaug.loader import Pack
 
@@ -440,12 +452,7 @@ def child(args) -> int:
         order_of = pack.epoch_order
         tensor_bytes = pack.nbytes
 
-    def orders():
-        e = 0
-        while True:
-            yield order_of(e, shuffle=True)
-            e += 1
-
+    orders = epoch_orders(order_of)
     out: dict[str, Any] = {"in_cgroup": Path("/proc/self/cgroup").read_text().split()}
     out["card_first"] = measure_card(path, offs, sizes, orders, args.seconds, stats)
     if args.mix:
@@ -475,37 +482,43 @@ def child(args) -> int:
 # --- the parent ---------------------------------------------------------------------------------------------
 
 
+def run_child(cg: Cgroup, script: str, label: str, child_args: list[str]) -> dict[str, Any]:
+    """``script --child CHILD_ARGS --cg-dirs ...`` run inside ``cg``; the JSON of its last stdout line."""
+    cmd = [sys.executable, script, "--child", *child_args, "--cg-dirs", *map(str, cg.dirs)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    try:
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, preexec_fn=cg.enter_fn(), env=env)
+    except subprocess.SubprocessError as e:
+        raise NotMeasured(f"cannot place the measuring process in the cgroup: {e}") from None
+    if proc.returncode == NOT_MEASURED:
+        raise NotMeasured(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "child refused")
+    if proc.returncode != 0:
+        hint = " (killed: out of memory under the limit?)" if proc.returncode in (-9, 137) else ""
+        raise RuntimeError(f"{label}: measuring child failed with rc {proc.returncode}{hint}:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def check_throttle(m: dict[str, Any], label: str, disk: str, args) -> None:
+    """Refuse a card measurement ``m`` that ran faster than the throttle or did not read from the throttled disk."""
+    if m["mb_per_s"] > 1.5 * args.rbps / 1e6 or m["records_per_s"] > 1.5 * args.riops:
+        raise NotMeasured(
+            f"{label}: whole-record reads ran at {m['mb_per_s']:.0f} MB/s and "
+            f"{m['records_per_s']:.0f} reads/s, above the {args.rbps / 1e6:.0f} MB/s, "
+            f"{args.riops} IO/s throttle: the limits did not hold (page cache?)"
+        )
+    if m["device_read_mb"] < 0.9 * m["delivered_mb"]:
+        raise NotMeasured(
+            f"{label}: the cgroup read {m['device_read_mb']:.0f} MB from /dev/{disk} for "
+            f"{m['delivered_mb']:.0f} MB of records: reads did not reach the throttled device"
+        )
+
+
 def run_case(label: str, pack: Path, mem: int, args) -> dict[str, Any]:
     majmin, disk = block_device(str(pack))
     cg = Cgroup(mem, args.rbps, args.riops, majmin)
+    child_args = ["--pack", str(pack), "--majmin", majmin, "--seconds", str(args.seconds), "--batch", str(args.batch)]
     try:
-        cmd = [
-            sys.executable,
-            os.path.abspath(__file__),
-            "--child",
-            "--pack",
-            str(pack),
-            "--majmin",
-            majmin,
-            "--seconds",
-            str(args.seconds),
-            "--batch",
-            str(args.batch),
-            *(["--mix"] if args.mix else []),
-            "--cg-dirs",
-            *map(str, cg.dirs),
-        ]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        try:
-            proc = subprocess.run(cmd, check=False, capture_output=True, text=True, preexec_fn=cg.enter_fn(), env=env)
-        except subprocess.SubprocessError as e:
-            raise NotMeasured(f"cannot place the measuring process in the cgroup: {e}") from None
-        if proc.returncode == NOT_MEASURED:
-            raise NotMeasured(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "child refused")
-        if proc.returncode != 0:
-            hint = " (killed: out of memory under the limit?)" if proc.returncode in (-9, 137) else ""
-            raise RuntimeError(f"{label}: measuring child failed with rc {proc.returncode}{hint}:\n{proc.stderr}")
-        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        res = run_child(cg, os.path.abspath(__file__), label, child_args + (["--mix"] if args.mix else []))
     finally:
         cg.remove()
     res.update(label=label, pack=str(pack), pack_mb=pack.stat().st_size / 1e6, cgroup=cg.describe(), disk=disk)
@@ -517,18 +530,7 @@ def run_case(label: str, pack: Path, mem: int, args) -> dict[str, Any]:
     res["card"] = card
     # The throttle must have held: a "card" faster than the throttle means we measured something else.
     for key in ("card_first", "card_last"):
-        m = res[key]
-        if m["mb_per_s"] > 1.5 * args.rbps / 1e6 or m["records_per_s"] > 1.5 * args.riops:
-            raise NotMeasured(
-                f"{label}: whole-record reads ran at {m['mb_per_s']:.0f} MB/s and "
-                f"{m['records_per_s']:.0f} reads/s, above the {args.rbps / 1e6:.0f} MB/s, "
-                f"{args.riops} IO/s throttle: the limits did not hold (page cache?)"
-            )
-        if m["device_read_mb"] < 0.9 * m["delivered_mb"]:
-            raise NotMeasured(
-                f"{label}: the cgroup read {m['device_read_mb']:.0f} MB from /dev/{disk} for "
-                f"{m['delivered_mb']:.0f} MB of records: reads did not reach the throttled device"
-            )
+        check_throttle(res[key], label, disk, args)
     return res
 
 

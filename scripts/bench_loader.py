@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Loader throughput with the pack in the page cache: shuffled batches against the fastest numpy gather.
 
-Two cases, the device targets' record sizes, random tensors in the pack format
-(``scripts/bench_device.py`` synthesizes them, 9 records per source):
+Two cases, the device targets' record sizes, packs of random-noise sources
+(``scripts/bench_device.py`` builds them with the real builder, 9 records per source):
 
   rpi4        224x224x3 uint8, ~150 KB records
   rpi-zero2w  96x96x1 int8, ~9 KB records
@@ -256,7 +256,7 @@ def prepare(work: Path, case: str, mb: int) -> Path:
     from edgeaug.device.loader import Pack
 
     path = work / f"{case}.lmdb"
-    bench_device.synthesize(path, case, mb << 20)
+    bench_device.build_pack(path, case, mb << 20)
     with Pack(str(path)) as pack:
         raw = np.memmap(path.with_suffix(".tensors"), pack.dtype, "w+", shape=(len(pack),) + pack.shape)
         b = 0

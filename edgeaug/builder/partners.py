@@ -97,12 +97,16 @@ def load_partner(source: Any, fill: int, load_source: Callable[[Any, int], Any])
     """A partner through the build's own :func:`~.render.load_source`, cached; None when it cannot be used."""
     import os
 
-    try:
-        st = os.stat(source.path)
-        stamp = (st.st_mtime_ns, st.st_size)
-    except OSError:
-        stamp = None
-    key = (str(source.path), source.rel, fill, stamp)  # a file changed in place is a new entry
+    stamps = []
+    for path in (source.path, source.mask):  # the image and its mask file, if any
+        try:
+            st = os.stat(path) if path else None
+            stamps.append((st.st_mtime_ns, st.st_size) if st else None)
+        except OSError:
+            stamps.append(None)
+    # The source itself (a frozen dataclass: its labels from the annotations, by value) and its files' stamps:
+    # a file changed in place, or annotations edited between two builds in one process, make a new entry.
+    key = (source, fill, tuple(stamps))
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)

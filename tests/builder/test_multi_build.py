@@ -398,3 +398,30 @@ def test_the_pack_holds_each_records_instance_masks_and_its_format_says_so(datas
                 assert abs(sum(w for _, w in r["mix"]) - 1) < 1e-5
             seen += len(inst)
         assert seen > 0
+
+
+def test_the_partner_cache_knows_edited_annotations(tmp_path):
+    """Two builds in one process: a partner whose annotations changed (same image file) is loaded again."""
+    from types import SimpleNamespace
+
+    from edgeaug.builder import partners as P
+    from edgeaug.sources.base import Source
+
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.zeros((8, 8, 3), np.uint8))
+    calls = []
+
+    def load(source, fill):
+        calls.append(source.boxes)
+        from edgeaug.builder.augment import Labels
+
+        return SimpleNamespace(error=None, sha256="0" * 64, image=np.zeros((8, 8, 3), np.uint8), labels=Labels())
+
+    P.clear_cache()
+    one = Source("a.png", img, 0, boxes=((0, 1, 1, 4, 4),))
+    edited = Source("a.png", img, 0, boxes=((0, 2, 2, 6, 6),))
+    P.load_partner(one, 114, load)
+    P.load_partner(one, 114, load)  # cached
+    P.load_partner(edited, 114, load)  # same file, other labels: loaded again
+    assert calls == [one.boxes, edited.boxes]
+    P.clear_cache()

@@ -1,0 +1,29 @@
+"""Every script in scripts/ starts: its --help works (or, for the two helpers run by other scripts, it imports).
+
+Scripts are not exercised by the suite as a whole (benchmarks need root, minutes or PyTorch); this catches one
+that no longer imports or whose command line is broken, e.g. after a function it calls moved.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+HELPERS = {"bench_decode", "study_detect"}  # run as children or imported by another script: no --help of their own
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SCRIPTS.glob("*.py")))
+def test_script_starts(name):
+    if name in HELPERS:
+        code = f"import sys; sys.path.insert(0, {str(SCRIPTS)!r}); import {name}"
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    else:
+        r = subprocess.run(
+            [sys.executable, str(SCRIPTS / f"{name}.py"), "--help"], capture_output=True, text=True, timeout=120
+        )
+        assert "usage" in r.stdout.lower(), r.stdout[-2000:] + r.stderr[-2000:]
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -1,7 +1,7 @@
 """Every script in scripts/ starts: its --help works (or, for the two helpers run by other scripts, it imports).
 
 Scripts are not exercised by the suite as a whole (benchmarks need root, minutes or PyTorch); this catches one
-that no longer imports or whose command line is broken, e.g. after a function it calls moved.
+that no longer imports (a module or name it imports moved) or whose command line is broken.
 """
 
 from __future__ import annotations

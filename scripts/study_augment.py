@@ -338,6 +338,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--work", type=Path, help="keep the data and packs here (default: a temporary folder)")
     ap.add_argument("--only", choices=["classification", "detection"], help="run one task only")
     ap.add_argument("--threads", type=int, default=1, help="PyTorch threads (default 1: the machine is shared)")
+    ap.add_argument("--det-size", type=int, default=64, help="detection frame px (default 64); scenes and digits scale")
+    ap.add_argument("--det-epochs", type=int, default=30, help="detection training epochs (default 30)")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = ap.parse_args(argv)
     epochs = args.epochs or (8 if args.quick else 20)
@@ -356,7 +358,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.only != "classification":
             import study_detect
 
-            results.append(study_detect.detection(work / "det", args.quick, seeds))
+            results.append(study_detect.detection(work / "det", args.quick, seeds, args.det_epochs, args.det_size))
     for r in results:
         print(table(r, "mAP@0.5 (held-out backgrounds)" if r["task"] == "detection" else "val accuracy (shifted)"))
         print()

@@ -327,7 +327,7 @@ def heat_targets(boxes: List[np.ndarray], h: int, w: int) -> Tuple[np.ndarray, n
 
 
 def train_detector(
-    cond: DetCondition, seed: int, epochs: int, out: int = OUT
+    cond: DetCondition, seed: int, epochs: int, size: int = OUT
 ) -> Callable[[np.ndarray], List[np.ndarray]]:
     import torch
     from torch import nn
@@ -352,7 +352,7 @@ def train_detector(
     for e in range(epochs):
         net.train()
         for x, boxes in cond.batches(seed, e):
-            heat, reg, mask = (torch.from_numpy(a) for a in heat_targets(boxes, out // STRIDE, out // STRIDE))
+            heat, reg, mask = (torch.from_numpy(a) for a in heat_targets(boxes, size // STRIDE, size // STRIDE))
             out = net(tensor(x))
             p = torch.sigmoid(out[:, :1]).clamp(1e-4, 1 - 1e-4)
             pos = heat.eq(1).float()

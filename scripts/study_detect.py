@@ -43,6 +43,7 @@ import numpy as np
 from study_augment import build_pack, folder_mb, write_target
 
 SRC, OUT, STRIDE, BATCH = 96, 64, 4, 32
+DIGIT = (14, 34)  # pasted digit sizes in px at OUT = 64; --det-size scales them and SRC with the frame
 CLOSE_MOSAIC = 0.15  # the share of the last epochs without mosaic (Ultralytics: 10 of 100)
 TRAIN_BG = ["astronaut", "coffee", "chelsea", "rocket", "brick", "grass", "camera", "page"]
 VAL_BG = ["gravel", "coins", "hubble_deep_field", "immunohistochemistry", "text", "moon"]
@@ -100,21 +101,30 @@ def _texture(rng: np.random.Generator) -> np.ndarray:
     return (cv2.resize(noise, (256, 256), interpolation=cv2.INTER_CUBIC).clip(0, 1) * 255).astype(np.uint8)
 
 
-def scene(bg: np.ndarray, digits: List[np.ndarray], rng: np.random.Generator) -> Tuple[np.ndarray, List[List[float]]]:
-    """One SRC x SRC image: a random crop of ``bg`` with 1-3 digits pasted; boxes ``[0, x0, y0, x1, y1]``."""
+def scaled(out: int) -> Tuple[int, int, int]:
+    """(scene size, min digit px, max digit px) for an ``out`` x ``out`` frame: 96, 14, 34 at 64, in proportion."""
+    f = out / OUT
+    return int(round(SRC * f)), int(round(DIGIT[0] * f)), int(round(DIGIT[1] * f))
+
+
+def scene(
+    bg: np.ndarray, digits: List[np.ndarray], rng: np.random.Generator, out: int = OUT
+) -> Tuple[np.ndarray, List[List[float]]]:
+    """One scene (96 px at ``out`` = 64): a crop of ``bg`` with 1-3 digits; boxes ``[0, x0, y0, x1, y1]``."""
     import cv2
 
-    lo = min(1.0, SRC / min(bg.shape[:2]))  # a crop of at least SRC pixels, up to 60% of the photo
+    src, lo_px, hi_px = scaled(out)
+    lo = min(1.0, src / min(bg.shape[:2]))  # a crop of at least src pixels, up to 60% of the photo
     s = rng.uniform(lo, max(lo, 0.6))
     crop = int(round(min(bg.shape[:2]) * s))
     y, x = rng.integers(0, bg.shape[0] - crop + 1), rng.integers(0, bg.shape[1] - crop + 1)
-    img = cv2.resize(bg[y : y + crop, x : x + crop], (SRC, SRC), interpolation=cv2.INTER_AREA).astype(np.float32)
+    img = cv2.resize(bg[y : y + crop, x : x + crop], (src, src), interpolation=cv2.INTER_AREA).astype(np.float32)
     boxes = []
     for _ in range(int(rng.integers(1, 4))):
         d = digits[int(rng.integers(len(digits)))]
-        size = int(rng.integers(14, 35))
+        size = int(rng.integers(lo_px, hi_px + 1))
         a = cv2.resize(d.astype(np.float32) / 255, (size, size), interpolation=cv2.INTER_LINEAR).clip(0, 1)
-        px, py = (int(v) for v in rng.integers(0, SRC - size, 2))
+        px, py = (int(v) for v in rng.integers(0, src - size, 2))
         colour = rng.integers(0, 256, 3).astype(np.float32)
         region = img[py : py + size, px : px + size]
         region[:] = region * (1 - a[:, :, None]) + colour * a[:, :, None]
@@ -123,14 +133,16 @@ def scene(bg: np.ndarray, digits: List[np.ndarray], rng: np.random.Generator) ->
     return np.rint(img).astype(np.uint8), [[float(v) for v in b] for b in boxes]
 
 
-def make_split(root: Path, bgs, digits, n: int, seed: int) -> List[Tuple[str, np.ndarray, List[List[float]]]]:
-    """``n`` scenes; written as PNGs with a JSONL manifest when ``root`` is given."""
+def make_split(
+    root: Path, bgs, digits, n: int, seed: int, out: int = OUT
+) -> List[Tuple[str, np.ndarray, List[List[float]]]]:
+    """``n`` scenes for ``out`` x ``out`` frames; written as PNGs with a JSONL manifest when ``root`` is given."""
     import cv2
 
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
-        img, boxes = scene(bgs[i % len(bgs)], digits, rng)
+        img, boxes = scene(bgs[i % len(bgs)], digits, rng, out)
         rows.append((f"{i:04d}.png", img, boxes))
     if root is not None:
         root.mkdir(parents=True, exist_ok=True)
@@ -314,7 +326,9 @@ def heat_targets(boxes: List[np.ndarray], h: int, w: int) -> Tuple[np.ndarray, n
     return heat, reg, mask.astype(np.float32)
 
 
-def train_detector(cond: DetCondition, seed: int, epochs: int) -> Callable[[np.ndarray], List[np.ndarray]]:
+def train_detector(
+    cond: DetCondition, seed: int, epochs: int, size: int = OUT
+) -> Callable[[np.ndarray], List[np.ndarray]]:
     import torch
     from torch import nn
 
@@ -338,7 +352,7 @@ def train_detector(cond: DetCondition, seed: int, epochs: int) -> Callable[[np.n
     for e in range(epochs):
         net.train()
         for x, boxes in cond.batches(seed, e):
-            heat, reg, mask = (torch.from_numpy(a) for a in heat_targets(boxes, OUT // STRIDE, OUT // STRIDE))
+            heat, reg, mask = (torch.from_numpy(a) for a in heat_targets(boxes, size // STRIDE, size // STRIDE))
             out = net(tensor(x))
             p = torch.sigmoid(out[:, :1]).clamp(1e-4, 1 - 1e-4)
             pos = heat.eq(1).float()
@@ -373,7 +387,8 @@ def train_detector(cond: DetCondition, seed: int, epochs: int) -> Callable[[np.n
 # --- the study ------------------------------------------------------------------------------
 
 
-def detection(work: Path, quick: bool, seeds: int, epochs: int = 30) -> Dict[str, Any]:
+def detection(work: Path, quick: bool, seeds: int, epochs: int = 30, size: int = OUT) -> Dict[str, Any]:
+    """The detection table for ``size`` x ``size`` frames (scenes and digit sizes scale with it; default 64)."""
     from study_augment import digits_split
 
     from edgeaug.augment import Augmentation
@@ -383,10 +398,15 @@ def detection(work: Path, quick: bool, seeds: int, epochs: int = 30) -> Dict[str
     n_train, n_val = (120, 60) if quick else (480, 200)
     data = work / "scenes"
     rows = make_split(
-        None if (data / "set.jsonl").exists() else data, backgrounds(TRAIN_BG, 1), [r[1] for r in train_d], n_train, 11
+        None if (data / "set.jsonl").exists() else data,
+        backgrounds(TRAIN_BG, 1),
+        [r[1] for r in train_d],
+        n_train,
+        11,
+        size,
     )
-    val = make_split(None, backgrounds(VAL_BG, 2), [r[1] for r in val_d], n_val, 12)
-    target = write_target(work, OUT, "RGB")
+    val = make_split(None, backgrounds(VAL_BG, 2), [r[1] for r in val_d], n_val, 12, size)
+    target = write_target(work, size, "RGB")
     conds = det_conditions(work, data, rows, target)
     aug0 = Augmentation(recipe(0), str(target), seed=0)
     rendered = [aug0.record(img, {"boxes": b}, source=f"val/{rel}", variant=0) for rel, img, b in val]
@@ -406,7 +426,7 @@ def detection(work: Path, quick: bool, seeds: int, epochs: int = 30) -> Dict[str
             row["skipped"] = why
         else:
             t0 = time.monotonic()
-            aps = [average_precision(train_detector(c, s, epochs)(xv), gts) for s in range(seeds)]
+            aps = [average_precision(train_detector(c, s, epochs, size)(xv), gts) for s in range(seeds)]
             row.update(accs=aps, mean=float(np.mean(aps)), sd=float(np.std(aps, ddof=1)) if seeds > 1 else 0.0)
             print(
                 f"  {c.name}: mAP@0.5 {row['mean']:.3f} +- {row['sd']:.3f} ({time.monotonic() - t0:.0f}s)",
@@ -414,4 +434,4 @@ def detection(work: Path, quick: bool, seeds: int, epochs: int = 30) -> Dict[str
             )
         out.append(row)
     return {"task": "detection", "model": "CenterNet-style CNN (PyTorch)", "epochs": epochs, "seeds": seeds,
-            "train": n_train, "val": n_val, "rows": out}  # fmt: skip
+            "train": n_train, "val": n_val, "size": size, "rows": out}  # fmt: skip

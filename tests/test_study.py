@@ -55,6 +55,34 @@ def test_quick_study_prints_every_condition(tmp_path, capsys):
         assert "PyTorch" in r["skipped"] and r["storage_mb"] > 0 and r["epoch_s"] > 0
     check_mosaic_pack(tmp_path / "w" / "det" / "k8m.lmdb")
     check_online_mosaic(tmp_path / "w" / "det")
+    check_cut_stats(tmp_path / "w" / "det")
+
+
+def check_cut_stats(det):
+    """The cut measurement follows the packs' objects: the boxes it finds visible are those the builder wrote.
+
+    One warp (no mosaic): the pack holds exactly the objects with v >= 0.1.  With the mosaic, the builder applies
+    min_visibility 0.1 twice (the mosaic, then the affine, each to the box it receives), so it holds every object
+    with v >= 0.1 and some down to 0.1 x 0.1.
+    """
+    from edgeaug.device.loader import Pack
+
+    stats = study_augment.cut_stats(det, 64, n=120)  # --quick's 120 train scenes, variants 1-7
+    for pack, name in (("k8", "affine only (K=8, no mosaic)"), ("k8m", "builder mosaic (K=8 with mosaic)")):
+        with Pack(str(det / f"{pack}.lmdb"), "train") as p:
+            recs = [p.record(i) for i in range(len(p))]
+        boxes = sum(len(np.asarray(r["boxes"]).reshape(-1, 5)) for r in recs if r["variant"] <= 7)
+        v = np.asarray(stats[name]["vis"])
+        assert ((v >= 0.0) & (v <= 1.0)).all() and int(np.sum(v >= 0.1)) == len(stats[name]["size"])
+        if pack == "k8":
+            assert boxes == int(np.sum(v >= 0.1))
+        else:
+            assert int(np.sum(v >= 0.1)) <= boxes <= int(np.sum(v >= 0.0099)) and boxes < int(np.sum(v > 0))
+    # A mosaic shows the objects of all four tiles; the plain records only their own.
+    assert len(stats["builder mosaic (K=8 with mosaic)"]["vis"]) > 3 * len(stats["affine only (K=8, no mosaic)"]["vis"])
+    # The device's mosaic copies central windows: an object whole in it was whole in its record.
+    batch = stats["affine only (K=8, no mosaic) + batch mosaic"]
+    assert np.array_equal(np.asarray(batch["vis"]) >= 0.999, np.asarray(batch["total"]) >= 0.999)
 
 
 def check_online_mosaic(det):

@@ -35,22 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-TARGET = """[device]
-name = "study"
-arch = "any"
-word_size = 64
-
-[input]
-name = "input"
-height = {size}
-width = {size}
-channels = {channels}
-layout = "NHWC"
-color = "{color}"
-dtype = "uint8"
-scale = 0.00392156862745098
-zero_point = 0
-"""
+from study_variety import TARGET  # noqa: E402  (the study's profile: same as the variety study's)
 
 # Geometry, tone and degradations that suit handwritten digits (no mirror: it changes what a digit is).
 RECIPE = {

@@ -245,6 +245,7 @@ class Pack:
         soft_labels: bool = False,
         with_labels: bool = False,
         with_index: bool = False,
+        mosaic_windows: str = "centre",
     ) -> Iterator[Tuple[Any, ...]]:
         """Yield ``(X, Y)``: X one contiguous array (batch, *shape) of the target dtype.
 
@@ -282,10 +283,23 @@ class Pack:
         ``{"boxes", "keypoints", "mask", "instances"}`` after flip, shift and
         mixing (needed to mix a detection or segmentation pack).
         ``close_mosaic``: ``mosaic=1.0 if epoch < epochs - 10 else 0.0`` (the
-        other draws do not change).  The record indices (``with_index``) come last.
+        other draws do not change).  ``mosaic_windows="boxes"`` (with
+        ``with_labels``) places each quadrant's window inside its record so it
+        cuts the fewest boxes, instead of the central window (see
+        :mod:`edgeaug.device.online_mix_fit`).  The record indices
+        (``with_index``) come last.
         """
         mix = MixSettings(
-            self, mosaic, mixup, cutmix, mixup_alpha, cutmix_alpha, min_visibility, soft_labels, with_labels
+            self,
+            mosaic,
+            mixup,
+            cutmix,
+            mixup_alpha,
+            cutmix_alpha,
+            min_visibility,
+            soft_labels,
+            with_labels,
+            mosaic_windows,
         )
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")

@@ -69,7 +69,7 @@ class MixSettings:
         min_visibility: Optional[float],
         soft_labels: bool,
         with_labels: bool,
-        mosaic_windows: str = "centre",
+        mosaic_windows: Optional[str] = None,
     ) -> None:
         m, path = pack.manifest, pack.path
         self.p = {"mosaic": float(mosaic), "mixup": float(mixup), "cutmix": float(cutmix)}
@@ -79,6 +79,8 @@ class MixSettings:
         self.on = any(v > 0 for v in self.p.values())
         self.soft, self.with_labels = bool(soft_labels), bool(with_labels)
         self.needed = self.on or self.soft or self.with_labels
+        if mosaic_windows is None:  # boxes come with the labels: place the windows by them
+            mosaic_windows = "boxes" if self.with_labels else "centre"
         if mosaic_windows not in MOSAIC_WINDOWS:
             raise ValueError(f"mosaic_windows {mosaic_windows!r} must be one of {', '.join(MOSAIC_WINDOWS)}")
         if mosaic_windows == "boxes" and not self.with_labels:

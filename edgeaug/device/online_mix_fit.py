@@ -27,46 +27,77 @@ quadrant's size and moves the crop.  numpy and stdlib only.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 from .online_mix import MixPlan  # bundle: drop
 
-MAX_CANDIDATES = 65  # per axis and quadrant: 4 x 65 x 65 x boxes booleans per output at most
+MAX_CANDIDATES = 65  # window starts per axis and quadrant: past 15 boxes a uniform lattice
+_FAR = -1e9  # padding boxes: never inside nor overlapping a window, their candidates clip to 0
 
 
-def _axis_candidates(lo: np.ndarray, hi: np.ndarray, size: int, frame: int) -> np.ndarray:
-    """Window starts along one axis worth trying: where some box becomes whole, cut or outside; ends; centre."""
-    top = frame - size
-    centre = top // 2
-    if 4 * len(lo) + 3 > MAX_CANDIDATES:
-        cand = np.rint(np.linspace(0, top, MAX_CANDIDATES)).astype(np.int64)
-        return np.unique(np.concatenate([cand, [centre]]))
-    edges = np.concatenate([np.floor(lo), np.ceil(hi) - size, np.floor(lo) - size, np.ceil(hi)]).astype(np.int64)
-    return np.unique(np.clip(np.concatenate([edges, [0, top, centre]]), 0, top))
+def _axis_candidates(lo: np.ndarray, hi: np.ndarray, n: np.ndarray, size: np.ndarray, frame: int) -> np.ndarray:
+    """``(Q, C)`` window starts per quadrant worth trying along one axis, sorted (repeats allowed).
+
+    ``lo``/``hi`` ``(Q, m)``: the box edges of each quadrant's record (padded
+    with :data:`_FAR`), ``n`` ``(Q,)`` its real box count, ``size`` ``(Q,)``
+    the quadrant's side.  Where some box becomes whole, cut or outside, both
+    ends and the centre; with more than 15 boxes a lattice of
+    :data:`MAX_CANDIDATES` starts and the centre.
+    """
+    top = (frame - size)[:, None]
+    s = size[:, None]
+    edges = np.concatenate([np.floor(lo), np.ceil(hi) - s, np.floor(lo) - s, np.ceil(hi)], axis=1)
+    ends = np.concatenate([np.zeros_like(top), top, top // 2], axis=1)
+    cand = np.concatenate([edges.astype(np.int64), ends], axis=1)
+    c = cand.shape[1]
+    if c > MAX_CANDIDATES:  # the lattice rows, then every row cut to MAX_CANDIDATES columns
+        lattice = np.rint(np.linspace(0.0, 1.0, MAX_CANDIDATES - 1)[None, :] * top).astype(np.int64)
+        many = np.concatenate([lattice, top // 2], axis=1)
+        few = np.sort(np.clip(cand, 0, top), axis=1)[:, c - MAX_CANDIDATES :]  # drops only repeats of 0
+        cand = np.where((4 * n + 3 > MAX_CANDIDATES)[:, None], many, few)
+    return np.sort(np.clip(cand, 0, top), axis=1)
 
 
-def _best_window(boxes: np.ndarray, size_w: int, size_h: int, w: int, h: int) -> tuple:
-    """``(sx, sy)`` of the ``size_w x size_h`` window of a ``w x h`` record by the module's rule."""
-    cx, cy = (w - size_w) // 2, (h - size_h) // 2
-    if not len(boxes) or (size_w == w and size_h == h):
-        return cx, cy
-    x0, y0, x1, y1 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    sx = _axis_candidates(x0, x1, size_w, w)
-    sy = _axis_candidates(y0, y1, size_h, h)
-    # (candidates, boxes) per axis: the box inside the window's span, and overlapping it.
-    in_x = (sx[:, None] <= x0) & (sx[:, None] + size_w >= x1)
-    in_y = (sy[:, None] <= y0) & (sy[:, None] + size_h >= y1)
-    ov_x = (sx[:, None] < x1) & (sx[:, None] + size_w > x0)
-    ov_y = (sy[:, None] < y1) & (sy[:, None] + size_h > y0)
-    whole = (in_y[:, None, :] & in_x[None, :, :]).sum(axis=2)  # (len(sy), len(sx))
-    touched = (ov_y[:, None, :] & ov_x[None, :, :]).sum(axis=2)
-    n = len(boxes)
-    dist = np.abs(sy - cy)[:, None] + np.abs(sx - cx)[None, :]
-    key = ((touched - whole) * (n + 1) + (n - whole)) * (w + h + 1) + dist
-    iy, ix = np.unravel_index(int(np.argmin(key)), key.shape)  # argmin: the first, i.e. lowest sy then sx
-    return int(sx[ix]), int(sy[iy])
+def _best_windows(boxes: np.ndarray, n: np.ndarray, sizes: np.ndarray, w: int, h: int) -> np.ndarray:
+    """``(Q, 2)`` window corners ``(sx, sy)`` by the module's rule, all quadrants at once.
+
+    ``boxes (Q, m, 4)`` ``x0, y0, x1, y1`` per quadrant's record (padded with
+    :data:`_FAR`), ``n (Q,)`` real counts, ``sizes (Q, 2)`` the windows'
+    ``(width, height)``.  The counts of whole and touched boxes per candidate
+    pair are products of the per-axis tables.
+    """
+    x0, y0, x1, y1 = (boxes[:, :, k] for k in range(4))
+    qw, qh = sizes[:, 0], sizes[:, 1]
+    sx = _axis_candidates(x0, x1, n, qw, w)  # (Q, Cx)
+    sy = _axis_candidates(y0, y1, n, qh, h)  # (Q, Cy)
+    ex, ey = sx[:, :, None], sy[:, :, None]
+    m = boxes.shape[1]
+    in_x = (ex <= x0[:, None]) & (ex + qw[:, None, None] >= x1[:, None])  # (Q, Cx, m): the box within the span
+    ov_x = (ex < x1[:, None]) & (ex + qw[:, None, None] > x0[:, None])  # overlapping it
+    in_y = (ey <= y0[:, None]) & (ey + qh[:, None, None] >= y1[:, None])
+    ov_y = (ey < y1[:, None]) & (ey + qh[:, None, None] > y0[:, None])
+    # One product gives (m + 1) * touched - (m + 2) * whole per (sy, sx): cut first, then whole, as the rule
+    # orders them (touched = cut + whole).  Small integers: exact in float64 whatever the summation order.
+    left = np.concatenate([ov_y * float(m + 1), in_y * -float(m + 2)], axis=2)
+    right = np.concatenate([ov_x, in_x], axis=2).astype(np.float64).transpose(0, 2, 1)
+    dist = np.abs(sy - ((h - qh) // 2)[:, None])[:, :, None] + np.abs(sx - ((w - qw) // 2)[:, None])[:, None, :]
+    key = np.matmul(left, right)
+    key *= w + h + 1
+    key += dist
+    flat = key.reshape(len(key), -1).argmin(axis=1)  # the first minimum: lowest sy, then sx
+    q = np.arange(len(key))
+    return np.stack([sx[q, flat % sx.shape[1]], sy[q, flat // sx.shape[1]]], axis=1)
+
+
+def _best_window(boxes: np.ndarray, size_w: int, size_h: int, w: int, h: int) -> Tuple[int, int]:
+    """One window: ``boxes (n, 4)`` ``x0, y0, x1, y1`` of a ``w x h`` record, the window ``size_w x size_h``."""
+    b = np.asarray(boxes, np.float64).reshape(1, -1, 4)
+    if not b.shape[1]:
+        b = np.full((1, 1, 4), _FAR)
+    sx, sy = _best_windows(b, np.array([len(boxes)]), np.array([[size_w, size_h]]), w, h)[0].tolist()
+    return int(sx), int(sy)
 
 
 def _record_boxes(boxes: Optional[np.ndarray], row: int) -> np.ndarray:
@@ -90,12 +121,17 @@ def fit_windows(plan: MixPlan, boxes: Sequence[Optional[np.ndarray]]) -> MixPlan
         raise ValueError(f"fit_windows: boxes of {len(boxes)} records for a plan of {len(plan)} outputs")
     corners = [_record_boxes(b, r) for r, b in enumerate(boxes)]
     h, w = plan.height, plan.width
-    windows = np.empty((len(plan), 4, 2), np.int64)
-    for j in range(len(plan)):
-        for q, (x0, y0, x1, y1) in enumerate(plan.quadrant_rects(j)):
-            if plan.mosaic[j]:
-                windows[j, q] = _best_window(corners[int(plan.quads[j, q])], x1 - x0, y1 - y0, w, h)
-            else:
-                windows[j, q] = ((w - (x1 - x0)) // 2, (h - (y1 - y0)) // 2)
-    plan.windows = windows
+    cx, cy = plan.centre[:, 0], plan.centre[:, 1]
+    sizes = np.stack([np.stack([cx, w - cx, cx, w - cx], 1), np.stack([cy, cy, h - cy, h - cy], 1)], 2)  # (B, 4, 2)
+    windows = np.stack([(w - sizes[..., 0]) // 2, (h - sizes[..., 1]) // 2], 2)
+    rows = np.flatnonzero(plan.mosaic)
+    if len(rows):
+        counts = np.array([len(c) for c in corners], np.int64)
+        padded = np.full((len(plan), max(1, int(counts.max())), 4), _FAR)
+        for r, c in enumerate(corners):
+            padded[r, : len(c)] = c
+        recs = plan.quads[rows].reshape(-1)
+        best = _best_windows(padded[recs], counts[recs], sizes[rows].reshape(-1, 2), w, h)
+        windows[rows] = best.reshape(-1, 4, 2)
+    plan.windows = windows.astype(np.int64)
     return plan

@@ -245,7 +245,7 @@ class Pack:
         soft_labels: bool = False,
         with_labels: bool = False,
         with_index: bool = False,
-        mosaic_windows: str = "centre",
+        mosaic_windows: Optional[str] = None,
     ) -> Iterator[Tuple[Any, ...]]:
         """Yield ``(X, Y)``: X one contiguous array (batch, *shape) of the target dtype.
 
@@ -283,10 +283,11 @@ class Pack:
         ``{"boxes", "keypoints", "mask", "instances"}`` after flip, shift and
         mixing (needed to mix a detection or segmentation pack).
         ``close_mosaic``: ``mosaic=1.0 if epoch < epochs - 10 else 0.0`` (the
-        other draws do not change).  ``mosaic_windows="boxes"`` (with
-        ``with_labels``) places each quadrant's window inside its record so it
-        cuts the fewest boxes, instead of the central window (see
-        :mod:`edgeaug.device.online_mix_fit`).  The record indices
+        other draws do not change).  ``mosaic_windows``: where each quadrant's
+        window lies in its record: ``"boxes"`` (the default with
+        ``with_labels``) where it cuts the fewest boxes (see
+        :mod:`edgeaug.device.online_mix_fit`), ``"centre"`` (the default
+        otherwise) the central window.  The record indices
         (``with_index``) come last.
         """
         mix = MixSettings(

@@ -154,3 +154,18 @@ def test_fitted_windows_are_a_function_of_the_plan_and_boxes():
     b = fit_windows(plan_mix(mix_rng(4, 1, 2), 8, H, W, mosaic=1.0), [r["boxes"].copy() for r in recs])
     assert np.array_equal(a.windows, b.windows)
     assert mix_batch(x, "NHWC", a).tobytes() == mix_batch(x, "NHWC", b).tobytes()
+
+
+def test_a_crowded_record_does_not_change_the_others_windows():
+    """Quadrants are searched together, padded to the batch's most boxes: the few-box ones stay exact."""
+    rng = np.random.default_rng(9)
+    boxes = [_boxes(rng, 40 if r == 0 else int(rng.integers(0, 5))) for r in range(8)]
+    plan = fit_windows(plan_mix(mix_rng(6, 0, 0), 8, H, W, mosaic=1.0), boxes)
+    checked = 0
+    for j in range(8):
+        for q, (x0, y0, x1, y1) in enumerate(plan.quadrant_rects(j)):
+            r = int(plan.quads[j, q])
+            if r:  # record 0 is the crowded one (searched on a lattice)
+                assert tuple(plan.windows[j, q]) == _best_window(boxes[r][:, 1:], x1 - x0, y1 - y0, W, H)
+                checked += 1
+    assert checked

@@ -33,7 +33,7 @@ import numpy as np
 
 from .online_mix import MixPlan  # bundle: drop
 
-MAX_CANDIDATES = 65  # window starts per axis and quadrant: past 15 boxes a uniform lattice
+MAX_CANDIDATES = 33  # window starts per axis and quadrant: exact up to 7 boxes, past them a uniform lattice
 _FAR = -1e9  # padding boxes: never inside nor overlapping a window, their candidates clip to 0
 
 
@@ -43,7 +43,7 @@ def _axis_candidates(lo: np.ndarray, hi: np.ndarray, n: np.ndarray, size: np.nda
     ``lo``/``hi`` ``(Q, m)``: the box edges of each quadrant's record (padded
     with :data:`_FAR`), ``n`` ``(Q,)`` its real box count, ``size`` ``(Q,)``
     the quadrant's side.  Where some box becomes whole, cut or outside, both
-    ends and the centre; with more than 15 boxes a lattice of
+    ends and the centre; with more than 7 boxes a lattice of
     :data:`MAX_CANDIDATES` starts and the centre.
     """
     top = (frame - size)[:, None]

@@ -66,7 +66,7 @@ def test_many_boxes_search_a_lattice_and_stay_in_the_frame():
     qw, qh = 13, 9
     sx, sy = _best_window(boxes, qw, qh, W, H)
     assert 0 <= sx <= W - qw and 0 <= sy <= H - qh
-    lattice = np.unique(np.rint(np.linspace(0, W - qw, MAX_CANDIDATES)))
+    lattice = np.rint(np.linspace(0.0, 1.0, MAX_CANDIDATES - 1) * (W - qw))
     cx = (W - qw) // 2
     assert sx in lattice or sx == cx  # the lattice plus the centre
 

@@ -52,6 +52,7 @@ SOURCES = (
     "online_labels.py",
     "online_mix.py",
     "online_mix_labels.py",
+    "online_mix_fit.py",
     "online_mix_batch.py",
     "runners.py",
     "packmeta.py",

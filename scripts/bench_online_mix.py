@@ -6,7 +6,8 @@ buffer (what a mix step replaces: its output is written into a reused buffer
 too).  Each configuration runs its whole step per batch: the plan's draws
 (``plan_mix(mix_rng(seed, epoch, batch))``) and ``mix_batch(x, out=buf)``;
 the labels' steps (``soft_targets`` for 1000 classes, ``mix_labels`` for 6
-boxes and 6 keypoints per record) are timed apart.  Two cases, the device
+boxes and 6 keypoints per record) and the box-aware windows' search
+(``fit_windows``, mosaic=1, 6 and 16 boxes per record) are timed apart.  Two cases, the device
 targets' record sizes:
 
   rpi4        32 x 224x224x3 uint8 NHWC (~150 KB records)
@@ -27,6 +28,7 @@ import time
 import numpy as np
 
 from edgeaug.device.online_mix import mix_batch, mix_rng, plan_mix, soft_targets
+from edgeaug.device.online_mix_fit import fit_windows
 from edgeaug.device.online_mix_labels import mix_labels
 
 CASES = {
@@ -71,9 +73,11 @@ def bench_case(name: str, shape, dtype: str, rounds: int, batches: int) -> None:
     x = rng.integers(info.min, info.max + 1, shape).astype(dtype)
     out = np.empty_like(x)
     h, w = shape[1], shape[2]
-    times = {k: [] for k in ["copy", *CONFIGS, "soft_targets (all 0.5)", "mix_labels (all 0.5)"]}
+    fits = ["fit_windows (6 boxes)", "fit_windows (16 boxes)"]
+    times = {k: [] for k in ["copy", *CONFIGS, "soft_targets (all 0.5)", "mix_labels (all 0.5)", *fits]}
     y = rng.integers(0, 1000, shape[0])
     recs = _records(shape)
+    boxes = {fits[0]: [r["boxes"] for r in recs], fits[1]: [r["boxes"] for r in _records(shape, 16)]}
 
     def plan(b, **p):
         return plan_mix(mix_rng(1, 0, b), shape[0], h, w, **p)
@@ -84,6 +88,8 @@ def bench_case(name: str, shape, dtype: str, rounds: int, batches: int) -> None:
             times[cname].append(_per_batch(lambda b, p=p: mix_batch(x, "NHWC", plan(b, **p), out=out), batches))
         times["soft_targets (all 0.5)"].append(_per_batch(lambda b: soft_targets(y, plan(b, **HALF), 1000), batches))
         times["mix_labels (all 0.5)"].append(_per_batch(lambda b: mix_labels(recs, plan(b, **HALF)), batches))
+        for k in fits:  # the plan alone is timed in "p=0"; this adds the search to it
+            times[k].append(_per_batch(lambda b, k=k: fit_windows(plan(b, mosaic=1.0), boxes[k]), batches))
     base = statistics.median(times["copy"])
     print(f"\n{name}: {x.nbytes / 1e6:.1f} MB per batch")
     for k, v in times.items():

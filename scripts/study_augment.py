@@ -289,7 +289,9 @@ def classification(work: Path, quick: bool, epochs: int, seeds: int) -> Dict[str
             "seeds": seeds, "train": len(train_rows), "val": len(val_rows), "rows": out}  # fmt: skip
 
 
-def cut_stats(work: Path, size: int = 64, n: int = 480, variants: int = 7, batch: int = 32) -> Dict[str, Any]:
+def cut_stats(
+    work: Path, size: int = 64, n: int = 480, variants: int = 7, batch: int = 32, windows: str = "centre"
+) -> Dict[str, Any]:
     """How the detection study's mosaics cut its objects at ``size`` x ``size``: visible share and size per object.
 
     Each object gets its own class id, followed through the builder's render (min_visibility 0) and the device's
@@ -324,13 +326,15 @@ def cut_stats(work: Path, size: int = 64, n: int = 480, variants: int = 7, batch
             vis += [min(1.0, got[i].pop() if got.get(i) else 0.0) for t in tiles for i in own[t]]
             recs.append((bx[share >= 0.1], dict(zip(bx[:, 0].astype(int).tolist(), share.tolist()))))
         out[name] = {"vis": vis, "size": np.sqrt(np.concatenate([_areas(r) for r, _ in recs])), "outputs": len(recs)}
-        out[name + " + batch mosaic"] = {**_batch_cuts(recs, n, size, batch), "outputs": len(recs)}
+        tag = " + batch mosaic" + (" (box-aware windows)" if windows == "boxes" else "")
+        out[name + tag] = {**_batch_cuts(recs, n, size, batch, windows), "outputs": len(recs)}
     return out
 
 
-def _batch_cuts(recs, n: int, size: int, batch: int) -> Dict[str, list]:
+def _batch_cuts(recs, n: int, size: int, batch: int, windows: str = "centre") -> Dict[str, list]:
     """The device's batch mosaic over ``recs`` (kept boxes, {id: share of the scene}), one epoch per ``n``."""
     from edgeaug.device.online_mix import mix_rng, plan_mix
+    from edgeaug.device.online_mix_fit import fit_windows
     from edgeaug.device.online_mix_labels import mix_labels
 
     res: Dict[str, list] = {"vis": [], "size": [], "total": []}  # per object shown; size: kept ones' px
@@ -339,6 +343,8 @@ def _batch_cuts(recs, n: int, size: int, batch: int) -> Dict[str, list]:
         for b0 in range(0, len(order), batch):
             part = [recs[i] for i in order[b0 : b0 + batch]]
             plan = plan_mix(mix_rng(0, e0 // n, b0 // batch), len(part), size, size, mosaic=1.0)
+            if windows == "boxes":
+                fit_windows(plan, [r for r, _ in part])
             for j, la in enumerate(mix_labels([{"boxes": r} for r, _ in part], plan, min_visibility=0.0)):
                 got = dict(zip(la["boxes"][:, 0].astype(int).tolist(), _areas(la["boxes"]).tolist()))
                 for q in plan.quads[j]:
@@ -399,6 +405,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--det-size", type=int, default=64, help="detection frame px (default 64); scenes and digits scale")
     ap.add_argument("--det-epochs", type=int, default=30, help="detection training epochs (default 30)")
     ap.add_argument("--cuts", action="store_true", help="measure how the mosaics cut objects (--det-size); no training")
+    ap.add_argument(
+        "--mosaic-windows",
+        choices=["centre", "boxes"],
+        default="centre",
+        help="the device batch mosaic's windows: central (default) or placed to cut the fewest boxes",
+    )
+    ap.add_argument("--rows", nargs="+", metavar="TEXT", help="detection: train only the rows whose name holds TEXT")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = ap.parse_args(argv)
     epochs = args.epochs or (8 if args.quick else 20)
@@ -406,7 +419,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     t0, c0 = time.monotonic(), time.process_time()
     if args.cuts:
         with tempfile.TemporaryDirectory() as tmp:
-            print(cut_table(cut_stats(args.work or Path(tmp), args.det_size), args.det_size))
+            stats = cut_stats(args.work or Path(tmp), args.det_size, windows=args.mosaic_windows)
+            print(cut_table(stats, args.det_size))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
@@ -421,7 +435,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.only != "classification":
             import study_detect
 
-            results.append(study_detect.detection(work / "det", args.quick, seeds, args.det_epochs, args.det_size))
+            results.append(
+                study_detect.detection(
+                    work / "det", args.quick, seeds, args.det_epochs, args.det_size, args.mosaic_windows, args.rows
+                )
+            )
     for r in results:
         print(table(r, "mAP@0.5 (held-out backgrounds)" if r["task"] == "detection" else "val accuracy (shifted)"))
         print()

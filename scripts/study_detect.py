@@ -161,11 +161,14 @@ class DetCondition:
 
     ``mosaic``: the device's batch mosaic (p = 1.0); ``plain``: the pack's last
     variant is plain (its recipe's ``plain_variants``), served alone in the
-    close_mosaic epochs.
+    close_mosaic epochs; ``windows``: the batch mosaic's windows, ``centre``
+    or ``boxes`` (``Pack.batches(mosaic_windows=)``: placed to cut the fewest boxes).
     """
 
-    def __init__(self, name: str, pack: Optional[Path] = None, mosaic: bool = False, plain: bool = False) -> None:
-        self.name, self.pack, self.mosaic, self.plain = name, pack, mosaic, plain
+    def __init__(
+        self, name: str, pack: Optional[Path] = None, mosaic: bool = False, plain: bool = False, windows: str = "centre"
+    ) -> None:
+        self.name, self.pack, self.mosaic, self.plain, self.windows = name, pack, mosaic, plain, windows
         self.online = None  # (make(epochs) -> Augmentation, train rows, PartnerPool or None)
         self.epochs = 0  # set by the trainer: close_mosaic needs the total (0: never close)
         self._plain_recs: Optional[List[int]] = None
@@ -187,7 +190,9 @@ class DetCondition:
                 yield from self._plain_batches(p, seed, epoch)
                 return
             mosaic = 1.0 if self.mosaic and not close else 0.0
-            for x, _, labs in p.batches(BATCH, epoch=epoch, mosaic=mosaic, with_labels=True):
+            for x, _, labs in p.batches(
+                BATCH, epoch=epoch, mosaic=mosaic, with_labels=True, mosaic_windows=self.windows
+            ):
                 yield x, [lab["boxes"].reshape(-1, 5) for lab in labs]
 
     def _plain_batches(self, p, seed: int, epoch: int) -> Iterator[Tuple[np.ndarray, List[np.ndarray]]]:
@@ -207,6 +212,7 @@ class DetCondition:
     def _online(self, seed: int, epoch: int, mosaic: bool) -> Iterator[Tuple[np.ndarray, List[np.ndarray]]]:
         """Fresh draws in-process; without a pack the device's batch mosaic functions are called directly."""
         from edgeaug.device.online_mix import mix_batch, mix_rng, plan_mix
+        from edgeaug.device.online_mix_fit import fit_windows
         from edgeaug.device.online_mix_labels import mix_labels
 
         make, rows, pool = self.online
@@ -224,6 +230,8 @@ class DetCondition:
                 yield x, boxes
                 continue
             plan = plan_mix(mix_rng(seed, epoch, b // BATCH), len(x), x.shape[1], x.shape[2], mosaic=1.0)
+            if self.windows == "boxes":
+                fit_windows(plan, boxes)
             labs = mix_labels([{"boxes": bx} for bx in boxes], plan, min_visibility=0.1)
             yield mix_batch(x, "NHWC", plan), [la["boxes"].reshape(-1, 5) for la in labs]
 
@@ -235,7 +243,7 @@ class DetCondition:
         return time.perf_counter() - t0
 
 
-def online_conditions(rows, target: Path) -> List[DetCondition]:
+def online_conditions(rows, target: Path, windows: str = "centre") -> List[DetCondition]:
     """The two online rows: the builder's mosaic drawn fresh per epoch (Ultralytics-like), and the batch mosaic.
 
     The first renders variant ``1 + e`` of a recipe with ``epochs`` variants whose last ``close_epochs`` are
@@ -246,19 +254,28 @@ def online_conditions(rows, target: Path) -> List[DetCondition]:
     pool = PartnerPool([(rel, img, {"boxes": b}, 0) for rel, img, b in rows])
     ultra = DetCondition("online with mosaic (Ultralytics-like), close_mosaic")
     ultra.online = (lambda e: Augmentation(recipe(max(e, 1), True, close_epochs(e)), str(target), seed=0), rows, pool)
-    batch = DetCondition("online + batch mosaic 1.0, close_mosaic", mosaic=True)
+    batch = DetCondition(f"online + batch mosaic 1.0{_tag(windows)}, close_mosaic", mosaic=True, windows=windows)
     batch.online = (lambda e: Augmentation(recipe(1), str(target), seed=0), rows, None)
     return [ultra, batch]
 
 
-def det_conditions(work: Path, data: Path, rows, target: Path) -> List[DetCondition]:
+def _tag(windows: str) -> str:
+    return " (box-aware windows)" if windows == "boxes" else ""
+
+
+def det_conditions(work: Path, data: Path, rows, target: Path, windows: str = "centre") -> List[DetCondition]:
+    """The study's rows; ``windows``: the device batch mosaic's (``centre`` or ``boxes``)."""
+    t = _tag(windows)
     conds = [DetCondition("none (originals)", build_pack(work, data / "set.jsonl", "k0", recipe(0), target)[0])]
-    conds += online_conditions(rows, target)
+    conds += online_conditions(rows, target, windows)
     k8 = build_pack(work, data / "set.jsonl", "k8", recipe(8), target)[0]
-    conds += [DetCondition("offline K=8, no mosaic", k8), DetCondition("offline K=8 + online batch mosaic", k8, True)]
+    conds += [
+        DetCondition("offline K=8, no mosaic", k8),
+        DetCondition(f"offline K=8 + online batch mosaic{t}", k8, True, windows=windows),
+    ]
     k8m = build_pack(work, data / "set.jsonl", "k8m", recipe(8, True), target)[0]
     conds.append(DetCondition("offline K=8 with mosaic", k8m, plain=True))
-    conds.append(DetCondition("offline K=8 with mosaic + online batch mosaic", k8m, True, plain=True))
+    conds.append(DetCondition(f"offline K=8 with mosaic + online batch mosaic{t}", k8m, True, True, windows))
     return conds
 
 
@@ -387,8 +404,19 @@ def train_detector(
 # --- the study ------------------------------------------------------------------------------
 
 
-def detection(work: Path, quick: bool, seeds: int, epochs: int = 30, size: int = OUT) -> Dict[str, Any]:
-    """The detection table for ``size`` x ``size`` frames (scenes and digit sizes scale with it; default 64)."""
+def detection(
+    work: Path,
+    quick: bool,
+    seeds: int,
+    epochs: int = 30,
+    size: int = OUT,
+    windows: str = "centre",
+    only: Optional[List[str]] = None,
+) -> Dict[str, Any]:
+    """The detection table for ``size`` x ``size`` frames (scenes and digit sizes scale with it; default 64).
+
+    ``windows``: the device batch mosaic's windows; ``only``: train just the rows whose name holds one of these.
+    """
     from study_augment import digits_split
 
     from edgeaug.augment import Augmentation
@@ -407,7 +435,9 @@ def detection(work: Path, quick: bool, seeds: int, epochs: int = 30, size: int =
     )
     val = make_split(None, backgrounds(VAL_BG, 2), [r[1] for r in val_d], n_val, 12, size)
     target = write_target(work, size, "RGB")
-    conds = det_conditions(work, data, rows, target)
+    conds = det_conditions(work, data, rows, target, windows)
+    if only:
+        conds = [c for c in conds if any(o in c.name for o in only)]
     aug0 = Augmentation(recipe(0), str(target), seed=0)
     rendered = [aug0.record(img, {"boxes": b}, source=f"val/{rel}", variant=0) for rel, img, b in val]
     xv, gts = np.stack([r[0] for r in rendered]), [r[1].boxes[:, 1:5] for r in rendered]

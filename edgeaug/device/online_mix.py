@@ -12,7 +12,9 @@ the batch, so the device reads no more than for plain batches.  Per output
    its record (top-left corner ``((H - qh) // 2, (W - qw) // 2)``), so objects
    near the centre of each record are kept.  ``cx`` and ``cy`` are uniform
    integers in ``[0.25, 0.75]`` of the width and height (Ultralytics' centre
-   range on its 2x canvas).
+   range on its 2x canvas).  With ``plan.windows`` set (by
+   :func:`~.online_mix_fit.fit_windows`, from the records' boxes) each
+   quadrant copies the window of its record placed there instead.
 2. **mixup**: ``lambda * (output so far) + (1 - lambda) * partner record``,
    ``lambda ~ Beta(alpha, alpha)`` rounded to a multiple of 1/128 in
    ``[1/128, 127/128]``.  Integer codes are blended directly: for a
@@ -68,6 +70,9 @@ class MixPlan:
     ``mix_partner (B,)``, ``lam (B,)`` (the output's own weight);
     ``cutmix (B,) bool``, ``cut_partner (B,)``, ``rect (B, 4)`` as
     ``(x0, y0, x1, y1)``.  Rows where an op is off still hold its draws.
+    ``windows``: None (each quadrant shows its record's central window) or
+    ``(B, 4, 2)`` int64, the top-left corner ``(sx, sy)`` in its record of
+    each quadrant's window (:func:`~.online_mix_fit.fit_windows`).
     """
 
     def __init__(self, height: int, width: int, **arrays: np.ndarray):
@@ -75,6 +80,7 @@ class MixPlan:
         self.mosaic, self.quads, self.centre = arrays["mosaic"], arrays["quads"], arrays["centre"]
         self.mixup, self.mix_partner, self.lam = arrays["mixup"], arrays["mix_partner"], arrays["lam"]
         self.cutmix, self.cut_partner, self.rect = arrays["cutmix"], arrays["cut_partner"], arrays["rect"]
+        self.windows: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.mosaic)
@@ -86,19 +92,32 @@ class MixPlan:
 
     def quadrants(self, j: int) -> list:
         """Output ``j``'s mosaic as ``[(row, dst, src), ...]``: rects ``(x0, y0, x1, y1)`` of equal size."""
-        h, w = self.height, self.width
-        cx, cy = (int(v) for v in self.centre[j])
         out = []
-        for q, (x0, x1, y0, y1) in enumerate(((0, cx, 0, cy), (cx, w, 0, cy), (0, cx, cy, h), (cx, w, cy, h))):
-            sx, sy = (w - (x1 - x0)) // 2, (h - (y1 - y0)) // 2  # the record's central window
+        for q, (x0, y0, x1, y1) in enumerate(self.quadrant_rects(j)):
+            sx, sy = self.window(j, q)
             out.append((int(self.quads[j, q]), (x0, y0, x1, y1), (sx, sy, sx + x1 - x0, sy + y1 - y0)))
         return out
+
+    def quadrant_rects(self, j: int) -> list:
+        """Output ``j``'s four quadrants ``(x0, y0, x1, y1)``: top-left, top-right, bottom-left, bottom-right."""
+        h, w = self.height, self.width
+        cx, cy = (int(v) for v in self.centre[j])
+        return [(0, 0, cx, cy), (cx, 0, w, cy), (0, cy, cx, h), (cx, cy, w, h)]
+
+    def window(self, j: int, q: int) -> Tuple[int, int]:
+        """The top-left corner in its record of output ``j``'s quadrant ``q`` window (central unless fitted)."""
+        if self.windows is not None:
+            return int(self.windows[j, q, 0]), int(self.windows[j, q, 1])
+        x0, y0, x1, y1 = self.quadrant_rects(j)[q]
+        return (self.width - (x1 - x0)) // 2, (self.height - (y1 - y0)) // 2
 
     def explain(self, j: int) -> dict:
         """Output ``j`` as plain JSON: the batch rows it is made of and how."""
         d: dict = {"row": int(j)}
         if self.mosaic[j]:
             d["mosaic"] = {"quads": self.quads[j].tolist(), "centre": self.centre[j].tolist()}
+            if self.windows is not None:
+                d["mosaic"]["windows"] = self.windows[j].tolist()
         if self.mixup[j]:
             d["mixup"] = {"partner": int(self.mix_partner[j]), "lam": float(self.lam[j])}
         if self.cutmix[j]:
@@ -237,6 +256,10 @@ def _mosaic_into(out: np.ndarray, x: np.ndarray, layout: str, plan: MixPlan) -> 
     for j in range(len(x)):
         if not mosaic[j]:
             out[j] = x[j]
+            continue
+        if plan.windows is not None:
+            for r, (x0, y0, x1, y1), (sx, sy, sx1, sy1) in plan.quadrants(j):
+                out[(j, *c, slice(y0, y1), slice(x0, x1))] = x[(r, *c, slice(sy, sy1), slice(sx, sx1))]
             continue
         (cx, cy), (tl, tr, bl, br) = centres[j], quads[j]
         ax, ay, bx, by = (w - cx) // 2, (h - cy) // 2, cx // 2, cy // 2  # the central windows' corners

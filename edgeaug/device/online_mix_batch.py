@@ -36,6 +36,7 @@ from .labels import unpack_labels  # bundle: drop
 from .online import online_params  # bundle: drop
 from .online_labels import transform_boxes, transform_keypoints, transform_mask  # bundle: drop
 from .online_mix import mix_batch, mix_rng, plan_mix, soft_targets  # bundle: drop
+from .online_mix_fit import fit_windows  # bundle: drop
 from .online_mix_labels import mix_labels  # bundle: drop
 from .prefetch import reusable  # bundle: drop
 from .readplan import PackError  # bundle: drop
@@ -47,6 +48,7 @@ BOX_KINDS = ("yolo", "coco")
 #: mixup's Beta(alpha, alpha): Ultralytics' 32 keeps both images of a detection output visible; 1.0 (uniform).
 DETECTION_MIXUP_ALPHA, CLASSIFICATION_MIXUP_ALPHA = 32.0, 1.0
 DEFAULT_MIN_VISIBILITY = 0.1  # Ultralytics' mosaic
+MOSAIC_WINDOWS = ("centre", "boxes")  # each quadrant's window: central, or placed by the boxes (online_mix_fit)
 
 
 class MixSettings:
@@ -67,6 +69,7 @@ class MixSettings:
         min_visibility: Optional[float],
         soft_labels: bool,
         with_labels: bool,
+        mosaic_windows: Optional[str] = None,
     ) -> None:
         m, path = pack.manifest, pack.path
         self.p = {"mosaic": float(mosaic), "mixup": float(mixup), "cutmix": float(cutmix)}
@@ -76,6 +79,13 @@ class MixSettings:
         self.on = any(v > 0 for v in self.p.values())
         self.soft, self.with_labels = bool(soft_labels), bool(with_labels)
         self.needed = self.on or self.soft or self.with_labels
+        if mosaic_windows is None:  # boxes come with the labels: place the windows by them
+            mosaic_windows = "boxes" if self.with_labels else "centre"
+        if mosaic_windows not in MOSAIC_WINDOWS:
+            raise ValueError(f"mosaic_windows {mosaic_windows!r} must be one of {', '.join(MOSAIC_WINDOWS)}")
+        if mosaic_windows == "boxes" and not self.with_labels:
+            raise ValueError(f"{path}: mosaic_windows='boxes' places windows by the boxes: needs with_labels=True")
+        self.fit = mosaic_windows == "boxes"
         kind = m.get("source_kind")
         self._check_labels(kind, path)
         boxes = kind in BOX_KINDS or (kind not in CLASSIFICATION_KINDS + LABELLED_KINDS and self.with_labels)
@@ -227,18 +237,18 @@ class MixStage:
             mixup_alpha=s.mixup_alpha,
             cutmix_alpha=s.cutmix_alpha,
         )
+        recs = self.read_labels(part) if s.with_labels else None
+        if s.fit and plan.mosaic.any():
+            fit_windows(plan, [r["boxes"] for r in recs])
         if plan.any:
             with self.lock:
                 out = reusable(self.spare, x.shape, x.dtype)
             x = mix_batch(x, self.layout, plan, out=out)
         if s.soft:
             y = soft_targets(y, plan, len(self.pack.classes))
-        labels = self._labels(part, plan) if s.with_labels else None
-        return x, y, idx, labels
-
-    def _labels(self, part: slice, plan) -> List[Dict[str, Any]]:
-        recs = self.read_labels(part)
-        return mix_labels(recs, plan, self.s.min_visibility) if plan.any else recs
+        if recs is not None and plan.any:
+            recs = mix_labels(recs, plan, self.s.min_visibility)
+        return x, y, idx, recs
 
     def read_labels(self, part: slice) -> List[Dict[str, Any]]:
         """The records' labels of ``part`` after their flip and shift (copies)."""

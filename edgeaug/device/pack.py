@@ -245,6 +245,7 @@ class Pack:
         soft_labels: bool = False,
         with_labels: bool = False,
         with_index: bool = False,
+        mosaic_windows: Optional[str] = None,
     ) -> Iterator[Tuple[Any, ...]]:
         """Yield ``(X, Y)``: X one contiguous array (batch, *shape) of the target dtype.
 
@@ -282,10 +283,24 @@ class Pack:
         ``{"boxes", "keypoints", "mask", "instances"}`` after flip, shift and
         mixing (needed to mix a detection or segmentation pack).
         ``close_mosaic``: ``mosaic=1.0 if epoch < epochs - 10 else 0.0`` (the
-        other draws do not change).  The record indices (``with_index``) come last.
+        other draws do not change).  ``mosaic_windows``: where each quadrant's
+        window lies in its record: ``"boxes"`` (the default with
+        ``with_labels``) where it cuts the fewest boxes (see
+        :mod:`edgeaug.device.online_mix_fit`), ``"centre"`` (the default
+        otherwise) the central window.  The record indices
+        (``with_index``) come last.
         """
         mix = MixSettings(
-            self, mosaic, mixup, cutmix, mixup_alpha, cutmix_alpha, min_visibility, soft_labels, with_labels
+            self,
+            mosaic,
+            mixup,
+            cutmix,
+            mixup_alpha,
+            cutmix_alpha,
+            min_visibility,
+            soft_labels,
+            with_labels,
+            mosaic_windows,
         )
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")

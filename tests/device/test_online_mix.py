@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeaug.device import online_mix, online_mix_labels
+from edgeaug.device import online_mix, online_mix_fit, online_mix_labels
 from edgeaug.device.online_mix import MIX_LEVELS, mix_batch, mix_rng, mix_weights, plan_mix, soft_targets
 from edgeaug.device.online_mix_labels import mix_labels
 
@@ -396,7 +396,7 @@ def test_label_errors_name_the_record_and_field():
 # --- device rules ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", (online_mix, online_mix_labels))
+@pytest.mark.parametrize("module", (online_mix, online_mix_labels, online_mix_fit))
 def test_imports_only_numpy_and_the_standard_library(module):
     tree = ast.parse(Path(module.__file__).read_text())
     roots = set()

@@ -267,7 +267,7 @@ def test_detection_labels_follow_flip_shift_and_mixing(yolo_pack, reader):
             for lab, ref in zip(labels, _record_labels(p, idx, 1, **online)):
                 assert _same_labels(lab, ref) and lab["instances"] is None
         mix = {"mosaic": 0.5, "mixup": 0.5, "cutmix": 0.5}
-        got = list(p.batches(4, epoch=2, with_labels=True, with_index=True, **online, **mix))
+        got = list(p.batches(4, epoch=2, with_labels=True, with_index=True, mosaic_windows="centre", **online, **mix))
         changed = 0
         for b, (x, _y, labels, idx) in enumerate(got):
             # mixup_alpha defaults to 32 for a box pack, min_visibility to the recipe's.
@@ -283,8 +283,37 @@ def test_detection_labels_follow_flip_shift_and_mixing(yolo_pack, reader):
         assert changed
         boxes = np.concatenate([lab["boxes"] for _, _, labels, _ in got for lab in labels])
         assert len(boxes) and (boxes[:, 1] >= 0).all() and (boxes[:, 3] <= 40).all() and (boxes[:, 4] <= 32).all()
-        strict = list(p.batches(4, epoch=2, with_labels=True, min_visibility=1.0, **online, **mix))
+        strict = list(
+            p.batches(4, epoch=2, with_labels=True, min_visibility=1.0, mosaic_windows="centre", **online, **mix)
+        )
         assert sum(len(lab["boxes"]) for _, _, ls in strict for lab in ls) < len(boxes)
+
+
+def test_box_aware_mosaic_windows_are_the_default_with_labels_and_equal_fit_windows(yolo_pack):
+    from edgeaug.device.loader import Pack
+    from edgeaug.device.online_mix_fit import fit_windows
+
+    online = {"hflip": 0.5, "shift": 4}
+    with Pack(str(yolo_pack)) as p:
+        vis = float(p.manifest["recipe"]["min_visibility"])
+        moved = 0
+        for b, (x, _y, labels, idx) in enumerate(
+            p.batches(4, epoch=3, with_labels=True, with_index=True, mosaic=1.0, **online)  # boxes: the default
+        ):
+            plan = plan_mix(mix_rng(p.seed, 3, b), len(x), 32, 40, mixup_alpha=32.0, mosaic=1.0)
+            recs = _record_labels(p, idx, 3, **online)
+            central = [plan.window(j, q) for j in range(len(x)) for q in range(4)]
+            fit_windows(plan, [r["boxes"] for r in recs])
+            moved += sum(plan.window(j, q) != c for (j, q), c in zip(np.ndindex(len(x), 4), central))
+            plain = np.stack([r["x"] for r in (p.record(i, epoch=3, **online) for i in idx.tolist())])
+            assert x.tobytes() == mix_batch(plain, "NHWC", plan).tobytes()
+            for lab, ref in zip(labels, mix_labels(recs, plan, vis)):
+                assert _same_labels(lab, ref)
+        assert moved  # the boxes moved some windows off the centre
+        with pytest.raises(ValueError, match="needs with_labels=True"):
+            next(p.batches(4, mosaic=1.0, mosaic_windows="boxes", soft_labels=True))
+        with pytest.raises(ValueError, match="mosaic_windows 'middle' must be one of centre, boxes"):
+            next(p.batches(4, mosaic=1.0, with_labels=True, mosaic_windows="middle"))
 
 
 def test_labels_are_read_without_reading_tensors_again(yolo_pack, monkeypatch):

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,3 +174,46 @@ def test_a_crowded_record_does_not_change_the_others_windows():
                 assert tuple(plan.windows[j, q]) == _best_window(boxes[r][:, 1:], x1 - x0, y1 - y0, W, H)
                 checked += 1
     assert checked
+
+
+FIT_PROBE = r"""
+import json
+import numpy as np
+from edgeaug.device.online_mix import mix_rng, plan_mix
+from edgeaug.device.online_mix_fit import fit_windows
+out = []
+for seed in range(6):
+    rng = np.random.default_rng(seed)
+    boxes = []
+    for r in range(12):
+        n = int(rng.integers(0, 12))  # past 7 boxes: the lattice
+        x0, y0 = rng.uniform(0, 200, n), rng.uniform(0, 150, n)
+        b = np.stack([np.zeros(n), x0, y0, x0 + rng.uniform(2, 60, n), y0 + rng.uniform(2, 60, n)], 1)
+        boxes.append(np.clip(b, 0, [0, 224, 160, 224, 160]).astype(np.float32))
+    plan = fit_windows(plan_mix(mix_rng(seed, 1, 2), 12, 160, 224, mosaic=0.8), boxes)
+    out.append(plan.windows.tolist())
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("arch", ["arm64", "armhf"])
+def test_windows_are_the_same_on_emulated_pis(arch, tmp_path):
+    """32-bit intp, another numpy and BLAS: the same windows (the search's sums are small exact integers)."""
+    if os.environ.get("EDGEAUG_SKIP_PI") == "1":
+        pytest.skip("EDGEAUG_SKIP_PI=1: emulated Pi tests skipped")
+    from scripts_under_test import load
+
+    pisandbox = load("pisandbox")
+    try:
+        pisandbox.ready_root(arch)  # never installs or builds: `scripts/pisandbox.py setup` does
+    except pisandbox.PiSandboxUnavailable as exc:
+        pytest.skip(f"emulated Pi sandbox unavailable: {exc}")
+    (tmp_path / "probe.py").write_text(FIT_PROBE)
+    repo = Path(__file__).resolve().parents[2]
+    here = subprocess.run(
+        [sys.executable, "probe.py"], cwd=tmp_path, capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )  # fmt: skip
+    proc = pisandbox.run_python(arch, ["probe.py"], cwd=tmp_path, extra_path=[repo])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == json.loads(here.stdout)

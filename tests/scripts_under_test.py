@@ -25,3 +25,24 @@ def load(name: str) -> ModuleType:
         sys.path.append(str(SCRIPTS))  # last, so no script shadows a real package
     spec.loader.exec_module(module)
     return module
+
+
+def run_on_pi(arch: str, probe: str, cwd: Path, args=()):
+    """Run the Python source ``probe`` under the emulated Pi ``arch`` with the repo importable; skip without one.
+
+    Skips when ``EDGEAUG_SKIP_PI=1`` or the Pi roots are not built (``scripts/pisandbox.py setup`` builds them;
+    tests never do).  Returns the completed process (stdout, stderr, returncode).
+    """
+    import os
+
+    import pytest
+
+    if os.environ.get("EDGEAUG_SKIP_PI") == "1":
+        pytest.skip("EDGEAUG_SKIP_PI=1: emulated Pi tests skipped")
+    pisandbox = load("pisandbox")
+    try:
+        pisandbox.ready_root(arch)
+    except pisandbox.PiSandboxUnavailable as exc:
+        pytest.skip(f"emulated Pi sandbox unavailable: {exc}")
+    (cwd / "probe.py").write_text(probe)
+    return pisandbox.run_python(arch, ["probe.py", *args], cwd=cwd, extra_path=[Path(__file__).resolve().parents[1]])

@@ -2,9 +2,7 @@
 
 import hashlib
 import json
-import os
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,19 +134,10 @@ print(json.dumps({"sha": hashlib.sha256(out.tobytes()).hexdigest(), "shape": lis
 @pytest.mark.parametrize("arch", ["arm64", "armhf"])
 def test_decode_on_emulated_pi(arch, tmp_path):
     """armhf's intp is 32 bits: numpy's repeat/reduceat refuse int64 counts there unless cast."""
-    if os.environ.get("EDGEAUG_SKIP_PI") == "1":
-        pytest.skip("EDGEAUG_SKIP_PI=1: emulated Pi tests skipped")
-    from scripts_under_test import load
+    from scripts_under_test import run_on_pi
 
-    pisandbox = load("pisandbox")
-    try:
-        pisandbox.ready_root(arch)  # never installs or builds: `scripts/pisandbox.py setup` does
-    except pisandbox.PiSandboxUnavailable as exc:
-        pytest.skip(f"emulated Pi sandbox unavailable: {exc}")
     m = blobs(6, 224, 224, seed=9)
-    (tmp_path / "probe.py").write_text(PI_PROBE)
-    repo = Path(__file__).resolve().parents[2]
-    proc = pisandbox.run_python(arch, ["probe.py", encode_instances(m).hex()], cwd=tmp_path, extra_path=[repo])
+    proc = run_on_pi(arch, PI_PROBE, tmp_path, [encode_instances(m).hex()])
     assert proc.returncode == 0, proc.stderr[-2000:]
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen["sha"] == hashlib.sha256(m.tobytes()).hexdigest() and seen["shape"] == [6, 224, 224]

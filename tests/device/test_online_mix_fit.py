@@ -199,21 +199,13 @@ print(json.dumps(out))
 @pytest.mark.parametrize("arch", ["arm64", "armhf"])
 def test_windows_are_the_same_on_emulated_pis(arch, tmp_path):
     """32-bit intp, another numpy and BLAS: the same windows (the search's sums are small exact integers)."""
-    if os.environ.get("EDGEAUG_SKIP_PI") == "1":
-        pytest.skip("EDGEAUG_SKIP_PI=1: emulated Pi tests skipped")
-    from scripts_under_test import load
+    from scripts_under_test import run_on_pi
 
-    pisandbox = load("pisandbox")
-    try:
-        pisandbox.ready_root(arch)  # never installs or builds: `scripts/pisandbox.py setup` does
-    except pisandbox.PiSandboxUnavailable as exc:
-        pytest.skip(f"emulated Pi sandbox unavailable: {exc}")
-    (tmp_path / "probe.py").write_text(FIT_PROBE)
     repo = Path(__file__).resolve().parents[2]
     here = subprocess.run(
-        [sys.executable, "probe.py"], cwd=tmp_path, capture_output=True, text=True, check=True,
+        [sys.executable, "-c", FIT_PROBE], capture_output=True, text=True, check=True,
         env={**os.environ, "PYTHONPATH": str(repo)},
     )  # fmt: skip
-    proc = pisandbox.run_python(arch, ["probe.py"], cwd=tmp_path, extra_path=[repo])
+    proc = run_on_pi(arch, FIT_PROBE, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == json.loads(here.stdout)

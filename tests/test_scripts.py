@@ -16,7 +16,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 HELPERS = {"bench_decode", "study_detect"}  # run as children or imported by another script: no --help of their own
 # The parts a script is split into by concern (the script is the entry point and re-exports their names).
 HELPERS |= {"pisandbox_apt", "pisandbox_base", "pisandbox_qemu", "pisandbox_roots"}
-HELPERS |= {"bench_device_cgroup", "bench_device_measure", "bench_device_report"}
+HELPERS |= {"bench_device_cgroup", "bench_device_measure", "bench_device_report", "tflite_writer"}
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in SCRIPTS.glob("*.py")))

@@ -66,24 +66,32 @@ from typing import Any
 
 import numpy as np
 
-NOT_MEASURED = 3
-HYBRID = {"hflip": 0.5, "shift": 8}
-#: --mix: the online multi-image ops, each measured against plain batches of the same run.
-MIXES = {
-    "mix_mosaic": {"mosaic": 1.0},
-    "mix_mixup": {"mixup": 0.5},
-    "mix_cutmix": {"cutmix": 0.5},
-    "mix_all": {"mosaic": 1.0, "mixup": 0.5, "cutmix": 0.5},
-}
+# The parts, by concern (scripts/ is sys.path[0] when this runs as a script); callers use bench_device.NAME.
+from bench_device_cgroup import (  # noqa: F401
+    NOT_MEASURED,
+    Cgroup,
+    CgroupStats,
+    NotMeasured,
+    block_device,
+    drop_cache,
+    rss_anon,
+)
+from bench_device_measure import (  # noqa: F401
+    HYBRID,
+    MIXES,
+    child,
+    epoch_orders,
+    measure_card,
+    measure_loader,
+    record_extents,
+)
+from bench_device_report import report, report_mix  # noqa: F401
+
 CASES = {  # the shipped target of the same name, and the Pi's memory
     "rpi4": {"mem": "512M"},
     "rpi-zero2w": {"mem": "128M"},
 }
 VARIANTS = 9  # records per source: --variants 8 with the original
-
-
-class NotMeasured(Exception):
-    """The limits cannot be imposed (or did not hold): nothing is measured."""
 
 
 def parse_size(text: str) -> int:
@@ -94,197 +102,6 @@ def parse_size(text: str) -> int:
         return int(float(text[:-1] if mult > 1 else text) * mult)
     except ValueError:
         raise argparse.ArgumentTypeError(f"bad size {text!r}") from None
-
-
-# --- the cgroup -----------------------------------------------------------------------------------
-
-
-def block_device(path: str) -> tuple[str, str]:
-    """``(maj:min, name)`` of the whole disk holding ``path`` (throttles apply to disks, not partitions)."""
-    st = os.stat(path)
-    majmin = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
-    sysdir = Path("/sys/dev/block") / majmin
-    if os.major(st.st_dev) == 0 or not sysdir.exists():
-        raise NotMeasured(
-            f"{path} is not on a block device (dev {majmin}: tmpfs, overlay, btrfs or NFS?); "
-            f"use --workdir on the disk to measure"
-        )
-    sysdir = sysdir.resolve()
-    if (sysdir / "partition").exists():
-        sysdir = sysdir.parent
-    majmin = (sysdir / "dev").read_text().strip()
-    if (sysdir / "slaves").is_dir() and any((sysdir / "slaves").iterdir()):
-        print(f"note: {sysdir.name} is a stacked device (dm/md); the throttle applies to it", file=sys.stderr)
-    return majmin, sysdir.name
-
-
-def _own_cgroup(controller: str | None) -> str:
-    """This process's cgroup path for a v1 controller, or the v2 path when ``controller`` is None."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, ctrls, path = line.split(":", 2)
-        if (controller is None and ctrls == "") or (controller and controller in ctrls.split(",")):
-            return path.lstrip("/")
-    return ""
-
-
-def _write(path: Path, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
-
-
-class Cgroup:
-    """A fresh cgroup with the Pi's limits; ``enter_fn`` moves the calling process into it."""
-
-    def __init__(self, mem: int, rbps: int, riops: int, majmin: str) -> None:
-        if os.geteuid() != 0:
-            raise NotMeasured("needs root (cgroup limits and dropping the page cache)")
-        self.mem, self.rbps, self.riops, self.majmin = mem, rbps, riops, majmin
-        self.dirs: list[Path] = []
-        name = f"edgeaug-bench.{os.getpid()}"
-        try:
-            if Path("/sys/fs/cgroup/cgroup.controllers").exists():
-                self._v2(name)
-            elif Path("/sys/fs/cgroup/memory").is_dir() and Path("/sys/fs/cgroup/blkio").is_dir():
-                self._v1(name)
-            else:
-                raise NotMeasured("neither cgroup v2 (memory+io) nor v1 memory and blkio hierarchies are mounted")
-        except OSError as e:
-            self.remove()
-            raise NotMeasured(f"cannot set the cgroup limits: {e}") from None
-
-    def _v2(self, name: str) -> None:
-        self.version, root = 2, Path("/sys/fs/cgroup")
-        errors = []
-        # Nested under our own cgroup when it can delegate (no processes of its own), else at the root.
-        for parent in dict.fromkeys([root / _own_cgroup(None), root]):
-            try:
-                have = (parent / "cgroup.subtree_control").read_text().split()
-                for c in ("memory", "io"):
-                    if c not in have:
-                        _write(parent / "cgroup.subtree_control", f"+{c}")
-            except OSError as e:
-                errors.append(f"{parent}: {e.strerror or e}")
-                continue
-            g = parent / name
-            g.mkdir()
-            self.dirs = [g]
-            _write(g / "memory.max", str(self.mem))
-            if (g / "memory.swap.max").exists():
-                _write(g / "memory.swap.max", "0")
-            _write(g / "io.max", f"{self.majmin} rbps={self.rbps} riops={self.riops}")
-            self.procs = [g / "cgroup.procs"]
-            self.where = str(g)
-            return
-        raise NotMeasured("cgroup v2: cannot enable the memory and io controllers: " + "; ".join(errors))
-
-    def _v1(self, name: str) -> None:
-        self.version = 1
-        m = Path("/sys/fs/cgroup/memory") / _own_cgroup("memory") / name
-        b = Path("/sys/fs/cgroup/blkio") / _own_cgroup("blkio") / name
-        m.mkdir()
-        self.dirs.append(m)
-        b.mkdir()
-        self.dirs.append(b)
-        _write(m / "memory.limit_in_bytes", str(self.mem))
-        if (m / "memory.memsw.limit_in_bytes").exists():  # no swapping out of the limit either
-            _write(m / "memory.memsw.limit_in_bytes", str(self.mem))
-        _write(b / "blkio.throttle.read_bps_device", f"{self.majmin} {self.rbps}")
-        _write(b / "blkio.throttle.read_iops_device", f"{self.majmin} {self.riops}")
-        self.procs = [m / "cgroup.procs", b / "cgroup.procs"]
-        self.where = f"{m} + {b}"
-
-    def enter_fn(self):
-        procs = [str(p) for p in self.procs]
-
-        def enter() -> None:  # runs in the child between fork and exec
-            for p in procs:
-                with open(p, "w") as f:
-                    f.write("0")
-
-        return enter
-
-    def describe(self) -> str:
-        return (
-            f"cgroup v{self.version} {self.where}: memory {self.mem >> 20} MiB incl. page cache, "
-            f"reads {self.rbps / 1e6:.1f} MB/s and {self.riops} IO/s on {self.majmin}"
-        )
-
-    def remove(self) -> None:
-        for d in reversed(self.dirs):
-            for _ in range(50):  # the child's exit may still be in flight
-                try:
-                    d.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.1)
-        self.dirs = []
-
-
-# --- reading the cgroup from inside (child) ---------------------------------------------------------
-
-
-class CgroupStats:
-    """Anonymous memory and device bytes read, from the cgroup files the child was placed in."""
-
-    def __init__(self, dirs: list[str], majmin: str) -> None:
-        self.dirs, self.majmin = [Path(d) for d in dirs], majmin
-
-    def anon(self) -> int:
-        for d in self.dirs:
-            for name in ("memory.stat",):
-                if (d / name).exists():
-                    stat = dict(line.split() for line in (d / name).read_text().splitlines())
-                    return int(stat.get("anon", stat.get("total_rss", stat.get("rss", 0))))
-        return 0
-
-    def read_bytes(self) -> int:
-        for d in self.dirs:
-            if (d / "io.stat").exists():
-                for line in (d / "io.stat").read_text().splitlines():
-                    if line.startswith(self.majmin + " "):
-                        return int(dict(kv.split("=") for kv in line.split()[1:]).get("rbytes", 0))
-                return 0
-            if (d / "blkio.throttle.io_service_bytes").exists():
-                for line in (d / "blkio.throttle.io_service_bytes").read_text().splitlines():
-                    parts = line.split()
-                    if len(parts) == 3 and parts[0] == self.majmin and parts[1] == "Read":
-                        return int(parts[2])
-                return 0
-        return 0
-
-
-def rss_anon() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) << 10
-    return 0
-
-
-def drop_cache(path: str) -> None:
-    """Drop the pack's pages from the page cache (all clean pages, like simpi), or refuse to measure."""
-    os.sync()
-    try:
-        _write(Path("/proc/sys/vm/drop_caches"), "1")
-    except OSError as e:
-        raise NotMeasured(f"cannot drop the page cache: {e.strerror or e}") from None
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
-# --- record offsets: a minimal walk of the LMDB B-tree (64-bit LMDB 0.9 layout) ---------------------
-
-
-def record_extents(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """File offset and size of every record value (keys b"r" + u64 BE), from the bounds-checked B-tree walk."""
-    from edgeaug.device.lmdbpure import PureEnvironment
-
-    with PureEnvironment(path) as env:
-        ext = [(off, size) for key, off, size, _ in env.extents(start=b"r") if key[:1] == b"r" and len(key) == 9]
-    n = len(ext)
-    return np.array([e[0] for e in ext], np.int64).reshape(n), np.array([e[1] for e in ext], np.int64).reshape(n)
 
 
 # --- building a pack -----------------------------------------------------------------------------
@@ -334,149 +151,6 @@ def build_pack(out: Path, case: str, min_bytes: int, seed: int = 1, workers: int
     if out.stat().st_size < min_bytes:
         raise RuntimeError(f"{out}: {out.stat().st_size} bytes, fewer than the {min_bytes} asked for")
     return result.records
-
-
-# --- the measurements (child, inside the cgroup) ---------------------------------------------------------
-
-
-def _rate(n: int, dt: float) -> float:
-    return n / dt if dt > 0 else 0.0
-
-
-def measure_card(path: str, offs: np.ndarray, sizes: np.ndarray, orders, seconds: float, stats) -> dict:
-    """Random whole-record preads at the records' offsets, in the loader's epoch order: the card's limit."""
-    drop_cache(path)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # exactly the record, no readahead
-        buf = memoryview(bytearray(int(sizes.max())))
-        n, rb0, c0, t0 = 0, stats.read_bytes(), time.process_time(), time.perf_counter()
-        for order in orders():
-            for r in order.tolist():
-                size = int(sizes[r])
-                if os.preadv(fd, [buf[:size]], int(offs[r])) != size:
-                    raise RuntimeError(f"short read of record {r}")
-                n += 1
-                if n % 16 == 0 and time.perf_counter() - t0 >= seconds:
-                    break
-            else:
-                continue
-            break
-        dt = time.perf_counter() - t0
-    finally:
-        os.close(fd)
-    nb = int(sizes.mean() * n)
-    return {
-        "records_per_s": _rate(n, dt),
-        "records": n,
-        "seconds": dt,
-        "mb_per_s": nb / dt / 1e6,
-        "cpu_s": time.process_time() - c0,
-        "device_read_mb": (stats.read_bytes() - rb0) / 1e6,
-        "delivered_mb": nb / 1e6,
-    }
-
-
-def measure_loader(
-    path: str, backend: str, batch: int, seconds: float, stats, record_bytes: int, step: float = 0.0, online=None
-) -> dict:
-    """Pack.batches for ``seconds``; ``step`` > 0 sleeps that long per batch, a model step that releases the GIL.
-
-    ``online``: ``{"hflip": P, "shift": S}`` for the device's online flip and shift (the hybrid), or
-    mosaic/mixup/cutmix probabilities with the label argument they need.
-    """
-    from edgeaug.loader import Pack
-
-    drop_cache(path)
-    rb0, t0 = stats.read_bytes(), time.perf_counter()
-    pack = Pack(path, backend=backend)
-    open_s = time.perf_counter() - t0
-    peak = {"rss_anon": rss_anon(), "cg_anon": stats.anon()}
-    n, epoch, c0, t0, tick = 0, 0, time.process_time(), time.perf_counter(), 0.0
-    try:
-        while True:
-            for x, *_ in pack.batches(batch, epoch=epoch, shuffle=True, **(online or {})):
-                n += len(x)
-                if step:
-                    time.sleep(step)
-                now = time.perf_counter()
-                if now - tick > 0.2:
-                    tick = now
-                    peak["rss_anon"] = max(peak["rss_anon"], rss_anon())
-                    peak["cg_anon"] = max(peak["cg_anon"], stats.anon())
-                if now - t0 >= seconds:
-                    break
-            else:
-                epoch += 1
-                continue
-            break
-        dt = time.perf_counter() - t0
-        name = pack.backend_name()
-    finally:
-        pack.close()
-    return {
-        "records_per_s": _rate(n, dt),
-        "records": n,
-        "seconds": dt,
-        "open_s": open_s,
-        "backend": name,
-        "reader": pack.reader if hasattr(pack, "reader") else "",
-        "step_s": step,
-        "cpu_s": time.process_time() - c0,
-        "device_read_mb": (stats.read_bytes() - rb0) / 1e6,
-        "delivered_mb": n * record_bytes / 1e6,
-        "peak_rss_anon_mb": peak["rss_anon"] / 2**20,
-        "peak_cgroup_anon_mb": peak["cg_anon"] / 2**20,
-    }
-
-
-def epoch_orders(order_of):
-    """``orders()`` for :func:`measure_card`: the shuffled record orders of epochs 0, 1, 2, ... of a pack."""
-
-    def orders():
-        e = 0
-        while True:
-            yield order_of(e, shuffle=True)
-            e += 1
-
-    return orders
-
-
-def child(args) -> int:
-    from edgeaug.loader import Pack
-
-    stats = CgroupStats(args.cg_dirs, args.majmin)
-    path = args.pack
-    offs, sizes = record_extents(path)
-    with Pack(path) as pack:
-        order_of = pack.epoch_order
-        tensor_bytes = pack.nbytes
-
-    orders = epoch_orders(order_of)
-    out: dict[str, Any] = {"in_cgroup": Path("/proc/self/cgroup").read_text().split()}
-    out["card_first"] = measure_card(path, offs, sizes, orders, args.seconds, stats)
-    if args.mix:
-        from edgeaug.device.online_mix_batch import label_kwargs
-
-        with Pack(path) as pack:
-            labels = label_kwargs(pack.manifest)
-        out["default"] = measure_loader(path, "auto", args.batch, args.seconds, stats, tensor_bytes)
-        for key, mix in MIXES.items():
-            kw = dict(mix, **labels)
-            out[key] = measure_loader(path, "auto", args.batch, args.seconds, stats, tensor_bytes, online=kw)
-        out["card_last"] = measure_card(path, offs, sizes, orders, args.seconds, stats)
-        print(json.dumps(out))
-        return 0
-    out["default"] = measure_loader(path, "auto", args.batch, args.seconds, stats, tensor_bytes)
-    out["pure"] = measure_loader(path, "pure", args.batch, args.seconds, stats, tensor_bytes)
-    # A model step as long as reading one batch at the card's limit: without overlap the rate would halve.
-    step = args.batch / out["card_first"]["records_per_s"]
-    out["default_step"] = measure_loader(path, "auto", args.batch, args.seconds, stats, tensor_bytes, step)
-    # The hybrid: online flip and shift during the read, against the plain default measurement above.
-    out["hybrid"] = measure_loader(path, "auto", args.batch, args.seconds, stats, tensor_bytes, online=HYBRID)
-    out["card_last"] = measure_card(path, offs, sizes, orders, args.seconds, stats)
-    print(json.dumps(out))
-    return 0
 
 
 # --- the parent ---------------------------------------------------------------------------------------------
@@ -532,79 +206,6 @@ def run_case(label: str, pack: Path, mem: int, args) -> dict[str, Any]:
     for key in ("card_first", "card_last"):
         check_throttle(res[key], label, disk, args)
     return res
-
-
-def report(res: dict[str, Any]) -> None:
-    card = res["card"]
-    print(f"\n## {res['label']}: {res['pack']} ({res['pack_mb']:.0f} MB)")
-    print(f"{res['cgroup']}; /dev/{res['disk']} read_ahead_kb={res['read_ahead_kb']}")
-    if (res["read_ahead_kb"] or 0) > 128:
-        print(
-            f"note: read_ahead_kb {res['read_ahead_kb']} is larger than the kernel's usual 128 for an SD card: "
-            f"readers that do not disable readahead (mmap faults, small preads) read more here than on a Pi"
-        )
-    print(
-        "\n| measurement | records/s | MB/s delivered | device MB read / delivered | CPU s / wall s "
-        "| x card | open s | peak RssAnon / cgroup anon MB |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    rows = (
-        ("card_first", "card limit (1st)"),
-        ("default", "Pack.batches, default backend"),
-        ("pure", "Pack.batches, pure backend"),
-        ("default_step", "Pack.batches + model step (default)"),
-        ("hybrid", "Pack.batches(hflip=0.5, shift=8) (default)"),
-        *((key, "Pack.batches(" + ", ".join(f"{k}={v:g}" for k, v in mix.items()) + ")") for key, mix in MIXES.items()),
-        ("card_last", "card limit (2nd)"),
-    )
-    for key, name in rows:
-        if key not in res:
-            continue
-        m = res[key]
-        amp = m["device_read_mb"] / m["delivered_mb"] if m["delivered_mb"] else float("nan")
-        mem = f"{m['peak_rss_anon_mb']:.0f} / {m['peak_cgroup_anon_mb']:.0f}" if "open_s" in m else ""
-        name = f"{name} ({m['backend']}, {m['reader']} reader)" if m.get("reader") else name
-        name = f"{name} ({m['backend']})" if "backend" in m and not m.get("reader") else name
-        print(
-            f"| {name} | {m['records_per_s']:,.1f} | {m['delivered_mb'] / m['seconds']:.1f} | {amp:.2f} "
-            f"| {m['cpu_s']:.1f} / {m['seconds']:.1f} | {m['records_per_s'] / card:.2f} "
-            f"| {m.get('open_s', float('nan')):.2f} | {mem} |"
-        )
-    if "mix_all" in res:
-        report_mix(res)
-        return
-    print(
-        f"\nratios against the card limit (mean of 1st and 2nd, {card:,.1f} records/s): "
-        f"default/card = {res['default']['records_per_s'] / card:.2f}, "
-        f"pure/card = {res['pure']['records_per_s'] / card:.2f} (goal >= 0.8)"
-    )
-    st = res["default_step"]
-    print(
-        f"with a model step of {st['step_s'] * 1e3:.0f} ms per batch (one batch's read time at the card's limit): "
-        f"{st['records_per_s'] / card:.2f} x card; reading without overlap would give 0.50"
-    )
-    if "hybrid" in res:
-        h = res["hybrid"]
-        print(
-            f"online flip 0.5 + shift 8 during the read: {h['records_per_s'] / res['default']['records_per_s']:.2f}"
-            f" x plain batches (goal >= 0.85), {h['cpu_s'] / max(h['records'], 1) * 1e6:.0f} vs "
-            f"{res['default']['cpu_s'] / max(res['default']['records'], 1) * 1e6:.0f} CPU us per record"
-        )
-
-
-def report_mix(res: dict[str, Any]) -> None:
-    """--mix: each op against the plain batches of the same run, with CPU per record."""
-    base = res["default"]
-    print(f"\nplain batches against the card limit: {base['records_per_s'] / res['card']:.2f}")
-    cpu = base["cpu_s"] / max(base["records"], 1) * 1e6
-    print(f"\nplain batches: {base['records_per_s']:,.1f} records/s, {cpu:.0f} CPU us per record (the baseline)")
-    for key, mix in MIXES.items():
-        m = res[key]
-        ops = ", ".join(f"{k}={v:g}" for k, v in mix.items())
-        print(
-            f"{ops}: {m['records_per_s'] / base['records_per_s']:.2f} x plain batches (goal >= 0.9), "
-            f"{m['cpu_s'] / max(m['records'], 1) * 1e6:.0f} CPU us per record"
-        )
 
 
 def main(argv: list[str] | None = None) -> int:

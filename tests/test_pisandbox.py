@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 from scripts_under_test import load  # noqa: E402
 
 pisandbox = load("pisandbox")
+# The parts that hold the names the tests below patch (pisandbox.py re-exports them; a patch must reach the caller).
+pisandbox_qemu, pisandbox_roots = load("pisandbox_qemu"), load("pisandbox_roots")
 
 EXPECTED = {
     "arm64": {"pointer_size": 8, "machines": {"aarch64"}},
@@ -183,7 +185,7 @@ def test_warm_ensure_root_downloads_and_unpacks_nothing(roots, monkeypatch):
         raise AssertionError("a warm root was rebuilt")
 
     for name in ("_resolve_and_download", "_locked", "ensure_qemu"):
-        monkeypatch.setattr(pisandbox, name, must_not_run)
+        monkeypatch.setattr(pisandbox_roots, name, must_not_run)
     for arch in pisandbox.ARCHES:
         assert pisandbox.ensure_root(arch) == roots[arch]
     info = pisandbox.root_info("armhf")
@@ -203,8 +205,8 @@ def no_qemu(monkeypatch):
         return subprocess.CompletedProcess(cmd, 1, "", "refused by the test")
 
     monkeypatch.delenv("EDGEAUG_SKIP_PI", raising=False)
-    monkeypatch.setattr(pisandbox, "qemu_binary", lambda arch: None)
-    monkeypatch.setattr(pisandbox, "_is_root", lambda: True)
+    monkeypatch.setattr(pisandbox_qemu, "qemu_binary", lambda arch: None)
+    monkeypatch.setattr(pisandbox_qemu, "_is_root", lambda: True)
     monkeypatch.setattr(pisandbox.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "apt-get" else None)
     monkeypatch.setattr(pisandbox.subprocess, "run", record)
     return calls

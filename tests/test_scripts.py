@@ -17,6 +17,7 @@ HELPERS = {"bench_decode", "study_detect"}  # run as children or imported by ano
 # The parts a script is split into by concern (the script is the entry point and re-exports their names).
 HELPERS |= {"pisandbox_apt", "pisandbox_base", "pisandbox_qemu", "pisandbox_roots"}
 HELPERS |= {"bench_device_cgroup", "bench_device_measure", "bench_device_report", "tflite_writer"}
+HELPERS |= {"study_common", "study_cuts", "study_detector"}
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in SCRIPTS.glob("*.py")))

@@ -9,8 +9,9 @@ import pytest
 from scripts_under_test import load
 
 pytest.importorskip("sklearn")
-study_augment = load("study_augment")  # first: study_detect imports it by name
+study_augment = load("study_augment")
 study_detect = load("study_detect")
+study_cuts = load("study_cuts")
 average_precision, heat_targets, iou = study_detect.average_precision, study_detect.heat_targets, study_detect.iou
 
 
@@ -67,7 +68,7 @@ def check_cut_stats(det):
     """
     from edgeaug.device.loader import Pack
 
-    stats = study_augment.cut_stats(det, 64, n=120)  # --quick's 120 train scenes, variants 1-7
+    stats = study_cuts.cut_stats(det, 64, n=120)  # --quick's 120 train scenes, variants 1-7
     for pack, name in (("k8", "affine only (K=8, no mosaic)"), ("k8m", "builder mosaic (K=8 with mosaic)")):
         with Pack(str(det / f"{pack}.lmdb"), "train") as p:
             recs = [p.record(i) for i in range(len(p))]

@@ -35,6 +35,7 @@ from edgeaug.ops.instances_geom import (
     place,
     warp_into,
 )
+from edgeaug.ops.mosaic_fit import best_window
 
 Size = Tuple[int, int]
 
@@ -114,12 +115,15 @@ class Mosaic(MultiOp):
     in the middle cell.  The affine scales about that centre by ``scale`` and
     moves it to the output centre plus ``translate`` x (W, H).  Each tile is
     warped once, straight from its source, into the output pixels of its
-    quadrant.  Missing partners leave their tiles ``fill``.
+    quadrant.  Missing partners leave their tiles ``fill``.  ``windows =
+    "boxes"`` (grid 2) slides each tile inside its quadrant so the output shows
+    the window of its image that cuts the fewest boxes
+    (:mod:`edgeaug.ops.mosaic_fit`); ``"corner"`` (default) is Ultralytics'.
     """
 
     name = "mosaic"
     RANGES = {"scale": ((0.5, 1.5), (0.05, 10.0)), "translate": ((-0.1, 0.1), (-1.0, 1.0))}
-    OPTIONS = {"grid": (int, 2)}
+    OPTIONS = {"grid": (int, 2), "windows": (str, "corner")}
 
     def __init__(self, p: float = 1.0, **kw: Any) -> None:
         super().__init__(p, **kw)
@@ -129,6 +133,10 @@ class Mosaic(MultiOp):
     def check(cls, ranges, options):
         if options.get("grid") not in (2, 3):
             return "grid", f"expected 2 or 3, got {options.get('grid')!r}"
+        if options.get("windows") not in ("corner", "boxes"):
+            return "windows", f"expected 'corner' or 'boxes', got {options.get('windows')!r}"
+        if options["windows"] == "boxes" and options["grid"] != 2:
+            return "windows", "'boxes' needs grid = 2"
         return super().check(ranges, options)
 
     def sample(self, rng, size, n_candidates: int = 0):
@@ -152,8 +160,16 @@ class Mosaic(MultiOp):
         s = params["scale"]
         return translate(w / 2 + params["tx"] * w, h / 2 + params["ty"] * h) @ scale(s, s) @ translate(-c[0], -c[1])
 
-    def tile(self, i: int, size: Tuple[int, int], params: Dict[str, Any], out: Size):
-        """Tile ``i``'s source-to-canvas matrix and its canvas region (x0, y0, x1, y1)."""
+    def tile(self, i: int, size: Tuple[int, int], params: Dict[str, Any], out: Size, shift=(0.0, 0.0)):
+        """Tile ``i``'s source-to-canvas matrix and its canvas region (x0, y0, x1, y1), slid by ``shift``."""
+        r, tw, th, ox, oy, quad = self._layout(i, size, params, out)
+        ox, oy = ox + shift[0], oy + shift[1]
+        placed = (ox, oy, ox + tw, oy + th)
+        region = (max(quad[0], placed[0]), max(quad[1], placed[1]), min(quad[2], placed[2]), min(quad[3], placed[3]))
+        return translate(ox, oy) @ scale(r, r), region
+
+    def _layout(self, i: int, size: Tuple[int, int], params: Dict[str, Any], out: Size):
+        """Tile ``i``'s fit scale ``r``, size ``tw, th``, Ultralytics' corner ``ox, oy`` and its quadrant."""
         w, h = out
         r = min(w / size[0], h / size[1])
         tw, th = size[0] * r, size[1] * r
@@ -167,15 +183,29 @@ class Mosaic(MultiOp):
             cx, cy = cell % 3 * w, cell // 3 * h
             ox, oy = cx + (w - tw) / 2, cy + (h - th) / 2
             quad = (cx, cy, cx + w, cy + h)
-        placed = (ox, oy, ox + tw, oy + th)
-        region = (max(quad[0], placed[0]), max(quad[1], placed[1]), min(quad[2], placed[2]), min(quad[3], placed[3]))
-        return translate(ox, oy) @ scale(r, r), region
+        return r, tw, th, ox, oy, quad
+
+    def _shift(self, i: int, image: np.ndarray, lab: InstanceLabels, params, out: Size, view) -> Tuple[float, float]:
+        """How far ``windows = "boxes"`` slides tile ``i`` from Ultralytics' corner (0, 0 otherwise)."""
+        if self.options["windows"] != "boxes" or not len(lab.boxes):
+            return 0.0, 0.0
+        r, tw, th, ox, oy, quad = self._layout(i, image.shape[1::-1], params, out)
+        v = (max(quad[0], view[0]), max(quad[1], view[1]), min(quad[2], view[2]), min(quad[3], view[3]))
+        if v[2] <= v[0] or v[3] <= v[1]:  # the output shows none of this quadrant
+            return 0.0, 0.0
+        default = (v[0] - ox, v[1] - oy)  # where the view starts in the tile at Ultralytics' corner
+        boxes = np.asarray(lab.boxes, np.float64)[:, 1:] * r
+        sx, sy = best_window(boxes, (tw, th), (v[2] - v[0], v[3] - v[1]), default)
+        return default[0] - sx, default[1] - sy
 
     def apply(self, images, labels_list, params, out_size, fill=114, min_visibility=0.0, resize="squash"):
         out = blank(images, out_size, fill)
         m, parts = self.final(params, out_size), []
+        inv = np.linalg.inv(m)  # scale and translate: the output frame is an upright rectangle of the canvas
+        view = (*(inv @ [0.0, 0.0, 1.0])[:2], *(inv @ [out_size[0], out_size[1], 1.0])[:2])
         for i, (img, lab) in enumerate(zip(images[: self.partners + 1], labels_list)):
-            p, region = self.tile(i, img.shape[1::-1], params, out_size)
+            shift = self._shift(i, img, lab, params, out_size, view)
+            p, region = self.tile(i, img.shape[1::-1], params, out_size, shift)
             a = m @ p
             rect = pixel_rect(apply_rect(m, region), out_size)
             warp_into(out, img, a, rect, fill, linear=True)

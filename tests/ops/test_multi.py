@@ -131,6 +131,8 @@ CASES = [
     ("mosaic", {}),
     ("mosaic", {"grid": 3}),
     ("mosaic", {"scale": [0.4, 0.6], "translate": [-0.3, 0.3]}),
+    ("mosaic", {"windows": "boxes"}),
+    ("mosaic", {"windows": "boxes", "scale": [0.4, 1.6], "translate": [-0.3, 0.3]}),
     ("mixup", {}),
     ("cutmix", {}),
     ("copy_paste", {}),
@@ -397,6 +399,8 @@ def test_recipes_validate_multi_ops(table, want):
     "table, field",
     [
         ({"op": "mosaic", "grid": 4}, "ops[0].grid: expected 2 or 3"),
+        ({"op": "mosaic", "windows": "middle"}, "ops[0].windows: expected 'corner' or 'boxes'"),
+        ({"op": "mosaic", "grid": 3, "windows": "boxes"}, "ops[0].windows: 'boxes' needs grid = 2"),
         ({"op": "copy_paste", "mode": "random"}, "ops[0].mode: expected 'flip' or 'lsj'"),
         ({"op": "mixup", "alpha": 0}, "ops[0].alpha"),
         ({"op": "copy_paste", "fraction": 0}, "ops[0].fraction"),

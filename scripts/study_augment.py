@@ -281,6 +281,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         default="centre",
         help="the device batch mosaic's windows: central (default) or placed to cut the fewest boxes",
     )
+    ap.add_argument(
+        "--mosaic-tiles",
+        choices=["corner", "boxes"],
+        default="corner",
+        help="the builder mosaic's tiles: Ultralytics' corners (default) or slid to cut the fewest boxes",
+    )
     ap.add_argument("--rows", nargs="+", metavar="TEXT", help="detection: train only the rows whose name holds TEXT")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = ap.parse_args(argv)
@@ -289,7 +295,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     t0, c0 = time.monotonic(), time.process_time()
     if args.cuts:
         with tempfile.TemporaryDirectory() as tmp:
-            stats = cut_stats(args.work or Path(tmp), args.det_size, windows=args.mosaic_windows)
+            work = args.work or Path(tmp)
+            stats = cut_stats(work, args.det_size, windows=args.mosaic_windows, tiles=args.mosaic_tiles)
             print(cut_table(stats, args.det_size))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -307,7 +314,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
             results.append(
                 study_detect.detection(
-                    work / "det", args.quick, seeds, args.det_epochs, args.det_size, args.mosaic_windows, args.rows
+                    work / "det",
+                    args.quick,
+                    seeds,
+                    args.det_epochs,
+                    args.det_size,
+                    args.mosaic_windows,
+                    args.rows,
+                    args.mosaic_tiles,
                 )
             )
     for r in results:

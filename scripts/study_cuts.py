@@ -14,7 +14,13 @@ from study_common import digits_split, write_target
 
 
 def cut_stats(
-    work: Path, size: int = 64, n: int = 480, variants: int = 7, batch: int = 32, windows: str = "centre"
+    work: Path,
+    size: int = 64,
+    n: int = 480,
+    variants: int = 7,
+    batch: int = 32,
+    windows: str = "centre",
+    tiles: str = "corner",
 ) -> Dict[str, Any]:
     """How the detection study's mosaics cut its objects at ``size`` x ``size``: visible share and size per object.
 
@@ -35,19 +41,20 @@ def cut_stats(
     area = np.array([(x[3] - x[1]) * (x[4] - x[2]) for _, _, b in rows for x in b])
     fit, target, pool = size / sd.scaled(size)[0], write_target(work, size, "RGB"), PartnerPool(ids)
     out: Dict[str, Any] = {"originals (fit only, as val)": {"size": np.sqrt(area) * fit, "outputs": n}}
-    for name, mosaic in (("affine only (K=8, no mosaic)", False), ("builder mosaic (K=8 with mosaic)", True)):
-        aug = Augmentation({**sd.recipe(8, mosaic), "min_visibility": 0.0}, str(target), seed=0)
+    tag = " with box-aware tiles" if tiles == "boxes" else ""
+    for name, mosaic in (("affine only (K=8, no mosaic)", False), (f"builder mosaic{tag} (K=8 with mosaic)", True)):
+        aug = Augmentation({**sd.recipe(8, mosaic, tiles=tiles), "min_visibility": 0.0}, str(target), seed=0)
         vis, recs = [], []
         for v, (rel, img, lab) in ((v, r) for v in range(1, variants + 1) for r in ids):
             _, labs, params = aug.record(img, lab, source=rel, variant=v, partners=pool if mosaic else None)
             s = fit * np.prod([p["scale"] for p in params if p["on"] and p["op"] in ("mosaic", "affine")])
-            tiles = [rel] + next((p["partner_rels"] for p in params if p["op"] == "mosaic"), [])
+            shown = [rel] + next((p["partner_rels"] for p in params if p["op"] == "mosaic"), [])
             bx = labs.boxes.reshape(-1, 5)
             share = _areas(bx) / (area[bx[:, 0].astype(int)] * s * s)
             got: Dict[int, List[float]] = {}  # a source drawn twice shows its objects twice
             for b, sh in zip(bx, share):
                 got.setdefault(int(b[0]), []).append(sh)
-            vis += [min(1.0, got[i].pop() if got.get(i) else 0.0) for t in tiles for i in own[t]]
+            vis += [min(1.0, got[i].pop() if got.get(i) else 0.0) for t in shown for i in own[t]]
             recs.append((bx[share >= 0.1], dict(zip(bx[:, 0].astype(int).tolist(), share.tolist()))))
         out[name] = {"vis": vis, "size": np.sqrt(np.concatenate([_areas(r) for r, _ in recs])), "outputs": len(recs)}
         tag = " + batch mosaic" + (" (box-aware windows)" if windows == "boxes" else "")

@@ -59,13 +59,15 @@ def ultralytics() -> dict:
     return tomllib.loads((RECIPE_DIR / "ultralytics.toml").read_text())
 
 
-def recipe(k: int, mosaic: bool = False, plain: int = 1) -> dict:
+def recipe(k: int, mosaic: bool = False, plain: int = 1, tiles: str = "corner") -> dict:
     """The study's recipe with ``k`` variants (0: the originals); without ``mosaic`` its mosaic op is dropped.
 
-    With the mosaic, the last ``plain`` variants of each source are plain (``plain_variants``: close_mosaic).
+    With the mosaic, the last ``plain`` variants of each source are plain (``plain_variants``: close_mosaic);
+    ``tiles``: the mosaic op's ``windows`` (``corner``: Ultralytics'; ``boxes``: slid to cut the fewest boxes).
     """
     base = ultralytics()
     ops = [op for op in base["ops"] if mosaic or op["op"] != "mosaic"]
+    ops = [{**op, "windows": tiles} if op["op"] == "mosaic" else op for op in ops]
     return {**base, "variants": k, "include_original": k == 0, "plain_variants": plain if mosaic else 0, "ops": ops}
 
 
@@ -244,7 +246,7 @@ class DetCondition:
         return time.perf_counter() - t0
 
 
-def online_conditions(rows, target: Path, windows: str = "centre") -> List[DetCondition]:
+def online_conditions(rows, target: Path, windows: str = "centre", tiles: str = "corner") -> List[DetCondition]:
     """The two online rows: the builder's mosaic drawn fresh per epoch (Ultralytics-like), and the batch mosaic.
 
     The first renders variant ``1 + e`` of a recipe with ``epochs`` variants whose last ``close_epochs`` are
@@ -253,8 +255,12 @@ def online_conditions(rows, target: Path, windows: str = "centre") -> List[DetCo
     from edgeaug.augment import Augmentation, PartnerPool
 
     pool = PartnerPool([(rel, img, {"boxes": b}, 0) for rel, img, b in rows])
-    ultra = DetCondition("online with mosaic (Ultralytics-like), close_mosaic")
-    ultra.online = (lambda e: Augmentation(recipe(max(e, 1), True, close_epochs(e)), str(target), seed=0), rows, pool)
+    ultra = DetCondition(f"online with mosaic (Ultralytics-like){_tiles(tiles)}, close_mosaic")
+    ultra.online = (
+        lambda e: Augmentation(recipe(max(e, 1), True, close_epochs(e), tiles), str(target), seed=0),
+        rows,
+        pool,
+    )
     batch = DetCondition(f"online + batch mosaic 1.0{_tag(windows)}, close_mosaic", mosaic=True, windows=windows)
     batch.online = (lambda e: Augmentation(recipe(1), str(target), seed=0), rows, None)
     return [ultra, batch]
@@ -264,19 +270,26 @@ def _tag(windows: str) -> str:
     return " (box-aware windows)" if windows == "boxes" else ""
 
 
-def det_conditions(work: Path, data: Path, rows, target: Path, windows: str = "centre") -> List[DetCondition]:
-    """The study's rows; ``windows``: the device batch mosaic's (``centre`` or ``boxes``)."""
-    t = _tag(windows)
+def _tiles(tiles: str) -> str:
+    return " with box-aware tiles" if tiles == "boxes" else ""
+
+
+def det_conditions(
+    work: Path, data: Path, rows, target: Path, windows: str = "centre", tiles: str = "corner"
+) -> List[DetCondition]:
+    """The study's rows; ``windows``: the device batch mosaic's (``centre`` or ``boxes``); ``tiles``: the builder's."""
+    t, m = _tag(windows), _tiles(tiles)
     conds = [DetCondition("none (originals)", build_pack(work, data / "set.jsonl", "k0", recipe(0), target)[0])]
-    conds += online_conditions(rows, target, windows)
+    conds += online_conditions(rows, target, windows, tiles)
     k8 = build_pack(work, data / "set.jsonl", "k8", recipe(8), target)[0]
     conds += [
         DetCondition("offline K=8, no mosaic", k8),
         DetCondition(f"offline K=8 + online batch mosaic{t}", k8, True, windows=windows),
     ]
-    k8m = build_pack(work, data / "set.jsonl", "k8m", recipe(8, True), target)[0]
-    conds.append(DetCondition("offline K=8 with mosaic", k8m, plain=True))
-    conds.append(DetCondition(f"offline K=8 with mosaic + online batch mosaic{t}", k8m, True, True, windows))
+    name = "k8m" if tiles == "corner" else "k8m-" + tiles  # --work reuses packs by name
+    k8m = build_pack(work, data / "set.jsonl", name, recipe(8, True, tiles=tiles), target)[0]
+    conds.append(DetCondition(f"offline K=8 with mosaic{m}", k8m, plain=True))
+    conds.append(DetCondition(f"offline K=8 with mosaic{m} + online batch mosaic{t}", k8m, True, True, windows))
     return conds
 
 
@@ -291,10 +304,12 @@ def detection(
     size: int = OUT,
     windows: str = "centre",
     only: Optional[List[str]] = None,
+    tiles: str = "corner",
 ) -> Dict[str, Any]:
     """The detection table for ``size`` x ``size`` frames (scenes and digit sizes scale with it; default 64).
 
-    ``windows``: the device batch mosaic's windows; ``only``: train just the rows whose name holds one of these.
+    ``windows``: the device batch mosaic's windows; ``only``: train just the rows whose name holds one of these;
+    ``tiles``: the builder mosaic's ``windows`` option.
     """
     from edgeaug.augment import Augmentation
 
@@ -312,7 +327,7 @@ def detection(
     )
     val = make_split(None, backgrounds(VAL_BG, 2), [r[1] for r in val_d], n_val, 12, size)
     target = write_target(work, size, "RGB")
-    conds = det_conditions(work, data, rows, target, windows)
+    conds = det_conditions(work, data, rows, target, windows, tiles)
     if only:
         conds = [c for c in conds if any(o in c.name for o in only)]
     aug0 = Augmentation(recipe(0), str(target), seed=0)

@@ -1,8 +1,14 @@
 """Fixtures shared by the builder's tests."""
 
-import pytest
+from pathlib import Path
 
+import pytest
+from chunked_build import chunked_sha
+from killed_build import ARGS
+
+import edgeaug.builder.chunks as chunks
 import edgeaug.builder.workers as workers
+from edgeaug.demo import make_dataset
 
 
 @pytest.fixture
@@ -17,3 +23,21 @@ def renders(monkeypatch):
 
     monkeypatch.setattr(workers, "render_source", counting)
     return seen
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory) -> Path:
+    """The resume tests' dataset (tests/builder/test_resume_*.py; other files define their own ``data``)."""
+    return make_dataset(tmp_path_factory.mktemp("resume") / "shapes", per_class=3, seed=5)
+
+
+@pytest.fixture(scope="session")
+def baseline(data, tmp_path_factory) -> str:
+    """The uninterrupted build of ``data`` with ``killed_build.ARGS``, one source per chunk (as the kill runs do)."""
+    return chunked_sha(data, tmp_path_factory.mktemp("base") / "pack.lmdb", 1, **ARGS)
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    """One source per chunk (``chunks.CHUNK_RECORDS = 1``) for this test."""
+    monkeypatch.setattr(chunks, "CHUNK_RECORDS", 1)  # one source per chunk: many kill points

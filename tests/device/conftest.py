@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -64,3 +65,45 @@ def no_zstd(monkeypatch) -> None:
         return real(name, *args, **kw)
 
     monkeypatch.setattr(builtins, "__import__", no_zstd_import)
+
+
+@pytest.fixture(scope="session")
+def packs(tmp_path_factory, shapes_dir, tiny_target):
+    """The packs tests/device/test_untrusted_*.py damage and craft (built once for all of them).
+
+    "big": 9 KB records (overflow pages), "tiny": ~0.5 KB records (inline in leaves), and compressed twins
+    of "big" under their codec's name ("zlib", and "zstd" when zstandard is installed).
+    """
+    from edgeaug.builder.pipeline import build
+
+    d = tmp_path_factory.mktemp("untrusted")
+    big = d / "z2.lmdb"
+    build(shapes_dir, big, "rpi-zero2w", variants=1, seed=3, workers=1, val=0.25)
+    rows = []
+    for i, f in enumerate(sorted(shapes_dir.rglob("*.png"))[:6]):
+        rows.append(
+            {
+                "path": str(f.relative_to(shapes_dir)),
+                "label": f.parent.name,
+                "boxes": [[0, 10, 10, 60 + i, 50]],
+                "keypoints": [[20, 30, 1], [40, 40, 1]],
+            }
+        )
+    (shapes_dir / "tiny.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tiny = d / "tiny.lmdb"
+    build(shapes_dir / "tiny.jsonl", tiny, tiny_target, variants=2, seed=3, workers=1, val=0.3)
+    (shapes_dir / "tiny.jsonl").unlink()
+    out = {"big": big, "tiny": tiny}
+    # Compressed twins of "big" (the same records): the sweeps below damage their compressed tensors too.
+    for codec in ("zlib", "zstd") if _has_zstd() else ("zlib",):
+        out[codec] = d / f"z2-{codec}.lmdb"
+        build(shapes_dir, out[codec], "rpi-zero2w", variants=1, seed=3, workers=1, val=0.25, compress=codec)
+    return out
+
+
+def _has_zstd() -> bool:
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:
+        return False
+    return True

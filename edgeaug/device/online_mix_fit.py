@@ -34,6 +34,7 @@ import numpy as np
 from .online_mix import MixPlan  # bundle: drop
 
 MAX_CANDIDATES = 33  # window starts per axis and quadrant: exact up to 7 boxes, past them a uniform lattice
+MAX_BOXES = 128  # a record with more boxes keeps its central window: bounds the search's memory (~9 MB a batch)
 _FAR = -1e9  # padding boxes: never inside nor overlapping a window, their candidates clip to 0
 
 
@@ -101,14 +102,19 @@ def _best_window(boxes: np.ndarray, size_w: int, size_h: int, w: int, h: int) ->
 
 
 def _record_boxes(boxes: Optional[np.ndarray], row: int) -> np.ndarray:
-    """A record's ``(n, 5)`` ``[class, x0, y0, x1, y1]`` boxes as ``(m, 4)`` float64 corners, empty ones left out."""
+    """A record's ``(n, 5)`` ``[class, x0, y0, x1, y1]`` boxes as ``(m, 4)`` float64 corners.
+
+    Empty and non-finite boxes are left out; past :data:`MAX_BOXES` none are
+    kept (the record keeps its central window).
+    """
     if boxes is None:
         return np.zeros((0, 4))
     b = np.asarray(boxes, np.float64)
     if b.ndim != 2 or b.shape[1] != 5:
         raise ValueError(f"fit_windows: record {row}: boxes {b.shape} must be (n, 5)")
-    b = b[:, 1:]
-    return b[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]
+    b = b[np.isfinite(b).all(axis=1), 1:]
+    b = b[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]
+    return b if len(b) <= MAX_BOXES else np.zeros((0, 4))
 
 
 def fit_windows(plan: MixPlan, boxes: Sequence[Optional[np.ndarray]]) -> MixPlan:

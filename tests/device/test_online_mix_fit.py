@@ -209,3 +209,18 @@ def test_windows_are_the_same_on_emulated_pis(arch, tmp_path):
     proc = run_on_pi(arch, FIT_PROBE, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == json.loads(here.stdout)
+
+
+def test_crowded_or_non_finite_boxes_keep_the_search_bounded():
+    """A crafted pack's labels: past MAX_BOXES a record keeps its central window; NaN and inf boxes are ignored."""
+    from edgeaug.device.online_mix_fit import MAX_BOXES
+
+    rng = np.random.default_rng(4)
+    crowd = _boxes(rng, MAX_BOXES + 1)
+    odd = np.array([[0, np.nan, 1, 5, 5], [0, 2, 2, np.inf, 9], [0, -np.inf, 0, 3, 3]], np.float32)
+    boxes = [crowd, odd] + [None] * 6
+    plan = fit_windows(plan_mix(mix_rng(8, 0, 0), 8, H, W, mosaic=1.0), boxes)
+    for j in range(8):
+        for q, (x0, y0, x1, y1) in enumerate(plan.quadrant_rects(j)):
+            if int(plan.quads[j, q]) in (0, 1):  # both behave as records without boxes
+                assert tuple(plan.windows[j, q]) == ((W - (x1 - x0)) // 2, (H - (y1 - y0)) // 2)

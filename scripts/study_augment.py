@@ -278,8 +278,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument(
         "--mosaic-windows",
         choices=["centre", "boxes"],
-        default="centre",
-        help="the device batch mosaic's windows: central (default) or placed to cut the fewest boxes",
+        default="boxes",
+        help="the device batch mosaic's windows: placed to cut the fewest boxes (default, as Pack.batches with "
+        "labels) or central (the first runs)",
     )
     ap.add_argument(
         "--mosaic-tiles",

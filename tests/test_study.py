@@ -33,11 +33,11 @@ def test_quick_study_prints_every_condition(tmp_path, capsys):
     assert det_names == [
         "none (originals)",
         "online with mosaic (Ultralytics-like), close_mosaic",
-        "online + batch mosaic 1.0, close_mosaic",
+        "online + batch mosaic 1.0 (box-aware windows), close_mosaic",
         "offline K=8, no mosaic",
-        "offline K=8 + online batch mosaic",
+        "offline K=8 + online batch mosaic (box-aware windows)",
         "offline K=8 with mosaic",
-        "offline K=8 with mosaic + online batch mosaic",
+        "offline K=8 with mosaic + online batch mosaic (box-aware windows)",
     ]
     for name in names + det_names:
         assert f"| {name} |" in text

@@ -316,6 +316,19 @@ def test_box_aware_mosaic_windows_are_the_default_with_labels_and_equal_fit_wind
             next(p.batches(4, mosaic=1.0, with_labels=True, mosaic_windows="middle"))
 
 
+def test_box_aware_batches_do_not_depend_on_prefetch_reader_or_backend(yolo_pack):
+    """The windows come from the labels read with the batch: the same whatever reads them."""
+    from edgeaug.device.loader import Pack
+
+    ops = {"mosaic": 1.0, "mixup": 0.3, "hflip": 0.5, "shift": 3, "with_labels": True}
+    runs = []
+    for way, prefetch, backend in WAYS:
+        with Pack(str(yolo_pack), reader=way.split("-")[0], backend=backend) as p:
+            got = list(p.batches(4, epoch=2, prefetch=prefetch, **ops))
+        runs.append((b"".join(x.tobytes() for x, _, _ in got), [lab["boxes"].tolist() for *_, ls in got for lab in ls]))
+    assert all(r == runs[0] for r in runs[1:])
+
+
 def test_labels_are_read_without_reading_tensors_again(yolo_pack, monkeypatch):
     from edgeaug.device.loader import Pack
 

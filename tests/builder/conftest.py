@@ -27,7 +27,7 @@ def renders(monkeypatch):
 
 @pytest.fixture(scope="session")
 def data(tmp_path_factory) -> Path:
-    """The resume tests' dataset (tests/builder/test_resume_*.py; other files define their own ``data``)."""
+    """The dataset of the resume and interrupt tests (test_resume_*.py, test_interrupt.py; others define their own)."""
     return make_dataset(tmp_path_factory.mktemp("resume") / "shapes", per_class=3, seed=5)
 
 

@@ -20,14 +20,13 @@ import time
 from pathlib import Path
 
 import pytest
-from chunked_build import chunked_sha, sha
+from chunked_build import sha
+from killed_build import ARGS  # the build the resume tests kill; ``data`` and ``baseline`` come from conftest.py
 
 import edgeaug.builder.chunks as chunks
 from edgeaug.builder.pipeline import build
-from edgeaug.demo import make_dataset
 
 REPO = Path(__file__).resolve().parents[2]
-ARGS = dict(target="rpi-zero2w", variants=2, seed=7, workers=1, val=0.25)
 POINTS = [
     "spawn:1",  # the first worker process is set up, the pool's manager thread not started
     "spawn:2",
@@ -60,16 +59,6 @@ try:
 finally:
     print("children", len(multiprocessing.active_children()), flush=True)
 """
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("interrupt") / "shapes", per_class=3, seed=5)
-
-
-@pytest.fixture(scope="module")
-def baseline(data, tmp_path_factory) -> str:
-    return chunked_sha(data, tmp_path_factory.mktemp("base") / "pack.lmdb", 1, **ARGS)
 
 
 def _alive(pgid: int) -> list:

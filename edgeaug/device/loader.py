@@ -37,16 +37,21 @@ from .runners import bench_model  # bundle: drop
 __all__ = ["Pack", "PackError", "bench", "bench_model", "main"]
 
 
-def bench(pack: Pack, batch_size: int = 32, seconds: float = 3.0, **mix: float) -> Dict[str, float]:
+def bench(
+    pack: Pack, batch_size: int = 32, seconds: float = 3.0, mosaic_windows: Optional[str] = None, **mix: float
+) -> Dict[str, float]:
     """Shuffled-batch throughput over whole epochs for about ``seconds``.
 
     ``mix``: ``mosaic``, ``mixup``, ``cutmix`` probabilities for
     :meth:`Pack.batches`, with the labels the pack needs for them (soft
-    targets for classification, per-output labels otherwise).
+    targets for classification, per-output labels otherwise), and
+    ``mosaic_windows`` as :meth:`Pack.batches` takes it.
     """
     if len(pack) == 0:
         raise ValueError(f"split {pack.split} of {pack.path} has no records: nothing to measure")
     kw: Dict[str, Any] = dict(mix, **label_kwargs(pack.manifest)) if any(mix.values()) else {}
+    if kw and mosaic_windows is not None:
+        kw["mosaic_windows"] = mosaic_windows
     n, epoch, t0 = 0, 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         for x, *_ in pack.batches(batch_size, epoch=epoch, **kw):
@@ -96,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
             metavar="P",
             help=f"bench: online {op} with probability P (default 0; with soft labels or per-output labels)",
         )
+    ap.add_argument(
+        "--mosaic-windows",
+        choices=("centre", "boxes"),
+        help="bench: where each mosaic quadrant's window lies (default: boxes for packs with labels, else centre)",
+    )
     ap.add_argument(
         "--model",
         help="bench: also run this model on every batch: .onnx (needs onnxruntime) or .tflite "
@@ -150,11 +160,13 @@ def _verify(pack: Pack, split_only: bool) -> int:
 def _bench(pack: Pack, args: argparse.Namespace) -> int:
     mix = {"mosaic": args.mosaic, "mixup": args.mixup, "cutmix": args.cutmix}
     try:
-        r = bench(pack, args.batch, args.seconds, **mix)
+        r = bench(pack, args.batch, args.seconds, args.mosaic_windows, **mix)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     online = ", ".join(f"{k} {v:g}" for k, v in mix.items() if v)
+    if online and args.mosaic_windows:
+        online += f", {args.mosaic_windows} windows"
     print(
         f"{r['records_per_s']:.0f} records/s, {r['mb_per_s']:.1f} MB/s ({pack.split} split of {len(pack)}, "
         f"batch {args.batch}, {pack.backend_name()} backend, {pack.reader} reader, {r['epochs']} epochs"

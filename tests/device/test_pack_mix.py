@@ -386,3 +386,10 @@ def test_cli_bench_measures_mixed_batches(mix_packs, yolo_pack, capsys):
         assert f"online {op[2:]} 0.5, cutmix 1)" in out and "records/s" in out
     assert loader.main(["bench", str(yolo_pack), "--seconds", "0.05", "--mosaic", "2"]) == 2
     assert "mosaic 2.0 must be a probability" in capsys.readouterr().err
+    for windows in ("centre", "boxes"):
+        args = ["bench", str(yolo_pack), "--seconds", "0.05", "--batch", "4", "--mosaic", "1", "--mosaic-windows"]
+        assert loader.main(args + [windows]) == 0
+        assert f"online mosaic 1, {windows} windows)" in capsys.readouterr().out
+    args = ["bench", str(mix_packs[("NHWC", "uint8")]), "--seconds", "0.05", "--mosaic", "1", "--mosaic-windows"]
+    assert loader.main(args + ["boxes"]) == 2  # a classification pack has no boxes to place windows by
+    assert "needs with_labels=True" in capsys.readouterr().err

@@ -98,6 +98,21 @@ class MixPlan:
             out.append((int(self.quads[j, q]), (x0, y0, x1, y1), (sx, sy, sx + x1 - x0, sy + y1 - y0)))
         return out
 
+    def quadrant_array(self) -> np.ndarray:
+        """``(B, 4, 4)`` int64: every output's :meth:`quadrant_rects` at once."""
+        b, h, w = len(self), self.height, self.width
+        cx, cy = self.centre[:, 0].astype(np.int64), self.centre[:, 1].astype(np.int64)
+        zero, full_w, full_h = np.zeros(b, np.int64), np.full(b, w, np.int64), np.full(b, h, np.int64)
+        return np.stack(
+            [
+                np.stack([zero, zero, cx, cy], 1),
+                np.stack([cx, zero, full_w, cy], 1),
+                np.stack([zero, cy, cx, full_h], 1),
+                np.stack([cx, cy, full_w, full_h], 1),
+            ],
+            axis=1,
+        )
+
     def quadrant_rects(self, j: int) -> list:
         """Output ``j``'s four quadrants ``(x0, y0, x1, y1)``: top-left, top-right, bottom-left, bottom-right."""
         h, w = self.height, self.width
@@ -338,18 +353,8 @@ def mix_weights(plan: MixPlan) -> Tuple[np.ndarray, np.ndarray]:
     """
     b, h, w = len(plan), plan.height, plan.width
     rows = np.arange(b)
-    cx, cy = plan.centre[:, 0], plan.centre[:, 1]
-    zero, full_w, full_h = np.zeros(b, np.int64), np.full(b, w), np.full(b, h)
-    quad = np.stack(
-        [
-            np.stack([zero, zero, cx, cy], 1),
-            np.stack([cx, zero, full_w, cy], 1),
-            np.stack([zero, cy, cx, full_h], 1),
-            np.stack([cx, cy, full_w, full_h], 1),
-        ],
-        axis=1,
-    )  # (B, 4, 4)
-    whole = np.stack([zero, zero, full_w, full_h], 1)
+    quad = plan.quadrant_array()
+    whole = np.tile(np.array([0, 0, w, h], np.int64), (b, 1))
     m = plan.mosaic[:, None, None]
     regions = np.where(m, quad, np.concatenate([whole[:, None], np.zeros((b, 3, 4), np.int64)], 1))
     cut = np.where(plan.cutmix[:, None], plan.rect, 0)

@@ -61,35 +61,47 @@ def _axis_candidates(lo: np.ndarray, hi: np.ndarray, n: np.ndarray, size: np.nda
     return np.sort(np.clip(cand, 0, top), axis=1)
 
 
+def pick_windows(sx: np.ndarray, sy: np.ndarray, boxes: np.ndarray, view: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+    """``(Q, 2)`` starts ``(sx, sy)``, one per window, chosen among candidates by the module's rule.
+
+    ``sx (Q, Cx)``, ``sy (Q, Cy)``: sorted candidate starts; ``boxes (Q, m, 4)``
+    ``x0, y0, x1, y1`` (padded with :data:`_FAR`); ``view (Q, 2)`` the windows'
+    ``(width, height)``; ``anchor (Q, 2)`` the start ties go nearest to.  The
+    counts of whole and touched boxes per candidate pair are products of the
+    per-axis tables.  Integer or float positions alike (the builder's mosaic
+    tiles, :mod:`edgeaug.ops.mosaic_fit`, use floats).
+    """
+    x0, y0, x1, y1 = (boxes[:, None, :, k] for k in range(4))
+    ex, ey = sx[:, :, None], sy[:, :, None]
+    qw, qh = view[:, 0, None, None], view[:, 1, None, None]
+    m = boxes.shape[1]
+    in_x = (ex <= x0) & (ex + qw >= x1)  # (Q, Cx, m): the box within the span
+    ov_x = (ex < x1) & (ex + qw > x0)  # overlapping it
+    in_y = (ey <= y0) & (ey + qh >= y1)
+    ov_y = (ey < y1) & (ey + qh > y0)
+    # One product gives (m + 1) * touched - (m + 2) * whole per (sy, sx): cut first, then whole, as the rule
+    # orders them (touched = cut + whole).  Small integers: exact in float64 whatever the summation order.
+    left = np.concatenate([ov_y * float(m + 1), in_y * -float(m + 2)], axis=2)
+    right = np.concatenate([ov_x, in_x], axis=2).astype(np.float64).transpose(0, 2, 1)
+    dist = np.abs(sy - anchor[:, 1, None])[:, :, None] + np.abs(sx - anchor[:, 0, None])[:, None, :]
+    key = np.matmul(left, right)
+    key *= float(dist.max()) + 1.0  # above every distance: the counts decide first
+    key += dist
+    flat = key.reshape(len(key), -1).argmin(axis=1)  # the first minimum: lowest sy, then sx
+    q = np.arange(len(key))
+    return np.stack([sx[q, flat % sx.shape[1]], sy[q, flat // sx.shape[1]]], axis=1)
+
+
 def _best_windows(boxes: np.ndarray, n: np.ndarray, sizes: np.ndarray, w: int, h: int) -> np.ndarray:
     """``(Q, 2)`` window corners ``(sx, sy)`` by the module's rule, all quadrants at once.
 
     ``boxes (Q, m, 4)`` ``x0, y0, x1, y1`` per quadrant's record (padded with
     :data:`_FAR`), ``n (Q,)`` real counts, ``sizes (Q, 2)`` the windows'
-    ``(width, height)``.  The counts of whole and touched boxes per candidate
-    pair are products of the per-axis tables.
+    ``(width, height)``; ties go nearest the central window.
     """
-    x0, y0, x1, y1 = (boxes[:, :, k] for k in range(4))
-    qw, qh = sizes[:, 0], sizes[:, 1]
-    sx = _axis_candidates(x0, x1, n, qw, w)  # (Q, Cx)
-    sy = _axis_candidates(y0, y1, n, qh, h)  # (Q, Cy)
-    ex, ey = sx[:, :, None], sy[:, :, None]
-    m = boxes.shape[1]
-    in_x = (ex <= x0[:, None]) & (ex + qw[:, None, None] >= x1[:, None])  # (Q, Cx, m): the box within the span
-    ov_x = (ex < x1[:, None]) & (ex + qw[:, None, None] > x0[:, None])  # overlapping it
-    in_y = (ey <= y0[:, None]) & (ey + qh[:, None, None] >= y1[:, None])
-    ov_y = (ey < y1[:, None]) & (ey + qh[:, None, None] > y0[:, None])
-    # One product gives (m + 1) * touched - (m + 2) * whole per (sy, sx): cut first, then whole, as the rule
-    # orders them (touched = cut + whole).  Small integers: exact in float64 whatever the summation order.
-    left = np.concatenate([ov_y * float(m + 1), in_y * -float(m + 2)], axis=2)
-    right = np.concatenate([ov_x, in_x], axis=2).astype(np.float64).transpose(0, 2, 1)
-    dist = np.abs(sy - ((h - qh) // 2)[:, None])[:, :, None] + np.abs(sx - ((w - qw) // 2)[:, None])[:, None, :]
-    key = np.matmul(left, right)
-    key *= w + h + 1
-    key += dist
-    flat = key.reshape(len(key), -1).argmin(axis=1)  # the first minimum: lowest sy, then sx
-    q = np.arange(len(key))
-    return np.stack([sx[q, flat % sx.shape[1]], sy[q, flat // sx.shape[1]]], axis=1)
+    sx = _axis_candidates(boxes[:, :, 0], boxes[:, :, 2], n, sizes[:, 0], w)  # (Q, Cx)
+    sy = _axis_candidates(boxes[:, :, 1], boxes[:, :, 3], n, sizes[:, 1], h)  # (Q, Cy)
+    return pick_windows(sx, sy, boxes, sizes, (np.array([w, h]) - sizes) // 2)
 
 
 def _best_window(boxes: np.ndarray, size_w: int, size_h: int, w: int, h: int) -> Tuple[int, int]:
@@ -127,9 +139,9 @@ def fit_windows(plan: MixPlan, boxes: Sequence[Optional[np.ndarray]]) -> MixPlan
         raise ValueError(f"fit_windows: boxes of {len(boxes)} records for a plan of {len(plan)} outputs")
     corners = [_record_boxes(b, r) for r, b in enumerate(boxes)]
     h, w = plan.height, plan.width
-    cx, cy = plan.centre[:, 0], plan.centre[:, 1]
-    sizes = np.stack([np.stack([cx, w - cx, cx, w - cx], 1), np.stack([cy, cy, h - cy, h - cy], 1)], 2)  # (B, 4, 2)
-    windows = np.stack([(w - sizes[..., 0]) // 2, (h - sizes[..., 1]) // 2], 2)
+    quads = plan.quadrant_array()
+    sizes = quads[..., 2:] - quads[..., :2]  # (B, 4, 2) widths and heights
+    windows = (np.array([w, h]) - sizes) // 2  # the central ones
     rows = np.flatnonzero(plan.mosaic)
     if len(rows):
         counts = np.array([len(c) for c in corners], np.int64)

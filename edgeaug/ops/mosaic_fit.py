@@ -9,9 +9,9 @@ order: cuts the fewest boxes (a box is cut when the window overlaps it without
 holding all of it); holds the most boxes whole; lies nearest Ultralytics'
 corner (the same output when there is nothing to gain); has the lowest
 ``y``, then ``x``.  A pure function of the tile's boxes and the geometry: no
-draw.  The device's batch mosaic does the same on integer pixels
-(:mod:`edgeaug.device.online_mix_fit`); here positions are continuous, as
-the tile's warp is.
+draw.  The device's batch mosaic does the same on integer pixels, and the two
+share the choice itself (:func:`edgeaug.device.online_mix_fit.pick_windows`);
+here positions are continuous, as the tile's warp is.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from __future__ import annotations
 from typing import Tuple
 
 import numpy as np
+
+from edgeaug.device.online_mix_fit import pick_windows
 
 LATTICE = 65  # starts per axis searched when a tile has more than 15 boxes (4 per box + 3 otherwise)
 
@@ -40,26 +42,17 @@ def best_window(
     ``boxes (n, 4)``: ``x0, y0, x1, y1`` in tile pixels.  An axis where the
     view is larger than the tile has no choice: it keeps ``default``.
     """
-    out = []
+    starts = []
     for k in (0, 1):
         free = tile[k] - view[k]
         fixed = free <= 0 or not len(boxes)
-        out.append(None if fixed else _starts(boxes[:, k], boxes[:, k + 2], view[k], free, default[k]))
-    if out[0] is None and out[1] is None:
-        return float(default[0]), float(default[1])
-    sx = out[0] if out[0] is not None else np.array([float(default[0])])
-    sy = out[1] if out[1] is not None else np.array([float(default[1])])
-    x0, y0, x1, y1 = (boxes[:, k] for k in range(4))
-    # (candidates, boxes) per axis: inside the window's span, and overlapping it.
-    in_x = (sx[:, None] <= x0) & (sx[:, None] + view[0] >= x1)
-    in_y = (sy[:, None] <= y0) & (sy[:, None] + view[1] >= y1)
-    ov_x = (sx[:, None] < x1) & (sx[:, None] + view[0] > x0)
-    ov_y = (sy[:, None] < y1) & (sy[:, None] + view[1] > y0)
-    whole = in_y.astype(np.float64) @ in_x.T.astype(np.float64)  # (len(sy), len(sx)) counts
-    cut = ov_y.astype(np.float64) @ ov_x.T.astype(np.float64) - whole
-    dist = np.abs(sy - default[1])[:, None] + np.abs(sx - default[0])[None, :]
-    # Lexicographic (cut, -whole, dist): counts are small integers, dist < tile width + height.
-    span = float(tile[0] + tile[1]) + 1.0
-    key = (cut * (len(boxes) + 1) - whole) * span + dist
-    iy, ix = np.unravel_index(int(np.argmin(key)), key.shape)
-    return float(sx[ix]), float(sy[iy])
+        starts.append(
+            np.array([float(default[k])]) if fixed else _starts(boxes[:, k], boxes[:, k + 2], view[k], free, default[k])
+        )
+    if len(starts[0]) == len(starts[1]) == 1:
+        return float(starts[0][0]), float(starts[1][0])
+    b = np.asarray(boxes, np.float64)[None]
+    sx, sy = pick_windows(
+        starts[0][None], starts[1][None], b, np.array([view], np.float64), np.array([default], np.float64)
+    )[0]
+    return float(sx), float(sy)

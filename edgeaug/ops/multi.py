@@ -160,9 +160,10 @@ class Mosaic(MultiOp):
         s = params["scale"]
         return translate(w / 2 + params["tx"] * w, h / 2 + params["ty"] * h) @ scale(s, s) @ translate(-c[0], -c[1])
 
-    def tile(self, i: int, size: Tuple[int, int], params: Dict[str, Any], out: Size, shift=(0.0, 0.0)):
-        """Tile ``i``'s source-to-canvas matrix and its canvas region (x0, y0, x1, y1), slid by ``shift``."""
-        r, tw, th, ox, oy, quad = self._layout(i, size, params, out)
+    @staticmethod
+    def tile(layout, shift=(0.0, 0.0)):
+        """A tile's source-to-canvas matrix and canvas region (x0, y0, x1, y1): its :meth:`_layout`, slid."""
+        r, tw, th, ox, oy, quad = layout
         ox, oy = ox + shift[0], oy + shift[1]
         placed = (ox, oy, ox + tw, oy + th)
         region = (max(quad[0], placed[0]), max(quad[1], placed[1]), min(quad[2], placed[2]), min(quad[3], placed[3]))
@@ -185,11 +186,11 @@ class Mosaic(MultiOp):
             quad = (cx, cy, cx + w, cy + h)
         return r, tw, th, ox, oy, quad
 
-    def _shift(self, i: int, image: np.ndarray, lab: InstanceLabels, params, out: Size, view) -> Tuple[float, float]:
-        """How far ``windows = "boxes"`` slides tile ``i`` from Ultralytics' corner (0, 0 otherwise)."""
+    def _shift(self, layout, lab: InstanceLabels, view) -> Tuple[float, float]:
+        """How far ``windows = "boxes"`` slides a tile (its :meth:`_layout`) from Ultralytics' corner, else 0, 0."""
         if self.options["windows"] != "boxes" or not len(lab.boxes):
             return 0.0, 0.0
-        r, tw, th, ox, oy, quad = self._layout(i, image.shape[1::-1], params, out)
+        r, tw, th, ox, oy, quad = layout
         v = (max(quad[0], view[0]), max(quad[1], view[1]), min(quad[2], view[2]), min(quad[3], view[3]))
         if v[2] <= v[0] or v[3] <= v[1]:  # the output shows none of this quadrant
             return 0.0, 0.0
@@ -204,8 +205,8 @@ class Mosaic(MultiOp):
         inv = np.linalg.inv(m)  # scale and translate: the output frame is an upright rectangle of the canvas
         view = (*(inv @ [0.0, 0.0, 1.0])[:2], *(inv @ [out_size[0], out_size[1], 1.0])[:2])
         for i, (img, lab) in enumerate(zip(images[: self.partners + 1], labels_list)):
-            shift = self._shift(i, img, lab, params, out_size, view)
-            p, region = self.tile(i, img.shape[1::-1], params, out_size, shift)
+            layout = self._layout(i, img.shape[1::-1], params, out_size)
+            p, region = self.tile(layout, self._shift(layout, lab, view))
             a = m @ p
             rect = pixel_rect(apply_rect(m, region), out_size)
             warp_into(out, img, a, rect, fill, linear=True)
